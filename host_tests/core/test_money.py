@@ -1,0 +1,118 @@
+"""pos.money: minor units in and out, and the right-filling amount entry."""
+
+from expect import raises
+from pos.money import (
+    MAX_AMOUNT_MINOR,
+    AmountEntry,
+    MoneyError,
+    check_amount,
+    currency,
+    currency_code,
+    format_minor,
+    parse_minor,
+)
+
+
+def test_format_two_decimals():
+    assert format_minor(1234) == "12.34"
+    assert format_minor(5) == "0.05"
+    assert format_minor(0) == "0.00"
+    assert format_minor(100) == "1.00"
+
+
+def test_format_other_exponents():
+    assert format_minor(1234, 0) == "1234"
+    assert format_minor(1234, 3) == "1.234"
+    assert format_minor(7, 3) == "0.007"
+
+
+def test_format_negative():
+    assert format_minor(-150) == "-1.50"
+    raises(MoneyError, format_minor, -1, 2, False)
+
+
+def test_format_refuses_float():
+    raises(MoneyError, format_minor, 12.34)
+
+
+def test_parse_round_trips():
+    for amount in (0, 1, 9, 10, 99, 100, 1234, 100000, MAX_AMOUNT_MINOR):
+        assert parse_minor(format_minor(amount)) == amount
+
+
+def test_parse_short_forms():
+    assert parse_minor("12") == 1200
+    assert parse_minor("12.3") == 1230
+    assert parse_minor(" 0.05 ") == 5
+    assert parse_minor("007.50") == 750
+    assert parse_minor("5", 0) == 5
+    assert parse_minor("1.5", 3) == 1500
+
+
+def test_parse_refuses_bad_input():
+    for bad in ("", " ", ".", "1.", ".5", "1,5", "1.2.3", "-1", "+1", "1e3", "12.345", "abc"):
+        raises(MoneyError, parse_minor, bad)
+    raises(MoneyError, parse_minor, "1.5", 0)
+    raises(MoneyError, parse_minor, 12)
+
+
+def test_parse_refuses_overflow_without_big_ints():
+    assert parse_minor("9999999.99") == MAX_AMOUNT_MINOR
+    raises(MoneyError, parse_minor, "10000000.00")
+    raises(MoneyError, parse_minor, "9" * 400)
+
+
+def test_check_amount_bounds():
+    assert check_amount(0) == 0
+    assert check_amount(MAX_AMOUNT_MINOR) == MAX_AMOUNT_MINOR
+    raises(MoneyError, check_amount, -1)
+    raises(MoneyError, check_amount, MAX_AMOUNT_MINOR + 1)
+    raises(MoneyError, check_amount, 1.0)
+    raises(MoneyError, check_amount, True)
+
+
+def test_currency_lookup():
+    assert currency("EUR") == (978, 2)
+    assert currency("JPY") == (392, 0)
+    assert currency_code(414) == "KWD"
+    raises(MoneyError, currency, "XXX")
+    raises(MoneyError, currency_code, 999)
+
+
+def test_entry_fills_from_the_right():
+    entry = AmountEntry()
+    for digit in (1, 2, 3, 4):
+        entry.push_digit(digit)
+    assert entry.amount_minor == 1234
+    assert format_minor(entry.amount_minor) == "12.34"
+
+
+def test_entry_backspace_and_leading_zeros():
+    entry = AmountEntry()
+    entry.push_digit(0)
+    entry.push_digit(0)
+    assert entry.amount_minor == 0 and entry.digit_count == 0
+    entry.push_digit(5)
+    entry.push_digit(0)
+    assert entry.amount_minor == 50
+    assert entry.backspace()
+    assert entry.amount_minor == 5
+    assert entry.backspace()
+    assert not entry.backspace()
+    assert entry.amount_minor == 0
+
+
+def test_entry_stops_at_max_digits():
+    entry = AmountEntry(max_digits=4)
+    for digit in (9, 9, 9, 9):
+        assert entry.push_digit(digit)
+    assert not entry.push_digit(9)
+    assert entry.amount_minor == 9999
+
+
+def test_entry_never_passes_the_maximum():
+    entry = AmountEntry(max_digits=12)
+    for _ in range(12):
+        entry.push_digit(9)
+    assert entry.amount_minor == MAX_AMOUNT_MINOR
+    raises(MoneyError, entry.push_digit, 10)

@@ -1,0 +1,22 @@
+"""The pin map of the reference OneTill board (ESP32-WROOM-32): every GPIO number lives here."""
+
+from micropython import const
+
+# 4x4 matrix keypad: rows are driven low one at a time, columns read with pull-ups.
+KEYPAD_ROWS = (const(13), const(12), const(14), const(27))
+KEYPAD_COLS = (const(26), const(25), const(33), const(32))
+
+# I2C bus shared by the SSD1306 display and the optional PCF8574 LCD backpack.
+I2C_ID = const(0)
+I2C_SDA = const(21)
+I2C_SCL = const(22)
+I2C_FREQ_HZ = const(400_000)
+
+# ESC/POS thermal printer on UART2.
+PRINTER_UART_ID = const(2)
+PRINTER_TX = const(17)
+PRINTER_RX = const(16)
+PRINTER_BAUD = const(9600)
+
+BUZZER = const(4)
+STATUS_LED = const(2)

@@ -1,0 +1,1 @@
+"""OneTill core: runs unchanged on CPython 3.11, the MicroPython unix port and the ESP32."""

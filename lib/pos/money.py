@@ -1,0 +1,176 @@
+"""Money as integer minor units: parse, format and key in amounts without ever using floats."""
+
+from pos.compat import const
+
+# The largest amount the terminal handles, in minor units. It stays inside MicroPython's
+# small-int range (2**30 - 1 on 32-bit ports), so arithmetic on it never allocates.
+MAX_AMOUNT_MINOR = const(999_999_999)
+
+# ISO 4217 alphabetic code -> (numeric code, minor-unit exponent).
+# Only currencies a deployment is likely to configure; add rows as needed.
+CURRENCIES = {
+    "EUR": (978, 2),
+    "USD": (840, 2),
+    "GBP": (826, 2),
+    "CHF": (756, 2),
+    "SGD": (702, 2),
+    "HKD": (344, 2),
+    "CNY": (156, 2),
+    "AUD": (36, 2),
+    "NZD": (554, 2),
+    "CAD": (124, 2),
+    "SEK": (752, 2),
+    "NOK": (578, 2),
+    "DKK": (208, 2),
+    "PLN": (985, 2),
+    "CZK": (203, 2),
+    "HUF": (348, 2),
+    "INR": (356, 2),
+    "MYR": (458, 2),
+    "THB": (764, 2),
+    "ZAR": (710, 2),
+    "JPY": (392, 0),
+    "KRW": (410, 0),
+    "VND": (704, 0),
+    "ISK": (352, 0),
+    "KWD": (414, 3),
+    "BHD": (48, 3),
+    "JOD": (400, 3),
+    "OMR": (512, 3),
+    "TND": (788, 3),
+}
+
+
+class MoneyError(ValueError):
+    """An amount or currency that the terminal refuses; the message is fit for a screen."""
+
+
+def currency(code):
+    """Return (numeric code, exponent) for an ISO 4217 alphabetic code."""
+    entry = CURRENCIES.get(code)
+    if entry is None:
+        raise MoneyError("unknown currency " + str(code))
+    return entry
+
+
+def currency_code(numeric):
+    """Return the alphabetic code for an ISO 4217 numeric code."""
+    for code, entry in CURRENCIES.items():
+        if entry[0] == numeric:
+            return code
+    raise MoneyError("unknown currency " + str(numeric))
+
+
+def check_amount(amount_minor):
+    """Raise MoneyError unless amount_minor is an int in 0..MAX_AMOUNT_MINOR."""
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+        raise MoneyError("amount must be an integer")
+    if amount_minor < 0:
+        raise MoneyError("amount below zero")
+    if amount_minor > MAX_AMOUNT_MINOR:
+        raise MoneyError("amount too large")
+    return amount_minor
+
+
+def format_minor(amount_minor, exponent=2, sign=True):
+    """Format minor units as text: 1234 -> '12.34', 5 -> '0.05', -150 -> '-1.50'.
+
+    Negative amounts are allowed here (refund totals, net figures) with sign=True.
+    """
+    if not isinstance(amount_minor, int):
+        raise MoneyError("amount must be an integer")
+    negative = amount_minor < 0
+    if negative and not sign:
+        raise MoneyError("amount below zero")
+    digits = str(-amount_minor if negative else amount_minor)
+    if exponent > 0:
+        if len(digits) <= exponent:
+            digits = "0" * (exponent + 1 - len(digits)) + digits
+        digits = digits[:-exponent] + "." + digits[-exponent:]
+    return "-" + digits if negative else digits
+
+
+def parse_minor(text, exponent=2):
+    """Parse '12.34' (or '12', '12.3', '0.05') into minor units, refusing anything ambiguous.
+
+    No thousands separators, no sign, no exponent notation, no more decimals than the
+    currency has: a cashier or a config file gets a clear error rather than a guess.
+    """
+    if not isinstance(text, str):
+        raise MoneyError("amount must be text")
+    text = text.strip()
+    if not text:
+        raise MoneyError("amount is empty")
+    dot = text.find(".")
+    if dot < 0:
+        whole, fraction = text, ""
+    else:
+        whole, fraction = text[:dot], text[dot + 1 :]
+        if not fraction:
+            raise MoneyError("no digits after the point")
+    if not whole:
+        raise MoneyError("no digits before the point")
+    if not _all_digits(whole) or (fraction and not _all_digits(fraction)):
+        raise MoneyError("not an amount: " + text)
+    if len(fraction) > exponent:
+        raise MoneyError("too many decimals")
+    # Check the length before int() so a very long string never builds a big integer.
+    whole = _strip_zeros(whole)
+    if len(whole) + exponent > 9:
+        raise MoneyError("amount too large")
+    amount = int(whole + fraction + "0" * (exponent - len(fraction)))
+    return check_amount(amount)
+
+
+def _all_digits(text):
+    for ch in text:
+        if ch < "0" or ch > "9":
+            return False
+    return True
+
+
+def _strip_zeros(text):
+    start = 0
+    while start < len(text) - 1 and text[start] == "0":
+        start += 1
+    return text[start:]
+
+
+class AmountEntry:
+    """The amount the cashier keys in: digits fill from the right, so 1 2 3 4 shows 12.34.
+
+    Holds an int and never allocates on a keystroke; max_digits stops input before the
+    amount could pass MAX_AMOUNT_MINOR.
+    """
+
+    def __init__(self, max_digits=9):
+        self.max_digits = max_digits
+        self.amount_minor = 0
+        self.digit_count = 0
+
+    def clear(self):
+        self.amount_minor = 0
+        self.digit_count = 0
+
+    def push_digit(self, digit):
+        """Append a digit; return False (and change nothing) when the entry is full."""
+        if digit < 0 or digit > 9:
+            raise MoneyError("not a digit")
+        if self.digit_count == 0 and digit == 0:
+            return True  # leading zeros change nothing
+        if self.digit_count >= self.max_digits:
+            return False
+        amount = self.amount_minor * 10 + digit
+        if amount > MAX_AMOUNT_MINOR:
+            return False
+        self.amount_minor = amount
+        self.digit_count += 1
+        return True
+
+    def backspace(self):
+        """Delete the last digit; return False when there was none."""
+        if self.digit_count == 0:
+            return False
+        self.amount_minor //= 10
+        self.digit_count -= 1
+        return True

@@ -1,0 +1,180 @@
+"""The stages of tools/test, run in order; stops at the first failure.
+
+Each stage prints its own output, then the run ends with one line per stage that ran:
+`summary: <stage> <ok|FAIL> <figure>`.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tools.host import mpybuild
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+HEAP = "96k"
+CORE_TESTS = os.path.join(ROOT, "host_tests", "core")
+MPY_TIMEOUT_S = 600
+
+
+class StageError(Exception):
+    """A stage that ran and failed; its message is the summary figure."""
+
+
+def _run(args, **kwargs):
+    return subprocess.run(args, cwd=ROOT, text=True, capture_output=True, **kwargs)
+
+
+def _show(result):
+    sys.stdout.write(result.stdout)
+    sys.stdout.write(result.stderr)
+    sys.stdout.flush()
+
+
+def stage_lint():
+    check = _run([os.path.join(BIN, "ruff"), "check", "."])
+    _show(check)
+    fmt = _run([os.path.join(BIN, "ruff"), "format", "--check", "."])
+    _show(fmt)
+    found = re.search(r"Found (\d+) error", check.stdout)
+    errors = int(found.group(1)) if found else 0
+    unformatted = len(re.findall(r"^Would reformat", fmt.stdout, re.M))
+    figure = "%d issues %d unformatted" % (errors, unformatted)
+    if check.returncode or fmt.returncode:
+        raise StageError(figure)
+    files = re.search(r"(\d+) files? already formatted", fmt.stdout)
+    return "%s files checked" % (files.group(1) if files else "?")
+
+
+def stage_cpython():
+    result = _run([os.path.join(BIN, "python"), "-m", "pytest", "-q", "host_tests"])
+    _show(result)
+    passed = re.search(r"(\d+) passed", result.stdout)
+    failed = re.search(r"(\d+) (failed|errors?)", result.stdout)
+    figure = "%s passed" % (passed.group(1) if passed else 0)
+    if result.returncode:
+        raise StageError("%s %s failed" % (figure, failed.group(1) if failed else "?"))
+    if not passed:
+        raise StageError("no tests")
+    return figure
+
+
+def core_test_modules():
+    return sorted(
+        name[:-3]
+        for name in os.listdir(CORE_TESTS)
+        if name.startswith("test_") and name.endswith(".py")
+    )
+
+
+def _run_on_micropython(module, env):
+    args = [
+        os.path.join(BIN, "micropython"),
+        "-X",
+        "heapsize=" + HEAP,
+        os.path.join(ROOT, "tools", "host", "mpy_runner.py"),
+        module,
+    ]
+    try:
+        return module, subprocess.run(
+            args, cwd=ROOT, env=env, text=True, capture_output=True, timeout=MPY_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        return module, subprocess.CompletedProcess(
+            args, 124, (exc.stdout or b"").decode(), "timed out after %d s\n" % MPY_TIMEOUT_S
+        )
+
+
+def stage_micropython():
+    out_dir = mpybuild.build_for_unix_port()
+    env = dict(os.environ)
+    # MICROPYPATH replaces the whole path: keep .frozen (asyncio) and list only compiled
+    # folders, so every core module comes from its .mpy file, never from source.
+    env["MICROPYPATH"] = ":".join(
+        [".frozen"] + [os.path.join(out_dir, part) for part in mpybuild.UNIX_PORT_PATH]
+    )
+    passed = failed = 0
+    modules = core_test_modules()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for module, result in pool.map(lambda m: _run_on_micropython(m, env), modules):
+            print("== micropython", module)
+            _show(result)
+            counts = re.search(r"^(\d+) passed, (\d+) failed$", result.stdout, re.M)
+            if counts:
+                passed += int(counts.group(1))
+                failed += int(counts.group(2))
+            if result.returncode or not counts:
+                failed += 0 if counts and int(counts.group(2)) else 1
+    if failed:
+        raise StageError("%d passed %d failed heap=%s" % (passed, failed, HEAP))
+    if not passed:
+        raise StageError("no tests")
+    return "%d passed heap=%s" % (passed, HEAP)
+
+
+def stage_types():
+    result = _run([os.path.join(BIN, "mypy")])
+    _show(result)
+    found = re.search(r"Found (\d+) errors?", result.stdout)
+    errors = int(found.group(1)) if found else 0
+    if result.returncode:
+        raise StageError("%d errors" % max(errors, 1))
+    checked = re.search(r"in (\d+) source files?", result.stdout)
+    return "0 errors %s files" % (checked.group(1) if checked else "?")
+
+
+def stage_bundle():
+    files = mpybuild.build_bundle()
+    total = 0
+    for path, size in files:
+        print("%7d  %s" % (size, path))
+        total += size
+    if not files:
+        raise StageError("no files")
+    return "%d files %d bytes" % (len(files), total)
+
+
+STAGES = (
+    ("lint", stage_lint),
+    ("cpython", stage_cpython),
+    ("micropython", stage_micropython),
+    ("types", stage_types),
+    ("bundle", stage_bundle),
+)
+
+
+def main(argv):
+    wanted = argv or [name for name, _ in STAGES]
+    unknown = [name for name in wanted if name not in dict(STAGES)]
+    if unknown:
+        print("unknown stage(s): %s; stages: %s" % (unknown, " ".join(n for n, _ in STAGES)))
+        return 2
+    summary = []
+    status = 0
+    started = time.monotonic()
+    for name, stage in STAGES:
+        if name not in wanted:
+            continue
+        print("\n### %s" % name, flush=True)
+        try:
+            summary.append("summary: %s ok %s" % (name, stage()))
+        except StageError as exc:
+            summary.append("summary: %s FAIL %s" % (name, exc))
+            status = 1
+            break
+        except mpybuild.BuildError as exc:
+            print(exc)
+            summary.append("summary: %s FAIL build error" % name)
+            status = 1
+            break
+    print("\ntools/test took %.0f s" % (time.monotonic() - started))
+    for line in summary:
+        print(line)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

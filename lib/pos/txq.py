@@ -1,0 +1,413 @@
+"""The transaction queue: sealed records in a raw flash ring that survives any power cut.
+
+Layout. The partition is a ring of 4096-byte sectors, used in ring order. Each sector in use
+starts with a 20-byte header, then frames back to back; erased bytes (0xFF) end a sector.
+
+    header  <HBBIIII>  magic 0x544F ("OT"), format version, flags (0), sector sequence number,
+                       ack watermark and highest record counter when the sector was opened,
+                       CRC-32 of the 16 bytes before it
+    record  [length 1..127][body][CRC-32 LE]   body = 4-byte big-endian DUKPT counter + sealed
+    ack     [0x84][watermark BE 4][CRC-32 LE]  every record with counter <= watermark is acked
+
+The CRC covers the length byte and the body and is programmed last, in its own operation.
+Nothing is overwritten in place: bits are only cleared, except by whole-sector erases.
+
+Recovery trusts no stored pointer: it reads every header, takes the sector with the highest
+sequence number as the head and walks back while the sequence numbers run on; those sectors
+are the log. In each, the first erased byte or bad CRC ends that sector's frames. Sectors
+outside the log (erased, torn, killed, from an older cycle) are erased before they are used.
+
+Acked sectors are reclaimed whole, oldest first: the header is zeroed ("killed", so a torn
+erase cannot bring it back) and the sector erased. New sales may not take the last free
+sector; it stays spare so that an ack can always be written.
+"""
+
+import struct
+
+from pos.compat import const, crc32
+
+SECTOR_SIZE = const(4096)
+HEADER_SIZE = const(20)
+FORMAT_VERSION = const(1)
+MAX_BODY = const(127)
+FRAME_OVERHEAD = const(5)  # length byte + CRC-32
+SPARE_SECTORS = const(1)
+
+_MAGIC = const(0x544F)
+_HEADER_FORMAT = "<HBBIIII"
+_ACK_LENGTH = const(0x84)  # the ack frame's length byte: high bit set, 4-byte body
+_ACK_FRAME_SIZE = const(9)
+_ERASED = const(0xFF)
+
+
+class QueueError(Exception):
+    """The queue refused an operation; the message is fit for the cashier or the operator."""
+
+
+class QueueFull(QueueError):
+    """No room for another record until the back end acknowledges what is queued."""
+
+
+class TxQueue:
+    """The queue over a block device with readblocks/writeblocks(n, buf, off)/ioctl 4, 5, 6."""
+
+    def __init__(self, bdev):
+        self._bdev = bdev
+        self.sector_count = bdev.ioctl(4, 0)
+        if bdev.ioctl(5, 0) != SECTOR_SIZE:
+            raise QueueError("txq partition must have 4096-byte blocks")
+        if self.sector_count < 2 + SPARE_SECTORS:
+            raise QueueError("txq partition too small")
+        n = self.sector_count
+        # Per-sector facts of the sectors in the log, indexed by physical sector.
+        self._seq = [0] * n
+        self._first_counter = [0] * n
+        self._last_counter = [0] * n
+        self._records = [0] * n
+        self._sector = bytearray(SECTOR_SIZE)
+        self._frame = bytearray(MAX_BODY + FRAME_OVERHEAD)
+        self._check = bytearray(MAX_BODY + FRAME_OVERHEAD)
+        self._header = bytearray(HEADER_SIZE)
+        self.recover()
+
+    # --- recovery ------------------------------------------------------------------------
+
+    def recover(self):
+        """Rebuild every fact about the queue from the flash alone."""
+        n = self.sector_count
+        self.tail = -1  # oldest sector of the log, -1 when the log is empty
+        self.head = -1  # sector being written
+        self.head_offset = 0
+        self.head_closed = False  # a torn write ended the head sector: open a new one
+        self.ack_watermark = 0
+        self.last_counter = 0
+        self.sector_in_use = 0
+        self.refused = None  # set when the flash holds a format this firmware cannot handle
+        # What recovery found, for the status screen and the fault log.
+        self.found_records = 0
+        self.found_acks = 0
+        self.found_corrupt = 0
+        self.found_stale_sectors = 0
+        self.found_unknown_sectors = 0
+
+        valid = [False] * n
+        head_seq = -1
+        for sector in range(n):
+            state = self._read_header(sector)
+            if state == 1:
+                valid[sector] = True
+                if self._seq[sector] > head_seq or head_seq < 0:
+                    head_seq = self._seq[sector]
+                    self.head = sector
+            elif state == 2:
+                self.found_unknown_sectors += 1
+        if self.found_unknown_sectors:
+            self.refused = "queue holds records of a newer format: update the firmware"
+        if self.head < 0:
+            return
+        # Walk back from the head while the sequence numbers run on without a gap.
+        self.tail = self.head
+        count = 1
+        while count < n:
+            before = (self.tail - 1) % n
+            if not valid[before] or self._seq[before] != (self._seq[self.tail] - 1) & 0xFFFFFFFF:
+                break
+            self.tail = before
+            count += 1
+        self.sector_in_use = count
+        for sector in range(n):
+            if valid[sector] and not self._in_log(sector):
+                self.found_stale_sectors += 1
+        sector = self.tail
+        for _ in range(count):
+            self._scan_sector(sector)
+            sector = (sector + 1) % n
+
+    def _read_header(self, sector):
+        """Load one header: 1 valid, 2 ours but an unknown version, 0 anything else."""
+        header = self._header
+        self._bdev.readblocks(sector, header, 0)
+        magic, version, _, seq, watermark, last, crc = struct.unpack(_HEADER_FORMAT, header)
+        if magic != _MAGIC or crc != crc32(memoryview(header)[:16]):
+            return 0
+        if version != FORMAT_VERSION:
+            return 2
+        self._seq[sector] = seq
+        if watermark > self.ack_watermark:
+            self.ack_watermark = watermark
+        if last > self.last_counter:
+            self.last_counter = last
+        return 1
+
+    def _scan_sector(self, sector):
+        buf = self._sector
+        self._bdev.readblocks(sector, buf, 0)
+        offset = HEADER_SIZE
+        first = last = records = 0
+        while offset < SECTOR_SIZE:
+            size = self._frame_at(buf, offset)
+            if size <= 0:
+                break
+            if buf[offset] == _ACK_LENGTH:
+                self.found_acks += 1
+                watermark = _counter_at(buf, offset + 1)
+                if watermark > self.ack_watermark:
+                    self.ack_watermark = watermark
+            else:
+                counter = _counter_at(buf, offset + 1)
+                if not first:
+                    first = counter
+                last = counter
+                records += 1
+                self.found_records += 1
+                if counter > self.last_counter:
+                    self.last_counter = counter
+            offset += size
+        self._first_counter[sector] = first
+        self._last_counter[sector] = last
+        self._records[sector] = records
+        if sector == self.head:
+            self.head_offset = offset
+            # Anything but erased bytes after the last good frame is a torn write: the
+            # head sector takes no more frames (its bits cannot be set again).
+            if size < 0 or not _erased(buf, offset):
+                self.head_closed = True
+                self.found_corrupt += 1
+        elif size < 0:
+            self.found_corrupt += 1
+
+    def _frame_at(self, buf, offset):
+        """Size of the valid frame at offset; 0 for erased space, -1 for a bad frame."""
+        length_byte = buf[offset]
+        if length_byte == _ERASED:
+            return 0
+        if length_byte == _ACK_LENGTH:
+            body = 4
+        elif 4 <= length_byte <= MAX_BODY:
+            body = length_byte
+        else:
+            return -1
+        end = offset + 1 + body
+        if end + 4 > SECTOR_SIZE:
+            return -1
+        stored = buf[end] | buf[end + 1] << 8 | buf[end + 2] << 16 | buf[end + 3] << 24
+        if stored != crc32(memoryview(buf)[offset:end]):
+            return -1
+        return body + FRAME_OVERHEAD
+
+    def _in_log(self, sector):
+        if self.tail < 0:
+            return False
+        return (sector - self.tail) % self.sector_count < self.sector_in_use
+
+    # --- appending -----------------------------------------------------------------------
+
+    def append(self, body):
+        """Store one sealed record durably; when this returns, a power cut cannot lose it.
+
+        body starts with the record's 4-byte big-endian DUKPT counter, which must be higher
+        than every counter already queued.
+        """
+        if self.refused:
+            raise QueueError(self.refused)
+        length = len(body)
+        if length < 4 or length > MAX_BODY:
+            raise QueueError("record size %d out of range" % length)
+        counter = _counter_at(body, 0)
+        if counter <= self.last_counter:
+            raise QueueError("record counter %d is not above %d" % (counter, self.last_counter))
+        size = length + FRAME_OVERHEAD
+        if not self._room_in_head(size):
+            self._open_sector(for_sale=True)
+        frame = self._frame
+        frame[0] = length
+        frame[1 : 1 + length] = body
+        _put_crc(frame, 1 + length)
+        self._program_frame(frame, size)
+        sector = self.head
+        if not self._records[sector]:
+            self._first_counter[sector] = counter
+        self._last_counter[sector] = counter
+        self._records[sector] += 1
+        self.last_counter = counter
+
+    def _room_in_head(self, size):
+        return self.head >= 0 and not self.head_closed and self.head_offset + size <= SECTOR_SIZE
+
+    def _program_frame(self, frame, size):
+        """Program the frame without its CRC, then the CRC, then read it all back."""
+        sector, offset = self.head, self.head_offset
+        view = memoryview(frame)
+        # Whatever happens next, these bytes are no longer erased.
+        self.head_offset = offset + size
+        self._bdev.writeblocks(sector, view[: size - 4], offset)
+        self._bdev.writeblocks(sector, view[size - 4 : size], offset + size - 4)
+        check = memoryview(self._check)[:size]
+        self._bdev.readblocks(sector, check, offset)
+        if check != view[:size]:
+            self.head_closed = True
+            raise QueueError("flash write failed at sector %d: record not stored" % sector)
+
+    def free_sectors(self):
+        return self.sector_count - self.sector_in_use
+
+    def _open_sector(self, for_sale):
+        """Start the sector after the head, reclaiming acked sectors first if need be."""
+        self.reclaim()
+        reserve = SPARE_SECTORS if for_sale else 0
+        if self.free_sectors() <= reserve:
+            raise QueueFull("queue full: %d records wait for the back end" % self.unsent_count())
+        n = self.sector_count
+        sector = 0 if self.head < 0 else (self.head + 1) % n
+        seq = 1 if self.head < 0 else (self._seq[self.head] + 1) & 0xFFFFFFFF
+        if not self._is_erased(sector):
+            self._bdev.ioctl(6, sector)
+        header = self._header
+        struct.pack_into(
+            _HEADER_FORMAT[:-1],
+            header,
+            0,
+            _MAGIC,
+            FORMAT_VERSION,
+            0,
+            seq,
+            self.ack_watermark,
+            self.last_counter,
+        )
+        struct.pack_into("<I", header, 16, crc32(memoryview(header)[:16]))
+        self._bdev.writeblocks(sector, header, 0)
+        if self.head < 0:
+            self.tail = sector
+        self.head = sector
+        self.head_offset = HEADER_SIZE
+        self.head_closed = False
+        self.sector_in_use += 1
+        self._seq[sector] = seq
+        self._first_counter[sector] = self._last_counter[sector] = self._records[sector] = 0
+        check = self._check
+        self._bdev.readblocks(sector, memoryview(check)[:HEADER_SIZE], 0)
+        if memoryview(check)[:HEADER_SIZE] != header:
+            self.head_closed = True
+            raise QueueError("flash write failed at sector %d header" % sector)
+
+    def _is_erased(self, sector):
+        buf = self._sector
+        self._bdev.readblocks(sector, buf, 0)
+        return _erased(buf, 0)
+
+    # --- acknowledging and reclaiming ----------------------------------------------------
+
+    def ack(self, watermark):
+        """The back end holds every record with counter <= watermark. Returns True if stored.
+
+        The watermark is written to flash (an ack frame, or the next sector's header), so
+        after a power cut at most the batch in flight is offered again.
+        """
+        if watermark > self.last_counter:
+            raise QueueError("ack %d is above the last record %d" % (watermark, self.last_counter))
+        if watermark <= self.ack_watermark:
+            return True
+        self.ack_watermark = watermark
+        if self.refused:
+            return False
+        if self._room_in_head(_ACK_FRAME_SIZE):
+            frame = self._frame
+            frame[0] = _ACK_LENGTH
+            struct.pack_into(">I", frame, 1, watermark)
+            _put_crc(frame, 5)
+            self._program_frame(frame, _ACK_FRAME_SIZE)
+        else:
+            try:
+                self._open_sector(for_sale=False)  # its header carries the watermark
+            except QueueFull:
+                return False
+        self.reclaim()
+        return True
+
+    def reclaim(self):
+        """Erase the oldest sectors whose records are all acked (never the head)."""
+        n = self.sector_count
+        while self.tail >= 0 and self.tail != self.head:
+            sector = self.tail
+            if self._records[sector] and self._last_counter[sector] > self.ack_watermark:
+                return
+            # Kill the header first, so that a torn erase leaves no valid-looking sector.
+            self._bdev.writeblocks(sector, bytes(2), 0)
+            self.tail = (sector + 1) % n
+            self.sector_in_use -= 1
+            self._records[sector] = 0
+            self._bdev.ioctl(6, sector)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def unsent_count(self):
+        count = 0
+        for sector in self._log_sectors():
+            if not self._records[sector] or self._last_counter[sector] <= self.ack_watermark:
+                continue
+            if self._first_counter[sector] > self.ack_watermark:
+                count += self._records[sector]
+            else:
+                for _ in self._frames(sector, self.ack_watermark):
+                    count += 1
+        return count
+
+    def unsent(self, max_records=0x7FFFFFFF):
+        """Yield (counter, frame) for records not yet acked, oldest first.
+
+        frame is the record exactly as stored (length byte, body, CRC), as a memoryview into
+        a buffer that the next step reuses: copy it if it must outlive the step.
+        """
+        count = 0
+        for sector in self._log_sectors():
+            if not self._records[sector] or self._last_counter[sector] <= self.ack_watermark:
+                continue
+            for counter, frame in self._frames(sector, self.ack_watermark):
+                yield counter, frame
+                count += 1
+                if count >= max_records:
+                    return
+
+    def records(self):
+        """Yield (counter, acked, frame) for every record in the log, oldest first."""
+        for sector in self._log_sectors():
+            for counter, frame in self._frames(sector, -1):
+                yield counter, counter <= self.ack_watermark, frame
+
+    def _log_sectors(self):
+        if self.tail < 0:
+            return
+        sector = self.tail
+        for _ in range(self.sector_in_use):
+            yield sector
+            sector = (sector + 1) % self.sector_count
+
+    def _frames(self, sector, above):
+        buf = self._sector
+        self._bdev.readblocks(sector, buf, 0)
+        offset = HEADER_SIZE
+        end = self.head_offset if sector == self.head else SECTOR_SIZE
+        while offset < end:
+            size = self._frame_at(buf, offset)
+            if size <= 0:
+                return
+            if buf[offset] != _ACK_LENGTH:
+                counter = _counter_at(buf, offset + 1)
+                if counter > above:
+                    yield counter, memoryview(buf)[offset : offset + size]
+            offset += size
+
+
+def _counter_at(buf, offset):
+    return buf[offset] << 24 | buf[offset + 1] << 16 | buf[offset + 2] << 8 | buf[offset + 3]
+
+
+def _put_crc(frame, end):
+    struct.pack_into("<I", frame, end, crc32(memoryview(frame)[:end]))
+
+
+def _erased(buf, start):
+    for i in range(start, len(buf)):
+        if buf[i] != _ERASED:
+            return False
+    return True

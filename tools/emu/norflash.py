@@ -1,0 +1,192 @@
+"""A NOR-flash chip model with the MicroPython block-device protocol, for tests and the simulator.
+
+Erase sets a 4096-byte sector to 0xFF; programming can only clear bits. A scheduled power cut
+stops one program (after a prefix of its bytes) or one erase (after a prefix of the sector)
+and raises PowerCut; the chip then refuses everything until reboot(). It counts bytes
+programmed and erases per sector. Runs on CPython and on the MicroPython unix port.
+"""
+
+SECTOR_SIZE = 4096
+
+
+class PowerCut(Exception):
+    """The scheduled power cut happened: the operation in progress was torn."""
+
+
+class FlashError(Exception):
+    """A use of the chip that real NOR flash would not allow."""
+
+
+class NorFlash:
+    """sector_count sectors of 4 KiB, in RAM or in a file (path, at offset) that persists.
+
+    The file-backed form keeps nothing but one sector buffer in RAM, so a 512 KiB partition
+    fits a 96 KiB MicroPython heap.
+    """
+
+    def __init__(self, sector_count, path=None, offset=0, strict=True):
+        self.sector_count = sector_count
+        self.size = sector_count * SECTOR_SIZE
+        self.strict = strict  # raise on a program that would need to set a bit
+        self.offset = offset
+        self._file = None
+        self._ram = None
+        if path is None:
+            self._ram = bytearray(b"\xff" * self.size)
+        else:
+            self._file = _open_image(path, offset + self.size)
+        self._scratch = bytearray(256)
+        self.programmed_bytes = 0
+        self.program_ops = 0
+        self.erases = 0
+        self.erase_counts = [0] * sector_count
+        self.ops = 0  # programs + erases so far: the numbering used by cut_at()
+        self._cut_at = -1
+        self._cut_seed = 1
+        self.dead = False
+
+    # --- power-cut scheduling -------------------------------------------------------------
+
+    def cut_at(self, op_number, seed=1):
+        """Cut the power during operation number op_number (counting from self.ops == 0)."""
+        self._cut_at = op_number
+        self._cut_seed = seed
+
+    def reboot(self):
+        """Power comes back: the chip works again and no cut is scheduled."""
+        self.dead = False
+        self._cut_at = -1
+
+    def _check_alive(self):
+        if self.dead:
+            raise PowerCut("flash is unpowered")
+
+    def _cutting_now(self):
+        self._check_alive()
+        cutting = self.ops == self._cut_at
+        self.ops += 1
+        return cutting
+
+    def _torn_length(self, length):
+        # A deterministic "random" prefix length from the seed, so every runtime tears alike.
+        self._cut_seed = (self._cut_seed * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self._cut_seed >> 8) % (length + 1) if length else 0
+
+    # --- raw access ----------------------------------------------------------------------
+
+    def read(self, addr, buf):
+        self._check_range(addr, len(buf))
+        if self._ram is not None:
+            buf[:] = memoryview(self._ram)[addr : addr + len(buf)]
+        else:
+            self._file.seek(self.offset + addr)
+            self._file.readinto(buf)
+
+    def program(self, addr, data):
+        """Clear bits: every byte becomes old & new."""
+        length = len(data)
+        self._check_range(addr, length)
+        torn = self._cutting_now()
+        if torn:
+            length = self._torn_length(length)
+        done = 0
+        while done < length:
+            chunk = min(length - done, len(self._scratch))
+            old = memoryview(self._scratch)[:chunk]
+            self.read(addr + done, old)
+            for i in range(chunk):
+                new = data[done + i]
+                if self.strict and (new & ~old[i]) & 0xFF:
+                    raise FlashError("program would set bits at 0x%x" % (addr + done + i))
+                old[i] &= new
+            self._write(addr + done, old)
+            done += chunk
+        self.programmed_bytes += length
+        self.program_ops += 1
+        if torn:
+            self.dead = True
+            raise PowerCut("cut while programming 0x%x" % addr)
+
+    def erase(self, sector):
+        if not 0 <= sector < self.sector_count:
+            raise FlashError("no sector %d" % sector)
+        torn = self._cutting_now()
+        length = self._torn_length(SECTOR_SIZE) if torn else SECTOR_SIZE
+        blank = memoryview(self._scratch)
+        for i in range(len(blank)):
+            blank[i] = 0xFF
+        addr = sector * SECTOR_SIZE
+        done = 0
+        while done < length:
+            chunk = min(length - done, len(blank))
+            self._write(addr + done, blank[:chunk])
+            done += chunk
+        self.erases += 1
+        self.erase_counts[sector] += 1
+        if torn:
+            self.dead = True
+            raise PowerCut("cut while erasing sector %d" % sector)
+
+    def _write(self, addr, data):
+        if self._ram is not None:
+            self._ram[addr : addr + len(data)] = data
+        else:
+            self._file.seek(self.offset + addr)
+            self._file.write(data)
+
+    def _check_range(self, addr, length):
+        if addr < 0 or addr + length > self.size:
+            raise FlashError("access 0x%x+%d outside the chip" % (addr, length))
+
+    def flush(self):
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # --- the MicroPython block-device protocol (as esp32.Partition implements it) ---------
+
+    def readblocks(self, block, buf, offset=0):
+        self.read(block * SECTOR_SIZE + offset, buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:
+            # Without an offset esp32.Partition erases the blocks first, then writes.
+            for i in range((len(buf) + SECTOR_SIZE - 1) // SECTOR_SIZE):
+                self.erase(block + i)
+            offset = 0
+        self.program(block * SECTOR_SIZE + offset, buf)
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.sector_count
+        if op == 5:  # block size
+            return SECTOR_SIZE
+        if op == 6:  # erase one block
+            self.erase(arg)
+            return 0
+        if op in (1, 2, 3):  # init, deinit, sync
+            self.flush()
+            return 0
+        return None
+
+
+def _open_image(path, minimum_size):
+    """Open a flash image file for update, creating it (all 0xFF) or growing it as needed."""
+    try:
+        image = open(path, "r+b")
+    except OSError:
+        image = open(path, "w+b")
+    image.seek(0, 2)
+    size = image.tell()
+    if size < minimum_size:
+        blank = b"\xff" * 4096
+        while size < minimum_size:
+            step = min(4096, minimum_size - size)
+            image.write(blank[:step])
+            size += step
+        image.flush()
+    return image

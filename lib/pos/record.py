@@ -1,0 +1,203 @@
+"""One transaction record in its packed, 32-byte plaintext form (sealed before it is stored).
+
+Layout, big-endian (struct ">BBBBBBHIIII6sH"), 32 bytes, one AES block pair:
+
+    0  version      format version of this layout (1)
+    1  kind         record type << 4 | payment method
+    2  reason       reason code (0 = approved; declines and refusals say why)
+    3  merchant     merchant menu number, 1..255
+    4  cashier      cashier number, 0..255 (0 = the terminal itself)
+    5  flags        FLAG_OFFLINE, FLAG_SUPERVISOR, ...
+    6  currency     ISO 4217 numeric code
+    8  amount       amount in minor units, 0..MAX_AMOUNT_MINOR
+   12  time         seconds since 1970-01-01 UTC; 0 while the clock is not set
+   16  receipt      terminal receipt number
+   20  reference    sale/refund/void: receipt number of the original (0 for none);
+                    settlement: the Z batch number
+   24  token        6-byte keyed card token (zeros for cash); settlement: sale count (H) and
+                    refund total in minor units (I)
+   30  last_four    last four card digits as a number, LAST_FOUR_NONE when there are none;
+                    settlement: refund count
+
+Money is an integer number of minor units; a card number never appears, only its token.
+"""
+
+import struct
+
+from pos.compat import const
+from pos.money import MAX_AMOUNT_MINOR
+
+RECORD_SIZE = const(32)
+RECORD_VERSION = const(1)
+_FORMAT = ">BBBBBBHIIII6sH"
+
+# Record types.
+SALE = const(1)
+REFUND = const(2)
+VOID = const(3)
+DECLINE = const(4)
+SETTLEMENT = const(5)
+KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement")
+
+# Payment methods.
+NO_METHOD = const(0)
+CREDIT = const(1)
+DEBIT = const(2)
+MOBILE = const(3)
+CASH = const(4)
+METHOD_NAMES = ("", "credit", "debit", "mobile", "cash")
+
+FLAG_OFFLINE = const(1)  # taken while the link was down
+FLAG_SUPERVISOR = const(2)  # a supervisor PIN approved it
+FLAG_KEYED = const(4)  # card number keyed in rather than read
+
+LAST_FOUR_NONE = const(0xFFFF)
+TOKEN_SIZE = const(6)
+_NO_TOKEN = bytes(TOKEN_SIZE)
+_MAX_U32 = 0xFFFFFFFF
+
+
+class RecordError(ValueError):
+    """A field out of range, or bytes that are not a record of a known version."""
+
+
+class Record:
+    """A record's fields; pack() gives the 32 bytes that seal.py encrypts."""
+
+    def __init__(
+        self,
+        kind,
+        merchant,
+        amount_minor,
+        currency,
+        method=NO_METHOD,
+        cashier=0,
+        time=0,
+        receipt=0,
+        reference=0,
+        reason=0,
+        flags=0,
+        token=_NO_TOKEN,
+        last_four=LAST_FOUR_NONE,
+    ):
+        self.kind = kind
+        self.merchant = merchant
+        self.amount_minor = amount_minor
+        self.currency = currency
+        self.method = method
+        self.cashier = cashier
+        self.time = time
+        self.receipt = receipt
+        self.reference = reference
+        self.reason = reason
+        self.flags = flags
+        self.token = token
+        self.last_four = last_four
+
+    @classmethod
+    def settlement(
+        cls, merchant, currency, batch, sale_count, sale_total, refund_count, refund_total, **kw
+    ):
+        """A Z record: the merchant's totals since the last Z, for the back end to reconcile."""
+        if not 0 <= sale_count <= 0xFFFF or not 0 <= refund_count <= 0xFFFF:
+            raise RecordError("settlement count out of range")
+        _check(refund_total, 0, MAX_AMOUNT_MINOR, "refund total")
+        token = struct.pack(">HI", sale_count, refund_total)
+        return cls(
+            SETTLEMENT,
+            merchant,
+            sale_total,
+            currency,
+            reference=batch,
+            token=token,
+            last_four=refund_count,
+            **kw,
+        )
+
+    def settlement_counts(self):
+        """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""
+        if self.kind != SETTLEMENT:
+            raise RecordError("not a settlement record")
+        sale_count, refund_total = struct.unpack(">HI", self.token)
+        return sale_count, self.amount_minor, self.last_four, refund_total
+
+    def validate(self):
+        _check(self.kind, SALE, SETTLEMENT, "record type")
+        _check(self.method, NO_METHOD, CASH, "payment method")
+        if self.kind != SETTLEMENT and self.kind != VOID and self.method == NO_METHOD:
+            raise RecordError("payment method missing")
+        _check(self.merchant, 1, 255, "merchant number")
+        _check(self.cashier, 0, 255, "cashier number")
+        _check(self.amount_minor, 0, MAX_AMOUNT_MINOR, "amount")
+        _check(self.currency, 0, 999, "currency")
+        _check(self.time, 0, _MAX_U32, "time")
+        _check(self.receipt, 0, _MAX_U32, "receipt number")
+        _check(self.reference, 0, _MAX_U32, "reference")
+        _check(self.reason, 0, 255, "reason code")
+        _check(self.flags, 0, 255, "flags")
+        if not isinstance(self.token, (bytes, bytearray)) or len(self.token) != TOKEN_SIZE:
+            raise RecordError("card token must be %d bytes" % TOKEN_SIZE)
+        if self.last_four != LAST_FOUR_NONE:
+            _check(self.last_four, 0, 9999, "last four digits")
+
+    def pack_into(self, buf, offset=0):
+        self.validate()
+        struct.pack_into(
+            _FORMAT,
+            buf,
+            offset,
+            RECORD_VERSION,
+            self.kind << 4 | self.method,
+            self.reason,
+            self.merchant,
+            self.cashier,
+            self.flags,
+            self.currency,
+            self.amount_minor,
+            self.time,
+            self.receipt,
+            self.reference,
+            self.token,
+            self.last_four,
+        )
+
+    def pack(self):
+        buf = bytearray(RECORD_SIZE)
+        self.pack_into(buf)
+        return buf
+
+    @classmethod
+    def unpack(cls, data):
+        if len(data) != RECORD_SIZE:
+            raise RecordError("record must be %d bytes, not %d" % (RECORD_SIZE, len(data)))
+        fields = struct.unpack(_FORMAT, data)
+        if fields[0] != RECORD_VERSION:
+            raise RecordError("unknown record version %d" % fields[0])
+        record = cls(
+            fields[1] >> 4,
+            fields[3],
+            fields[7],
+            fields[6],
+            method=fields[1] & 0x0F,
+            cashier=fields[4],
+            time=fields[8],
+            receipt=fields[9],
+            reference=fields[10],
+            reason=fields[2],
+            flags=fields[5],
+            token=fields[11],
+            last_four=fields[12],
+        )
+        record.validate()
+        return record
+
+    def kind_name(self):
+        return KIND_NAMES[self.kind]
+
+    def method_name(self):
+        return METHOD_NAMES[self.method]
+
+
+def _check(value, low, high, what):
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RecordError("%s out of range: %r" % (what, value))

@@ -1,0 +1,124 @@
+"""Seal and open one record: AES-128-CBC with the data key, then an AES-CMAC tag.
+
+A sealed body is   counter (4 bytes, big-endian) | ciphertext | tag (TAG_SIZE bytes)
+and is what the queue stores and the uplink sends. The tag is AES-CMAC (NIST SP 800-38B,
+RFC 4493) under the MAC key over counter | ciphertext (encrypt-then-MAC), truncated to 8
+bytes. The CBC IV is zero: every data key comes from its own DUKPT transaction key and seals
+exactly one record, so no key ever sees two messages under the same IV.
+
+CMAC rather than HMAC-SHA256: it needs nothing but the AES block that both runtimes have, the
+MAC-generation key's algorithm is AES-128 in DUKPT, and MicroPython has no hmac module.
+"""
+
+import struct
+
+from pos.compat import AES_CBC, AES_ECB, aes, const
+
+TAG_SIZE = const(8)
+_BLOCK = const(16)
+_ZERO_IV = bytes(16)
+
+
+class SealError(ValueError):
+    """A body that does not open: wrong key, changed byte, or wrong size."""
+
+
+class Cmac:
+    """AES-CMAC with its working buffers allocated once."""
+
+    def __init__(self):
+        self._k1 = bytearray(_BLOCK)
+        self._k2 = bytearray(_BLOCK)
+        self._state = bytearray(_BLOCK)
+        self._block = bytearray(_BLOCK)
+
+    def digest(self, key, data, out=None):
+        """Return the 16-byte CMAC of data under key (into out when given)."""
+        cipher = aes(key, AES_ECB)
+        state, block = self._state, self._block
+        for i in range(_BLOCK):
+            state[i] = 0
+        cipher.encrypt(state, block)  # L = AES(K, 0)
+        _double(block, self._k1)
+        _double(self._k1, self._k2)
+        length = len(data)
+        full_blocks = (length - 1) // _BLOCK if length else 0
+        offset = 0
+        for _ in range(full_blocks):
+            for i in range(_BLOCK):
+                state[i] ^= data[offset + i]
+            cipher.encrypt(state, state)
+            offset += _BLOCK
+        rest = length - offset
+        if length and rest == _BLOCK:
+            subkey = self._k1
+            for i in range(_BLOCK):
+                state[i] ^= data[offset + i] ^ subkey[i]
+        else:
+            subkey = self._k2
+            for i in range(_BLOCK):
+                if i < rest:
+                    byte = data[offset + i]
+                elif i == rest:
+                    byte = 0x80
+                else:
+                    byte = 0
+                state[i] ^= byte ^ subkey[i]
+        if out is None:
+            out = bytearray(_BLOCK)
+        cipher.encrypt(state, out)
+        return out
+
+
+def _double(block, out):
+    """Multiply by x in GF(2^128), the CMAC subkey step."""
+    carry = block[0] >> 7
+    for i in range(_BLOCK - 1):
+        out[i] = (block[i] << 1 | block[i + 1] >> 7) & 0xFF
+    out[_BLOCK - 1] = (block[_BLOCK - 1] << 1) & 0xFF
+    if carry:
+        out[_BLOCK - 1] ^= 0x87
+
+
+class Sealer:
+    """Seals and opens record bodies, reusing its buffers on the sale path."""
+
+    def __init__(self):
+        self._cmac = Cmac()
+        self._tag = bytearray(_BLOCK)
+
+    def body_size(self, plain_size):
+        return 4 + plain_size + TAG_SIZE
+
+    def seal(self, plain, counter, data_key, mac_key, out=None):
+        """Encrypt plain (a multiple of 16 bytes) and tag it; returns the sealed body."""
+        size = len(plain)
+        if not size or size % _BLOCK:
+            raise SealError("record must be a multiple of 16 bytes")
+        if out is None:
+            out = bytearray(self.body_size(size))
+        view = memoryview(out)
+        struct.pack_into(">I", out, 0, counter)
+        aes(data_key, AES_CBC, _ZERO_IV).encrypt(plain, view[4 : 4 + size])
+        self._cmac.digest(mac_key, view[: 4 + size], self._tag)
+        view[4 + size : 4 + size + TAG_SIZE] = memoryview(self._tag)[:TAG_SIZE]
+        return out
+
+    def open(self, body, data_key, mac_key):
+        """Check the tag (in constant time), then decrypt; returns the plaintext."""
+        size = len(body) - 4 - TAG_SIZE
+        if size <= 0 or size % _BLOCK:
+            raise SealError("sealed body has the wrong size")
+        view = memoryview(body)
+        self._cmac.digest(mac_key, view[: 4 + size], self._tag)
+        difference = 0
+        for i in range(TAG_SIZE):
+            difference |= self._tag[i] ^ view[4 + size + i]
+        if difference:
+            raise SealError("record tag does not match: wrong key or altered record")
+        return aes(data_key, AES_CBC, _ZERO_IV).decrypt(view[4 : 4 + size])
+
+
+def body_counter(body):
+    """The DUKPT counter a sealed body was made with."""
+    return struct.unpack_from(">I", body, 0)[0]

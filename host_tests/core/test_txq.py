@@ -239,3 +239,28 @@ def test_garbage_flash_recovers_empty():
     assert counters(queue) == []
     queue.append(body(1))
     assert counters(TxQueue(flash)) == [1]
+
+
+def test_has_room_predicts_append():
+    flash = NorFlash(4)
+    queue = TxQueue(flash)
+    per_sector = (SECTOR_SIZE - HEADER_SIZE) // 49
+    counter = 0
+    while queue.has_room(44):
+        counter += 1
+        queue.append(body(counter))
+    assert counter == per_sector * 3
+    raises(QueueFull, queue.append, body(counter + 1))
+    queue.ack(per_sector)
+    assert queue.has_room(44)
+    queue.append(body(counter + 1))
+
+
+def test_small_sectors_work_like_large_ones():
+    flash = NorFlash(8, sector_size=512)
+    queue = TxQueue(flash)
+    for counter in range(1, 200):
+        queue.append(body(counter))
+        if counter % 7 == 0:
+            queue.ack(counter - 3)
+    assert counters(TxQueue(flash)) == [194, 195, 196, 197, 198, 199]  # last ack: 196 - 3

@@ -1,6 +1,7 @@
 """The transaction queue: sealed records in a raw flash ring that survives any power cut.
 
-Layout. The partition is a ring of 4096-byte sectors, used in ring order. Each sector in use
+Layout. The partition is a ring of erase blocks ("sectors": 4096 bytes on the ESP32; the block
+device's own size, so tests can use small ones), used in ring order. Each sector in use
 starts with a 20-byte header, then frames back to back; erased bytes (0xFF) end a sector.
 
     header  <HBBIIII>  magic 0x544F ("OT"), format version, flags (0), sector sequence number,
@@ -26,7 +27,8 @@ import struct
 
 from pos.compat import const, crc32
 
-SECTOR_SIZE = const(4096)
+SECTOR_SIZE = const(4096)  # the ESP32 flash erase block
+MIN_SECTOR_SIZE = const(256)
 HEADER_SIZE = const(20)
 FORMAT_VERSION = const(1)
 MAX_BODY = const(127)
@@ -54,8 +56,9 @@ class TxQueue:
     def __init__(self, bdev):
         self._bdev = bdev
         self.sector_count = bdev.ioctl(4, 0)
-        if bdev.ioctl(5, 0) != SECTOR_SIZE:
-            raise QueueError("txq partition must have 4096-byte blocks")
+        self.sector_size = size = bdev.ioctl(5, 0)
+        if size < MIN_SECTOR_SIZE or size % 16:
+            raise QueueError("txq partition has unusable %d-byte blocks" % size)
         if self.sector_count < 2 + SPARE_SECTORS:
             raise QueueError("txq partition too small")
         n = self.sector_count
@@ -64,7 +67,7 @@ class TxQueue:
         self._first_counter = [0] * n
         self._last_counter = [0] * n
         self._records = [0] * n
-        self._sector = bytearray(SECTOR_SIZE)
+        self._sector = bytearray(size)
         self._frame = bytearray(MAX_BODY + FRAME_OVERHEAD)
         self._check = bytearray(MAX_BODY + FRAME_OVERHEAD)
         self._header = bytearray(HEADER_SIZE)
@@ -144,7 +147,7 @@ class TxQueue:
         self._bdev.readblocks(sector, buf, 0)
         offset = HEADER_SIZE
         first = last = records = 0
-        while offset < SECTOR_SIZE:
+        while offset < self.sector_size:
             size = self._frame_at(buf, offset)
             if size <= 0:
                 break
@@ -188,7 +191,7 @@ class TxQueue:
         else:
             return -1
         end = offset + 1 + body
-        if end + 4 > SECTOR_SIZE:
+        if end + 4 > self.sector_size:
             return -1
         stored = buf[end] | buf[end + 1] << 8 | buf[end + 2] << 16 | buf[end + 3] << 24
         if stored != crc32(memoryview(buf)[offset:end]):
@@ -231,8 +234,28 @@ class TxQueue:
         self._records[sector] += 1
         self.last_counter = counter
 
+    def has_room(self, body_size=MAX_BODY):
+        """Whether a sale of body_size bytes would be taken now (checked before the customer
+        pays, so a full queue turns the sale away instead of failing after approval)."""
+        if self.refused:
+            return False
+        size = body_size + FRAME_OVERHEAD
+        if self._room_in_head(size):
+            return True
+        free = self.free_sectors()
+        sector = self.tail
+        # Sectors that reclaim() would free: the acked ones at the old end of the log.
+        while sector >= 0 and sector != self.head and free <= SPARE_SECTORS:
+            if self._records[sector] and self._last_counter[sector] > self.ack_watermark:
+                break
+            free += 1
+            sector = (sector + 1) % self.sector_count
+        return free > SPARE_SECTORS
+
     def _room_in_head(self, size):
-        return self.head >= 0 and not self.head_closed and self.head_offset + size <= SECTOR_SIZE
+        return (
+            self.head >= 0 and not self.head_closed and self.head_offset + size <= self.sector_size
+        )
 
     def _program_frame(self, frame, size):
         """Program the frame without its CRC, then the CRC, then read it all back."""
@@ -386,7 +409,7 @@ class TxQueue:
         buf = self._sector
         self._bdev.readblocks(sector, buf, 0)
         offset = HEADER_SIZE
-        end = self.head_offset if sector == self.head else SECTOR_SIZE
+        end = self.head_offset if sector == self.head else self.sector_size
         while offset < end:
             size = self._frame_at(buf, offset)
             if size <= 0:

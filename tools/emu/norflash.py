@@ -24,9 +24,10 @@ class NorFlash:
     fits a 96 KiB MicroPython heap.
     """
 
-    def __init__(self, sector_count, path=None, offset=0, strict=True):
+    def __init__(self, sector_count, path=None, offset=0, strict=True, sector_size=SECTOR_SIZE):
         self.sector_count = sector_count
-        self.size = sector_count * SECTOR_SIZE
+        self.sector_size = sector_size
+        self.size = sector_count * sector_size
         self.strict = strict  # raise on a program that would need to set a bit
         self.offset = offset
         self._file = None
@@ -111,11 +112,11 @@ class NorFlash:
         if not 0 <= sector < self.sector_count:
             raise FlashError("no sector %d" % sector)
         torn = self._cutting_now()
-        length = self._torn_length(SECTOR_SIZE) if torn else SECTOR_SIZE
+        length = self._torn_length(self.sector_size) if torn else self.sector_size
         blank = memoryview(self._scratch)
         for i in range(len(blank)):
             blank[i] = 0xFF
-        addr = sector * SECTOR_SIZE
+        addr = sector * self.sector_size
         done = 0
         while done < length:
             chunk = min(length - done, len(blank))
@@ -150,21 +151,21 @@ class NorFlash:
     # --- the MicroPython block-device protocol (as esp32.Partition implements it) ---------
 
     def readblocks(self, block, buf, offset=0):
-        self.read(block * SECTOR_SIZE + offset, buf)
+        self.read(block * self.sector_size + offset, buf)
 
     def writeblocks(self, block, buf, offset=None):
         if offset is None:
             # Without an offset esp32.Partition erases the blocks first, then writes.
-            for i in range((len(buf) + SECTOR_SIZE - 1) // SECTOR_SIZE):
+            for i in range((len(buf) + self.sector_size - 1) // self.sector_size):
                 self.erase(block + i)
             offset = 0
-        self.program(block * SECTOR_SIZE + offset, buf)
+        self.program(block * self.sector_size + offset, buf)
 
     def ioctl(self, op, arg):
         if op == 4:  # block count
             return self.sector_count
         if op == 5:  # block size
-            return SECTOR_SIZE
+            return self.sector_size
         if op == 6:  # erase one block
             self.erase(arg)
             return 0

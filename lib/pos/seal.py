@@ -11,6 +11,7 @@ MAC-generation key's algorithm is AES-128 in DUKPT, and MicroPython has no hmac 
 """
 
 import struct
+from os import urandom
 
 from pos.compat import AES_CBC, AES_ECB, aes, const
 
@@ -122,3 +123,68 @@ class Sealer:
 def body_counter(body):
     """The DUKPT counter a sealed body was made with."""
     return struct.unpack_from(">I", body, 0)[0]
+
+
+class StateSealer:
+    """Seals the terminal's own state files with the device storage key.
+
+    blob = IV (16, random) | AES-CBC(length (2) | data | zero padding) | AES-CMAC (16)
+    The CBC and CMAC keys are derived from the storage key (AES of two constant blocks), so
+    one provisioned 16-byte key serves both. A fresh IV per write keeps two versions of a file
+    from showing which parts stayed the same. Sealing works in place in the caller's buffer,
+    so the sale path allocates nothing for it.
+    """
+
+    DATA_OFFSET = 18  # where the caller writes its data in the buffer handed to seal_into()
+
+    def __init__(self, storage_key):
+        if len(storage_key) != 16:
+            raise SealError("device storage key must be 16 bytes")
+        derive = aes(storage_key, AES_ECB)
+        self._data_key = derive.encrypt(b"\x01" * _BLOCK)
+        self._mac_key = derive.encrypt(b"\x02" * _BLOCK)
+        self._cmac = Cmac()
+        self._tag = bytearray(_BLOCK)
+
+    @staticmethod
+    def blob_size(data_size):
+        return _BLOCK + (2 + data_size + _BLOCK - 1) // _BLOCK * _BLOCK + _BLOCK
+
+    def seal_into(self, buf, data_size):
+        """buf[DATA_OFFSET : DATA_OFFSET + data_size] holds the data; seal it in place and
+        return a memoryview of the blob (buf must hold blob_size(data_size) bytes)."""
+        size = self.blob_size(data_size) - 2 * _BLOCK
+        view = memoryview(buf)
+        struct.pack_into(">H", buf, _BLOCK, data_size)
+        for i in range(_BLOCK + 2 + data_size, _BLOCK + size):
+            buf[i] = 0
+        view[:_BLOCK] = urandom(_BLOCK)
+        body = view[_BLOCK : _BLOCK + size]
+        aes(self._data_key, AES_CBC, view[:_BLOCK]).encrypt(body, body)
+        self._cmac.digest(self._mac_key, view[: _BLOCK + size], self._tag)
+        view[_BLOCK + size : 2 * _BLOCK + size] = self._tag
+        return view[: 2 * _BLOCK + size]
+
+    def seal(self, data):
+        buf = bytearray(self.blob_size(len(data)))
+        buf[self.DATA_OFFSET : self.DATA_OFFSET + len(data)] = data
+        return bytes(self.seal_into(buf, len(data)))
+
+    def open(self, blob):
+        size = len(blob) - 2 * _BLOCK
+        if size <= 0 or size % _BLOCK:
+            raise SealError("sealed state has the wrong size")
+        view = memoryview(blob)
+        tag = self._cmac.digest(self._mac_key, view[: _BLOCK + size], self._tag)
+        difference = 0
+        for i in range(_BLOCK):
+            difference |= tag[i] ^ view[_BLOCK + size + i]
+        if difference:
+            raise SealError("sealed state does not match the storage key or was altered")
+        plain = aes(self._data_key, AES_CBC, bytes(view[:_BLOCK])).decrypt(
+            view[_BLOCK : _BLOCK + size]
+        )
+        length = struct.unpack_from(">H", plain, 0)[0]
+        if length > size - 2:
+            raise SealError("sealed state has a bad length")
+        return bytes(plain[2 : 2 + length])

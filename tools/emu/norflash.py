@@ -33,7 +33,10 @@ class NorFlash:
         self._file = None
         self._ram = None
         if path is None:
-            self._ram = bytearray(b"\xff" * self.size)
+            self._ram = bytearray(self.size)  # then erased in place: no second copy in RAM
+            blank = b"\xff" * 256
+            for start in range(0, self.size, 256):
+                self._ram[start : start + 256] = blank
         else:
             self._file = _open_image(path, offset + self.size)
         self._scratch = bytearray(256)
@@ -191,3 +194,27 @@ def _open_image(path, minimum_size):
             size += step
         image.flush()
     return image
+
+
+class CutStore:
+    """The journal's state files (pos.store.FileStore's interface) as they behave on the
+    chip's LittleFS: a write is atomic (old or new contents, never a mixture) and takes part
+    in the flash's power-cut schedule as one operation."""
+
+    def __init__(self, flash):
+        self._flash = flash
+        self._files = {}
+        self.writes = 0
+
+    def read(self, name):
+        return self._files.get(name)
+
+    def write(self, name, data):
+        if self._flash._cutting_now():
+            self._flash.dead = True
+            raise PowerCut("cut while writing %s" % name)
+        self._files[name] = bytes(data)
+        self.writes += 1
+
+    def remove(self, name):
+        self._files.pop(name, None)

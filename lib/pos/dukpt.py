@@ -1,0 +1,398 @@
+"""AES-128 DUKPT (ANSI X9.24-3-2017): key derivation for the back end and the terminal."""
+
+import struct
+
+from pos.compat import AES_ECB, aes, const, crc32
+
+# Key usage indicators: bytes 2-3 of the derivation data.
+USAGE_KEY_ENCRYPTION = const(0x0002)
+USAGE_PIN_ENCRYPTION = const(0x1000)
+USAGE_MAC_GENERATION = const(0x2000)
+USAGE_MAC_VERIFICATION = const(0x2001)
+USAGE_MAC_BOTH = const(0x2002)
+USAGE_DATA_ENCRYPT = const(0x3000)
+USAGE_DATA_DECRYPT = const(0x3001)
+USAGE_DATA_BOTH = const(0x3002)
+USAGE_KEY_DERIVATION = const(0x8000)
+USAGE_INITIAL_KEY = const(0x8001)
+
+# Algorithm indicators: bytes 4-5 of the derivation data.
+ALG_2TDEA = const(0)
+ALG_3TDEA = const(1)
+ALG_AES128 = const(2)
+ALG_AES192 = const(3)
+ALG_AES256 = const(4)
+ALG_HMAC = const(5)
+
+_KEY_LEN = const(16)
+_IK_ID_LEN = const(8)
+_KSN_LEN = const(12)
+_NUM_REG = const(32)  # one intermediate derivation key register per counter bit
+_MAX_ONES = const(16)  # counters with more one-bits are never used
+_KEY_BITS = const(128)
+
+# Only keys that one AES block of derivation output makes (128 bits) are derived here.
+_ALGS_128 = (ALG_2TDEA, ALG_AES128, ALG_HMAC)
+# The derivation usages stay out: a "working key" with them would mimic a register.
+_WORKING_USAGES = (
+    USAGE_KEY_ENCRYPTION,
+    USAGE_PIN_ENCRYPTION,
+    USAGE_MAC_GENERATION,
+    USAGE_MAC_VERIFICATION,
+    USAGE_MAC_BOTH,
+    USAGE_DATA_ENCRYPT,
+    USAGE_DATA_DECRYPT,
+    USAGE_DATA_BOTH,
+)
+
+# Not const(): these pass the ESP32's 31-bit small ints.
+_MAX_COUNTER = 0xFFFFFFFF
+_EXHAUSTED = 0x100000000  # in-memory counter once every counter is used up
+
+# Serialised terminal state (all integers big-endian):
+#   0      version (1)
+#   1..8   IK ID
+#   9..12  counter of the next transaction; 0 once the counter space is exhausted
+#   13..16 in-use bitmap, bit j = register j
+#   17..   the 16-byte in-use registers, register 0 first
+#   last 4 CRC32 of everything before it
+_STATE_VERSION = const(1)
+_STATE_HEAD = const(17)
+_STATE_MIN = const(21)
+
+_ZERO_KEY = bytes(_KEY_LEN)
+
+
+class DukptError(ValueError):
+    """Bad key, KSN or counter, corrupt state, or a terminal with no counters left."""
+
+
+def _check_len(value, length, what):
+    if len(value) != length:
+        raise DukptError("%s must be %d bytes, not %d" % (what, length, len(value)))
+
+
+def _ones(buf, start):
+    """Count the one-bits of the 4-byte counter at buf[start:start + 4]."""
+    count = 0
+    for i in range(start, start + 4):
+        byte = buf[i]
+        while byte:
+            byte &= byte - 1
+            count += 1
+    return count
+
+
+def _lowest(buf, start):
+    """Index of the lowest one-bit of the 4-byte counter at buf[start:start + 4], or -1."""
+    bit = 0
+    for i in range(start + 3, start - 1, -1):
+        byte = buf[i]
+        if byte:
+            while not byte & 1:
+                byte >>= 1
+                bit += 1
+            return bit
+        bit += 8
+    return -1
+
+
+def _check_counter_bytes(buf, start):
+    ones = _ones(buf, start)
+    if ones == 0:
+        raise DukptError("KSN counter is 0")
+    if ones > _MAX_ONES:
+        raise DukptError("KSN counter has %d one-bits (at most 16 are used)" % ones)
+
+
+def _fill(data, usage, algorithm, ik_id):
+    """Write the derivation data up to the counter (X9.24-3-2017 6.3.2)."""
+    data[0] = 1  # derivation data version
+    data[1] = 1  # key block counter: the first (and only) block of a 128-bit key
+    struct.pack_into(">HHH", data, 2, usage, algorithm, _KEY_BITS)
+    if usage == USAGE_INITIAL_KEY:
+        data[8:16] = ik_id
+    else:
+        # Other keys take the device half of the IK ID; bytes 12-15 hold the counter.
+        data[8:12] = ik_id[4:8]
+
+
+def _check_working(usage, algorithm):
+    if algorithm not in _ALGS_128:
+        raise DukptError("algorithm %d needs a key longer than 128 bits" % algorithm)
+    if usage not in _WORKING_USAGES:
+        raise DukptError("usage 0x%04x is not a working-key usage" % usage)
+
+
+def ksn_bytes(ik_id, counter):
+    """The 12-byte KSN: IK ID, then the counter big-endian."""
+    _check_len(ik_id, _IK_ID_LEN, "IK ID")
+    if not 0 <= counter <= _MAX_COUNTER:
+        raise DukptError("counter out of range: %d" % counter)
+    return bytes(ik_id) + struct.pack(">I", counter)
+
+
+def ksn_counter(ksn):
+    """The transaction counter of a 12-byte KSN."""
+    _check_len(ksn, _KSN_LEN, "KSN")
+    return struct.unpack_from(">I", ksn, _IK_ID_LEN)[0]
+
+
+def derive_initial_key(bdk, ik_id):
+    """The initial key a terminal is provisioned with, from the BDK (never on the terminal)."""
+    _check_len(bdk, _KEY_LEN, "BDK")
+    _check_len(ik_id, _IK_ID_LEN, "IK ID")
+    data = bytearray(16)
+    _fill(data, USAGE_INITIAL_KEY, ALG_AES128, ik_id)
+    return aes(bdk, AES_ECB).encrypt(data)
+
+
+def derive_transaction_key(ik, ksn):
+    """The transaction key for a KSN, rebuilt from the initial key as the back end does."""
+    _check_len(ik, _KEY_LEN, "initial key")
+    _check_len(ksn, _KSN_LEN, "KSN")
+    _check_counter_bytes(ksn, _IK_ID_LEN)
+    # A buffer per call, not a shared one: the back end may derive from several threads.
+    data = bytearray(16)
+    _fill(data, USAGE_KEY_DERIVATION, ALG_AES128, ksn)
+    key = ik
+    # One derivation per one-bit, from the most significant down: each adds its bit to the
+    # counter in the data, so the bytes alone drive the walk (no 32-bit int on the ESP32).
+    for i in range(12, 16):
+        byte = ksn[i - 4]
+        mask = 0x80
+        while mask:
+            if byte & mask:
+                data[i] |= mask
+                key = aes(key, AES_ECB).encrypt(data)
+            mask >>= 1
+    return bytes(key)
+
+
+def derive_working_key(txn_key, ksn, usage, algorithm=ALG_AES128):
+    """A 16-byte working key (data, MAC, PIN ...) from a transaction key."""
+    _check_len(txn_key, _KEY_LEN, "transaction key")
+    _check_len(ksn, _KSN_LEN, "KSN")
+    _check_counter_bytes(ksn, _IK_ID_LEN)
+    _check_working(usage, algorithm)
+    data = bytearray(16)
+    _fill(data, usage, algorithm, ksn)
+    data[12:16] = ksn[8:12]
+    return aes(txn_key, AES_ECB).encrypt(data)
+
+
+def _expected_in_use(tc):
+    """The in-use bitmap a valid counter implies: its own register and every zero bit above.
+
+    Each zero bit j above the lowest one-bit p holds the key of the counter that turns bit j
+    on (derived when its parent was used, not used yet); every register below p was used.
+    """
+    bitmap = bytearray(4)
+    low = _lowest(tc, 0)
+    if low < 0:
+        return bitmap
+    for j in range(low, _NUM_REG):
+        i = 3 - (j >> 3)
+        mask = 1 << (j & 7)
+        if j == low or not tc[i] & mask:
+            bitmap[i] |= mask
+    return bitmap
+
+
+class DukptTerminal:
+    """The originating side: 32 key registers, the counter, and the update of X9.24-3-2017.
+
+    Build one with load_initial_key() or from_bytes(). Store to_bytes() after each
+    next_keys() and before using its keys, so that a power cut can only skip a counter.
+    """
+
+    def __init__(self, ik_id):
+        _check_len(ik_id, _IK_ID_LEN, "IK ID")
+        self.ik_id = bytes(ik_id)
+        self._keys = bytearray(_NUM_REG * _KEY_LEN)
+        self._in_use = bytearray(_NUM_REG)
+        self._tc = bytearray(4)  # the counter big-endian, so bit tests need no 32-bit int
+        self._data = bytearray(16)  # derivation data, reused for every derivation
+        self._counter = _EXHAUSTED
+
+    @classmethod
+    def load_initial_key(cls, ik, ik_id):
+        """A terminal ready for counter 1 (the standard's Load Initial Key).
+
+        The initial key itself is not kept: register j holds the key of counter 1 << j.
+        """
+        _check_len(ik, _KEY_LEN, "initial key")
+        terminal = cls(ik_id)
+        terminal._set_counter(0)
+        terminal._derive(aes(ik, AES_ECB), _NUM_REG, 0)
+        terminal._set_counter(1)
+        return terminal
+
+    @property
+    def counter(self):
+        """The counter the next transaction will use (2**32 once all are used up)."""
+        return self._counter
+
+    def _set_counter(self, counter):
+        if counter > _MAX_COUNTER:
+            # The last counter (0xFFFF0000) is used: nothing may be derived any more.
+            for j in range(_NUM_REG):
+                if self._in_use[j]:
+                    self._erase(j)
+            counter = _EXHAUSTED
+            struct.pack_into(">I", self._tc, 0, 0)
+        else:
+            struct.pack_into(">I", self._tc, 0, counter)
+        self._counter = counter
+
+    def _register(self, j):
+        return memoryview(self._keys)[j * _KEY_LEN : (j + 1) * _KEY_LEN]
+
+    def _erase(self, j):
+        # Zero the key bytes themselves, not just the flag, so a used key leaves nothing.
+        self._keys[j * _KEY_LEN : (j + 1) * _KEY_LEN] = _ZERO_KEY
+        self._in_use[j] = 0
+
+    def _current(self):
+        """The register of the current counter, after checking that it can be used."""
+        if self._counter > _MAX_COUNTER:
+            raise DukptError("DUKPT counters exhausted: load a new initial key")
+        low = _lowest(self._tc, 0)
+        if low < 0 or not self._in_use[low]:
+            raise DukptError("no key register for counter %d: state is corrupt" % self._counter)
+        return low
+
+    def _derive(self, cipher, top, bottom):
+        """Fill registers top-1 down to bottom with the children of the current counter.
+
+        cipher holds the current counter's key; child j is that counter with bit j set.
+        """
+        data = self._data
+        _fill(data, USAGE_KEY_DERIVATION, ALG_AES128, self.ik_id)
+        data[12:16] = self._tc
+        keys = memoryview(self._keys)
+        for j in range(top - 1, bottom - 1, -1):
+            i = 15 - (j >> 3)
+            mask = 1 << (j & 7)
+            data[i] |= mask
+            cipher.encrypt(data, keys[j * _KEY_LEN : (j + 1) * _KEY_LEN])
+            data[i] ^= mask
+            self._in_use[j] = 1
+
+    def next_keys(self, usages, algorithm=ALG_AES128):
+        """Return (counter, ksn, [one working key per usage]) and move on to the next counter.
+
+        usages is a tuple or list. Nothing is used up when a usage or algorithm is refused.
+        """
+        low = self._current()
+        for usage in usages:
+            _check_working(usage, algorithm)
+        counter = self._counter
+        data = self._data
+        _fill(data, USAGE_KEY_DERIVATION, algorithm, self.ik_id)  # usage set per key below
+        data[12:16] = self._tc
+        cipher = aes(self._register(low), AES_ECB)
+        keys = []
+        for usage in usages:
+            struct.pack_into(">H", data, 2, usage)
+            keys.append(cipher.encrypt(data))
+        ksn = self.ik_id + bytes(self._tc)
+        self._update(low)
+        return counter, ksn, keys
+
+    def _update(self, low):
+        """Update State for Next Transaction: derive the children, then erase the used key."""
+        counter = self._counter
+        if _ones(self._tc, 0) < _MAX_ONES:
+            if low:
+                self._derive(aes(self._register(low), AES_ECB), low, 0)
+            self._erase(low)
+            self._set_counter(counter + 1)
+        else:
+            # Every child would have 17 one-bits: skip the whole subtree.
+            self._erase(low)
+            self._set_counter(counter + (1 << low))
+
+    def skip_past(self, used_counter):
+        """Advance until counter > used_counter, as repeated next_keys() would, in O(32) steps."""
+        if not 0 <= used_counter <= _MAX_COUNTER:
+            raise DukptError("counter out of range: %d" % used_counter)
+        while self._counter <= used_counter:
+            low = self._current()
+            counter = self._counter
+            step = 1 << low
+            if counter + step - 1 <= used_counter or _ones(self._tc, 0) >= _MAX_ONES:
+                # This register's whole subtree is used up (or may not be used): drop it.
+                self._erase(low)
+                self._set_counter(counter + step)
+                continue
+            # The first unused counter is below: child j covers counter + 2**j up to
+            # counter + 2**(j + 1) - 1. Children under the first one holding an unused counter
+            # are used up, so they are not derived at all (next_keys would erase them at once).
+            done = used_counter - counter + 1
+            child = 0
+            while (2 << child) <= done:
+                child += 1
+            self._derive(aes(self._register(low), AES_ECB), low, child)
+            self._erase(low)
+            self._set_counter(counter + (1 << child))
+
+    def packed_size(self):
+        return _STATE_HEAD + sum(self._in_use) * _KEY_LEN + 4
+
+    def pack_into(self, out, offset=0):
+        """Write the state (layout above) into out at offset; returns the offset after it.
+        The sale path stores the registers this way, without allocating."""
+        size = self.packed_size() - 4
+        view = memoryview(out)[offset : offset + size + 4]
+        for i in range(_STATE_HEAD):
+            view[i] = 0
+        view[0] = _STATE_VERSION
+        view[1:9] = self.ik_id
+        view[9:13] = self._tc
+        keys = memoryview(self._keys)
+        pos = _STATE_HEAD
+        for j in range(_NUM_REG):
+            if self._in_use[j]:
+                view[16 - (j >> 3)] |= 1 << (j & 7)
+                view[pos : pos + _KEY_LEN] = keys[j * _KEY_LEN : (j + 1) * _KEY_LEN]
+                pos += _KEY_LEN
+        struct.pack_into(">I", view, size, crc32(view[:size]) & 0xFFFFFFFF)
+        return offset + size + 4
+
+    def to_bytes(self):
+        """The state to store: only the in-use registers, with a CRC32 (layout above)."""
+        out = bytearray(self.packed_size())
+        self.pack_into(out)
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """The terminal stored by to_bytes(); DukptError unless it is intact and consistent."""
+        size = len(data)
+        if size < _STATE_MIN:
+            raise DukptError("DUKPT state too short: %d bytes" % size)
+        view = memoryview(data)
+        if crc32(view[: size - 4]) & 0xFFFFFFFF != struct.unpack_from(">I", data, size - 4)[0]:
+            raise DukptError("DUKPT state corrupt: CRC mismatch")
+        if data[0] != _STATE_VERSION:
+            raise DukptError("DUKPT state version %d not supported" % data[0])
+        count = _ones(data, 13)
+        if size != _STATE_MIN + count * _KEY_LEN:
+            raise DukptError("DUKPT state length %d does not match its bitmap" % size)
+        if _ones(data, 9) > _MAX_ONES:
+            raise DukptError("DUKPT state corrupt: counter has more than 16 one-bits")
+        expected = _expected_in_use(view[9:13])
+        for i in range(4):
+            if data[13 + i] != expected[i]:
+                raise DukptError("DUKPT state corrupt: registers do not match the counter")
+        terminal = cls(view[1:9])
+        counter = struct.unpack_from(">I", data, 9)[0]
+        terminal._set_counter(counter if counter else _EXHAUSTED)
+        pos = _STATE_HEAD
+        for j in range(_NUM_REG):
+            if expected[3 - (j >> 3)] & (1 << (j & 7)):
+                terminal._keys[j * _KEY_LEN : (j + 1) * _KEY_LEN] = view[pos : pos + _KEY_LEN]
+                terminal._in_use[j] = 1
+                pos += _KEY_LEN
+        return terminal

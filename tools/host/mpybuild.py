@@ -69,6 +69,28 @@ def build_for_unix_port():
     return out_dir
 
 
+def build_romfs(out_dir):
+    """A ROMFS image of the unix-port tree (lib/, emu/, tests/ of .mpy files), as the
+    device's romfs partition holds the core. Returns the image path."""
+    image = os.path.join(ROOT, "build", "core.romfs")
+    result = subprocess.run(
+        [
+            os.path.join(ROOT, ".venv", "bin", "mpremote"),
+            "romfs",
+            "--no-mpy",
+            "-o",
+            image,
+            "build",
+            out_dir,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise BuildError("romfs build failed:\n%s%s" % (result.stdout, result.stderr))
+    return image
+
+
 def build_bundle():
     """The deployable bundle: lib/ compiled for the ESP32 (xtensawin) into build/bundle/."""
     return compile_tree("lib", os.path.join(ROOT, "build", "bundle", "lib"), march="xtensawin")

@@ -14,16 +14,24 @@ IK = b"\x12\x34\x56\x78\x9a\xbc\xde\xf0\x0f\xed\xcb\xa9\x87\x65\x43\x21"
 IK_ID = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 STORAGE_KEY = b"storage-key-0001"
 
-# Keys of counters below _CACHED, derived once: the power-cut test opens the same records
-# hundreds of times. One preallocated buffer, so the cache never fragments a 96 KiB heap.
+# Keys of counters below _CACHED, derived once, for the power-cut test, which opens the same
+# records hundreds of times. One buffer, made by enable_key_cache() before the test's loop
+# (so it never fragments a 96 KiB heap) and by nobody else (so other tests keep the room).
 _CACHED = 256
-_cache = bytearray(_CACHED * 32)
-_have = bytearray(_CACHED)
+_cache = None
+_have = None
 _sealer = Sealer()
 
 
+def enable_key_cache():
+    global _cache, _have
+    if _cache is None:
+        _cache = bytearray(_CACHED * 32)
+        _have = bytearray(_CACHED)
+
+
 def keys_for(counter, ik=IK, ik_id=IK_ID):
-    use_cache = ik == IK and ik_id == IK_ID and counter < _CACHED
+    use_cache = _cache is not None and ik == IK and ik_id == IK_ID and counter < _CACHED
     if use_cache and _have[counter]:
         view = memoryview(_cache)[counter * 32 : counter * 32 + 32]
         return view[:16], view[16:]

@@ -1,12 +1,11 @@
 """pos.journal: every record sealed under its own key, and no counter ever used twice."""
 
-from sealcheck import IK, IK_ID, STORAGE_KEY, open_record
-
 from expect import raises
 from norflash import CutStore, NorFlash
 from pos.journal import STATE_FILE, Journal, JournalError
 from pos.record import CASH, SALE, Record
 from pos.txq import QueueFull, TxQueue
+from sealcheck import IK, IK_ID, STORAGE_KEY, open_record
 
 
 def sale(amount, merchant=1):

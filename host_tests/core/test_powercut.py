@@ -8,12 +8,11 @@ no DUKPT counter is used twice; the queue takes new records.
 
 import gc
 
-from sealcheck import IK, IK_ID, STORAGE_KEY, open_frame
-
 from norflash import CutStore, NorFlash, PowerCut
 from pos.journal import Journal
 from pos.record import CASH, SALE, Record
 from pos.txq import TxQueue
+from sealcheck import IK, IK_ID, STORAGE_KEY, enable_key_cache, open_frame
 
 SECTORS = 6
 SECTOR_SIZE = 512  # ten records a sector, so the workload wraps the ring and reclaims
@@ -138,6 +137,7 @@ def run_with_cut_at(op_number):
 
 
 def test_cut_at_every_operation():
+    enable_key_cache()
     _, total_ops = run_with_cut_at(-1)
     assert total_ops > 200
     cuts = 0

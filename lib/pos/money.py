@@ -6,39 +6,13 @@ from pos.compat import const
 # small-int range (2**30 - 1 on 32-bit ports), so arithmetic on it never allocates.
 MAX_AMOUNT_MINOR = const(999_999_999)
 
-# ISO 4217 alphabetic code -> (numeric code, minor-unit exponent).
-# Only currencies a deployment is likely to configure; add rows as needed.
-CURRENCIES = {
-    "EUR": (978, 2),
-    "USD": (840, 2),
-    "GBP": (826, 2),
-    "CHF": (756, 2),
-    "SGD": (702, 2),
-    "HKD": (344, 2),
-    "CNY": (156, 2),
-    "AUD": (36, 2),
-    "NZD": (554, 2),
-    "CAD": (124, 2),
-    "SEK": (752, 2),
-    "NOK": (578, 2),
-    "DKK": (208, 2),
-    "PLN": (985, 2),
-    "CZK": (203, 2),
-    "HUF": (348, 2),
-    "INR": (356, 2),
-    "MYR": (458, 2),
-    "THB": (764, 2),
-    "ZAR": (710, 2),
-    "JPY": (392, 0),
-    "KRW": (410, 0),
-    "VND": (704, 0),
-    "ISK": (352, 0),
-    "KWD": (414, 3),
-    "BHD": (48, 3),
-    "JOD": (400, 3),
-    "OMR": (512, 3),
-    "TND": (788, 3),
-}
+# ISO 4217: alphabetic code, numeric code, minor-unit exponent, seven characters a currency,
+# in one string (a dict of tuples would cost kilobytes of heap). Add currencies as needed.
+_CURRENCIES = (
+    "EUR9782USD8402GBP8262CHF7562SGD7022HKD3442CNY1562AUD0362NZD5542CAD1242SEK7522NOK5782"
+    "DKK2082PLN9852CZK2032HUF3482INR3562MYR4582THB7642ZAR7102JPY3920KRW4100VND7040ISK3520"
+    "KWD4143BHD0483JOD4003OMR5123TND7883"
+)
 
 
 class MoneyError(ValueError):
@@ -47,17 +21,20 @@ class MoneyError(ValueError):
 
 def currency(code):
     """Return (numeric code, exponent) for an ISO 4217 alphabetic code."""
-    entry = CURRENCIES.get(code)
-    if entry is None:
-        raise MoneyError("unknown currency " + str(code))
-    return entry
+    if isinstance(code, str) and len(code) == 3:
+        for start in range(0, len(_CURRENCIES), 7):
+            if _CURRENCIES[start : start + 3] == code:
+                entry = _CURRENCIES[start + 3 : start + 7]
+                return int(entry[:3]), int(entry[3])
+    raise MoneyError("unknown currency " + str(code))
 
 
 def currency_code(numeric):
     """Return the alphabetic code for an ISO 4217 numeric code."""
-    for code, entry in CURRENCIES.items():
-        if entry[0] == numeric:
-            return code
+    if isinstance(numeric, int):
+        for start in range(0, len(_CURRENCIES), 7):
+            if int(_CURRENCIES[start + 3 : start + 6]) == numeric:
+                return _CURRENCIES[start : start + 3]
     raise MoneyError("unknown currency " + str(numeric))
 
 

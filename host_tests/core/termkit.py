@@ -1,0 +1,138 @@
+"""Test kit: a demo terminal on the NOR-flash model, driven through the real Runner.
+
+Merchants 1 Noodle Bar, 2 Tea House, 3 Dumpling House; cashier PIN 1111 (all merchants),
+cashier 2222 (Noodle Bar only), supervisor 9999 (all).
+"""
+
+from norflash import CutStore, NorFlash
+from pos.card import Tokenizer
+from pos.cashiers import parse_cashiers, pin_hash_hex
+from pos.config import Settings
+from pos.journal import Journal
+from pos.ledger import Ledger
+from pos.merchants import parse_merchants
+from pos.risk import Risk
+from pos.runner import Runner
+from pos.terminal import Terminal
+from pos.txq import TxQueue
+from sealcheck import IK, IK_ID, STORAGE_KEY
+
+SALT = b"demo-salt-01"
+ROUNDS = 10  # tests keep hashing cheap; devices use pos.cashiers.DEFAULT_ROUNDS
+TOKEN_KEY = b"card-token-key-1"
+CARD = "4111111111111111"  # a Luhn-valid test number
+
+
+def merchants_doc():
+    return {
+        "version": 1,
+        "merchants": [
+            {
+                "number": 1,
+                "merchant_id": "100000000000001",
+                "name": "Noodle Bar",
+                "currency": "EUR",
+                "limits": {"max_sale_minor": 50000, "max_offline_sale_minor": 20000},
+            },
+            {
+                "number": 2,
+                "merchant_id": "100000000000002",
+                "name": "Tea House",
+                "currency": "EUR",
+            },
+            {
+                "number": 3,
+                "merchant_id": "100000000000003",
+                "name": "Dumpling House",
+                "currency": "EUR",
+            },
+        ],
+    }
+
+
+def cashiers_doc():
+    def cashier(number, name, role, merchants, pin):
+        return {
+            "number": number,
+            "name": name,
+            "role": role,
+            "merchants": merchants,
+            "pin_hash": pin_hash_hex(pin, SALT, ROUNDS),
+        }
+
+    return {
+        "version": 1,
+        "pin_salt": "64656d6f2d73616c742d3031",  # SALT in hex
+        "pin_rounds": ROUNDS,
+        "cashiers": [
+            cashier(1, "Ana", "cashier", "all", "1111"),
+            cashier(2, "Ben", "cashier", [1], "2222"),
+            cashier(9, "Sue", "supervisor", "all", "9999"),
+        ],
+    }
+
+
+class Kit:
+    """One terminal with its flash; boot() again to simulate a restart on the same flash."""
+
+    def __init__(self, sectors=8, sector_size=512, **settings):
+        self.flash = NorFlash(sectors, sector_size=sector_size)
+        self.store = CutStore(self.flash)
+        Journal.provision(self.store, STORAGE_KEY, IK, IK_ID)
+        self.settings = Settings("T0001", TOKEN_KEY, **settings)
+        self.printed = []
+        self.beeps = []
+        self.uploads = 0
+        self.now_ms = 0
+        self.unix = 1_795_000_000  # 2026-11-17
+        self.boot()
+
+    def boot(self):
+        self.terminal = None
+        self.runner = None
+        self.ledger = Ledger(TxQueue(self.flash), self.store, STORAGE_KEY)
+        merchants = parse_merchants(merchants_doc())
+        cashiers = parse_cashiers(cashiers_doc(), merchants)
+        self.risk = Risk()
+        self.terminal = Terminal(
+            self.settings, merchants, cashiers, self.ledger, Tokenizer(TOKEN_KEY), self.risk
+        )
+        self.runner = Runner(
+            self.terminal, self.ledger, self.printed.append, self.beeps.append, self._upload
+        )
+        self.feed(("link", True))
+        self.tick(0)
+
+    def _upload(self):
+        self.uploads += 1
+
+    def feed(self, event):
+        return self.runner.feed(event)
+
+    def tick(self, ms):
+        self.now_ms += ms
+        self.feed(("tick", self.now_ms, self.unix + self.now_ms // 1000))
+
+    def keys(self, text):
+        """Type space-separated keys; returns the screen rows afterwards."""
+        for key in text.split():
+            self.feed(("key", key))
+        return self.rows()
+
+    def rows(self):
+        return self.terminal.screen.text()
+
+    def shows(self, text):
+        for row in self.rows():
+            if text in row:
+                return True
+        return False
+
+    def login(self, pin="1111"):
+        return self.keys(" ".join(pin) + " #")
+
+    def sale(self, merchant="2", amount="1 2 3 4", method="4"):
+        self.keys(merchant + " #")
+        self.keys(amount + " #")
+        self.keys(method)
+        return self.keys("#")

@@ -1,0 +1,94 @@
+"""The ledger: what this terminal has booked, for every merchant, kept exact across power cuts.
+
+It owns the journal (sealed records in the flash queue) and, inside the journal's state file,
+the per-merchant totals since each Z, the recent records that void and refund look up, and
+the next receipt number. Every change comes with a record and is stored with it (journal.py),
+so after a power cut the totals match the queue: a record is counted once or, if its append
+never finished, not at all.
+"""
+
+import struct
+
+from pos.journal import Journal
+from pos.record import Record
+from pos.reports import RecentRecords, Totals
+
+_LEDGER_VERSION = 1
+
+
+class Ledger:
+    def __init__(self, queue, store, storage_key):
+        self.journal = Journal(queue, store, storage_key)
+        self.queue = queue
+        self.next_receipt = 1
+        self.totals = Totals()
+        self.recent = RecentRecords()
+        self._load(self.journal.app_state)
+        if self.journal.pending:
+            counter, plain = self.journal.pending
+            self._apply(Record.unpack(plain), counter)
+
+    def _load(self, data):
+        if not data:
+            return
+        if data[0] != _LEDGER_VERSION:
+            raise ValueError("ledger state of unknown version %d" % data[0])
+        self.next_receipt = struct.unpack_from(">I", data, 1)[0]
+        self.totals, offset = Totals.from_bytes(data, 5)
+        self.recent, _ = RecentRecords.from_bytes(data, offset)
+
+    # The journal stores the ledger's state through these two, into its own buffer.
+    def packed_size(self):
+        return 5 + self.totals.packed_size() + self.recent.packed_size()
+
+    def pack_into(self, buf, offset):
+        buf[offset] = _LEDGER_VERSION
+        struct.pack_into(">I", buf, offset + 1, self.next_receipt)
+        offset = self.totals.pack_into(buf, offset + 5)
+        return self.recent.pack_into(buf, offset)
+
+    def _apply(self, record, counter):
+        self.totals.apply(record)
+        self.recent.apply(record)
+        self.recent.add(record, counter)
+        if record.receipt >= self.next_receipt:
+            self.next_receipt = record.receipt + 1
+
+    def book(self, record):
+        """Give record the next receipt number, store it durably, count it; return counter.
+
+        Raises (and changes nothing) on a full queue, full totals, a bad field or a flash
+        fault: the cashier is told the sale was not taken.
+        """
+        record.receipt = self.next_receipt
+        self.totals.check(record)
+        counter = self.journal.append(record, self)
+        self._apply(record, counter)
+        return counter
+
+    def unsent_count(self):
+        return self.queue.unsent_count()
+
+    def oldest_unsent_time(self):
+        """Time of the oldest record not yet acked: 0 if none or unknown."""
+        for counter, _ in self.queue.unsent(1):
+            return self.recent.time_of(counter) or 0
+        return 0
+
+    def last_voidable_sale(self):
+        entry = self.recent.last_sale()
+        if entry is None or entry[6]:  # voided or settled already
+            return None
+        if entry[8]:  # partly refunded: refund the rest instead
+            return None
+        return entry
+
+    def sale_for_refund(self, receipt):
+        entry = self.recent.find_sale(receipt)
+        if entry is None or entry[6] & 1:
+            return None
+        return entry
+
+    @staticmethod
+    def approval_code(counter):
+        return "%06d" % (counter % 1000000)

@@ -1,0 +1,87 @@
+"""Receipts as lines of text for 32- or 48-column ESC/POS printers (the board adds the codes).
+
+Only the last four card digits ever reach a receipt; a record holds nothing more.
+"""
+
+from pos.clock import format_datetime
+from pos.money import format_minor
+from pos.record import LAST_FOUR_NONE, REFUND, SALE, VOID
+
+MERCHANT_COPY = "MERCHANT COPY"
+CUSTOMER_COPY = "CUSTOMER COPY"
+METHOD_TEXT = ("", "Credit card", "Debit card", "Mobile/QR", "Cash")
+KIND_TEXT = ("", "SALE", "REFUND", "VOID", "DECLINED", "SETTLEMENT")
+
+
+def _pair(left, right, columns):
+    space = columns - len(left) - len(right)
+    if space < 1:
+        left = left[: columns - len(right) - 1]
+        space = 1
+    return left + " " * space + right
+
+
+def _center(text, columns):
+    text = text[:columns]
+    pad = (columns - len(text)) // 2
+    return " " * pad + text
+
+
+def sale_receipt(
+    record,
+    merchant,
+    terminal_id,
+    approval_code,
+    offline,
+    copy,
+    columns=32,
+    utc_offset_min=0,
+    reason_text="",
+):
+    """The lines of one copy of a sale, refund, void or decline receipt."""
+    if columns not in (32, 48):
+        raise ValueError("receipts are 32 or 48 columns")
+    rule = "-" * columns
+    amount = format_minor(record.amount_minor, merchant.exponent)
+    if record.kind in (REFUND, VOID):
+        amount = "-" + amount
+    lines = [
+        _center(merchant.name, columns),
+        _center("Merchant ID " + merchant.merchant_id, columns),
+        _pair("Terminal", terminal_id, columns),
+        _pair("Date", format_datetime(record.time, utc_offset_min), columns),
+        _pair("Receipt", "%06d" % record.receipt, columns),
+        rule,
+        _center(KIND_TEXT[record.kind], columns),
+        _pair("Method", METHOD_TEXT[record.method], columns),
+    ]
+    if record.last_four != LAST_FOUR_NONE:
+        lines.append(_pair("Card", "**** %04d" % record.last_four, columns))
+    if record.kind in (REFUND, VOID) and record.reference:
+        lines.append(_pair("Original receipt", "%06d" % record.reference, columns))
+    lines.append(_pair("AMOUNT " + merchant.currency_code, amount, columns))
+    lines.append(rule)
+    if record.kind == SALE or record.kind == REFUND or record.kind == VOID:
+        lines.append(_pair("Approval code", approval_code, columns))
+    else:
+        lines.append(_pair("Reason", reason_text, columns))
+    if offline:
+        lines.append(_center("OFFLINE - not yet sent", columns))
+    lines.append(_center(copy, columns))
+    return lines
+
+
+def report_receipt(title, merchant, terminal_id, now, report_lines, columns=32, utc_offset_min=0):
+    """An X or Z report slip: header, then the report's (label, value) pairs."""
+    lines = [
+        _center(title, columns),
+        _center(merchant.name, columns),
+        _center("Merchant ID " + merchant.merchant_id, columns),
+        _pair("Terminal", terminal_id, columns),
+        _pair("Printed", format_datetime(now, utc_offset_min), columns),
+        "-" * columns,
+    ]
+    for label, value in report_lines:
+        lines.append(_pair(label, value, columns) if value else label[:columns])
+    lines.append("-" * columns)
+    return lines

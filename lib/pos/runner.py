@@ -1,0 +1,62 @@
+"""Carries out the terminal's effects: books records in the ledger, prints, beeps, and asks
+for uploads, feeding each outcome back to the terminal as an event.
+
+The device's asyncio app and the tests drive the terminal through the same Runner, so what a
+test sees is what a cashier sees.
+"""
+
+from pos.reports import TotalsFull
+from pos.txq import QueueError, QueueFull
+
+
+def failure_text(exc):
+    """A short reason for the RESULT screen (16 columns)."""
+    if isinstance(exc, QueueFull):
+        return "Queue full"
+    if isinstance(exc, TotalsFull):
+        return "Run Z first"
+    if isinstance(exc, QueueError):
+        return "Storage fault"
+    return "Not stored"
+
+
+class Runner:
+    def __init__(self, terminal, ledger, printer=None, beeper=None, uploader=None, faults=None):
+        self.terminal = terminal
+        self.ledger = ledger
+        self.printer = printer  # callable(lines)
+        self.beeper = beeper  # callable("ok" | "error")
+        self.uploader = uploader  # callable(): start an upload; its result comes as "synced"
+        self.faults = faults  # callable(text): the fault log
+
+    def feed(self, event):
+        """Give the terminal one event and carry out everything that follows from it."""
+        terminal = self.terminal
+        terminal.handle(event)
+        effects = terminal.effects
+        index = 0
+        while index < len(effects):
+            effect = effects[index]
+            index += 1
+            kind = effect[0]
+            if kind == "book":
+                try:
+                    follow = ("booked", self.ledger.book(effect[1]))
+                except (QueueError, TotalsFull, ValueError, OSError) as exc:
+                    if self.faults is not None:
+                        self.faults("book failed: %r" % (exc,))
+                    follow = ("book_failed", failure_text(exc))
+                # The terminal emits "book" last: its outcome starts a fresh effect list.
+                terminal.handle(follow)
+                effects = terminal.effects
+                index = 0
+            elif kind == "print":
+                if self.printer is not None:
+                    self.printer(effect[1])
+            elif kind == "beep":
+                if self.beeper is not None:
+                    self.beeper(effect[1])
+            elif kind == "upload":
+                if self.uploader is not None:
+                    self.uploader()
+        return terminal.screen

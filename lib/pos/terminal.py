@@ -1,0 +1,961 @@
+"""The terminal's state machine: logical events in, the screen and a list of effects out.
+
+Events are tuples:
+    ("key", "0".."9" | "#" | "*" | "A" | "B" | "C" | "D")
+    ("card", "4111111111111111")     a card read        ("scan", "123456789012") a QR scan
+    ("tick", now_ms, unix_seconds)   time passes (unix_seconds 0 while the clock is not set)
+    ("link", True | False)           the uplink's state
+    ("booked", counter) | ("book_failed", message)   the outcome of a "book" effect
+    ("synced", True | False)         the outcome of an "upload" effect
+Effects (terminal.effects, refilled by every handle()) are tuples:
+    ("book", record)   store the record durably (Ledger.book), then answer booked/book_failed
+    ("print", lines)   print a receipt or report
+    ("beep", "ok" | "error")
+    ("upload",)        send unsent records now
+Nothing here does I/O: the same events always give the same screens and effects. The ledger
+is only read (totals, recent sales, queue depth) to show them.
+
+Keys: digits, # OK, * back (clears the entry first, then goes back), A function menu,
+B backspace, C previous page, D next page.
+"""
+
+from pos.card import (
+    MAX_CARD_DIGITS,
+    MAX_CODE_DIGITS,
+    MIN_CARD_DIGITS,
+    MIN_CODE_DIGITS,
+    TOKEN_SIZE,
+    DigitBuffer,
+    luhn_ok,
+)
+from pos.clock import is_set
+from pos.compat import const, mem_free, ticks_diff
+from pos.money import AmountEntry, format_minor
+from pos.receipt import CUSTOMER_COPY, MERCHANT_COPY, report_receipt, sale_receipt
+from pos.record import (
+    CASH,
+    DECLINE,
+    FLAG_KEYED,
+    FLAG_OFFLINE,
+    FLAG_SUPERVISOR,
+    LAST_FOUR_NONE,
+    MOBILE,
+    REFUND,
+    SALE,
+    SETTLEMENT,
+    VOID,
+    Record,
+)
+from pos.risk import APPROVED, reason_text
+from pos.screen import HINT, TITLE, Screen
+
+# States.
+CONFIG_ERROR = const(0)
+LOGIN = const(1)
+MERCHANTS = const(2)
+AMOUNT = const(3)
+METHOD = const(4)
+CARD = const(5)
+MOBILE_CODE = const(6)
+CONFIRM = const(7)
+BOOKING = const(8)
+RESULT = const(9)
+MENU = const(10)
+SUPERVISOR_PIN = const(11)
+REFUND_RECEIPT = const(12)
+REFUND_AMOUNT = const(13)
+REFUND_CONFIRM = const(14)
+VOID_CONFIRM = const(15)
+PICK_MERCHANT = const(16)
+REPORT_VIEW = const(17)
+Z_CONFIRM = const(18)
+STATUS = const(19)
+
+_MESSAGE_ROW = const(6)
+_PIN_MIN = const(4)
+_PIN_MAX = const(8)
+_MAX_WRONG_PINS = const(3)
+_LOCKOUT_MAX_S = const(86400)
+_REPORT_ROWS = const(5)
+
+_METHOD_TEXT = ("", "Credit card", "Debit card", "Mobile/QR", "Cash")
+_MENU_ITEMS = ("1 Void last", "2 Refund", "3 X report", "4 Z settle", "5 Status", "6 Sync now")
+
+
+class Terminal:
+    def __init__(self, settings, merchants, cashiers, ledger, tokenizer, risk, config_error=None):
+        self.settings = settings
+        self.merchants = merchants
+        self.cashiers = cashiers
+        self.ledger = ledger
+        self.risk = risk
+        self._tokenizer = tokenizer
+        self.screen = Screen()
+        self.effects = []
+        self.now_ms = 0
+        self.unix = 0
+        self.link_up = False
+        self.cashier = None
+        self.merchant = None
+        self.allowed = []
+        self.page = 0
+        self.message = None
+        self.entry = DigitBuffer(_PIN_MAX)  # PINs, menu numbers, receipt numbers
+        self.amount = AmountEntry()
+        self.card = DigitBuffer(MAX_CODE_DIGITS)  # a card number or payment code, then wiped
+        self.method = 0
+        self.token = bytearray(TOKEN_SIZE)
+        self.has_token = False
+        self.keyed = False
+        self.last_four = LAST_FOUR_NONE
+        self.wrong_pins = 0
+        self.lock_count = 0
+        self.locked_until = None
+        self.last_activity = 0
+        self.result_since = 0
+        self.result = None  # (headline, detail rows) of the RESULT screen
+        self.supervisor = None
+        self.after_supervisor = 0
+        self.after_pick = 0
+        self.original = None  # the recent-sale entry a void or refund refers to
+        self.report_lines = None
+        self.report_merchant = None
+        self.booking = None  # the record handed to the ledger, until it answers
+        self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
+        self.config_error = config_error
+        self.state = CONFIG_ERROR if config_error else LOGIN
+        self.draw()
+
+    # --- events --------------------------------------------------------------------------
+
+    def handle(self, event):
+        """Take one event; returns (screen, effects)."""
+        self.effects.clear()
+        kind = event[0]
+        if kind == "key":
+            self.last_activity = self.now_ms
+            previous = self.message
+            self.message = None
+            self._key(event[1], previous)
+        elif kind == "tick":
+            self._tick(event[1], event[2])
+        elif kind == "card" or kind == "scan":
+            self.last_activity = self.now_ms
+            self.message = None
+            self._card_data(kind, event[1])
+        elif kind == "link":
+            self.link_up = bool(event[1])
+        elif kind == "booked":
+            self._booked(event[1])
+        elif kind == "book_failed":
+            self._book_failed(event[1])
+        elif kind == "synced":
+            self.message = "Sync done" if event[1] else "Sync failed"
+        self.draw()
+        return self.screen, self.effects
+
+    def _key(self, key, previous_message):
+        state = self.state
+        if state == CONFIG_ERROR or state == BOOKING:
+            return
+        if state == LOGIN:
+            self._login_key(key)
+        elif state == MERCHANTS or state == PICK_MERCHANT:
+            self._merchant_key(key)
+        elif state == AMOUNT or state == REFUND_AMOUNT:
+            self._amount_key(key)
+        elif state == METHOD:
+            self._method_key(key)
+        elif state == CARD or state == MOBILE_CODE:
+            self._card_key(key)
+        elif state == CONFIRM or state == REFUND_CONFIRM or state == VOID_CONFIRM:
+            self._confirm_key(key)
+        elif state == Z_CONFIRM:
+            self._confirm_key(key)
+        elif state == RESULT:
+            if key == "#" or key == "*":
+                self._to_merchants()
+        elif state == MENU:
+            self._menu_key(key)
+        elif state == SUPERVISOR_PIN:
+            self._supervisor_key(key)
+        elif state == REFUND_RECEIPT:
+            self._refund_receipt_key(key)
+        elif state == REPORT_VIEW:
+            self._report_key(key)
+        elif state == STATUS:
+            if key == "#" or key == "*":
+                self._to_merchants()
+
+    def _tick(self, now_ms, unix):
+        self.now_ms = now_ms
+        if unix:
+            self.unix = unix
+        if self.cashier is not None and self.state != BOOKING:
+            idle_ms = self.settings.idle_logout_s * 1000
+            if ticks_diff(now_ms, self.last_activity) >= idle_ms:
+                self._logout("Idle: logged out")
+                return
+        if self.state == RESULT:
+            if ticks_diff(now_ms, self.result_since) >= self.settings.result_timeout_s * 1000:
+                self._to_merchants()
+        if self.locked_until is not None and ticks_diff(self.locked_until, now_ms) <= 0:
+            self.locked_until = None
+
+    # --- login and lockout ----------------------------------------------------------------
+
+    def _locked(self):
+        return self.locked_until is not None and ticks_diff(self.locked_until, self.now_ms) > 0
+
+    def _pin_entry_key(self, key):
+        """Shared by login and supervisor PINs; returns the PIN text on # (else None)."""
+        if key >= "0" and key <= "9":
+            self.entry.push(key)
+        elif key == "B":
+            self.entry.backspace()
+        elif key == "#":
+            if self.entry.length < _PIN_MIN:
+                self.message = "PIN too short"
+                return None
+            pin = bytes(self.entry.view()).decode()
+            self.entry.wipe()
+            return pin
+        return None
+
+    def _wrong_pin(self):
+        self.wrong_pins += 1
+        self.effects.append(("beep", "error"))
+        if self.wrong_pins < _MAX_WRONG_PINS:
+            self.message = "Wrong PIN %d left" % (_MAX_WRONG_PINS - self.wrong_pins)
+            return
+        self.wrong_pins = 0
+        self.lock_count += 1
+        lock_s = self.settings.lockout_base_s << (self.lock_count - 1)
+        if lock_s > _LOCKOUT_MAX_S:
+            lock_s = _LOCKOUT_MAX_S
+        self.locked_until = self.now_ms + lock_s * 1000
+        self._logout(None)
+
+    def _login_key(self, key):
+        if self._locked():
+            return
+        if key == "*":
+            self.entry.wipe()
+            return
+        pin = self._pin_entry_key(key)
+        if pin is None:
+            return
+        cashier = self.cashiers.by_pin(pin)
+        if cashier is None:
+            self._wrong_pin()
+            return
+        self.wrong_pins = 0
+        self.lock_count = 0
+        self.cashier = cashier
+        self.allowed = [m for m in self.merchants if cashier.may_use(m.number)]
+        self.effects.append(("beep", "ok"))
+        self._to_merchants()
+
+    def _logout(self, message):
+        self._wipe_payment()
+        self.entry.wipe()
+        self.cashier = None
+        self.supervisor = None
+        self.merchant = None
+        self.allowed = []
+        self.original = None
+        self.state = LOGIN
+        self.message = message
+
+    # --- merchant menu --------------------------------------------------------------------
+
+    def _to_merchants(self):
+        self._wipe_payment()
+        self.entry.wipe()
+        self.merchant = None
+        self.supervisor = None
+        self.original = None
+        self.result = None
+        self.page = 0
+        self.state = MERCHANTS
+
+    def _pages(self, count, rows):
+        return (count + rows - 1) // rows if count else 1
+
+    def _merchant_key(self, key):
+        rows = self.settings.menu_rows
+        if key >= "0" and key <= "9":
+            if self.entry.length < 2:
+                self.entry.push(key)
+        elif key == "B":
+            self.entry.backspace()
+        elif key == "C":
+            if self.page > 0:
+                self.page -= 1
+        elif key == "D":
+            if self.page + 1 < self._pages(len(self.allowed), rows):
+                self.page += 1
+        elif key == "A" and self.state == MERCHANTS:
+            self._open_menu()
+        elif key == "*":
+            if self.entry.length:
+                self.entry.wipe()
+            elif self.state == PICK_MERCHANT:
+                self._open_menu()
+            else:
+                self._logout("Logged out")
+        elif key == "#":
+            if not self.entry.length:
+                self.message = "Type a number"
+                return
+            number = int(bytes(self.entry.view()).decode())
+            self.entry.wipe()
+            merchant = self.merchants.get(number)
+            if merchant is None:
+                self.message = "No merchant %d" % number
+            elif not self.cashier.may_use(number) or (
+                self.supervisor is not None and not self.supervisor.may_use(number)
+            ):
+                self.message = "Not assigned"
+                self.effects.append(("beep", "error"))
+            elif self.state == MERCHANTS:
+                self.merchant = merchant
+                self.amount.clear()
+                self.state = AMOUNT
+            else:
+                self._picked_for_report(merchant)
+
+    # --- sale -----------------------------------------------------------------------------
+
+    def _amount_key(self, key):
+        amount = self.amount
+        if key >= "0" and key <= "9":
+            amount.push_digit(ord(key) - 48)
+        elif key == "B":
+            amount.backspace()
+        elif key == "*":
+            if amount.amount_minor:
+                amount.clear()
+            elif self.state == REFUND_AMOUNT:
+                self.state = REFUND_RECEIPT
+            else:
+                self._to_merchants()
+        elif key == "A" and self.state == AMOUNT:
+            self._open_menu()
+        elif key == "#":
+            value = amount.amount_minor
+            merchant = self.merchant
+            if not value:
+                self.message = "Enter an amount"
+            elif self.state == AMOUNT:
+                if value > merchant.limit("max_sale_minor"):
+                    self.message = "Max " + format_minor(
+                        merchant.limit("max_sale_minor"), merchant.exponent
+                    )
+                    self.effects.append(("beep", "error"))
+                else:
+                    self.state = METHOD
+            else:
+                remaining = self.original[7] - self.original[8]
+                if value > remaining:
+                    self.message = "Max " + format_minor(remaining, merchant.exponent)
+                elif value > merchant.limit("max_refund_minor"):
+                    self.message = "Over refund cap"
+                else:
+                    self.state = REFUND_CONFIRM
+
+    def _method_key(self, key):
+        if key == "*":
+            self.state = AMOUNT
+            return
+        if key < "1" or key > "4":
+            return
+        self.method = ord(key) - 48
+        self._wipe_card()
+        if self.method == CASH:
+            self.state = CONFIRM
+        elif self.method == MOBILE:
+            self.state = MOBILE_CODE
+        else:
+            self.state = CARD
+
+    def _card_key(self, key):
+        card = self.card
+        limit = MAX_CARD_DIGITS if self.state == CARD else MAX_CODE_DIGITS
+        if key >= "0" and key <= "9":
+            if card.length < limit:
+                card.push(key)
+        elif key == "B":
+            card.backspace()
+        elif key == "*":
+            if card.length:
+                card.wipe()
+            else:
+                self.state = METHOD
+        elif key == "#":
+            self._take_card_data(True)
+
+    def _card_data(self, kind, text):
+        if (kind == "card" and self.state != CARD) or (
+            kind == "scan" and self.state != MOBILE_CODE
+        ):
+            self.message = "Pick method 1st"
+            return
+        if not self.card.set(text):
+            self.message = "Read failed"
+            return
+        self._take_card_data(False)
+
+    def _take_card_data(self, keyed):
+        """Check the digits, keep only the token and the last four, wipe the buffer."""
+        card = self.card
+        if self.state == CARD:
+            ok = MIN_CARD_DIGITS <= card.length <= MAX_CARD_DIGITS and luhn_ok(card.view())
+            failure = "Invalid card no."
+        else:
+            ok = MIN_CODE_DIGITS <= card.length <= MAX_CODE_DIGITS
+            failure = "Code invalid"
+        if not ok:
+            card.wipe()
+            self.message = failure
+            self.effects.append(("beep", "error"))
+            return
+        self._tokenizer.token(card.view(), self.token)
+        self.last_four = card.last_four()
+        card.wipe()
+        self.has_token = True
+        self.keyed = keyed
+        self.state = CONFIRM
+
+    def _wipe_card(self):
+        self.card.wipe()
+        for i in range(TOKEN_SIZE):
+            self.token[i] = 0
+        self.has_token = False
+        self.keyed = False
+        self.last_four = LAST_FOUR_NONE
+
+    def _wipe_payment(self):
+        self._wipe_card()
+        self.amount.clear()
+        self.method = 0
+        self.booking = None
+
+    def _confirm_key(self, key):
+        state = self.state
+        if key == "*":
+            if state == CONFIRM:
+                self._wipe_card()
+                self.state = METHOD
+            elif state == REFUND_CONFIRM:
+                self.state = REFUND_AMOUNT
+            else:
+                self._open_menu()
+            return
+        if key != "#":
+            return
+        if state == CONFIRM:
+            self._book_sale()
+        elif state == VOID_CONFIRM:
+            self._book_against_original(VOID, self.original[7])
+        elif state == REFUND_CONFIRM:
+            self._book_against_original(REFUND, self.amount.amount_minor)
+        else:
+            self._book_settlement()
+
+    def _flags(self):
+        return 0 if self.link_up else FLAG_OFFLINE
+
+    def _now(self):
+        return self.unix if is_set(self.unix) else 0
+
+    def _book_sale(self):
+        merchant = self.merchant
+        value = self.amount.amount_minor
+        reason = self.risk.check_sale(
+            merchant, value, self.token if self.has_token else None, self.link_up
+        )
+        record = self._record
+        record.kind = SALE if reason == APPROVED else DECLINE
+        record.merchant = merchant.number
+        record.amount_minor = value
+        record.currency = merchant.currency_numeric
+        record.method = self.method
+        record.cashier = self.cashier.number
+        record.time = self._now()
+        record.reference = 0
+        record.reason = reason
+        record.flags = self._flags() | (FLAG_KEYED if self.keyed else 0)
+        if self.has_token:
+            record.token = self.token
+            record.last_four = self.last_four
+        else:
+            record.token = bytes(TOKEN_SIZE)
+            record.last_four = LAST_FOUR_NONE
+        self._book(record)
+
+    def _book_against_original(self, kind, value):
+        original = self.original
+        record = Record(
+            kind,
+            original[4],
+            value,
+            self.merchant.currency_numeric,
+            method=original[5],
+            cashier=self.cashier.number,
+            time=self._now(),
+            reference=original[0],
+            flags=self._flags() | (FLAG_SUPERVISOR if kind == REFUND else 0),
+            token=original[9],
+            last_four=original[10],
+        )
+        self._book(record)
+
+    def _book_settlement(self):
+        merchant = self.report_merchant
+        self.report_lines = self.ledger.totals.report_lines(merchant.number, merchant.exponent)
+        record = self.ledger.totals.settlement(
+            merchant.number,
+            merchant.currency_numeric,
+            cashier=self.supervisor.number,
+            time=self._now(),
+            flags=self._flags() | FLAG_SUPERVISOR,
+        )
+        self.merchant = merchant
+        self._book(record)
+
+    def _book(self, record):
+        self.booking = record
+        self.state = BOOKING
+        self.effects.append(("book", record))
+
+    def _booked(self, counter):
+        record = self.booking
+        if self.state != BOOKING or record is None:
+            return
+        self._wipe_card()
+        self.state = RESULT
+        self.result_since = self.now_ms
+        merchant = self.merchant
+        settings = self.settings
+        code = self.ledger.approval_code(counter)
+        offline = bool(record.flags & FLAG_OFFLINE)
+        if record.kind == DECLINE:
+            self.result = ("DECLINED", reason_text(record.reason))
+            self.effects.append(("beep", "error"))
+            return
+        if record.kind == SETTLEMENT:
+            batch = record.reference
+            self.result = ("Z BATCH %d DONE" % batch, "Totals reset")
+            self.effects.append(
+                (
+                    "print",
+                    report_receipt(
+                        "Z REPORT %d" % batch,
+                        merchant,
+                        settings.terminal_id,
+                        self._now(),
+                        self.report_lines,
+                        settings.receipt_columns,
+                        settings.utc_offset_min,
+                    ),
+                )
+            )
+            self.effects.append(("beep", "ok"))
+            return
+        headline = "APPROVED"
+        if record.kind == VOID:
+            headline = "VOIDED"
+        elif record.kind == REFUND:
+            headline = "REFUNDED"
+        self.result = (headline, code)
+        copies = (CUSTOMER_COPY,) if record.method == CASH else (MERCHANT_COPY, CUSTOMER_COPY)
+        for copy in copies:
+            lines = sale_receipt(
+                record,
+                merchant,
+                settings.terminal_id,
+                code,
+                offline,
+                copy,
+                settings.receipt_columns,
+                settings.utc_offset_min,
+            )
+            self.effects.append(("print", lines))
+        self.effects.append(("beep", "ok"))
+
+    def _book_failed(self, message):
+        record = self.booking
+        if self.state != BOOKING or record is None:
+            return
+        self._wipe_card()
+        self.state = RESULT
+        self.result_since = self.now_ms
+        if record.kind == DECLINE:
+            self.result = ("DECLINED", reason_text(record.reason))
+        else:
+            self.result = ("NOT TAKEN", message)
+        self.effects.append(("beep", "error"))
+
+    # --- function menu ----------------------------------------------------------------------
+
+    def _open_menu(self):
+        self._wipe_payment()
+        self.entry.wipe()
+        self.merchant = None
+        self.supervisor = None
+        self.state = MENU
+
+    def _menu_key(self, key):
+        if key == "*":
+            self._to_merchants()
+        elif key == "1":
+            original = self.ledger.last_voidable_sale()
+            if original is None:
+                self.message = "No sale to void"
+            elif not self.cashier.may_use(original[4]):
+                self.message = "Not assigned"
+            elif self.merchants.get(original[4]) is None:
+                self.message = "Merchant removed"
+            else:
+                self.original = original
+                self.merchant = self.merchants.get(original[4])
+                self.state = VOID_CONFIRM
+        elif key == "2" or key == "4":
+            self.after_supervisor = REFUND_RECEIPT if key == "2" else PICK_MERCHANT
+            self.after_pick = Z_CONFIRM
+            self.state = SUPERVISOR_PIN
+        elif key == "3":
+            self.after_pick = REPORT_VIEW
+            self.page = 0
+            self.state = PICK_MERCHANT
+        elif key == "5":
+            self.state = STATUS
+        elif key == "6":
+            self.effects.append(("upload",))
+            self.message = "Sync started"
+        elif key == "7":
+            self._logout("Logged out")
+
+    def _supervisor_key(self, key):
+        if self._locked():
+            return
+        if key == "*":
+            if self.entry.length:
+                self.entry.wipe()
+            else:
+                self._open_menu()
+            return
+        pin = self._pin_entry_key(key)
+        if pin is None:
+            return
+        supervisor = self.cashiers.by_pin(pin)
+        if supervisor is None or not supervisor.is_supervisor():
+            self._wrong_pin()
+            if self.state == SUPERVISOR_PIN and not self.message:
+                self.message = "Not a supervisor"
+            return
+        self.wrong_pins = 0
+        self.supervisor = supervisor
+        self.page = 0
+        self.state = self.after_supervisor
+
+    def _refund_receipt_key(self, key):
+        if key >= "0" and key <= "9":
+            self.entry.push(key)
+        elif key == "B":
+            self.entry.backspace()
+        elif key == "*":
+            if self.entry.length:
+                self.entry.wipe()
+            else:
+                self._open_menu()
+        elif key == "#" and self.entry.length:
+            receipt = int(bytes(self.entry.view()).decode())
+            self.entry.wipe()
+            original = self.ledger.sale_for_refund(receipt)
+            merchant = self.merchants.get(original[4]) if original else None
+            if original is None or merchant is None:
+                self.message = "No such receipt"
+            elif not self.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
+                self.message = "Not assigned"
+            elif original[7] - original[8] <= 0:
+                self.message = "Already refunded"
+            else:
+                self.original = original
+                self.merchant = merchant
+                self.amount.clear()
+                self.state = REFUND_AMOUNT
+
+    def _picked_for_report(self, merchant):
+        self.report_merchant = merchant
+        self.merchant = merchant
+        if self.after_pick == Z_CONFIRM:
+            self.state = Z_CONFIRM
+            return
+        settings = self.settings
+        self.report_lines = self.ledger.totals.report_lines(merchant.number, merchant.exponent)
+        self.page = 0
+        self.state = REPORT_VIEW
+        self.effects.append(
+            (
+                "print",
+                report_receipt(
+                    "X REPORT",
+                    merchant,
+                    settings.terminal_id,
+                    self._now(),
+                    self.report_lines,
+                    settings.receipt_columns,
+                    settings.utc_offset_min,
+                ),
+            )
+        )
+
+    def _report_key(self, key):
+        if key == "C" and self.page > 0:
+            self.page -= 1
+        elif key == "D" and self.page + 1 < self._pages(len(self.report_lines), _REPORT_ROWS):
+            self.page += 1
+        elif key == "#" or key == "*":
+            self._to_merchants()
+
+    # --- drawing --------------------------------------------------------------------------
+
+    def draw(self):
+        screen = self.screen
+        screen.clear()
+        state = self.state
+        title = self.merchant.name if self.merchant is not None else "OneTill"
+        screen.put(TITLE, title)
+        if state == CONFIG_ERROR:
+            self._draw_config_error()
+        elif state == LOGIN:
+            self._draw_login()
+        elif state == MERCHANTS or state == PICK_MERCHANT:
+            self._draw_merchants()
+        elif state == AMOUNT or state == REFUND_AMOUNT:
+            self._draw_amount()
+        elif state == METHOD:
+            self._draw_amount_line(1)
+            screen.put(2, "1 Credit 2 Debit")
+            screen.put(3, "3 Mobile 4 Cash")
+            screen.put(HINT, "1-4 pick  *back")
+            screen.focus = 2
+        elif state == CARD or state == MOBILE_CODE:
+            self._draw_card()
+        elif state == CONFIRM or state == REFUND_CONFIRM or state == VOID_CONFIRM:
+            self._draw_confirm()
+        elif state == Z_CONFIRM:
+            self._draw_z_confirm()
+        elif state == BOOKING:
+            self._draw_amount_line(1)
+            screen.put(3, "Processing...")
+            screen.focus = 2
+        elif state == RESULT:
+            self._draw_result()
+        elif state == MENU:
+            screen.put(TITLE, "Functions")
+            for row in range(6):
+                screen.put(row + 1, _MENU_ITEMS[row])
+            screen.put(HINT, "7 Log out *back")
+        elif state == SUPERVISOR_PIN:
+            screen.put(2, "Supervisor PIN")
+            self._draw_masked(3, self.entry.length)
+            screen.put(HINT, "#OK *back")
+            screen.focus = 2
+        elif state == REFUND_RECEIPT:
+            screen.put(TITLE, "Refund")
+            screen.put(2, "Orig. receipt no")
+            screen.put(3, bytes(self.entry.view()), right=True)
+            screen.put(HINT, "#OK *back")
+            screen.focus = 2
+        elif state == REPORT_VIEW:
+            self._draw_report()
+        elif state == STATUS:
+            self._draw_status()
+        if self.message:
+            screen.put(_MESSAGE_ROW, self.message)
+        return screen
+
+    def _draw_config_error(self):
+        screen = self.screen
+        screen.put(1, "CONFIG ERROR")
+        screen.put(2, "Not selling.")
+        text = str(self.config_error)
+        for row in range(3, 7):
+            start = (row - 3) * 16
+            if start < len(text):
+                screen.put(row, text[start : start + 16])
+        screen.put(HINT, "Call operator")
+        screen.focus = 1
+
+    def _draw_login(self):
+        screen = self.screen
+        if self._locked():
+            screen.put(2, "Login locked")
+            seconds = ticks_diff(self.locked_until, self.now_ms) // 1000 + 1
+            screen.put(3, "Wait")
+            screen.put_digits(3, seconds, 0, 15)
+            screen.put(3, "s", 15)
+        else:
+            screen.put(2, "Cashier PIN")
+            self._draw_masked(3, self.entry.length)
+            screen.put(HINT, "#OK B del")
+        screen.focus = 2
+
+    def _draw_masked(self, row, count):
+        for col in range(count):
+            self.screen.buf[row * 16 + col] = 42  # "*"
+
+    def _draw_merchants(self):
+        screen = self.screen
+        rows = self.settings.menu_rows
+        if self.state == PICK_MERCHANT:
+            screen.put(TITLE, "X report" if self.after_pick == REPORT_VIEW else "Z settle")
+        else:
+            screen.put(TITLE, "Merchant?")
+        screen.put(TITLE, bytes(self.entry.view()), right=True)
+        first = self.page * rows
+        # Menu numbers take one column while they are all below 10, else two.
+        width = 1 if not self.allowed or self.allowed[-1].number < 10 else 2
+        for row in range(rows):
+            index = first + row
+            if index >= len(self.allowed):
+                break
+            merchant = self.allowed[index]
+            screen.put_digits(row + 1, merchant.number, 0, width)
+            screen.put(row + 1, merchant.name, width + 1)
+        screen.put(HINT, "#OK C/D pg *out" if self.state == MERCHANTS else "#OK C/D *back")
+        screen.focus = 1
+
+    def _draw_amount_line(self, row):
+        merchant = self.merchant
+        value = self.amount.amount_minor
+        self.screen.put(row, merchant.currency_code)
+        self.screen.put_digits(row, value, merchant.exponent)
+
+    def _draw_amount(self):
+        screen = self.screen
+        screen.put(2, "Sale amount" if self.state == AMOUNT else "Refund amount")
+        self._draw_amount_line(3)
+        screen.put(HINT, "#OK B del *back")
+        screen.focus = 2
+
+    def _draw_card(self):
+        screen = self.screen
+        self._draw_amount_line(1)
+        screen.put(2, "Card number" if self.state == CARD else "Payment code")
+        # Show how many digits are in, and only the last four of them.
+        length = self.card.length
+        shown = length if length < 16 else 16
+        for col in range(shown):
+            position = length - shown + col
+            if position >= length - 4:
+                screen.buf[3 * 16 + col] = self.card.buf[position]
+            else:
+                screen.buf[3 * 16 + col] = 42
+        screen.put(HINT, "#OK B del *back")
+        screen.focus = 2
+
+    def _draw_card_line(self, row, method, last_four):
+        screen = self.screen
+        screen.put(row, _METHOD_TEXT[method])
+        if last_four != LAST_FOUR_NONE:
+            screen.put(row + 1, "****")
+            screen.put_digits(row + 1, last_four, 0, 9, 4)
+
+    def _draw_confirm(self):
+        screen = self.screen
+        state = self.state
+        if state == CONFIRM:
+            screen.put(1, "Confirm sale")
+            method, last_four = self.method, self.last_four
+            self._draw_amount_line(2)
+        else:
+            original = self.original
+            screen.put(1, "Void receipt" if state == VOID_CONFIRM else "Refund receipt")
+            screen.put_digits(1, original[0], 0)
+            method, last_four = original[5], original[10]
+            if state == VOID_CONFIRM:
+                screen.put(2, self.merchant.currency_code)
+                screen.put_digits(2, original[7], self.merchant.exponent)
+            else:
+                self._draw_amount_line(2)
+        self._draw_card_line(3, method, last_four)
+        screen.put(HINT, "#OK *back")
+        screen.focus = 1
+
+    def _draw_z_confirm(self):
+        screen = self.screen
+        merchant = self.report_merchant
+        totals = self.ledger.totals
+        screen.put(1, "Settle batch")
+        screen.put_digits(1, totals.batch(merchant.number), 0)
+        screen.put(2, "Net " + merchant.currency_code)
+        net = totals.net(merchant.number)
+        screen.put(2, format_minor(net, merchant.exponent), right=True)
+        count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
+        screen.put(3, "Sales")
+        screen.put_digits(3, count, 0)
+        screen.put(HINT, "#settle *back")
+        screen.focus = 1
+
+    def _draw_result(self):
+        screen = self.screen
+        headline, detail = self.result
+        screen.put(1, headline)
+        record = self.booking
+        if record is not None and record.kind != SETTLEMENT:
+            self.screen.put(2, self.merchant.currency_code)
+            self.screen.put_digits(2, record.amount_minor, self.merchant.exponent)
+        if record is not None and record.kind in (SALE, VOID, REFUND) and headline != "NOT TAKEN":
+            screen.put(3, "Code")
+            screen.put(3, detail, right=True)
+            screen.put(4, "Receipt")
+            screen.put_digits(4, record.receipt, 0)
+            if record.flags & FLAG_OFFLINE:
+                screen.put(5, "OFFLINE")
+        else:
+            screen.put(3, detail)
+        screen.put(HINT, "# next")
+        screen.focus = 1
+
+    def _draw_report(self):
+        screen = self.screen
+        screen.put(TITLE, "X " + self.report_merchant.name)
+        first = self.page * _REPORT_ROWS
+        lines = self.report_lines
+        for row in range(_REPORT_ROWS):
+            if first + row >= len(lines):
+                break
+            label, value = lines[first + row]
+            screen.put(row + 1, label)
+            if value:
+                screen.put(row + 1, value, right=True)
+        screen.put(HINT, "C/D page #done")
+        screen.focus = 1
+
+    def _draw_status(self):
+        screen = self.screen
+        ledger = self.ledger
+        screen.put(TITLE, "Status")
+        screen.put(1, "Link")
+        screen.put(1, "up" if self.link_up else "DOWN", right=True)
+        screen.put(2, "Unsent")
+        screen.put_digits(2, ledger.unsent_count(), 0)
+        screen.put(3, "Oldest min")
+        oldest = ledger.oldest_unsent_time()
+        if oldest and is_set(self.unix):
+            screen.put_digits(3, max(0, self.unix - oldest) // 60, 0)
+        else:
+            screen.put(3, "-", right=True)
+        screen.put(4, "Key counter")
+        screen.put_digits(4, ledger.journal.next_counter, 0)
+        screen.put(5, "Free mem")
+        free = mem_free()
+        if free >= 0:
+            screen.put_digits(5, free, 0)
+        else:
+            screen.put(5, "n/a", right=True)
+        screen.put(HINT, "#OK")

@@ -1,0 +1,141 @@
+"""Queue timings on the MicroPython unix port (run by tools/bench queue, 96 KiB heap).
+
+The naive baseline is what a first firmware would do: a JSON line, AES-CBC and HMAC-SHA256
+appended to a LittleFS file with flush, on VfsLfs2 over the same NOR-flash model.
+"""
+
+import gc
+import hashlib
+import json
+import os
+import time
+
+from norflash import NorFlash
+from pos.compat import AES_CBC, aes
+from pos.journal import Journal
+from pos.record import CREDIT, SALE, Record
+from pos.store import FileStore
+from pos.txq import TxQueue
+
+SECTORS = 128
+APPENDS = 300
+
+
+def line(name, value, unit):
+    print("%s: %s %s" % (name, value, unit))
+
+
+def hmac_sha256(key, message):
+    key = key + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(message)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def sale(number):
+    return Record(
+        SALE, 3, 1234, 978, method=CREDIT, receipt=number, token=b"\x01" * 6, last_four=4242
+    )
+
+
+def time_journal(scratch):
+    """The whole sale path: DUKPT keys, the key state written to LittleFS (as on the device's
+    vfs partition, modelled by a second chip), sealing, and the queue append."""
+    flash = NorFlash(SECTORS, path=scratch + "/txq.bin")
+    vfs_flash = NorFlash(SECTORS, path=scratch + "/vfs.bin")
+    os.VfsLfs2.mkfs(vfs_flash)
+    os.mount(os.VfsLfs2(vfs_flash), "/benchvfs")
+    store = FileStore("/benchvfs/state")
+    Journal.provision(store, bytes(16), bytes(range(16)), bytes(8))
+    journal = Journal(TxQueue(flash), store, bytes(16))
+    record = sale(0)
+    state_programmed, state_erases = vfs_flash.programmed_bytes, vfs_flash.erases
+    gc.collect()
+    start = time.ticks_us()
+    for number in range(1, APPENDS + 1):
+        record.receipt = number
+        journal.append(record)
+    elapsed = time.ticks_diff(time.ticks_us(), start)
+    state_bytes = (vfs_flash.programmed_bytes - state_programmed) / APPENDS
+    state_erases = (vfs_flash.erases - state_erases) * 1000 / APPENDS
+    os.umount("/benchvfs")
+    flash.close()
+    vfs_flash.close()
+    return elapsed / APPENDS, state_bytes, state_erases
+
+
+def time_recover(path):
+    """Fill the whole 512 KiB ring, then time a cold recovery scan."""
+    flash = NorFlash(SECTORS, path=path)
+    queue = TxQueue(flash)
+    body = bytearray(44)
+    counter = 0
+    while queue.has_room(44):
+        counter += 1
+        body[0] = counter >> 24
+        body[1] = (counter >> 16) & 0xFF
+        body[2] = (counter >> 8) & 0xFF
+        body[3] = counter & 0xFF
+        queue.append(body)
+    gc.collect()
+    start = time.ticks_ms()
+    recovered = TxQueue(flash)
+    elapsed = time.ticks_diff(time.ticks_ms(), start)
+    assert recovered.found_records == counter
+    flash.close()
+    return elapsed, counter
+
+
+def time_baseline(path):
+    flash = NorFlash(SECTORS, path=path)
+    os.VfsLfs2.mkfs(flash)
+    os.mount(os.VfsLfs2(flash), "/benchlfs")
+    data_key = bytes(range(16))
+    mac_key = bytes(range(16, 32))
+    programmed = flash.programmed_bytes
+    erases = flash.erases
+    gc.collect()
+    start = time.ticks_us()
+    with open("/benchlfs/sales.log", "a") as log:
+        for number in range(1, APPENDS + 1):
+            text = json.dumps(
+                {
+                    "type": "sale",
+                    "merchant": 3,
+                    "amount": 1234,
+                    "currency": 978,
+                    "method": "credit",
+                    "receipt": number,
+                    "last4": "4242",
+                }
+            )
+            padded = text.encode() + b" " * (16 - len(text) % 16)
+            sealed = aes(data_key, AES_CBC, bytes(16)).encrypt(padded)
+            tag = hmac_sha256(mac_key, sealed)
+            log.write(sealed + tag[:16] + b"\n")
+            log.flush()
+    elapsed = time.ticks_diff(time.ticks_us(), start)
+    os.umount("/benchlfs")
+    per_sale = (flash.programmed_bytes - programmed) / APPENDS
+    erase_per_sale = (flash.erases - erases) / APPENDS
+    flash.close()
+    return elapsed / APPENDS, per_sale, erase_per_sale
+
+
+def main(scratch):
+    append_us, state_bytes, state_erases = time_journal(scratch)
+    line("append_us", "%.0f" % append_us, "us")
+    line("key_state_vfs_programmed_bytes_per_sale", "%.0f" % state_bytes, "bytes")
+    line("key_state_vfs_erases_per_1000_sales", "%.0f" % state_erases, "erases")
+    recover_ms, records = time_recover(scratch + "/full.bin")
+    line("recover_ms", recover_ms, "ms")
+    line("recover_records", records, "records")
+    baseline_us, baseline_bytes, baseline_erases = time_baseline(scratch + "/lfs.bin")
+    line("baseline_append_us", "%.0f" % baseline_us, "us")
+    line("baseline_programmed_bytes_per_sale", "%.0f" % baseline_bytes, "bytes")
+    line("baseline_erases_per_1000_sales", "%.0f" % (baseline_erases * 1000), "erases")
+    line("baseline_to_append_ratio", "%.1f" % (baseline_us / append_us), "x")
+    gc.collect()
+    line("heap_free_at_end", gc.mem_free(), "bytes")

@@ -45,7 +45,7 @@ def queue_wear(sales=50_000, batch=10):
         counter = journal.append(record)
         if number % batch == 0:
             journal.queue.ack(counter)
-    for _, frame in journal.queue.records():
+    for _, _, frame in journal.queue.records():
         frame_size = len(frame)
         break
     per_sector = (SECTOR_SIZE - HEADER_SIZE) // frame_size

@@ -4,16 +4,16 @@ Merchants 1 Noodle Bar, 2 Tea House, 3 Dumpling House; cashier PIN 1111 (all mer
 cashier 2222 (Noodle Bar only), supervisor 9999 (all).
 """
 
+import gc
+
 from norflash import CutStore, NorFlash
 from pos.card import Tokenizer
-from pos.cashiers import parse_cashiers, pin_hash_hex
-from pos.config import Settings
+from pos.compat import unload
 from pos.journal import Journal
 from pos.ledger import Ledger
-from pos.merchants import parse_merchants
 from pos.risk import Risk
 from pos.runner import Runner
-from pos.terminal import Terminal
+from pos.terminal import Settings, Terminal
 from pos.txq import TxQueue
 from sealcheck import IK, IK_ID, STORAGE_KEY
 
@@ -51,6 +51,8 @@ def merchants_doc():
 
 
 def cashiers_doc():
+    from pos.config import pin_hash_hex
+
     def cashier(number, name, role, merchants, pin):
         return {
             "number": number,
@@ -72,36 +74,65 @@ def cashiers_doc():
     }
 
 
+_chips = {}
+
+
+def chip(sectors, sector_size):
+    """A blank flash chip of this geometry, reused across kits: allocating a fresh 4 KiB
+    bytearray for every test would fragment a 96 KiB heap."""
+    flash = _chips.get((sectors, sector_size))
+    if flash is None:
+        flash = _chips[(sectors, sector_size)] = NorFlash(sectors, sector_size=sector_size)
+    else:
+        flash.erase_all()
+    return flash
+
+
 class Kit:
     """One terminal with its flash; boot() again to simulate a restart on the same flash."""
 
-    def __init__(self, sectors=8, sector_size=512, **settings):
-        self.flash = NorFlash(sectors, sector_size=sector_size)
+    def __init__(self, sectors=8, sector_size=256, **settings):
+        self.flash = chip(sectors, sector_size)
         self.store = CutStore(self.flash)
         Journal.provision(self.store, STORAGE_KEY, IK, IK_ID)
         self.settings = Settings("T0001", TOKEN_KEY, **settings)
-        self.printed = []
-        self.beeps = []
+        self.printed = []  # the last few slips (all of them would fill a 96 KiB heap)
+        self.printed_count = 0
+        self.beeps = 0
         self.uploads = 0
         self.now_ms = 0
         self.unix = 1_795_000_000  # 2026-11-17
         self.boot()
 
     def boot(self):
-        self.terminal = None
-        self.runner = None
+        # A restart: drop the running terminal before building the next (as a reset does),
+        # so two of them never share a 96 KiB heap.
+        self.terminal = self.runner = self.ledger = None
+        gc.collect()
         self.ledger = Ledger(TxQueue(self.flash), self.store, STORAGE_KEY)
-        merchants = parse_merchants(merchants_doc())
-        cashiers = parse_cashiers(cashiers_doc(), merchants)
+        # As the app does: parse the config, then unload the parser to free its heap.
+        from pos import config
+
+        merchants = config.parse_merchants(merchants_doc())
+        cashiers = config.parse_cashiers(cashiers_doc(), merchants)
+        config = None
+        unload("pos.config")
         self.risk = Risk()
         self.terminal = Terminal(
             self.settings, merchants, cashiers, self.ledger, Tokenizer(TOKEN_KEY), self.risk
         )
-        self.runner = Runner(
-            self.terminal, self.ledger, self.printed.append, self.beeps.append, self._upload
-        )
+        self.runner = Runner(self.terminal, self.ledger, self._print, self._beep, self._upload)
         self.feed(("link", True))
         self.tick(0)
+
+    def _print(self, lines):
+        self.printed.append(lines)
+        self.printed_count += 1
+        if len(self.printed) > 4:
+            self.printed.pop(0)
+
+    def _beep(self, kind):
+        self.beeps += 1
 
     def _upload(self):
         self.uploads += 1

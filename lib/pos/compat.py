@@ -4,6 +4,20 @@ import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
+
+def unload(name):
+    """Forget a module that is needed only once (config parsing at start), so its code stops
+    taking heap. Objects made by it stay valid: they hold their own classes."""
+    import gc
+
+    sys.modules.pop(name, None)
+    parent, _, child = name.rpartition(".")
+    package = sys.modules.get(parent)
+    if package is not None and child in package.__dict__:
+        delattr(package, child)
+    gc.collect()
+
+
 # Block-cipher modes, numbered as MicroPython's cryptolib numbers them.
 AES_ECB = 1
 AES_CBC = 2

@@ -1,20 +1,43 @@
-"""Loads the terminal's configuration from /config: terminal.json, merchants.json and
-cashiers.json. Any fault raises ConfigError naming the file and field; the terminal then
-shows it and refuses to sell rather than guess.
+"""Reads /config: terminal.json, merchants.json and cashiers.json, into the runtime objects.
 
-terminal.json: {"terminal_id": "T0001", "idle_logout_s": 300, "result_timeout_s": 20,
+Only needed at start: the app unloads this module after load() (pos.compat.unload), so its
+checks and messages take no heap while the terminal sells. Any fault raises ConfigError
+naming the file, the entry and the field: the terminal shows it and refuses to sell rather
+than guess which merchant a sale belongs to.
+
+terminal.json  {"terminal_id": "T0001", "idle_logout_s": 300, "result_timeout_s": 20,
                 "lockout_base_s": 30, "receipt_columns": 32, "utc_offset_min": 60,
                 "menu_rows": 5, "card_token_key": "<32 hex digits>"}
+merchants.json {"version": 4, "merchants": [{"number": 1, "merchant_id": "100000000000001",
+                "name": "Noodle Bar", "currency": "EUR", "limits": {"max_sale_minor": 50000}}]}
+cashiers.json  {"version": 4, "pin_salt": "<hex, 8+ bytes>", "pin_rounds": 2000,
+                "cashiers": [{"number": 1, "name": "Ana", "role": "cashier",
+                "merchants": [1, 2] or "all", "pin_hash": "<hex of cashiers.hash_pin()>"}]}
 """
 
 import json
-from binascii import unhexlify
+from binascii import hexlify, unhexlify
 
-from pos.cashiers import parse_cashiers
-from pos.merchants import ConfigError, parse_merchants
+from pos.cashiers import ADMIN, CASHIER, DEFAULT_ROUNDS, SUPERVISOR, Cashier, Cashiers, hash_pin
+from pos.merchants import Merchant, Merchants
+from pos.money import MAX_AMOUNT_MINOR, MoneyError, currency
+from pos.terminal import Settings
 
-# (name, default, lowest, highest) of each whole-number setting.
-_NUMBERS = (
+MAX_MERCHANTS = 99  # menu numbers 1..99: two keys at most
+MAX_CASHIERS = 99
+MERCHANT_NAME_CHARS = 24
+CASHIER_NAME_CHARS = 16
+ROLES = {"cashier": CASHIER, "supervisor": SUPERVISOR, "admin": ADMIN}
+
+# Limits a merchant may set, with their defaults. Amounts are minor units.
+LIMIT_DEFAULTS = (
+    ("max_sale_minor", MAX_AMOUNT_MINOR),
+    ("max_refund_minor", MAX_AMOUNT_MINOR),
+    ("max_offline_sale_minor", MAX_AMOUNT_MINOR),
+)
+
+# (name, default, lowest, highest) of each whole-number terminal setting.
+SETTING_NUMBERS = (
     ("idle_logout_s", 300, 10, 86400),
     ("result_timeout_s", 20, 3, 600),
     ("lockout_base_s", 30, 1, 3600),
@@ -24,14 +47,42 @@ _NUMBERS = (
 )
 
 
-class Settings:
-    """Terminal-wide settings; the defaults are what a demo terminal uses."""
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message says which file and field."""
 
-    def __init__(self, terminal_id="T0001", card_token_key=bytes(16), **numbers):
-        self.terminal_id = terminal_id
-        self.card_token_key = card_token_key
-        for name, default, _, _ in _NUMBERS:
-            setattr(self, name, numbers.get(name, default))
+
+def pin_hash_hex(pin, salt, rounds=DEFAULT_ROUNDS):
+    """A cashier's "pin_hash" field (for provisioning and tests)."""
+    return hexlify(hash_pin(pin, salt, rounds)).decode()
+
+
+def _int(value, where, field, low, high):
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        message = "%s: %s must be a whole number from %d to %d"
+        raise ConfigError(message % (where, field, low, high))
+    return value
+
+
+def _hex(text, what):
+    if isinstance(text, str):
+        try:
+            return unhexlify(text)
+        except ValueError:
+            pass
+    raise ConfigError(what + " must be hex text")
+
+
+def _digits(text):
+    for ch in text:
+        if ch < "0" or ch > "9":
+            return False
+    return True
+
+
+def _text(value, where, field, longest):
+    if not isinstance(value, str) or not value.strip() or len(value) > longest:
+        raise ConfigError("%s: %s must be 1 to %d characters" % (where, field, longest))
+    return value.strip()
 
 
 def parse_settings(doc, source="terminal.json"):
@@ -41,23 +92,117 @@ def parse_settings(doc, source="terminal.json"):
     if not isinstance(terminal_id, str) or not 1 <= len(terminal_id) <= 16:
         raise ConfigError(source + ": terminal_id must be 1 to 16 characters")
     numbers = {}
-    for name, default, low, high in _NUMBERS:
-        value = doc.get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ConfigError(
-                "%s: %s must be a whole number from %d to %d" % (source, name, low, high)
-            )
-        numbers[name] = value
+    for name, default, low, high in SETTING_NUMBERS:
+        numbers[name] = _int(doc.get(name, default), source, name, low, high)
     if numbers["receipt_columns"] not in (32, 48):
         raise ConfigError(source + ": receipt_columns must be 32 or 48")
-    key = doc.get("card_token_key")
-    try:
-        key = unhexlify(key) if isinstance(key, str) else None
-    except ValueError:
-        key = None
-    if key is None or len(key) != 16:
+    key = _hex(doc.get("card_token_key"), source + ": card_token_key")
+    if len(key) != 16:
         raise ConfigError(source + ": card_token_key must be 32 hex digits")
     return Settings(terminal_id, key, **numbers)
+
+
+def parse_merchants(doc, source="merchants.json"):
+    """The merchant table from a decoded JSON document; ConfigError on any fault."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("merchants"), list):
+        raise ConfigError(source + ": needs a 'merchants' list")
+    version = _int(doc.get("version", 0), source, "version", 0, 0x7FFFFFFF)
+    entries = doc["merchants"]
+    if not entries:
+        raise ConfigError(source + ": no merchants")
+    if len(entries) > MAX_MERCHANTS:
+        raise ConfigError(source + ": more than %d merchants" % MAX_MERCHANTS)
+    merchants = []
+    numbers = {}
+    ids = {}
+    for index, entry in enumerate(entries):
+        where = "%s: merchant %d" % (source, index + 1)
+        if not isinstance(entry, dict):
+            raise ConfigError(where + ": not an object")
+        number = _int(entry.get("number"), where, "number", 1, MAX_MERCHANTS)
+        where = "%s: merchant %d" % (source, number)
+        merchant_id = entry.get("merchant_id")
+        if (
+            not isinstance(merchant_id, str)
+            or not 1 <= len(merchant_id) <= 15
+            or not _digits(merchant_id)
+        ):
+            raise ConfigError(where + ": merchant_id must be 1 to 15 digits")
+        name = _text(entry.get("name"), where, "name", MERCHANT_NAME_CHARS)
+        code = entry.get("currency")
+        try:
+            currency(code)
+        except MoneyError:
+            raise ConfigError(where + ": unknown currency %r" % (code,))  # noqa: B904
+        limits = _limits(entry.get("limits", {}), where)
+        if number in numbers:
+            raise ConfigError(where + ": menu number used twice")
+        if merchant_id in ids:
+            raise ConfigError(where + ": merchant_id used twice")
+        numbers[number] = True
+        ids[merchant_id] = True
+        merchants.append(Merchant(number, merchant_id, name, code, limits))
+    return Merchants(merchants, version)
+
+
+def _limits(doc, where):
+    if not isinstance(doc, dict):
+        raise ConfigError(where + ": limits must be an object")
+    limits = {}
+    for name, default in LIMIT_DEFAULTS:
+        limits[name] = _int(doc.get(name, default), where, name, 1, MAX_AMOUNT_MINOR)
+    for name in doc:
+        if name not in limits:
+            raise ConfigError(where + ": unknown limit " + str(name))
+    return limits
+
+
+def parse_cashiers(doc, merchants, source="cashiers.json"):
+    if not isinstance(doc, dict) or not isinstance(doc.get("cashiers"), list):
+        raise ConfigError(source + ": needs a 'cashiers' list")
+    version = _int(doc.get("version", 0), source, "version", 0, 0x7FFFFFFF)
+    salt = _hex(doc.get("pin_salt"), source + ": pin_salt")
+    if len(salt) < 8:
+        raise ConfigError(source + ": pin_salt must be at least 8 bytes of hex")
+    rounds = _int(doc.get("pin_rounds", DEFAULT_ROUNDS), source, "pin_rounds", 1, 100000)
+    entries = doc["cashiers"]
+    if not entries:
+        raise ConfigError(source + ": no cashiers")
+    if len(entries) > MAX_CASHIERS:
+        raise ConfigError(source + ": more than %d cashiers" % MAX_CASHIERS)
+    cashiers = []
+    numbers = {}
+    hashes = {}
+    for index, entry in enumerate(entries):
+        where = "%s: cashier %d" % (source, index + 1)
+        if not isinstance(entry, dict):
+            raise ConfigError(where + ": not an object")
+        number = _int(entry.get("number"), where, "number", 1, 255)
+        if number in numbers:
+            raise ConfigError(where + ": number used twice")
+        numbers[number] = True
+        name = _text(entry.get("name"), where, "name", CASHIER_NAME_CHARS)
+        role = ROLES.get(entry.get("role"))
+        if role is None:
+            raise ConfigError(where + ": role must be cashier, supervisor or admin")
+        allowed = entry.get("merchants")
+        if allowed == "all":
+            allowed = None
+        elif isinstance(allowed, list) and allowed:
+            for merchant_number in allowed:
+                if merchants.get(merchant_number) is None:
+                    raise ConfigError(where + ": no merchant %r" % (merchant_number,))
+            allowed = tuple(allowed)
+        else:
+            raise ConfigError(where + ': merchants must be a list of numbers or "all"')
+        pin_hash = _hex(entry.get("pin_hash"), where + ": pin_hash")
+        if len(pin_hash) != 32:
+            raise ConfigError(where + ": pin_hash must be 32 bytes of hex")
+        if pin_hash in hashes:
+            raise ConfigError(where + ": same PIN as cashier %d" % hashes[pin_hash])
+        hashes[pin_hash] = number
+        cashiers.append(Cashier(number, name, role, allowed, pin_hash))
+    return Cashiers(cashiers, salt, rounds, version)
 
 
 def _read_json(folder, name):
@@ -65,9 +210,9 @@ def _read_json(folder, name):
         with open(folder + "/" + name) as source:
             return json.load(source)
     except OSError:
-        raise ConfigError(name + ": missing") from None
+        raise ConfigError(name + ": missing")  # noqa: B904
     except ValueError:
-        raise ConfigError(name + ": not valid JSON") from None
+        raise ConfigError(name + ": not valid JSON")  # noqa: B904
 
 
 def load(folder):

@@ -30,7 +30,7 @@ class JournalError(Exception):
 
 
 class Journal:
-    def __init__(self, queue, store, storage_key):
+    def __init__(self, queue, store, storage_key, reserve=64):
         self.queue = queue
         self._store = store
         self._state_sealer = StateSealer(storage_key)
@@ -43,10 +43,11 @@ class Journal:
         self.pending = None
         if intent_counter and queue.last_counter >= intent_counter:
             self.pending = (intent_counter, intent)
-        # The state buffer is sized at start (registers, intent and a ledger of this size
-        # plus room to grow), so the sale path neither allocates nor fragments the heap.
+        # The state buffer is sized at start (registers, intent, the app state as it is
+        # plus the `reserve` it may grow by), so the sale path neither allocates nor
+        # fragments the heap.
         self._state_buf = bytearray(
-            StateSealer.blob_size(_packed_size(self._dukpt, _Bytes(self.app_state))) + 512
+            StateSealer.blob_size(_packed_size(self._dukpt, _Bytes(self.app_state)) + reserve)
         )
         self.skipped_to = 0
         self.last_counter_used = queue.last_counter
@@ -93,7 +94,7 @@ class Journal:
         size = _packed_size(self._dukpt, app_state)
         needed = StateSealer.blob_size(size)
         if len(self._state_buf) < needed:
-            self._state_buf = bytearray(needed + 512)  # a ledger that grew past the room
+            self._state_buf = bytearray(needed + 256)  # a ledger that grew past the room
         _pack_into(
             self._state_buf,
             StateSealer.DATA_OFFSET,

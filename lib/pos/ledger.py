@@ -11,14 +11,16 @@ import struct
 
 from pos.journal import Journal
 from pos.record import Record
-from pos.reports import RecentRecords, Totals
+from pos.reports import MERCHANT_TOTALS_BYTES, RECENT_BYTES, RECENT_SIZE, RecentRecords, Totals
 
 _LEDGER_VERSION = 1
 
 
 class Ledger:
     def __init__(self, queue, store, storage_key):
-        self.journal = Journal(queue, store, storage_key)
+        # Room for the recent-records ring to fill and for two more merchants' totals.
+        reserve = RECENT_SIZE * RECENT_BYTES + 2 * MERCHANT_TOTALS_BYTES
+        self.journal = Journal(queue, store, storage_key, reserve)
         self.queue = queue
         self.next_receipt = 1
         self.totals = Totals()

@@ -19,8 +19,15 @@ _BATCH = 25
 METHOD_LABELS = ("", "Credit", "Debit", "Mobile", "Cash")
 
 RECENT_SIZE = 32
-_RECENT_FORMAT = ">IIIBBBBII6sH"  # receipt, counter, time, kind, merchant, method, status,
-_RECENT_BYTES = 32  #               amount, refunded, token, last four
+# receipt, counter, time, kind, merchant, method, status, amount, refunded, token, last four
+_RECENT_FORMAT = ">IIIBBBBII6sH"
+_RECENT_BYTES = 32
+RECENT_BYTES = _RECENT_BYTES
+MERCHANT_TOTALS_BYTES = 1 + _SLOTS * 4  # merchant number, then the slots
+_KIND = 12  # byte offsets inside an entry
+_MERCHANT = 13
+_STATUS = 15
+_REFUNDED = 20
 VOIDED = 1
 SETTLED = 2
 
@@ -163,73 +170,98 @@ class Totals:
 
 
 class RecentRecords:
-    """The last RECENT_SIZE records, newest last: what void and refund look up."""
+    """The last RECENT_SIZE records in a ring of packed 32-byte entries: what void and
+    refund look up. Lookups return the entry as a tuple, indexed as _RECENT_FORMAT:
+    (receipt, counter, time, kind, merchant, method, status, amount, refunded, token,
+    last four)."""
 
     def __init__(self):
-        self.entries = []  # lists: [receipt, counter, time, kind, merchant, method, status,
-        #                            amount, refunded, token, last_four]
+        self._buf = bytearray(RECENT_SIZE * _RECENT_BYTES)
+        self.count = 0
+        self._next = 0  # the slot the next entry goes into
+
+    def _offsets_newest_first(self):
+        slot = self._next
+        for _ in range(self.count):
+            slot = (slot - 1) % RECENT_SIZE
+            yield slot * _RECENT_BYTES
 
     def add(self, record, counter):
-        self.entries.append(
-            [
-                record.receipt,
-                counter,
-                record.time,
-                record.kind,
-                record.merchant,
-                record.method,
-                0,
-                record.amount_minor,
-                0,
-                bytes(record.token),
-                record.last_four,
-            ]
+        struct.pack_into(
+            _RECENT_FORMAT,
+            self._buf,
+            self._next * _RECENT_BYTES,
+            record.receipt,
+            counter,
+            record.time,
+            record.kind,
+            record.merchant,
+            record.method,
+            0,
+            record.amount_minor,
+            0,
+            record.token,
+            record.last_four,
         )
-        if len(self.entries) > RECENT_SIZE:
-            self.entries.pop(0)
+        self._next = (self._next + 1) % RECENT_SIZE
+        if self.count < RECENT_SIZE:
+            self.count += 1
+
+    def _sale_offset(self, receipt):
+        buf = self._buf
+        for offset in self._offsets_newest_first():
+            if buf[offset + _KIND] == SALE and struct.unpack_from(">I", buf, offset)[0] == receipt:
+                return offset
+        return -1
 
     def find_sale(self, receipt):
-        for entry in self.entries:
-            if entry[0] == receipt and entry[3] == SALE:
-                return entry
-        return None
+        offset = self._sale_offset(receipt)
+        return struct.unpack_from(_RECENT_FORMAT, self._buf, offset) if offset >= 0 else None
 
     def last_sale(self):
-        for i in range(len(self.entries) - 1, -1, -1):
-            if self.entries[i][3] == SALE:
-                return self.entries[i]
+        for offset in self._offsets_newest_first():
+            if self._buf[offset + _KIND] == SALE:
+                return struct.unpack_from(_RECENT_FORMAT, self._buf, offset)
         return None
 
     def apply(self, record):
         """Mark what a void, refund or Z does to the sales it refers to."""
-        if record.kind == VOID:
-            entry = self.find_sale(record.reference)
-            if entry:
-                entry[6] |= VOIDED
-        elif record.kind == REFUND:
-            entry = self.find_sale(record.reference)
-            if entry:
-                entry[8] += record.amount_minor
+        buf = self._buf
+        if record.kind == VOID or record.kind == REFUND:
+            offset = self._sale_offset(record.reference)
+            if offset < 0:
+                return
+            if record.kind == VOID:
+                buf[offset + _STATUS] |= VOIDED
+            else:
+                refunded = struct.unpack_from(">I", buf, offset + _REFUNDED)[0]
+                struct.pack_into(">I", buf, offset + _REFUNDED, refunded + record.amount_minor)
         elif record.kind == SETTLEMENT:
-            for entry in self.entries:
-                if entry[4] == record.merchant:
-                    entry[6] |= SETTLED
+            for offset in self._offsets_newest_first():
+                if buf[offset + _MERCHANT] == record.merchant:
+                    buf[offset + _STATUS] |= SETTLED
 
     def time_of(self, counter):
-        for entry in self.entries:
-            if entry[1] == counter:
-                return entry[2]
+        for offset in self._offsets_newest_first():
+            if struct.unpack_from(">I", self._buf, offset + 4)[0] == counter:
+                return struct.unpack_from(">I", self._buf, offset + 8)[0]
         return None
 
     def packed_size(self):
-        return 1 + len(self.entries) * _RECENT_BYTES
+        return 1 + self.count * _RECENT_BYTES
 
     def pack_into(self, buf, offset):
-        buf[offset] = len(self.entries)
+        """count, then the entries oldest first."""
+        buf[offset] = self.count
         offset += 1
-        for entry in self.entries:
-            struct.pack_into(_RECENT_FORMAT, buf, offset, *entry)
+        slot = (self._next - self.count) % RECENT_SIZE
+        for _ in range(self.count):
+            start = slot * _RECENT_BYTES
+            buf[offset : offset + _RECENT_BYTES] = memoryview(self._buf)[
+                start : start + _RECENT_BYTES
+            ]
             offset += _RECENT_BYTES
+            slot = (slot + 1) % RECENT_SIZE
         return offset
 
     @classmethod
@@ -237,7 +269,9 @@ class RecentRecords:
         recent = cls()
         count = data[offset]
         offset += 1
-        for _ in range(count):
-            recent.entries.append(list(struct.unpack_from(_RECENT_FORMAT, data, offset)))
-            offset += _RECENT_BYTES
-        return recent, offset
+        if count > RECENT_SIZE:
+            raise ValueError("recent records: bad count %d" % count)
+        recent._buf[: count * _RECENT_BYTES] = data[offset : offset + count * _RECENT_BYTES]
+        recent.count = count
+        recent._next = count % RECENT_SIZE
+        return recent, offset + count * _RECENT_BYTES

@@ -33,7 +33,12 @@ class Screen:
 
     def put(self, row, text, col=0, right=False):
         """Write text (str or bytes) into a row; right=True aligns it to the right edge.
-        Text past the edge is cut; characters outside printable ASCII show as '?'."""
+        Writing from column 0 replaces the whole row. Text past the edge is cut; characters
+        outside printable ASCII show as '?'."""
+        if col == 0 and not right:
+            base = row * COLS
+            for i in range(base, base + COLS):
+                self.buf[i] = _SPACE
         length = len(text)
         if length > COLS - col:
             length = COLS - col

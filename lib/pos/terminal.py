@@ -79,6 +79,33 @@ _LOCKOUT_MAX_S = const(86400)
 _REPORT_ROWS = const(5)
 
 _METHOD_TEXT = ("", "Credit card", "Debit card", "Mobile/QR", "Cash")
+
+
+class Settings:
+    """Terminal-wide settings (pos.config reads them from terminal.json); the defaults are
+    what a demo terminal uses."""
+
+    def __init__(
+        self,
+        terminal_id="T0001",
+        card_token_key=bytes(16),
+        idle_logout_s=300,
+        result_timeout_s=20,
+        lockout_base_s=30,
+        receipt_columns=32,
+        utc_offset_min=0,
+        menu_rows=5,
+    ):
+        self.terminal_id = terminal_id
+        self.card_token_key = card_token_key
+        self.idle_logout_s = idle_logout_s
+        self.result_timeout_s = result_timeout_s
+        self.lockout_base_s = lockout_base_s
+        self.receipt_columns = receipt_columns
+        self.utc_offset_min = utc_offset_min
+        self.menu_rows = menu_rows
+
+
 _MENU_ITEMS = ("1 Void last", "2 Refund", "3 X report", "4 Z settle", "5 Status", "6 Sync now")
 
 
@@ -794,7 +821,7 @@ class Terminal:
         screen = self.screen
         if self._locked():
             screen.put(2, "Login locked")
-            seconds = ticks_diff(self.locked_until, self.now_ms) // 1000 + 1
+            seconds = (ticks_diff(self.locked_until, self.now_ms) + 999) // 1000
             screen.put(3, "Wait")
             screen.put_digits(3, seconds, 0, 15)
             screen.put(3, "s", 15)

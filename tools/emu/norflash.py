@@ -49,6 +49,15 @@ class NorFlash:
         self._cut_seed = 1
         self.dead = False
 
+    def erase_all(self):
+        """A chip erase, and the counters back to zero (a fresh chip, without reallocating)."""
+        self.reboot()
+        for sector in range(self.sector_count):
+            self.erase(sector)
+        self.programmed_bytes = self.program_ops = self.erases = self.ops = 0
+        self.erase_counts = [0] * self.sector_count
+        self.reboot()
+
     # --- power-cut scheduling -------------------------------------------------------------
 
     def cut_at(self, op_number, seed=1):
@@ -199,21 +208,27 @@ def _open_image(path, minimum_size):
 class CutStore:
     """The journal's state files (pos.store.FileStore's interface) as they behave on the
     chip's LittleFS: a write is atomic (old or new contents, never a mixture) and takes part
-    in the flash's power-cut schedule as one operation."""
+    in the flash's power-cut schedule as one operation. Each file keeps one buffer that
+    writes reuse, so a long run does not fragment a small heap."""
 
     def __init__(self, flash):
         self._flash = flash
-        self._files = {}
+        self._files = {}  # name -> [buffer, length]
         self.writes = 0
 
     def read(self, name):
-        return self._files.get(name)
+        entry = self._files.get(name)
+        return None if entry is None else bytes(memoryview(entry[0])[: entry[1]])
 
     def write(self, name, data):
         if self._flash._cutting_now():
             self._flash.dead = True
             raise PowerCut("cut while writing %s" % name)
-        self._files[name] = bytes(data)
+        entry = self._files.get(name)
+        if entry is None or len(entry[0]) < len(data):
+            entry = self._files[name] = [bytearray(max(len(data) + 256, 2048)), 0]
+        entry[0][: len(data)] = data
+        entry[1] = len(data)
         self.writes += 1
 
     def remove(self, name):

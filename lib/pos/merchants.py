@@ -8,6 +8,7 @@ class Merchant:
         self.number = number
         self.merchant_id = merchant_id
         self.name = name
+        self.label = name.encode()  # as the screen draws it, made once
         self.currency_code = currency_code
         self.currency_numeric, self.exponent = currency(currency_code)
         self.limits = limits

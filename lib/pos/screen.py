@@ -39,14 +39,17 @@ class Screen:
             base = row * COLS
             for i in range(base, base + COLS):
                 self.buf[i] = _SPACE
+        if isinstance(text, str):
+            # Indexing a str allocates a string per character on MicroPython; one encode
+            # does not. The terminal passes bytes literals, which cost nothing.
+            text = text.encode()
         length = len(text)
         if length > COLS - col:
             length = COLS - col
         start = row * COLS + (COLS - length if right else col)
         buf = self.buf
-        is_text = isinstance(text, str)
         for i in range(length):
-            code = ord(text[i]) if is_text else text[i]
+            code = text[i]
             buf[start + i] = code if 32 <= code < 127 else 63
         return self
 

@@ -34,8 +34,10 @@ class Cmac:
         self._block = bytearray(_BLOCK)
 
     def digest(self, key, data, out=None):
-        """Return the 16-byte CMAC of data under key (into out when given)."""
-        cipher = aes(key, AES_ECB)
+        """Return the 16-byte CMAC of data under key (into out when given). key may also be
+        an AES-ECB object, so a fixed key need not build a new one (and its garbage) each
+        time: ECB keeps no state between calls."""
+        cipher = key if hasattr(key, "encrypt") else aes(key, AES_ECB)
         state, block = self._state, self._block
         for i in range(_BLOCK):
             state[i] = 0
@@ -142,7 +144,7 @@ class StateSealer:
             raise SealError("device storage key must be 16 bytes")
         derive = aes(storage_key, AES_ECB)
         self._data_key = derive.encrypt(b"\x01" * _BLOCK)
-        self._mac_key = derive.encrypt(b"\x02" * _BLOCK)
+        self._mac_key = aes(derive.encrypt(b"\x02" * _BLOCK), AES_ECB)
         self._cmac = Cmac()
         self._tag = bytearray(_BLOCK)
 

@@ -78,7 +78,7 @@ _MAX_WRONG_PINS = const(3)
 _LOCKOUT_MAX_S = const(86400)
 _REPORT_ROWS = const(5)
 
-_METHOD_TEXT = ("", "Credit card", "Debit card", "Mobile/QR", "Cash")
+_METHOD_TEXT = (b"", b"Credit card", b"Debit card", b"Mobile/QR", b"Cash")
 
 
 class Settings:
@@ -106,7 +106,14 @@ class Settings:
         self.menu_rows = menu_rows
 
 
-_MENU_ITEMS = ("1 Void last", "2 Refund", "3 X report", "4 Z settle", "5 Status", "6 Sync now")
+_MENU_ITEMS = (
+    b"1 Void last",
+    b"2 Refund",
+    b"3 X report",
+    b"4 Z settle",
+    b"5 Status",
+    b"6 Sync now",
+)
 
 
 class Terminal:
@@ -177,7 +184,7 @@ class Terminal:
         elif kind == "book_failed":
             self._book_failed(event[1])
         elif kind == "synced":
-            self.message = "Sync done" if event[1] else "Sync failed"
+            self.message = b"Sync done" if event[1] else "Sync failed"
         self.draw()
         return self.screen, self.effects
 
@@ -221,7 +228,7 @@ class Terminal:
         if self.cashier is not None and self.state != BOOKING:
             idle_ms = self.settings.idle_logout_s * 1000
             if ticks_diff(now_ms, self.last_activity) >= idle_ms:
-                self._logout("Idle: logged out")
+                self._logout(b"Idle: logged out")
                 return
         if self.state == RESULT:
             if ticks_diff(now_ms, self.result_since) >= self.settings.result_timeout_s * 1000:
@@ -242,7 +249,7 @@ class Terminal:
             self.entry.backspace()
         elif key == "#":
             if self.entry.length < _PIN_MIN:
-                self.message = "PIN too short"
+                self.message = b"PIN too short"
                 return None
             pin = bytes(self.entry.view()).decode()
             self.entry.wipe()
@@ -330,10 +337,10 @@ class Terminal:
             elif self.state == PICK_MERCHANT:
                 self._open_menu()
             else:
-                self._logout("Logged out")
+                self._logout(b"Logged out")
         elif key == "#":
             if not self.entry.length:
-                self.message = "Type a number"
+                self.message = b"Type a number"
                 return
             number = int(bytes(self.entry.view()).decode())
             self.entry.wipe()
@@ -343,7 +350,7 @@ class Terminal:
             elif not self.cashier.may_use(number) or (
                 self.supervisor is not None and not self.supervisor.may_use(number)
             ):
-                self.message = "Not assigned"
+                self.message = b"Not assigned"
                 self.effects.append(("beep", "error"))
             elif self.state == MERCHANTS:
                 self.merchant = merchant
@@ -373,7 +380,7 @@ class Terminal:
             value = amount.amount_minor
             merchant = self.merchant
             if not value:
-                self.message = "Enter an amount"
+                self.message = b"Enter an amount"
             elif self.state == AMOUNT:
                 if value > merchant.limit("max_sale_minor"):
                     self.message = "Max " + format_minor(
@@ -387,7 +394,7 @@ class Terminal:
                 if value > remaining:
                     self.message = "Max " + format_minor(remaining, merchant.exponent)
                 elif value > merchant.limit("max_refund_minor"):
-                    self.message = "Over refund cap"
+                    self.message = b"Over refund cap"
                 else:
                     self.state = REFUND_CONFIRM
 
@@ -426,10 +433,10 @@ class Terminal:
         if (kind == "card" and self.state != CARD) or (
             kind == "scan" and self.state != MOBILE_CODE
         ):
-            self.message = "Pick method 1st"
+            self.message = b"Pick method 1st"
             return
         if not self.card.set(text):
-            self.message = "Read failed"
+            self.message = b"Read failed"
             return
         self._take_card_data(False)
 
@@ -568,12 +575,12 @@ class Terminal:
         code = self.ledger.approval_code(counter)
         offline = bool(record.flags & FLAG_OFFLINE)
         if record.kind == DECLINE:
-            self.result = ("DECLINED", reason_text(record.reason))
+            self.result = (b"DECLINED", reason_text(record.reason))
             self.effects.append(("beep", "error"))
             return
         if record.kind == SETTLEMENT:
             batch = record.reference
-            self.result = ("Z BATCH %d DONE" % batch, "Totals reset")
+            self.result = ("Z BATCH %d DONE" % batch, b"Totals reset")
             self.effects.append(
                 (
                     "print",
@@ -590,11 +597,11 @@ class Terminal:
             )
             self.effects.append(("beep", "ok"))
             return
-        headline = "APPROVED"
+        headline = b"APPROVED"
         if record.kind == VOID:
-            headline = "VOIDED"
+            headline = b"VOIDED"
         elif record.kind == REFUND:
-            headline = "REFUNDED"
+            headline = b"REFUNDED"
         self.result = (headline, code)
         copies = (CUSTOMER_COPY,) if record.method == CASH else (MERCHANT_COPY, CUSTOMER_COPY)
         for copy in copies:
@@ -619,9 +626,9 @@ class Terminal:
         self.state = RESULT
         self.result_since = self.now_ms
         if record.kind == DECLINE:
-            self.result = ("DECLINED", reason_text(record.reason))
+            self.result = (b"DECLINED", reason_text(record.reason))
         else:
-            self.result = ("NOT TAKEN", message)
+            self.result = (b"NOT TAKEN", message)
         self.effects.append(("beep", "error"))
 
     # --- function menu ----------------------------------------------------------------------
@@ -639,11 +646,11 @@ class Terminal:
         elif key == "1":
             original = self.ledger.last_voidable_sale()
             if original is None:
-                self.message = "No sale to void"
+                self.message = b"No sale to void"
             elif not self.cashier.may_use(original[4]):
-                self.message = "Not assigned"
+                self.message = b"Not assigned"
             elif self.merchants.get(original[4]) is None:
-                self.message = "Merchant removed"
+                self.message = b"Merchant removed"
             else:
                 self.original = original
                 self.merchant = self.merchants.get(original[4])
@@ -660,9 +667,9 @@ class Terminal:
             self.state = STATUS
         elif key == "6":
             self.effects.append(("upload",))
-            self.message = "Sync started"
+            self.message = b"Sync started"
         elif key == "7":
-            self._logout("Logged out")
+            self._logout(b"Logged out")
 
     def _supervisor_key(self, key):
         if self._locked():
@@ -680,7 +687,7 @@ class Terminal:
         if supervisor is None or not supervisor.is_supervisor():
             self._wrong_pin()
             if self.state == SUPERVISOR_PIN and not self.message:
-                self.message = "Not a supervisor"
+                self.message = b"Not a supervisor"
             return
         self.wrong_pins = 0
         self.supervisor = supervisor
@@ -703,11 +710,11 @@ class Terminal:
             original = self.ledger.sale_for_refund(receipt)
             merchant = self.merchants.get(original[4]) if original else None
             if original is None or merchant is None:
-                self.message = "No such receipt"
+                self.message = b"No such receipt"
             elif not self.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
-                self.message = "Not assigned"
+                self.message = b"Not assigned"
             elif original[7] - original[8] <= 0:
-                self.message = "Already refunded"
+                self.message = b"Already refunded"
             else:
                 self.original = original
                 self.merchant = merchant
@@ -753,7 +760,7 @@ class Terminal:
         screen = self.screen
         screen.clear()
         state = self.state
-        title = self.merchant.name if self.merchant is not None else "OneTill"
+        title = self.merchant.label if self.merchant is not None else b"OneTill"
         screen.put(TITLE, title)
         if state == CONFIG_ERROR:
             self._draw_config_error()
@@ -765,9 +772,9 @@ class Terminal:
             self._draw_amount()
         elif state == METHOD:
             self._draw_amount_line(1)
-            screen.put(2, "1 Credit 2 Debit")
-            screen.put(3, "3 Mobile 4 Cash")
-            screen.put(HINT, "1-4 pick  *back")
+            screen.put(2, b"1 Credit 2 Debit")
+            screen.put(3, b"3 Mobile 4 Cash")
+            screen.put(HINT, b"1-4 pick  *back")
             screen.focus = 2
         elif state == CARD or state == MOBILE_CODE:
             self._draw_card()
@@ -777,25 +784,25 @@ class Terminal:
             self._draw_z_confirm()
         elif state == BOOKING:
             self._draw_amount_line(1)
-            screen.put(3, "Processing...")
+            screen.put(3, b"Processing...")
             screen.focus = 2
         elif state == RESULT:
             self._draw_result()
         elif state == MENU:
-            screen.put(TITLE, "Functions")
+            screen.put(TITLE, b"Functions")
             for row in range(6):
                 screen.put(row + 1, _MENU_ITEMS[row])
-            screen.put(HINT, "7 Log out *back")
+            screen.put(HINT, b"7 Log out *back")
         elif state == SUPERVISOR_PIN:
-            screen.put(2, "Supervisor PIN")
+            screen.put(2, b"Supervisor PIN")
             self._draw_masked(3, self.entry.length)
-            screen.put(HINT, "#OK *back")
+            screen.put(HINT, b"#OK *back")
             screen.focus = 2
         elif state == REFUND_RECEIPT:
-            screen.put(TITLE, "Refund")
-            screen.put(2, "Orig. receipt no")
-            screen.put(3, bytes(self.entry.view()), right=True)
-            screen.put(HINT, "#OK *back")
+            screen.put(TITLE, b"Refund")
+            screen.put(2, b"Orig. receipt no")
+            screen.put(3, self.entry.view(), right=True)
+            screen.put(HINT, b"#OK *back")
             screen.focus = 2
         elif state == REPORT_VIEW:
             self._draw_report()
@@ -807,28 +814,28 @@ class Terminal:
 
     def _draw_config_error(self):
         screen = self.screen
-        screen.put(1, "CONFIG ERROR")
-        screen.put(2, "Not selling.")
+        screen.put(1, b"CONFIG ERROR")
+        screen.put(2, b"Not selling.")
         text = str(self.config_error)
         for row in range(3, 7):
             start = (row - 3) * 16
             if start < len(text):
                 screen.put(row, text[start : start + 16])
-        screen.put(HINT, "Call operator")
+        screen.put(HINT, b"Call operator")
         screen.focus = 1
 
     def _draw_login(self):
         screen = self.screen
         if self._locked():
-            screen.put(2, "Login locked")
+            screen.put(2, b"Login locked")
             seconds = (ticks_diff(self.locked_until, self.now_ms) + 999) // 1000
-            screen.put(3, "Wait")
+            screen.put(3, b"Wait")
             screen.put_digits(3, seconds, 0, 15)
-            screen.put(3, "s", 15)
+            screen.put(3, b"s", 15)
         else:
-            screen.put(2, "Cashier PIN")
+            screen.put(2, b"Cashier PIN")
             self._draw_masked(3, self.entry.length)
-            screen.put(HINT, "#OK B del")
+            screen.put(HINT, b"#OK B del")
         screen.focus = 2
 
     def _draw_masked(self, row, count):
@@ -839,10 +846,10 @@ class Terminal:
         screen = self.screen
         rows = self.settings.menu_rows
         if self.state == PICK_MERCHANT:
-            screen.put(TITLE, "X report" if self.after_pick == REPORT_VIEW else "Z settle")
+            screen.put(TITLE, b"X report" if self.after_pick == REPORT_VIEW else "Z settle")
         else:
-            screen.put(TITLE, "Merchant?")
-        screen.put(TITLE, bytes(self.entry.view()), right=True)
+            screen.put(TITLE, b"Merchant?")
+        screen.put(TITLE, self.entry.view(), right=True)
         first = self.page * rows
         # Menu numbers take one column while they are all below 10, else two.
         width = 1 if not self.allowed or self.allowed[-1].number < 10 else 2
@@ -853,7 +860,7 @@ class Terminal:
             merchant = self.allowed[index]
             screen.put_digits(row + 1, merchant.number, 0, width)
             screen.put(row + 1, merchant.name, width + 1)
-        screen.put(HINT, "#OK C/D pg *out" if self.state == MERCHANTS else "#OK C/D *back")
+        screen.put(HINT, b"#OK C/D pg *out" if self.state == MERCHANTS else "#OK C/D *back")
         screen.focus = 1
 
     def _draw_amount_line(self, row):
@@ -864,15 +871,15 @@ class Terminal:
 
     def _draw_amount(self):
         screen = self.screen
-        screen.put(2, "Sale amount" if self.state == AMOUNT else "Refund amount")
+        screen.put(2, b"Sale amount" if self.state == AMOUNT else "Refund amount")
         self._draw_amount_line(3)
-        screen.put(HINT, "#OK B del *back")
+        screen.put(HINT, b"#OK B del *back")
         screen.focus = 2
 
     def _draw_card(self):
         screen = self.screen
         self._draw_amount_line(1)
-        screen.put(2, "Card number" if self.state == CARD else "Payment code")
+        screen.put(2, b"Card number" if self.state == CARD else "Payment code")
         # Show how many digits are in, and only the last four of them.
         length = self.card.length
         shown = length if length < 16 else 16
@@ -882,26 +889,26 @@ class Terminal:
                 screen.buf[3 * 16 + col] = self.card.buf[position]
             else:
                 screen.buf[3 * 16 + col] = 42
-        screen.put(HINT, "#OK B del *back")
+        screen.put(HINT, b"#OK B del *back")
         screen.focus = 2
 
     def _draw_card_line(self, row, method, last_four):
         screen = self.screen
         screen.put(row, _METHOD_TEXT[method])
         if last_four != LAST_FOUR_NONE:
-            screen.put(row + 1, "****")
+            screen.put(row + 1, b"****")
             screen.put_digits(row + 1, last_four, 0, 9, 4)
 
     def _draw_confirm(self):
         screen = self.screen
         state = self.state
         if state == CONFIRM:
-            screen.put(1, "Confirm sale")
+            screen.put(1, b"Confirm sale")
             method, last_four = self.method, self.last_four
             self._draw_amount_line(2)
         else:
             original = self.original
-            screen.put(1, "Void receipt" if state == VOID_CONFIRM else "Refund receipt")
+            screen.put(1, b"Void receipt" if state == VOID_CONFIRM else "Refund receipt")
             screen.put_digits(1, original[0], 0)
             method, last_four = original[5], original[10]
             if state == VOID_CONFIRM:
@@ -910,22 +917,22 @@ class Terminal:
             else:
                 self._draw_amount_line(2)
         self._draw_card_line(3, method, last_four)
-        screen.put(HINT, "#OK *back")
+        screen.put(HINT, b"#OK *back")
         screen.focus = 1
 
     def _draw_z_confirm(self):
         screen = self.screen
         merchant = self.report_merchant
         totals = self.ledger.totals
-        screen.put(1, "Settle batch")
+        screen.put(1, b"Settle batch")
         screen.put_digits(1, totals.batch(merchant.number), 0)
         screen.put(2, "Net " + merchant.currency_code)
         net = totals.net(merchant.number)
         screen.put(2, format_minor(net, merchant.exponent), right=True)
         count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
-        screen.put(3, "Sales")
+        screen.put(3, b"Sales")
         screen.put_digits(3, count, 0)
-        screen.put(HINT, "#settle *back")
+        screen.put(HINT, b"#settle *back")
         screen.focus = 1
 
     def _draw_result(self):
@@ -936,21 +943,21 @@ class Terminal:
         if record is not None and record.kind != SETTLEMENT:
             self.screen.put(2, self.merchant.currency_code)
             self.screen.put_digits(2, record.amount_minor, self.merchant.exponent)
-        if record is not None and record.kind in (SALE, VOID, REFUND) and headline != "NOT TAKEN":
-            screen.put(3, "Code")
+        if record is not None and record.kind in (SALE, VOID, REFUND) and headline != b"NOT TAKEN":
+            screen.put(3, b"Code")
             screen.put(3, detail, right=True)
-            screen.put(4, "Receipt")
+            screen.put(4, b"Receipt")
             screen.put_digits(4, record.receipt, 0)
             if record.flags & FLAG_OFFLINE:
-                screen.put(5, "OFFLINE")
+                screen.put(5, b"OFFLINE")
         else:
             screen.put(3, detail)
-        screen.put(HINT, "# next")
+        screen.put(HINT, b"# next")
         screen.focus = 1
 
     def _draw_report(self):
         screen = self.screen
-        screen.put(TITLE, "X " + self.report_merchant.name)
+        screen.put(TITLE, b"X " + self.report_merchant.label)
         first = self.page * _REPORT_ROWS
         lines = self.report_lines
         for row in range(_REPORT_ROWS):
@@ -960,29 +967,29 @@ class Terminal:
             screen.put(row + 1, label)
             if value:
                 screen.put(row + 1, value, right=True)
-        screen.put(HINT, "C/D page #done")
+        screen.put(HINT, b"C/D page #done")
         screen.focus = 1
 
     def _draw_status(self):
         screen = self.screen
         ledger = self.ledger
-        screen.put(TITLE, "Status")
-        screen.put(1, "Link")
-        screen.put(1, "up" if self.link_up else "DOWN", right=True)
-        screen.put(2, "Unsent")
+        screen.put(TITLE, b"Status")
+        screen.put(1, b"Link")
+        screen.put(1, b"up" if self.link_up else "DOWN", right=True)
+        screen.put(2, b"Unsent")
         screen.put_digits(2, ledger.unsent_count(), 0)
-        screen.put(3, "Oldest min")
+        screen.put(3, b"Oldest min")
         oldest = ledger.oldest_unsent_time()
         if oldest and is_set(self.unix):
             screen.put_digits(3, max(0, self.unix - oldest) // 60, 0)
         else:
-            screen.put(3, "-", right=True)
-        screen.put(4, "Key counter")
+            screen.put(3, b"-", right=True)
+        screen.put(4, b"Key counter")
         screen.put_digits(4, ledger.journal.next_counter, 0)
-        screen.put(5, "Free mem")
+        screen.put(5, b"Free mem")
         free = mem_free()
         if free >= 0:
             screen.put_digits(5, free, 0)
         else:
-            screen.put(5, "n/a", right=True)
-        screen.put(HINT, "#OK")
+            screen.put(5, b"n/a", right=True)
+        screen.put(HINT, b"#OK")

@@ -117,7 +117,17 @@ _MENU_ITEMS = (
 
 
 class Terminal:
-    def __init__(self, settings, merchants, cashiers, ledger, tokenizer, risk, config_error=None):
+    def __init__(
+        self,
+        settings,
+        merchants,
+        cashiers,
+        ledger,
+        tokenizer,
+        risk,
+        config_error=None,
+        fault_title=b"CONFIG ERROR",
+    ):
         self.settings = settings
         self.merchants = merchants
         self.cashiers = cashiers
@@ -156,7 +166,8 @@ class Terminal:
         self.report_merchant = None
         self.booking = None  # the record handed to the ledger, until it answers
         self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
-        self.config_error = config_error
+        self.config_error = config_error  # any start-up fault: the terminal will not sell
+        self.fault_title = fault_title
         self.state = CONFIG_ERROR if config_error else LOGIN
         self.draw()
 
@@ -814,7 +825,7 @@ class Terminal:
 
     def _draw_config_error(self):
         screen = self.screen
-        screen.put(1, b"CONFIG ERROR")
+        screen.put(1, self.fault_title)
         screen.put(2, b"Not selling.")
         text = str(self.config_error)
         for row in range(3, 7):

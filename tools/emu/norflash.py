@@ -144,8 +144,11 @@ class NorFlash:
         if self._ram is not None:
             self._ram[addr : addr + len(data)] = data
         else:
+            # Every write reaches the OS at once, so killing the simulator loses nothing a
+            # real chip would have kept.
             self._file.seek(self.offset + addr)
             self._file.write(data)
+            self._file.flush()
 
     def _check_range(self, addr, length):
         if addr < 0 or addr + length > self.size:

@@ -79,9 +79,10 @@ def _run_on_micropython(module, image, env):
         os.path.join(BIN, "micropython"),
         "-X",
         "heapsize=%d" % heap,
-        os.path.join(ROOT, "tools", "host", "mpy_runner.py"),
+        os.path.join(ROOT, "tools", "host", "mp_boot.py"),
         image,
         str(APP_HEAP),
+        "testrunner",
         module,
     ]
     try:

@@ -26,10 +26,10 @@ def test_void_last_sale():
     assert rows[2] == "EUR        12.34"
     rows = kit.keys("#")
     assert rows[1] == "VOIDED"
+    kit.keys("#")
     sale, void = stored(kit)
     assert (void.kind, void.reference, void.amount_minor, void.merchant) == (VOID, 1, 1234, 2)
     assert void.method == sale.method == CASH
-    kit.keys("#")
     rows = kit.keys("A 1")
     assert rows[6] == "No sale to void"
     assert kit.ledger.totals.net(2) == 0
@@ -67,13 +67,14 @@ def test_refund_with_supervisor():
     assert rows[4] == "**** 1111"
     rows = kit.keys("#")
     assert rows[1] == "REFUNDED"
+    kit.keys("#")  # back at the merchant menu, the function menu's code is unloaded
     sale, refund = stored(kit)
     assert (refund.kind, refund.reference, refund.amount_minor) == (REFUND, 1, 500)
     assert refund.method == CREDIT and refund.token == sale.token and refund.last_four == 1111
     assert refund.flags & FLAG_SUPERVISOR
     assert kit.ledger.totals.net(1) == 734
     # The rest can be refunded, and no more.
-    kit.keys("# A 2 9 9 9 9 # 1 # 7 3 5 #")
+    kit.keys("A 2 9 9 9 9 # 1 # 7 3 5 #")
     assert kit.shows("Max 7.34")
     kit.keys("B 4 # #")
     assert kit.shows("REFUNDED")
@@ -117,12 +118,13 @@ def test_z_settlement_numbers_batches_and_resets():
     assert rows[2] == "Net EUR    10.00"
     rows = kit.keys("#")
     assert rows[1] == "Z BATCH 1 DONE"
+    kit.keys("#")
     z = stored(kit)[-1]
     assert z.kind == SETTLEMENT and z.merchant == 2 and z.reference == 1
     assert z.settlement_counts() == (1, 1000, 0, 0)
     assert kit.printed[0][0].strip() == "Z REPORT 1"
     assert kit.ledger.totals.net(2) == 0
-    kit.keys("# A 4 9 9 9 9 # 2 #")
+    kit.keys("A 4 9 9 9 9 # 2 #")
     assert kit.shows("Settle batch   2")
 
 
@@ -151,3 +153,16 @@ def test_status_sync_and_log_out():
     assert kit.shows("Sync done")
     rows = kit.keys("A 7")
     assert rows[2] == "Cashier PIN"
+
+
+def test_function_menu_code_is_loaded_only_while_in_use():
+    import sys
+
+    kit = Kit()
+    kit.login()
+    assert "pos.functions" not in sys.modules
+    kit.keys("A")
+    assert "pos.functions" in sys.modules
+    kit.keys("5 #")
+    assert kit.rows()[0].startswith("Merchant?")
+    assert "pos.functions" not in sys.modules

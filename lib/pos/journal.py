@@ -37,23 +37,26 @@ class Journal:
         self._sealer = Sealer()
         self._plain = bytearray(RECORD_SIZE)
         self._body = bytearray(self._sealer.body_size(RECORD_SIZE))
-        self._state_buf = bytearray(0)
+        # One state buffer for the life of the terminal, sized at start for the stored state
+        # plus the `reserve` it may grow by: the file is read, checked and decrypted in it,
+        # and every later state is packed and sealed in it, so neither start nor the sale
+        # path makes copies that would fragment the heap.
+        size = self._store.size(STATE_FILE)
+        if size is None:
+            raise JournalError("no DUKPT key loaded: provision this terminal")
+        self._state_buf = bytearray(size + reserve + 32)
         self._dukpt, intent_counter, intent, self.app_state = self._load()
         # The record written last, if its append finished: the ledger has yet to count it.
         self.pending = None
         if intent_counter and queue.last_counter >= intent_counter:
             self.pending = (intent_counter, intent)
-        # The state buffer is sized at start (registers, intent, the app state as it is
-        # plus the `reserve` it may grow by), so the sale path neither allocates nor
-        # fragments the heap.
-        self._state_buf = bytearray(
-            StateSealer.blob_size(_packed_size(self._dukpt, _Bytes(self.app_state)) + reserve)
-        )
         self.skipped_to = 0
         self.last_counter_used = queue.last_counter
         if queue.last_counter >= self._dukpt.counter:
             self._dukpt.skip_past(queue.last_counter)
             self.skipped_to = self._dukpt.counter
+            # The app state is a view into the buffer about to be rewritten: copy it first.
+            self.app_state = bytes(self.app_state)
             self._write(intent_counter, intent, _Bytes(self.app_state))
 
     @classmethod
@@ -67,11 +70,15 @@ class Journal:
         store.write(STATE_FILE, bytes(sealer.seal_into(buf, size)))
 
     def _load(self):
-        blob = self._store.read(STATE_FILE)
-        if blob is None:
+        """Read and open the state file in the state buffer; app_state is returned as a
+        view into it, valid until the first write."""
+        buf = self._state_buf
+        length = self._store.read_into(STATE_FILE, buf)
+        if length is None:
             raise JournalError("no DUKPT key loaded: provision this terminal")
         try:
-            data = self._state_sealer.open(blob)
+            start, size = self._state_sealer.open_in_place(buf, length)
+            data = memoryview(buf)[start : start + size]
             if data[0] != _STATE_VERSION:
                 raise JournalError("journal state of unknown version %d" % data[0])
             offset = 1
@@ -82,11 +89,11 @@ class Journal:
             intent = bytes(data[offset + 4 : offset + 4 + RECORD_SIZE])
             offset += 4 + RECORD_SIZE
             size = struct.unpack_from(">H", data, offset)[0]
-            app_state = bytes(data[offset + 2 : offset + 2 + size])
+            app_state = data[offset + 2 : offset + 2 + size]
             if len(app_state) != size:
                 raise JournalError("journal state is truncated")
         except (SealError, DukptError, IndexError, ValueError) as exc:
-            raise JournalError("journal state unreadable: " + str(exc)) from exc
+            raise JournalError("journal state unreadable: " + str(exc))  # noqa: B904
         return dukpt, intent_counter, intent, app_state
 
     def _write(self, intent_counter, intent, app_state):

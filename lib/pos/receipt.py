@@ -13,7 +13,7 @@ METHOD_TEXT = ("", "Credit card", "Debit card", "Mobile/QR", "Cash")
 KIND_TEXT = ("", "SALE", "REFUND", "VOID", "DECLINED", "SETTLEMENT")
 
 
-def _pair(left, right, columns):
+def pair(left, right, columns):
     space = columns - len(left) - len(right)
     if space < 1:
         left = left[: columns - len(right) - 1]
@@ -21,7 +21,7 @@ def _pair(left, right, columns):
     return left + " " * space + right
 
 
-def _center(text, columns):
+def center(text, columns):
     text = text[:columns]
     pad = (columns - len(text)) // 2
     return " " * pad + text
@@ -46,42 +46,26 @@ def sale_receipt(
     if record.kind in (REFUND, VOID):
         amount = "-" + amount
     lines = [
-        _center(merchant.name, columns),
-        _center("Merchant ID " + merchant.merchant_id, columns),
-        _pair("Terminal", terminal_id, columns),
-        _pair("Date", format_datetime(record.time, utc_offset_min), columns),
-        _pair("Receipt", "%06d" % record.receipt, columns),
+        center(merchant.name, columns),
+        center("Merchant ID " + merchant.merchant_id, columns),
+        pair("Terminal", terminal_id, columns),
+        pair("Date", format_datetime(record.time, utc_offset_min), columns),
+        pair("Receipt", "%06d" % record.receipt, columns),
         rule,
-        _center(KIND_TEXT[record.kind], columns),
-        _pair("Method", METHOD_TEXT[record.method], columns),
+        center(KIND_TEXT[record.kind], columns),
+        pair("Method", METHOD_TEXT[record.method], columns),
     ]
     if record.last_four != LAST_FOUR_NONE:
-        lines.append(_pair("Card", "**** %04d" % record.last_four, columns))
+        lines.append(pair("Card", "**** %04d" % record.last_four, columns))
     if record.kind in (REFUND, VOID) and record.reference:
-        lines.append(_pair("Original receipt", "%06d" % record.reference, columns))
-    lines.append(_pair("AMOUNT " + merchant.currency_code, amount, columns))
+        lines.append(pair("Original receipt", "%06d" % record.reference, columns))
+    lines.append(pair("AMOUNT " + merchant.currency_code, amount, columns))
     lines.append(rule)
     if record.kind == SALE or record.kind == REFUND or record.kind == VOID:
-        lines.append(_pair("Approval code", approval_code, columns))
+        lines.append(pair("Approval code", approval_code, columns))
     else:
-        lines.append(_pair("Reason", reason_text, columns))
+        lines.append(pair("Reason", reason_text, columns))
     if offline:
-        lines.append(_center("OFFLINE - not yet sent", columns))
-    lines.append(_center(copy, columns))
-    return lines
-
-
-def report_receipt(title, merchant, terminal_id, now, report_lines, columns=32, utc_offset_min=0):
-    """An X or Z report slip: header, then the report's (label, value) pairs."""
-    lines = [
-        _center(title, columns),
-        _center(merchant.name, columns),
-        _center("Merchant ID " + merchant.merchant_id, columns),
-        _pair("Terminal", terminal_id, columns),
-        _pair("Printed", format_datetime(now, utc_offset_min), columns),
-        "-" * columns,
-    ]
-    for label, value in report_lines:
-        lines.append(_pair(label, value, columns) if value else label[:columns])
-    lines.append("-" * columns)
+        lines.append(center("OFFLINE - not yet sent", columns))
+    lines.append(center(copy, columns))
     return lines

@@ -7,7 +7,7 @@ the same atomic write as the record it counts (see ledger.py): never counted twi
 import struct
 from array import array
 
-from pos.money import MAX_AMOUNT_MINOR, format_minor
+from pos.money import MAX_AMOUNT_MINOR
 from pos.record import CASH, CREDIT, DECLINE, REFUND, SALE, SETTLEMENT, VOID, Record
 
 # Slots of a merchant's totals: for each of sale, refund, void and each method 1..4 a count
@@ -115,23 +115,6 @@ class Totals:
             refund_total,
             **kw,
         )
-
-    def report_lines(self, merchant, exponent):
-        """(label, value) pairs of an X or Z report."""
-        lines = []
-        for kind, label in ((SALE, "Sales"), (REFUND, "Refunds"), (VOID, "Voids")):
-            count, total = self.sum(merchant, kind)
-            lines.append(("%s %d" % (label, count), format_minor(total, exponent)))
-            for method in range(CREDIT, CASH + 1):
-                c, t = self.count_total(merchant, kind, method)
-                if c:
-                    lines.append(
-                        ("  %s %d" % (METHOD_LABELS[method], c), format_minor(t, exponent))
-                    )
-        lines.append(("Declines %d" % self.declines(merchant), ""))
-        lines.append(("NET", format_minor(self.net(merchant), exponent)))
-        lines.append(("Batch %d" % self.batch(merchant), ""))
-        return lines
 
     def net(self, merchant):
         return (

@@ -7,7 +7,8 @@ no allocation; tests and the simulator read it back as text.
 A 128x64 OLED with an 8x8 font shows the 8 rows as they are. A 20x4 character LCD is served
 from the same value: row 0, the two body rows starting at `focus` (the rows that matter on
 this screen: the amount, the PIN, the result), and row 7; see lcd_rows(). Menus are paged
-with `menu_rows` items per page, which the board sets to 2 for an LCD and 6 for the OLED.
+with `menu_rows` items per page, which the board sets to 2 for an LCD and 5 for the OLED (row 6
+is the terminal's message row; pos.config allows 2 to 5).
 """
 
 from pos.compat import const
@@ -34,7 +35,8 @@ class Screen:
     def put(self, row, text, col=0, right=False):
         """Write text (str or bytes) into a row; right=True aligns it to the right edge.
         Writing from column 0 replaces the whole row. Text past the edge is cut; characters
-        outside printable ASCII show as '?'."""
+        outside printable ASCII show as one '?' each (bytes are taken as UTF-8, as a
+        merchant's label is)."""
         if col == 0 and not right:
             base = row * COLS
             for i in range(base, base + COLS):
@@ -43,14 +45,27 @@ class Screen:
             # Indexing a str allocates a string per character on MicroPython; one encode
             # does not. The terminal passes bytes literals, which cost nothing.
             text = text.encode()
-        length = len(text)
+        # A character beyond ASCII is 2 to 4 bytes in UTF-8 ("Cafe" with an accent is 5
+        # bytes): count characters, not bytes, and skip the continuation bytes (10xxxxxx),
+        # so the name takes one column per character and stays aligned and clipped right.
+        size = len(text)
+        length = 0
+        for i in range(size):
+            if text[i] & 0xC0 != 0x80:
+                length += 1
         if length > COLS - col:
             length = COLS - col
-        start = row * COLS + (COLS - length if right else col)
+        at = row * COLS + (COLS - length if right else col)
+        end = at + length
         buf = self.buf
-        for i in range(length):
+        for i in range(size):
+            if at >= end:
+                break
             code = text[i]
-            buf[start + i] = code if 32 <= code < 127 else 63
+            if code & 0xC0 == 0x80:
+                continue
+            buf[at] = code if 32 <= code < 127 else 63
+            at += 1
         return self
 
     def put_digits(self, row, value, exponent=0, end_col=COLS, min_digits=1):

@@ -172,6 +172,26 @@ class StateSealer:
         buf[self.DATA_OFFSET : self.DATA_OFFSET + len(data)] = data
         return bytes(self.seal_into(buf, len(data)))
 
+    def open_in_place(self, buf, blob_size):
+        """Check and decrypt the blob held in buf[:blob_size] where it lies; returns
+        (start, length) of the data within buf."""
+        size = blob_size - 2 * _BLOCK
+        if size <= 0 or size % _BLOCK or blob_size > len(buf):
+            raise SealError("sealed state has the wrong size")
+        view = memoryview(buf)
+        tag = self._cmac.digest(self._mac_key, view[: _BLOCK + size], self._tag)
+        difference = 0
+        for i in range(_BLOCK):
+            difference |= tag[i] ^ view[_BLOCK + size + i]
+        if difference:
+            raise SealError("sealed state does not match the storage key or was altered")
+        body = view[_BLOCK : _BLOCK + size]
+        aes(self._data_key, AES_CBC, bytes(view[:_BLOCK])).decrypt(body, body)
+        length = struct.unpack_from(">H", buf, _BLOCK)[0]
+        if length > size - 2:
+            raise SealError("sealed state has a bad length")
+        return _BLOCK + 2, length
+
     def open(self, blob):
         size = len(blob) - 2 * _BLOCK
         if size <= 0 or size % _BLOCK:

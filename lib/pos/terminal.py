@@ -29,15 +29,14 @@ from pos.card import (
     luhn_ok,
 )
 from pos.clock import is_set
-from pos.compat import const, mem_free, ticks_diff
+from pos.compat import const, ticks_diff, unload
 from pos.money import AmountEntry, format_minor
-from pos.receipt import CUSTOMER_COPY, MERCHANT_COPY, report_receipt, sale_receipt
+from pos.receipt import CUSTOMER_COPY, MERCHANT_COPY, sale_receipt
 from pos.record import (
     CASH,
     DECLINE,
     FLAG_KEYED,
     FLAG_OFFLINE,
-    FLAG_SUPERVISOR,
     LAST_FOUR_NONE,
     MOBILE,
     REFUND,
@@ -76,7 +75,6 @@ _PIN_MIN = const(4)
 _PIN_MAX = const(8)
 _MAX_WRONG_PINS = const(3)
 _LOCKOUT_MAX_S = const(86400)
-_REPORT_ROWS = const(5)
 
 _METHOD_TEXT = (b"", b"Credit card", b"Debit card", b"Mobile/QR", b"Cash")
 
@@ -104,16 +102,6 @@ class Settings:
         self.receipt_columns = receipt_columns
         self.utc_offset_min = utc_offset_min
         self.menu_rows = menu_rows
-
-
-_MENU_ITEMS = (
-    b"1 Void last",
-    b"2 Refund",
-    b"3 X report",
-    b"4 Z settle",
-    b"5 Status",
-    b"6 Sync now",
-)
 
 
 class Terminal:
@@ -158,12 +146,7 @@ class Terminal:
         self.last_activity = 0
         self.result_since = 0
         self.result = None  # (headline, detail rows) of the RESULT screen
-        self.supervisor = None
-        self.after_supervisor = 0
-        self.after_pick = 0
-        self.original = None  # the recent-sale entry a void or refund refers to
-        self.report_lines = None
-        self.report_merchant = None
+        self.functions = None  # pos.functions.Functions while the function menu is in use
         self.booking = None  # the record handed to the ledger, until it answers
         self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
         self.config_error = config_error  # any start-up fault: the terminal will not sell
@@ -213,24 +196,13 @@ class Terminal:
             self._method_key(key)
         elif state == CARD or state == MOBILE_CODE:
             self._card_key(key)
-        elif state == CONFIRM or state == REFUND_CONFIRM or state == VOID_CONFIRM:
-            self._confirm_key(key)
-        elif state == Z_CONFIRM:
+        elif state == CONFIRM:
             self._confirm_key(key)
         elif state == RESULT:
             if key == "#" or key == "*":
-                self._to_merchants()
-        elif state == MENU:
-            self._menu_key(key)
-        elif state == SUPERVISOR_PIN:
-            self._supervisor_key(key)
-        elif state == REFUND_RECEIPT:
-            self._refund_receipt_key(key)
-        elif state == REPORT_VIEW:
-            self._report_key(key)
-        elif state == STATUS:
-            if key == "#" or key == "*":
-                self._to_merchants()
+                self.to_merchants()
+        elif self.functions is not None:
+            self.functions.key(key)
 
     def _tick(self, now_ms, unix):
         self.now_ms = now_ms
@@ -239,20 +211,20 @@ class Terminal:
         if self.cashier is not None and self.state != BOOKING:
             idle_ms = self.settings.idle_logout_s * 1000
             if ticks_diff(now_ms, self.last_activity) >= idle_ms:
-                self._logout(b"Idle: logged out")
+                self.logout(b"Idle: logged out")
                 return
         if self.state == RESULT:
             if ticks_diff(now_ms, self.result_since) >= self.settings.result_timeout_s * 1000:
-                self._to_merchants()
+                self.to_merchants()
         if self.locked_until is not None and ticks_diff(self.locked_until, now_ms) <= 0:
             self.locked_until = None
 
     # --- login and lockout ----------------------------------------------------------------
 
-    def _locked(self):
+    def locked(self):
         return self.locked_until is not None and ticks_diff(self.locked_until, self.now_ms) > 0
 
-    def _pin_entry_key(self, key):
+    def pin_entry_key(self, key):
         """Shared by login and supervisor PINs; returns the PIN text on # (else None)."""
         if key >= "0" and key <= "9":
             self.entry.push(key)
@@ -267,7 +239,7 @@ class Terminal:
             return pin
         return None
 
-    def _wrong_pin(self):
+    def wrong_pin(self):
         self.wrong_pins += 1
         self.effects.append(("beep", "error"))
         if self.wrong_pins < _MAX_WRONG_PINS:
@@ -279,50 +251,71 @@ class Terminal:
         if lock_s > _LOCKOUT_MAX_S:
             lock_s = _LOCKOUT_MAX_S
         self.locked_until = self.now_ms + lock_s * 1000
-        self._logout(None)
+        self.logout(None)
 
     def _login_key(self, key):
-        if self._locked():
+        if self.locked():
             return
         if key == "*":
             self.entry.wipe()
             return
-        pin = self._pin_entry_key(key)
+        pin = self.pin_entry_key(key)
         if pin is None:
             return
         cashier = self.cashiers.by_pin(pin)
         if cashier is None:
-            self._wrong_pin()
+            self.wrong_pin()
             return
         self.wrong_pins = 0
         self.lock_count = 0
         self.cashier = cashier
         self.allowed = [m for m in self.merchants if cashier.may_use(m.number)]
         self.effects.append(("beep", "ok"))
-        self._to_merchants()
+        self.to_merchants()
 
-    def _logout(self, message):
+    def logout(self, message):
         self._wipe_payment()
         self.entry.wipe()
         self.cashier = None
-        self.supervisor = None
         self.merchant = None
         self.allowed = []
-        self.original = None
         self.state = LOGIN
         self.message = message
+        self._close_functions()
 
     # --- merchant menu --------------------------------------------------------------------
 
-    def _to_merchants(self):
+    def to_merchants(self):
         self._wipe_payment()
         self.entry.wipe()
         self.merchant = None
-        self.supervisor = None
-        self.original = None
         self.result = None
         self.page = 0
         self.state = MERCHANTS
+        self._close_functions()
+
+    def _supervisor_may_use(self, number):
+        """A Z needs the supervisor who authorised it to be assigned to the merchant too."""
+        functions = self.functions
+        if self.state != PICK_MERCHANT or functions.supervisor is None:
+            return True
+        return functions.supervisor.may_use(number)
+
+    def open_menu(self):
+        """Key A: load the function menu (pos.functions) for as long as it is in use."""
+        self._wipe_payment()
+        self.entry.wipe()
+        self.merchant = None
+        if self.functions is None:
+            from pos.functions import Functions
+
+            self.functions = Functions(self)
+        self.state = MENU
+
+    def _close_functions(self):
+        if self.functions is not None:
+            self.functions = None
+            unload("pos.functions")
 
     def _pages(self, count, rows):
         return (count + rows - 1) // rows if count else 1
@@ -341,14 +334,14 @@ class Terminal:
             if self.page + 1 < self._pages(len(self.allowed), rows):
                 self.page += 1
         elif key == "A" and self.state == MERCHANTS:
-            self._open_menu()
+            self.open_menu()
         elif key == "*":
             if self.entry.length:
                 self.entry.wipe()
             elif self.state == PICK_MERCHANT:
-                self._open_menu()
+                self.open_menu()
             else:
-                self._logout(b"Logged out")
+                self.logout(b"Logged out")
         elif key == "#":
             if not self.entry.length:
                 self.message = b"Type a number"
@@ -358,9 +351,7 @@ class Terminal:
             merchant = self.merchants.get(number)
             if merchant is None:
                 self.message = "No merchant %d" % number
-            elif not self.cashier.may_use(number) or (
-                self.supervisor is not None and not self.supervisor.may_use(number)
-            ):
+            elif not self.cashier.may_use(number) or not self._supervisor_may_use(number):
                 self.message = b"Not assigned"
                 self.effects.append(("beep", "error"))
             elif self.state == MERCHANTS:
@@ -368,7 +359,7 @@ class Terminal:
                 self.amount.clear()
                 self.state = AMOUNT
             else:
-                self._picked_for_report(merchant)
+                self.functions.picked(merchant)
 
     # --- sale -----------------------------------------------------------------------------
 
@@ -384,9 +375,9 @@ class Terminal:
             elif self.state == REFUND_AMOUNT:
                 self.state = REFUND_RECEIPT
             else:
-                self._to_merchants()
+                self.to_merchants()
         elif key == "A" and self.state == AMOUNT:
-            self._open_menu()
+            self.open_menu()
         elif key == "#":
             value = amount.amount_minor
             merchant = self.merchant
@@ -401,13 +392,7 @@ class Terminal:
                 else:
                     self.state = METHOD
             else:
-                remaining = self.original[7] - self.original[8]
-                if value > remaining:
-                    self.message = "Max " + format_minor(remaining, merchant.exponent)
-                elif value > merchant.limit("max_refund_minor"):
-                    self.message = b"Over refund cap"
-                else:
-                    self.state = REFUND_CONFIRM
+                self.functions.refund_amount(value)
 
     def _method_key(self, key):
         if key == "*":
@@ -487,31 +472,16 @@ class Terminal:
         self.booking = None
 
     def _confirm_key(self, key):
-        state = self.state
         if key == "*":
-            if state == CONFIRM:
-                self._wipe_card()
-                self.state = METHOD
-            elif state == REFUND_CONFIRM:
-                self.state = REFUND_AMOUNT
-            else:
-                self._open_menu()
-            return
-        if key != "#":
-            return
-        if state == CONFIRM:
+            self._wipe_card()
+            self.state = METHOD
+        elif key == "#":
             self._book_sale()
-        elif state == VOID_CONFIRM:
-            self._book_against_original(VOID, self.original[7])
-        elif state == REFUND_CONFIRM:
-            self._book_against_original(REFUND, self.amount.amount_minor)
-        else:
-            self._book_settlement()
 
-    def _flags(self):
+    def flags(self):
         return 0 if self.link_up else FLAG_OFFLINE
 
-    def _now(self):
+    def now(self):
         return self.unix if is_set(self.unix) else 0
 
     def _book_sale(self):
@@ -527,49 +497,19 @@ class Terminal:
         record.currency = merchant.currency_numeric
         record.method = self.method
         record.cashier = self.cashier.number
-        record.time = self._now()
+        record.time = self.now()
         record.reference = 0
         record.reason = reason
-        record.flags = self._flags() | (FLAG_KEYED if self.keyed else 0)
+        record.flags = self.flags() | (FLAG_KEYED if self.keyed else 0)
         if self.has_token:
             record.token = self.token
             record.last_four = self.last_four
         else:
             record.token = bytes(TOKEN_SIZE)
             record.last_four = LAST_FOUR_NONE
-        self._book(record)
+        self.book(record)
 
-    def _book_against_original(self, kind, value):
-        original = self.original
-        record = Record(
-            kind,
-            original[4],
-            value,
-            self.merchant.currency_numeric,
-            method=original[5],
-            cashier=self.cashier.number,
-            time=self._now(),
-            reference=original[0],
-            flags=self._flags() | (FLAG_SUPERVISOR if kind == REFUND else 0),
-            token=original[9],
-            last_four=original[10],
-        )
-        self._book(record)
-
-    def _book_settlement(self):
-        merchant = self.report_merchant
-        self.report_lines = self.ledger.totals.report_lines(merchant.number, merchant.exponent)
-        record = self.ledger.totals.settlement(
-            merchant.number,
-            merchant.currency_numeric,
-            cashier=self.supervisor.number,
-            time=self._now(),
-            flags=self._flags() | FLAG_SUPERVISOR,
-        )
-        self.merchant = merchant
-        self._book(record)
-
-    def _book(self, record):
+    def book(self, record):
         self.booking = record
         self.state = BOOKING
         self.effects.append(("book", record))
@@ -590,23 +530,7 @@ class Terminal:
             self.effects.append(("beep", "error"))
             return
         if record.kind == SETTLEMENT:
-            batch = record.reference
-            self.result = ("Z BATCH %d DONE" % batch, b"Totals reset")
-            self.effects.append(
-                (
-                    "print",
-                    report_receipt(
-                        "Z REPORT %d" % batch,
-                        merchant,
-                        settings.terminal_id,
-                        self._now(),
-                        self.report_lines,
-                        settings.receipt_columns,
-                        settings.utc_offset_min,
-                    ),
-                )
-            )
-            self.effects.append(("beep", "ok"))
+            self.functions.settled(record)
             return
         headline = b"APPROVED"
         if record.kind == VOID:
@@ -642,129 +566,6 @@ class Terminal:
             self.result = (b"NOT TAKEN", message)
         self.effects.append(("beep", "error"))
 
-    # --- function menu ----------------------------------------------------------------------
-
-    def _open_menu(self):
-        self._wipe_payment()
-        self.entry.wipe()
-        self.merchant = None
-        self.supervisor = None
-        self.state = MENU
-
-    def _menu_key(self, key):
-        if key == "*":
-            self._to_merchants()
-        elif key == "1":
-            original = self.ledger.last_voidable_sale()
-            if original is None:
-                self.message = b"No sale to void"
-            elif not self.cashier.may_use(original[4]):
-                self.message = b"Not assigned"
-            elif self.merchants.get(original[4]) is None:
-                self.message = b"Merchant removed"
-            else:
-                self.original = original
-                self.merchant = self.merchants.get(original[4])
-                self.state = VOID_CONFIRM
-        elif key == "2" or key == "4":
-            self.after_supervisor = REFUND_RECEIPT if key == "2" else PICK_MERCHANT
-            self.after_pick = Z_CONFIRM
-            self.state = SUPERVISOR_PIN
-        elif key == "3":
-            self.after_pick = REPORT_VIEW
-            self.page = 0
-            self.state = PICK_MERCHANT
-        elif key == "5":
-            self.state = STATUS
-        elif key == "6":
-            self.effects.append(("upload",))
-            self.message = b"Sync started"
-        elif key == "7":
-            self._logout(b"Logged out")
-
-    def _supervisor_key(self, key):
-        if self._locked():
-            return
-        if key == "*":
-            if self.entry.length:
-                self.entry.wipe()
-            else:
-                self._open_menu()
-            return
-        pin = self._pin_entry_key(key)
-        if pin is None:
-            return
-        supervisor = self.cashiers.by_pin(pin)
-        if supervisor is None or not supervisor.is_supervisor():
-            self._wrong_pin()
-            if self.state == SUPERVISOR_PIN and not self.message:
-                self.message = b"Not a supervisor"
-            return
-        self.wrong_pins = 0
-        self.supervisor = supervisor
-        self.page = 0
-        self.state = self.after_supervisor
-
-    def _refund_receipt_key(self, key):
-        if key >= "0" and key <= "9":
-            self.entry.push(key)
-        elif key == "B":
-            self.entry.backspace()
-        elif key == "*":
-            if self.entry.length:
-                self.entry.wipe()
-            else:
-                self._open_menu()
-        elif key == "#" and self.entry.length:
-            receipt = int(bytes(self.entry.view()).decode())
-            self.entry.wipe()
-            original = self.ledger.sale_for_refund(receipt)
-            merchant = self.merchants.get(original[4]) if original else None
-            if original is None or merchant is None:
-                self.message = b"No such receipt"
-            elif not self.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
-                self.message = b"Not assigned"
-            elif original[7] - original[8] <= 0:
-                self.message = b"Already refunded"
-            else:
-                self.original = original
-                self.merchant = merchant
-                self.amount.clear()
-                self.state = REFUND_AMOUNT
-
-    def _picked_for_report(self, merchant):
-        self.report_merchant = merchant
-        self.merchant = merchant
-        if self.after_pick == Z_CONFIRM:
-            self.state = Z_CONFIRM
-            return
-        settings = self.settings
-        self.report_lines = self.ledger.totals.report_lines(merchant.number, merchant.exponent)
-        self.page = 0
-        self.state = REPORT_VIEW
-        self.effects.append(
-            (
-                "print",
-                report_receipt(
-                    "X REPORT",
-                    merchant,
-                    settings.terminal_id,
-                    self._now(),
-                    self.report_lines,
-                    settings.receipt_columns,
-                    settings.utc_offset_min,
-                ),
-            )
-        )
-
-    def _report_key(self, key):
-        if key == "C" and self.page > 0:
-            self.page -= 1
-        elif key == "D" and self.page + 1 < self._pages(len(self.report_lines), _REPORT_ROWS):
-            self.page += 1
-        elif key == "#" or key == "*":
-            self._to_merchants()
-
     # --- drawing --------------------------------------------------------------------------
 
     def draw(self):
@@ -782,43 +583,23 @@ class Terminal:
         elif state == AMOUNT or state == REFUND_AMOUNT:
             self._draw_amount()
         elif state == METHOD:
-            self._draw_amount_line(1)
+            self.draw_amount_line(1)
             screen.put(2, b"1 Credit 2 Debit")
             screen.put(3, b"3 Mobile 4 Cash")
             screen.put(HINT, b"1-4 pick  *back")
             screen.focus = 2
         elif state == CARD or state == MOBILE_CODE:
             self._draw_card()
-        elif state == CONFIRM or state == REFUND_CONFIRM or state == VOID_CONFIRM:
+        elif state == CONFIRM:
             self._draw_confirm()
-        elif state == Z_CONFIRM:
-            self._draw_z_confirm()
         elif state == BOOKING:
-            self._draw_amount_line(1)
+            self.draw_amount_line(1)
             screen.put(3, b"Processing...")
             screen.focus = 2
         elif state == RESULT:
             self._draw_result()
-        elif state == MENU:
-            screen.put(TITLE, b"Functions")
-            for row in range(6):
-                screen.put(row + 1, _MENU_ITEMS[row])
-            screen.put(HINT, b"7 Log out *back")
-        elif state == SUPERVISOR_PIN:
-            screen.put(2, b"Supervisor PIN")
-            self._draw_masked(3, self.entry.length)
-            screen.put(HINT, b"#OK *back")
-            screen.focus = 2
-        elif state == REFUND_RECEIPT:
-            screen.put(TITLE, b"Refund")
-            screen.put(2, b"Orig. receipt no")
-            screen.put(3, self.entry.view(), right=True)
-            screen.put(HINT, b"#OK *back")
-            screen.focus = 2
-        elif state == REPORT_VIEW:
-            self._draw_report()
-        elif state == STATUS:
-            self._draw_status()
+        elif self.functions is not None:
+            self.functions.draw(screen)
         if self.message:
             screen.put(_MESSAGE_ROW, self.message)
         return screen
@@ -837,7 +618,7 @@ class Terminal:
 
     def _draw_login(self):
         screen = self.screen
-        if self._locked():
+        if self.locked():
             screen.put(2, b"Login locked")
             seconds = (ticks_diff(self.locked_until, self.now_ms) + 999) // 1000
             screen.put(3, b"Wait")
@@ -845,11 +626,11 @@ class Terminal:
             screen.put(3, b"s", 15)
         else:
             screen.put(2, b"Cashier PIN")
-            self._draw_masked(3, self.entry.length)
+            self.draw_masked(3, self.entry.length)
             screen.put(HINT, b"#OK B del")
         screen.focus = 2
 
-    def _draw_masked(self, row, count):
+    def draw_masked(self, row, count):
         for col in range(count):
             self.screen.buf[row * 16 + col] = 42  # "*"
 
@@ -857,7 +638,8 @@ class Terminal:
         screen = self.screen
         rows = self.settings.menu_rows
         if self.state == PICK_MERCHANT:
-            screen.put(TITLE, b"X report" if self.after_pick == REPORT_VIEW else "Z settle")
+            x_report = self.functions.after_pick == REPORT_VIEW
+            screen.put(TITLE, b"X report" if x_report else b"Z settle")
         else:
             screen.put(TITLE, b"Merchant?")
         screen.put(TITLE, self.entry.view(), right=True)
@@ -874,7 +656,7 @@ class Terminal:
         screen.put(HINT, b"#OK C/D pg *out" if self.state == MERCHANTS else "#OK C/D *back")
         screen.focus = 1
 
-    def _draw_amount_line(self, row):
+    def draw_amount_line(self, row):
         merchant = self.merchant
         value = self.amount.amount_minor
         self.screen.put(row, merchant.currency_code)
@@ -883,13 +665,13 @@ class Terminal:
     def _draw_amount(self):
         screen = self.screen
         screen.put(2, b"Sale amount" if self.state == AMOUNT else "Refund amount")
-        self._draw_amount_line(3)
+        self.draw_amount_line(3)
         screen.put(HINT, b"#OK B del *back")
         screen.focus = 2
 
     def _draw_card(self):
         screen = self.screen
-        self._draw_amount_line(1)
+        self.draw_amount_line(1)
         screen.put(2, b"Card number" if self.state == CARD else "Payment code")
         # Show how many digits are in, and only the last four of them.
         length = self.card.length
@@ -903,7 +685,7 @@ class Terminal:
         screen.put(HINT, b"#OK B del *back")
         screen.focus = 2
 
-    def _draw_card_line(self, row, method, last_four):
+    def draw_card_line(self, row, method, last_four):
         screen = self.screen
         screen.put(row, _METHOD_TEXT[method])
         if last_four != LAST_FOUR_NONE:
@@ -912,38 +694,10 @@ class Terminal:
 
     def _draw_confirm(self):
         screen = self.screen
-        state = self.state
-        if state == CONFIRM:
-            screen.put(1, b"Confirm sale")
-            method, last_four = self.method, self.last_four
-            self._draw_amount_line(2)
-        else:
-            original = self.original
-            screen.put(1, b"Void receipt" if state == VOID_CONFIRM else "Refund receipt")
-            screen.put_digits(1, original[0], 0)
-            method, last_four = original[5], original[10]
-            if state == VOID_CONFIRM:
-                screen.put(2, self.merchant.currency_code)
-                screen.put_digits(2, original[7], self.merchant.exponent)
-            else:
-                self._draw_amount_line(2)
-        self._draw_card_line(3, method, last_four)
+        screen.put(1, b"Confirm sale")
+        self.draw_amount_line(2)
+        self.draw_card_line(3, self.method, self.last_four)
         screen.put(HINT, b"#OK *back")
-        screen.focus = 1
-
-    def _draw_z_confirm(self):
-        screen = self.screen
-        merchant = self.report_merchant
-        totals = self.ledger.totals
-        screen.put(1, b"Settle batch")
-        screen.put_digits(1, totals.batch(merchant.number), 0)
-        screen.put(2, "Net " + merchant.currency_code)
-        net = totals.net(merchant.number)
-        screen.put(2, format_minor(net, merchant.exponent), right=True)
-        count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
-        screen.put(3, b"Sales")
-        screen.put_digits(3, count, 0)
-        screen.put(HINT, b"#settle *back")
         screen.focus = 1
 
     def _draw_result(self):
@@ -965,42 +719,3 @@ class Terminal:
             screen.put(3, detail)
         screen.put(HINT, b"# next")
         screen.focus = 1
-
-    def _draw_report(self):
-        screen = self.screen
-        screen.put(TITLE, b"X " + self.report_merchant.label)
-        first = self.page * _REPORT_ROWS
-        lines = self.report_lines
-        for row in range(_REPORT_ROWS):
-            if first + row >= len(lines):
-                break
-            label, value = lines[first + row]
-            screen.put(row + 1, label)
-            if value:
-                screen.put(row + 1, value, right=True)
-        screen.put(HINT, b"C/D page #done")
-        screen.focus = 1
-
-    def _draw_status(self):
-        screen = self.screen
-        ledger = self.ledger
-        screen.put(TITLE, b"Status")
-        screen.put(1, b"Link")
-        screen.put(1, b"up" if self.link_up else "DOWN", right=True)
-        screen.put(2, b"Unsent")
-        screen.put_digits(2, ledger.unsent_count(), 0)
-        screen.put(3, b"Oldest min")
-        oldest = ledger.oldest_unsent_time()
-        if oldest and is_set(self.unix):
-            screen.put_digits(3, max(0, self.unix - oldest) // 60, 0)
-        else:
-            screen.put(3, b"-", right=True)
-        screen.put(4, b"Key counter")
-        screen.put_digits(4, ledger.journal.next_counter, 0)
-        screen.put(5, b"Free mem")
-        free = mem_free()
-        if free >= 0:
-            screen.put_digits(5, free, 0)
-        else:
-            screen.put(5, b"n/a", right=True)
-        screen.put(HINT, b"#OK")

@@ -24,6 +24,7 @@ sector; it stays spare so that an ack can always be written.
 """
 
 import struct
+from array import array
 
 from pos.compat import const, crc32
 
@@ -40,6 +41,7 @@ _HEADER_FORMAT = "<HBBIIII"
 _ACK_LENGTH = const(0x84)  # the ack frame's length byte: high bit set, 4-byte body
 _ACK_FRAME_SIZE = const(9)
 _ERASED = const(0xFF)
+_WINDOW = const(136)  # the largest frame (127 + 5), rounded up
 
 
 class QueueError(Exception):
@@ -62,12 +64,15 @@ class TxQueue:
         if self.sector_count < 2 + SPARE_SECTORS:
             raise QueueError("txq partition too small")
         n = self.sector_count
-        # Per-sector facts of the sectors in the log, indexed by physical sector.
-        self._seq = [0] * n
-        self._first_counter = [0] * n
-        self._last_counter = [0] * n
-        self._records = [0] * n
-        self._sector = bytearray(size)
+        # Per-sector facts of the sectors in the log, indexed by physical sector: arrays,
+        # 4 bytes a sector where a list would take a pointer and an int object each.
+        self._seq = _zeros("I", n)
+        self._first_counter = _zeros("I", n)
+        self._last_counter = _zeros("I", n)
+        self._records = _zeros("H", n)
+        # Frames are read one at a time into this window, not a sector at a time: a 4 KiB
+        # buffer would be the largest block in the app's heap, and the hardest to find.
+        self._window = bytearray(_WINDOW)
         self._frame = bytearray(MAX_BODY + FRAME_OVERHEAD)
         self._check = bytearray(MAX_BODY + FRAME_OVERHEAD)
         self._header = bytearray(HEADER_SIZE)
@@ -93,12 +98,12 @@ class TxQueue:
         self.found_stale_sectors = 0
         self.found_unknown_sectors = 0
 
-        valid = [False] * n
+        valid = bytearray(n)
         head_seq = -1
         for sector in range(n):
             state = self._read_header(sector)
             if state == 1:
-                valid[sector] = True
+                valid[sector] = 1
                 if self._seq[sector] > head_seq or head_seq < 0:
                     head_seq = self._seq[sector]
                     self.head = sector
@@ -143,21 +148,20 @@ class TxQueue:
         return 1
 
     def _scan_sector(self, sector):
-        buf = self._sector
-        self._bdev.readblocks(sector, buf, 0)
+        window = self._window
         offset = HEADER_SIZE
-        first = last = records = 0
+        first = last = records = size = 0
         while offset < self.sector_size:
-            size = self._frame_at(buf, offset)
+            size = self._frame_at(sector, offset)
             if size <= 0:
                 break
-            if buf[offset] == _ACK_LENGTH:
+            if window[0] == _ACK_LENGTH:
                 self.found_acks += 1
-                watermark = _counter_at(buf, offset + 1)
+                watermark = _counter_at(window, 1)
                 if watermark > self.ack_watermark:
                     self.ack_watermark = watermark
             else:
-                counter = _counter_at(buf, offset + 1)
+                counter = _counter_at(window, 1)
                 if not first:
                     first = counter
                 last = counter
@@ -173,15 +177,22 @@ class TxQueue:
             self.head_offset = offset
             # Anything but erased bytes after the last good frame is a torn write: the
             # head sector takes no more frames (its bits cannot be set again).
-            if size < 0 or not _erased(buf, offset):
+            if size < 0 or not self._erased_from(sector, offset):
                 self.head_closed = True
                 self.found_corrupt += 1
         elif size < 0:
             self.found_corrupt += 1
 
-    def _frame_at(self, buf, offset):
-        """Size of the valid frame at offset; 0 for erased space, -1 for a bad frame."""
-        length_byte = buf[offset]
+    def _frame_at(self, sector, offset):
+        """Read the frame at offset into the window: its size if valid, 0 for erased
+        space, -1 for a bad frame."""
+        window = self._window
+        length = self.sector_size - offset
+        if length > _WINDOW:
+            length = _WINDOW
+        view = memoryview(window)[:length]
+        self._bdev.readblocks(sector, view, offset)
+        length_byte = window[0]
         if length_byte == _ERASED:
             return 0
         if length_byte == _ACK_LENGTH:
@@ -190,13 +201,28 @@ class TxQueue:
             body = length_byte
         else:
             return -1
-        end = offset + 1 + body
-        if end + 4 > self.sector_size:
+        end = 1 + body
+        if end + 4 > length:
             return -1
-        stored = buf[end] | buf[end + 1] << 8 | buf[end + 2] << 16 | buf[end + 3] << 24
-        if stored != crc32(memoryview(buf)[offset:end]):
+        stored = window[end] | window[end + 1] << 8 | window[end + 2] << 16 | window[end + 3] << 24
+        if stored != crc32(memoryview(window)[:end]):
             return -1
         return body + FRAME_OVERHEAD
+
+    def _erased_from(self, sector, offset):
+        """Whether every byte from offset to the end of the sector is erased."""
+        window = self._window
+        while offset < self.sector_size:
+            length = self.sector_size - offset
+            if length > _WINDOW:
+                length = _WINDOW
+            view = memoryview(window)[:length]
+            self._bdev.readblocks(sector, view, offset)
+            for i in range(length):
+                if window[i] != _ERASED:
+                    return False
+            offset += length
+        return True
 
     def _in_log(self, sector):
         if self.tail < 0:
@@ -314,9 +340,7 @@ class TxQueue:
             raise QueueError("flash write failed at sector %d header" % sector)
 
     def _is_erased(self, sector):
-        buf = self._sector
-        self._bdev.readblocks(sector, buf, 0)
-        return _erased(buf, 0)
+        return self._erased_from(sector, 0)
 
     # --- acknowledging and reclaiming ----------------------------------------------------
 
@@ -406,19 +430,23 @@ class TxQueue:
             sector = (sector + 1) % self.sector_count
 
     def _frames(self, sector, above):
-        buf = self._sector
-        self._bdev.readblocks(sector, buf, 0)
+        window = self._window
         offset = HEADER_SIZE
         end = self.head_offset if sector == self.head else self.sector_size
         while offset < end:
-            size = self._frame_at(buf, offset)
+            size = self._frame_at(sector, offset)
             if size <= 0:
                 return
-            if buf[offset] != _ACK_LENGTH:
-                counter = _counter_at(buf, offset + 1)
+            if window[0] != _ACK_LENGTH:
+                counter = _counter_at(window, 1)
                 if counter > above:
-                    yield counter, memoryview(buf)[offset : offset + size]
+                    yield counter, memoryview(window)[:size]
             offset += size
+
+
+def _zeros(typecode, count):
+    # One allocation: both runtimes read a bytes initializer as raw item values.
+    return array(typecode, bytes((4 if typecode == "I" else 2) * count))
 
 
 def _counter_at(buf, offset):
@@ -427,10 +455,3 @@ def _counter_at(buf, offset):
 
 def _put_crc(frame, end):
     struct.pack_into("<I", frame, end, crc32(memoryview(frame)[:end]))
-
-
-def _erased(buf, start):
-    for i in range(start, len(buf)):
-        if buf[i] != _ERASED:
-            return False
-    return True

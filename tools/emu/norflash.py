@@ -6,6 +6,8 @@ and raises PowerCut; the chip then refuses everything until reboot(). It counts 
 programmed and erases per sector. Runs on CPython and on the MicroPython unix port.
 """
 
+from array import array
+
 SECTOR_SIZE = 4096
 
 
@@ -24,7 +26,15 @@ class NorFlash:
     fits a 96 KiB MicroPython heap.
     """
 
-    def __init__(self, sector_count, path=None, offset=0, strict=True, sector_size=SECTOR_SIZE):
+    def __init__(
+        self,
+        sector_count,
+        path=None,
+        offset=0,
+        strict=True,
+        sector_size=SECTOR_SIZE,
+        count_erases=True,
+    ):
         self.sector_count = sector_count
         self.sector_size = sector_size
         self.size = sector_count * sector_size
@@ -43,7 +53,9 @@ class NorFlash:
         self.programmed_bytes = 0
         self.program_ops = 0
         self.erases = 0
-        self.erase_counts = [0] * sector_count
+        # Erases per sector, for wear figures (zeros in one allocation; None when not wanted,
+        # as in the simulator, where a 1.4 MiB vfs would spend 1.4 KiB of heap on them).
+        self.erase_counts = array("I", bytes(4 * sector_count)) if count_erases else None
         self.ops = 0  # programs + erases so far: the numbering used by cut_at()
         self._cut_at = -1
         self._cut_seed = 1
@@ -55,7 +67,8 @@ class NorFlash:
         for sector in range(self.sector_count):
             self.erase(sector)
         self.programmed_bytes = self.program_ops = self.erases = self.ops = 0
-        self.erase_counts = [0] * self.sector_count
+        if self.erase_counts is not None:
+            self.erase_counts = array("I", bytes(4 * self.sector_count))
         self.reboot()
 
     # --- power-cut scheduling -------------------------------------------------------------
@@ -135,7 +148,8 @@ class NorFlash:
             self._write(addr + done, blank[:chunk])
             done += chunk
         self.erases += 1
-        self.erase_counts[sector] += 1
+        if self.erase_counts is not None:
+            self.erase_counts[sector] += 1
         if torn:
             self.dead = True
             raise PowerCut("cut while erasing sector %d" % sector)
@@ -222,6 +236,17 @@ class CutStore:
     def read(self, name):
         entry = self._files.get(name)
         return None if entry is None else bytes(memoryview(entry[0])[: entry[1]])
+
+    def size(self, name):
+        entry = self._files.get(name)
+        return None if entry is None else entry[1]
+
+    def read_into(self, name, buf):
+        entry = self._files.get(name)
+        if entry is None:
+            return None
+        buf[: entry[1]] = memoryview(entry[0])[: entry[1]]
+        return entry[1]
 
     def write(self, name, data):
         if self._flash._cutting_now():

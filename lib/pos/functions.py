@@ -1,0 +1,399 @@
+"""The terminal's function menu (key A): void, refund, X and Z reports, status, sync, log out.
+
+Loaded when the cashier presses A and unloaded when they are back at the merchant menu
+(pos.compat.unload), so the sale path never carries this code in the heap. It works on the
+terminal it is given: its entries, amount, screen, ledger and effects.
+"""
+
+from pos.clock import format_datetime, is_set
+from pos.compat import mem_free
+from pos.money import format_minor
+from pos.receipt import center, pair
+from pos.record import FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
+from pos.reports import METHOD_LABELS
+from pos.screen import HINT, TITLE
+from pos.terminal import (
+    MENU,
+    PICK_MERCHANT,
+    REFUND_AMOUNT,
+    REFUND_CONFIRM,
+    REFUND_RECEIPT,
+    REPORT_VIEW,
+    STATUS,
+    SUPERVISOR_PIN,
+    VOID_CONFIRM,
+    Z_CONFIRM,
+)
+
+_REPORT_ROWS = 5
+_MENU_ITEMS = (
+    b"1 Void last",
+    b"2 Refund",
+    b"3 X report",
+    b"4 Z settle",
+    b"5 Status",
+    b"6 Sync now",
+)
+
+
+def report_lines(totals, merchant, exponent):
+    """(label, value) pairs of an X or Z report."""
+    lines = []
+    for kind, label in ((SALE, "Sales"), (REFUND, "Refunds"), (VOID, "Voids")):
+        count, total = totals.sum(merchant, kind)
+        lines.append(("%s %d" % (label, count), format_minor(total, exponent)))
+        for method in range(1, 5):
+            c, t = totals.count_total(merchant, kind, method)
+            if c:
+                lines.append(("  %s %d" % (METHOD_LABELS[method], c), format_minor(t, exponent)))
+    lines.append(("Declines %d" % totals.declines(merchant), ""))
+    lines.append(("NET", format_minor(totals.net(merchant), exponent)))
+    lines.append(("Batch %d" % totals.batch(merchant), ""))
+    return lines
+
+
+def report_receipt(title, merchant, terminal_id, now, lines, columns=32, utc_offset_min=0):
+    """An X or Z report slip: header, then the report's (label, value) pairs."""
+    out = [
+        center(title, columns),
+        center(merchant.name, columns),
+        center("Merchant ID " + merchant.merchant_id, columns),
+        pair("Terminal", terminal_id, columns),
+        pair("Printed", format_datetime(now, utc_offset_min), columns),
+        "-" * columns,
+    ]
+    for label, value in lines:
+        out.append(pair(label, value, columns) if value else label[:columns])
+    out.append("-" * columns)
+    return out
+
+
+class Functions:
+    def __init__(self, terminal):
+        self.t = terminal
+        self.supervisor = None  # who entered a supervisor PIN for this refund or Z
+        self.after_supervisor = 0
+        self.after_pick = 0
+        self.original = None  # the recent-sale entry a void or refund refers to
+        self.report_lines = None
+        self.report_merchant = None
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def key(self, key):
+        state = self.t.state
+        if state == MENU:
+            self._menu_key(key)
+        elif state == SUPERVISOR_PIN:
+            self._supervisor_key(key)
+        elif state == REFUND_RECEIPT:
+            self._refund_receipt_key(key)
+        elif state == REFUND_CONFIRM or state == VOID_CONFIRM or state == Z_CONFIRM:
+            self._confirm_key(key)
+        elif state == REPORT_VIEW:
+            self._report_key(key)
+        elif state == STATUS and (key == "#" or key == "*"):
+            self.t.to_merchants()
+
+    def _menu_key(self, key):
+        t = self.t
+        if key == "*":
+            t.to_merchants()
+        elif key == "1":
+            original = t.ledger.last_voidable_sale()
+            if original is None:
+                t.message = b"No sale to void"
+            elif not t.cashier.may_use(original[4]):
+                t.message = b"Not assigned"
+            elif t.merchants.get(original[4]) is None:
+                t.message = b"Merchant removed"
+            else:
+                self.original = original
+                t.merchant = t.merchants.get(original[4])
+                t.state = VOID_CONFIRM
+        elif key == "2" or key == "4":
+            self.after_supervisor = REFUND_RECEIPT if key == "2" else PICK_MERCHANT
+            self.after_pick = Z_CONFIRM
+            t.state = SUPERVISOR_PIN
+        elif key == "3":
+            self.after_pick = REPORT_VIEW
+            t.page = 0
+            t.state = PICK_MERCHANT
+        elif key == "5":
+            t.state = STATUS
+        elif key == "6":
+            t.effects.append(("upload",))
+            t.message = b"Sync started"
+        elif key == "7":
+            t.logout(b"Logged out")
+
+    def _supervisor_key(self, key):
+        t = self.t
+        if t.locked():
+            return
+        if key == "*":
+            if t.entry.length:
+                t.entry.wipe()
+            else:
+                t.open_menu()
+            return
+        pin = t.pin_entry_key(key)
+        if pin is None:
+            return
+        supervisor = t.cashiers.by_pin(pin)
+        if supervisor is None or not supervisor.is_supervisor():
+            t.wrong_pin()
+            if t.state == SUPERVISOR_PIN and not t.message:
+                t.message = b"Not a supervisor"
+            return
+        t.wrong_pins = 0
+        self.supervisor = supervisor
+        t.page = 0
+        t.state = self.after_supervisor
+
+    def _refund_receipt_key(self, key):
+        t = self.t
+        if key >= "0" and key <= "9":
+            t.entry.push(key)
+        elif key == "B":
+            t.entry.backspace()
+        elif key == "*":
+            if t.entry.length:
+                t.entry.wipe()
+            else:
+                t.open_menu()
+        elif key == "#" and t.entry.length:
+            receipt = int(bytes(t.entry.view()).decode())
+            t.entry.wipe()
+            original = t.ledger.sale_for_refund(receipt)
+            merchant = t.merchants.get(original[4]) if original else None
+            if original is None or merchant is None:
+                t.message = b"No such receipt"
+            elif not t.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
+                t.message = b"Not assigned"
+            elif original[7] - original[8] <= 0:
+                t.message = b"Already refunded"
+            else:
+                self.original = original
+                t.merchant = merchant
+                t.amount.clear()
+                t.state = REFUND_AMOUNT
+
+    def refund_amount(self, value):
+        """The refund amount keyed (not zero): check it against the original and the cap."""
+        t = self.t
+        merchant = t.merchant
+        remaining = self.original[7] - self.original[8]
+        if value > remaining:
+            t.message = "Max " + format_minor(remaining, merchant.exponent)
+        elif value > merchant.limit("max_refund_minor"):
+            t.message = b"Over refund cap"
+        else:
+            t.state = REFUND_CONFIRM
+
+    def picked(self, merchant):
+        """A merchant chosen for an X report or a Z settlement."""
+        t = self.t
+        self.report_merchant = merchant
+        t.merchant = merchant
+        if self.after_pick == Z_CONFIRM:
+            t.state = Z_CONFIRM
+            return
+        settings = t.settings
+        self.report_lines = report_lines(t.ledger.totals, merchant.number, merchant.exponent)
+        t.page = 0
+        t.state = REPORT_VIEW
+        t.effects.append(
+            (
+                "print",
+                report_receipt(
+                    "X REPORT",
+                    merchant,
+                    settings.terminal_id,
+                    t.now(),
+                    self.report_lines,
+                    settings.receipt_columns,
+                    settings.utc_offset_min,
+                ),
+            )
+        )
+
+    def _report_key(self, key):
+        t = self.t
+        pages = (len(self.report_lines) + _REPORT_ROWS - 1) // _REPORT_ROWS
+        if key == "C" and t.page > 0:
+            t.page -= 1
+        elif key == "D" and t.page + 1 < pages:
+            t.page += 1
+        elif key == "#" or key == "*":
+            t.to_merchants()
+
+    def _confirm_key(self, key):
+        t = self.t
+        state = t.state
+        if key == "*":
+            if state == REFUND_CONFIRM:
+                t.state = REFUND_AMOUNT
+            else:
+                t.open_menu()
+            return
+        if key != "#":
+            return
+        if state == VOID_CONFIRM:
+            self._book_against_original(VOID, self.original[7])
+        elif state == REFUND_CONFIRM:
+            self._book_against_original(REFUND, t.amount.amount_minor)
+        else:
+            self._book_settlement()
+
+    # --- booking --------------------------------------------------------------------------
+
+    def _book_against_original(self, kind, value):
+        t = self.t
+        original = self.original
+        record = Record(
+            kind,
+            original[4],
+            value,
+            t.merchant.currency_numeric,
+            method=original[5],
+            cashier=t.cashier.number,
+            time=t.now(),
+            reference=original[0],
+            flags=t.flags() | (FLAG_SUPERVISOR if kind == REFUND else 0),
+            token=original[9],
+            last_four=original[10],
+        )
+        t.book(record)
+
+    def _book_settlement(self):
+        t = self.t
+        merchant = self.report_merchant
+        self.report_lines = report_lines(t.ledger.totals, merchant.number, merchant.exponent)
+        record = t.ledger.totals.settlement(
+            merchant.number,
+            merchant.currency_numeric,
+            cashier=self.supervisor.number,
+            time=t.now(),
+            flags=t.flags() | FLAG_SUPERVISOR,
+        )
+        t.merchant = merchant
+        t.book(record)
+
+    def settled(self, record):
+        """The Z record is stored: print the report of the totals it closed."""
+        t = self.t
+        settings = t.settings
+        batch = record.reference
+        t.result = ("Z BATCH %d DONE" % batch, b"Totals reset")
+        t.effects.append(
+            (
+                "print",
+                report_receipt(
+                    "Z REPORT %d" % batch,
+                    t.merchant,
+                    settings.terminal_id,
+                    t.now(),
+                    self.report_lines,
+                    settings.receipt_columns,
+                    settings.utc_offset_min,
+                ),
+            )
+        )
+        t.effects.append(("beep", "ok"))
+
+    # --- drawing --------------------------------------------------------------------------
+
+    def draw(self, screen):
+        t = self.t
+        state = t.state
+        if state == MENU:
+            screen.put(TITLE, b"Functions")
+            for row in range(6):
+                screen.put(row + 1, _MENU_ITEMS[row])
+            screen.put(HINT, b"7 Log out *back")
+        elif state == SUPERVISOR_PIN:
+            screen.put(2, b"Supervisor PIN")
+            t.draw_masked(3, t.entry.length)
+            screen.put(HINT, b"#OK *back")
+            screen.focus = 2
+        elif state == REFUND_RECEIPT:
+            screen.put(TITLE, b"Refund")
+            screen.put(2, b"Orig. receipt no")
+            screen.put(3, t.entry.view(), right=True)
+            screen.put(HINT, b"#OK *back")
+            screen.focus = 2
+        elif state == REFUND_CONFIRM or state == VOID_CONFIRM:
+            self._draw_confirm(screen)
+        elif state == Z_CONFIRM:
+            self._draw_z_confirm(screen)
+        elif state == REPORT_VIEW:
+            self._draw_report(screen)
+        elif state == STATUS:
+            self._draw_status(screen)
+
+    def _draw_confirm(self, screen):
+        t = self.t
+        original = self.original
+        void = t.state == VOID_CONFIRM
+        screen.put(1, b"Void receipt" if void else b"Refund receipt")
+        screen.put_digits(1, original[0], 0)
+        if void:
+            screen.put(2, t.merchant.currency_code)
+            screen.put_digits(2, original[7], t.merchant.exponent)
+        else:
+            t.draw_amount_line(2)
+        t.draw_card_line(3, original[5], original[10])
+        screen.put(HINT, b"#OK *back")
+        screen.focus = 1
+
+    def _draw_z_confirm(self, screen):
+        merchant = self.report_merchant
+        totals = self.t.ledger.totals
+        screen.put(1, b"Settle batch")
+        screen.put_digits(1, totals.batch(merchant.number), 0)
+        screen.put(2, "Net " + merchant.currency_code)
+        screen.put(2, format_minor(totals.net(merchant.number), merchant.exponent), right=True)
+        count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
+        screen.put(3, b"Sales")
+        screen.put_digits(3, count, 0)
+        screen.put(HINT, b"#settle *back")
+        screen.focus = 1
+
+    def _draw_report(self, screen):
+        screen.put(TITLE, b"X " + self.report_merchant.label)
+        first = self.t.page * _REPORT_ROWS
+        lines = self.report_lines
+        for row in range(_REPORT_ROWS):
+            if first + row >= len(lines):
+                break
+            label, value = lines[first + row]
+            screen.put(row + 1, label)
+            if value:
+                screen.put(row + 1, value, right=True)
+        screen.put(HINT, b"C/D page #done")
+        screen.focus = 1
+
+    def _draw_status(self, screen):
+        t = self.t
+        ledger = t.ledger
+        screen.put(TITLE, b"Status")
+        screen.put(1, b"Link")
+        screen.put(1, b"up" if t.link_up else b"DOWN", right=True)
+        screen.put(2, b"Unsent")
+        screen.put_digits(2, ledger.unsent_count(), 0)
+        screen.put(3, b"Oldest min")
+        oldest = ledger.oldest_unsent_time()
+        if oldest and is_set(t.unix):
+            screen.put_digits(3, max(0, t.unix - oldest) // 60, 0)
+        else:
+            screen.put(3, b"-", right=True)
+        screen.put(4, b"Key counter")
+        screen.put_digits(4, ledger.journal.next_counter, 0)
+        screen.put(5, b"Free mem")
+        free = mem_free()
+        if free >= 0:
+            screen.put_digits(5, free, 0)
+        else:
+            screen.put(5, b"n/a", right=True)
+        screen.put(HINT, b"#OK")

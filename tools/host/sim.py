@@ -1,0 +1,427 @@
+"""tools/sim: runs the real firmware (pos.app) on the MicroPython unix port with a simulated
+board, interactively in this terminal or from a script of keys.
+
+The firmware runs as it does on the ESP32: the core from a ROMFS image of .mpy files and a
+96 KiB heap, its flash in STATE/flash.bin (partition table, txq, LittleFS vfs). This side
+prepares the state folder, starts the firmware and speaks its line protocol
+(tools/emu/simboard.py): it sends keys and draws what the firmware shows.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import select
+import subprocess
+import sys
+import time
+from binascii import hexlify
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+
+from pos import dukpt  # noqa: E402  (after the path is set)
+from pos.config import pin_hash_hex  # noqa: E402
+from tools.host import mpybuild  # noqa: E402
+
+FLASH_SIZE = 0x400000
+TABLE_OFFSET = 0x8000
+PARTITIONS_CSV = os.path.join(ROOT, "firmware", "partitions.csv")
+DEMO_CARD = "4111111111111111"
+DEMO_QR = "28761234567890"
+KEY_TOKENS = set("0123456789#*ABCD")
+TOKEN_RE = re.compile(r"^(card|scan):(\d{1,24})$|^wait:(\d{1,7})$|^link:(up|down)$")
+
+
+class SimError(Exception):
+    """Something stopped the simulator; the message says what, for the person at the keys."""
+
+
+# --- the state folder ---------------------------------------------------------------------
+
+
+def read_partitions_csv(path=PARTITIONS_CSV):
+    """[(name, type, subtype, offset, size)] from firmware/partitions.csv."""
+    types = {"app": 0x00, "data": 0x01}
+    subtypes = {"factory": 0x00, "nvs": 0x02, "phy": 0x01}
+    rows = []
+    with open(path) as source:
+        for line in source:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            name, kind, subtype, offset, size = [field.strip() for field in line.split(",")[:5]]
+            kind_value = types[kind]
+            subtype_value = subtypes[subtype] if subtype in subtypes else int(subtype, 0)
+            rows.append((name, kind_value, subtype_value, int(offset, 0), int(size, 0)))
+    return rows
+
+
+def partition_table_bytes(rows):
+    """The ESP-IDF binary partition table: 32-byte entries, then the MD5 entry."""
+    import struct
+
+    table = bytearray()
+    for name, kind, subtype, offset, size in rows:
+        table += struct.pack("<HBBII16sI", 0x50AA, kind, subtype, offset, size, name.encode(), 0)
+    table += b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(bytes(table)).digest()
+    return bytes(table) + b"\xff" * (0xC00 - len(table))
+
+
+def demo_config(terminal_id, token_key, salt):
+    rounds = 2000
+
+    def cashier(number, name, role, merchants, pin):
+        return {
+            "number": number,
+            "name": name,
+            "role": role,
+            "merchants": merchants,
+            "pin_hash": pin_hash_hex(pin, salt, rounds),
+        }
+
+    def merchant(number, name):
+        return {
+            "number": number,
+            "merchant_id": "8000000000000%02d" % number,
+            "name": name,
+            "currency": "EUR",
+            "limits": {"max_sale_minor": 100000, "max_offline_sale_minor": 25000},
+        }
+
+    return {
+        "terminal.json": json.dumps(
+            {"terminal_id": terminal_id, "card_token_key": hexlify(token_key).decode()}
+        ),
+        "merchants.json": json.dumps(
+            {
+                "version": 1,
+                "merchants": [
+                    merchant(1, "Noodle Bar"),
+                    merchant(2, "Tea House"),
+                    merchant(3, "Dumpling House"),
+                ],
+            }
+        ),
+        "cashiers.json": json.dumps(
+            {
+                "version": 1,
+                "pin_salt": hexlify(salt).decode(),
+                "pin_rounds": rounds,
+                "cashiers": [
+                    cashier(1, "Ana", "cashier", "all", "1111"),
+                    cashier(2, "Ben", "cashier", [1], "2222"),
+                    cashier(9, "Sue", "supervisor", "all", "9999"),
+                ],
+            }
+        ),
+    }
+
+
+def prepare_state(state):
+    """Make STATE/flash.bin and, the first time, the demo terminal's provisioning file and the
+    back end's key file. Returns a line saying what was done."""
+    os.makedirs(state, exist_ok=True)
+    image = os.path.join(state, "flash.bin")
+    if os.path.exists(image):
+        if os.path.getsize(image) != FLASH_SIZE:
+            raise SimError("%s is not a 4 MiB flash image" % image)
+        return "using %s" % image
+    keys_dir = os.path.join(state, "backend")
+    os.makedirs(keys_dir, mode=0o700, exist_ok=True)
+    bdk = secrets.token_bytes(16)
+    ik_id = secrets.token_bytes(4) + b"\x00\x00\x00\x01"
+    terminal_id = "SIM" + hexlify(ik_id[:3]).decode().upper()
+    with open(
+        os.open(os.path.join(keys_dir, "bdk.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
+    ) as out:
+        out.write(hexlify(bdk).decode() + "\n")
+    with open(os.path.join(keys_dir, "terminals.json"), "w") as out:
+        json.dump({terminal_id: {"ik_id": hexlify(ik_id).decode()}}, out, indent=1)
+    provision = {
+        "terminal_id": terminal_id,
+        "ik_id": hexlify(ik_id).decode(),
+        "ik": hexlify(dukpt.derive_initial_key(bdk, ik_id)).decode(),
+        "device_key": hexlify(secrets.token_bytes(16)).decode(),
+        "config": demo_config(terminal_id, secrets.token_bytes(16), secrets.token_bytes(12)),
+    }
+    with open(
+        os.open(os.path.join(state, "provision.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
+    ) as out:
+        json.dump(provision, out)
+    with open(image, "wb") as out:
+        blank = b"\xff" * 65536
+        for _ in range(FLASH_SIZE // len(blank)):
+            out.write(blank)
+        out.seek(TABLE_OFFSET)
+        out.write(partition_table_bytes(read_partitions_csv()))
+    return "new terminal %s in %s" % (terminal_id, image)
+
+
+# --- the firmware process ------------------------------------------------------------------
+
+
+def build_image():
+    out_dir = mpybuild.build_for_unix_port()
+    return mpybuild.build_romfs(out_dir)
+
+
+def parse_heap(text):
+    match = re.fullmatch(r"(\d+)([kK]?)", text)
+    if not match:
+        raise SimError("--heap takes a size like 96k or 98304")
+    return int(match.group(1)) * (1024 if match.group(2) else 1)
+
+
+class Firmware:
+    """The MicroPython process and its line protocol."""
+
+    def __init__(self, state, heap):
+        image = build_image()
+        process_heap = heap + os.path.getsize(image) + 32 * 1024
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        self.process = subprocess.Popen(
+            [
+                os.path.join(ROOT, ".venv", "bin", "micropython"),
+                "-X",
+                "heapsize=%d" % process_heap,
+                os.path.join(ROOT, "tools", "host", "mp_boot.py"),
+                image,
+                str(heap),
+                "simboard",
+                os.path.abspath(state),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.screen = [""] * 8
+        self.events_shown = -1
+        self.printed = []  # slips printed since the last look
+        self.faults = []
+        self.stray = []
+
+    def send(self, line):
+        try:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise SimError(self.crash_report()) from None
+
+    def read_message(self, timeout_s):
+        """Read one message (a screen, a slip, a beep, a fault); False on timeout."""
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        if not ready:
+            return False
+        line = self.process.stdout.readline()
+        if not line:
+            raise SimError(self.crash_report())
+        line = line.rstrip("\n")
+        if line.startswith("S "):
+            self.events_shown = int(line[2:])
+            self.screen = [self._row() for _ in range(8)]
+        elif line.startswith("P "):
+            self.printed.append([self._row() for _ in range(int(line[2:]))])
+        elif line.startswith("F "):
+            self.faults.append(line[2:])
+        elif line == "Q":
+            return "quit"
+        else:
+            self.stray.append(line)  # a traceback, most likely: kept for the crash report
+            del self.stray[:-40]
+        return True
+
+    def _row(self):
+        line = self.process.stdout.readline().rstrip("\n")
+        return line[1:] if line.startswith("|") else line
+
+    def wait_for_events(self, count, timeout_s=30):
+        """Read messages until the screen shows the effect of `count` events."""
+        deadline = time.monotonic() + timeout_s
+        while self.events_shown < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.read_message(left) is False:
+                raise SimError("the firmware did not answer within %d s" % timeout_s)
+        # Whatever followed at once (receipts, beeps) belongs to this step too.
+        while self.read_message(0.05):
+            pass
+
+    def refresh(self):
+        self.send("frame")
+        shown = self.events_shown
+        self.events_shown = -1
+        self.wait_for_events(shown)
+
+    def stop(self):
+        if self.process.poll() is None:
+            try:
+                self.send("quit")
+                self.process.wait(timeout=10)
+            except (SimError, subprocess.TimeoutExpired):
+                self.process.kill()
+        return self.process.wait()
+
+    def crash_report(self):
+        self.process.wait(timeout=5)
+        # MicroPython prints an uncaught exception on stdout.
+        unread = self.process.stdout.read() + self.process.stderr.read()
+        error = "\n".join(self.stray + [unread]).strip()
+        return "the firmware stopped (exit %s)%s" % (
+            self.process.returncode,
+            ":\n" + error if error else "",
+        )
+
+
+# --- scripted and interactive use ------------------------------------------------------------
+
+
+def frame_text(screen):
+    top = "+" + "-" * 16 + "+"
+    return "\n".join([top] + ["|%-16s|" % row for row in screen] + [top])
+
+
+def run_keys(firmware, script, out):
+    events = 0
+    for token in script.split():
+        match = TOKEN_RE.match(token)
+        if token in KEY_TOKENS:
+            firmware.send("key " + token)
+        elif match and match.group(1):
+            firmware.send("%s %s" % (match.group(1), match.group(2)))
+        elif match and match.group(4):
+            firmware.send("link " + ("1" if match.group(4) == "up" else "0"))
+        elif match and match.group(3):
+            time.sleep(int(match.group(3)) / 1000)
+            firmware.refresh()
+            out.write("> %s\n%s\n" % (token, frame_text(firmware.screen)))
+            continue
+        else:
+            raise SimError(
+                "unknown key token %r (keys: 0-9 # * A-D card:N scan:N wait:MS)" % token
+            )
+        events += 1
+        firmware.wait_for_events(events)
+        out.write("> %s\n%s\n" % (token, frame_text(firmware.screen)))
+        for slip in firmware.printed:
+            out.write("printed:\n" + "\n".join("  " + line for line in slip) + "\n")
+        firmware.printed.clear()
+    out.flush()
+
+
+KEYMAP = {"\r": "#", "\n": "#", "\x1b": "*", "\x7f": "B", "\x08": "B"}
+HELP = (
+    "keys: 0-9, Enter=#, Esc=*, Backspace=B, a-d=A-D | r: read demo card | "
+    "s: scan demo QR | l: link up/down | q: quit"
+)
+
+
+def interactive(firmware, state, out):
+    import termios
+    import tty
+
+    if not sys.stdin.isatty():
+        raise SimError("interactive mode needs a terminal; use --keys for scripts")
+    saved = termios.tcgetattr(sys.stdin)
+    link_up = False
+    last_slip = []
+    try:
+        tty.setcbreak(sys.stdin.fileno())
+        events = 0
+        while True:
+            out.write("\x1b[2J\x1b[H" + frame_text(firmware.screen) + "\n")
+            out.write(
+                "link %s | receipts go to %s\n%s\n"
+                % ("up" if link_up else "down", os.path.join(state, "printer.txt"), HELP)
+            )
+            if last_slip:
+                out.write(
+                    "last printed:\n" + "\n".join("  " + text for text in last_slip[-14:]) + "\n"
+                )
+            out.flush()
+            ready, _, _ = select.select([sys.stdin, firmware.process.stdout], [], [], 0.5)
+            if firmware.process.stdout in ready:
+                firmware.read_message(0)
+                if firmware.printed:
+                    last_slip = firmware.printed[-1]
+                    firmware.printed.clear()
+                continue
+            if sys.stdin not in ready:
+                continue
+            char = sys.stdin.read(1)
+            if char == "q":
+                return
+            if char == "r":
+                message = "card " + DEMO_CARD
+            elif char == "s":
+                message = "scan " + DEMO_QR
+            elif char == "l":
+                link_up = not link_up
+                message = "link " + ("1" if link_up else "0")
+            else:
+                key = KEYMAP.get(char, char.upper())
+                if key not in KEY_TOKENS:
+                    continue
+                message = "key " + key
+            firmware.send(message)
+            events += 1
+            firmware.wait_for_events(events)
+            if firmware.printed:
+                last_slip = firmware.printed[-1]
+                firmware.printed.clear()
+    finally:
+        termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+        out.write("\n")
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(
+        prog="tools/sim",
+        description="Run the OneTill firmware on the MicroPython unix port with a simulated "
+        "board (demo terminal: cashier PINs 1111 and 2222, supervisor 9999).",
+    )
+    parser.add_argument(
+        "--state", default=os.path.join(ROOT, ".sim"), help="state folder (default .sim/)"
+    )
+    parser.add_argument(
+        "--keys",
+        help='scripted keys, e.g. "1 1 1 1 # 2 # 1 2 3 4 # 4 #"; '
+        "also card:N scan:N wait:MS link:up|down",
+    )
+    parser.add_argument("--heap", default="96k", help="the firmware's heap (default 96k)")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="run without a back end (the only mode until the uplink exists)",
+    )
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    try:
+        heap = parse_heap(args.heap)
+        out.write("tools/sim: %s\n" % prepare_state(args.state))
+        firmware = Firmware(args.state, heap)
+        try:
+            firmware.wait_for_events(0)
+            for fault in firmware.faults:
+                out.write("firmware: %s\n" % fault)
+            if args.keys is not None:
+                run_keys(firmware, args.keys, out)
+            else:
+                interactive(firmware, args.state, out)
+        finally:
+            code = firmware.stop()
+        if code != 0:
+            raise SimError(firmware.crash_report())
+    except SimError as exc:
+        out.write("tools/sim: %s\n" % exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -3,8 +3,9 @@
 STATE/flash.bin is a 4 MiB image laid out like the device: the ESP-IDF partition table at
 0x8000, the txq partition on the NOR-flash model, and the vfs (LittleFS, mounted at /flash)
 from the end of the last partition to the end of flash, as MicroPython makes it on an ESP32.
-On first boot, STATE/provision.json (written by tools/sim) is turned into /flash/config and
-/flash/state, then deleted.
+Before the first boot, tools/sim runs it once with "provision", as a real terminal is
+provisioned by a tool before it sells: STATE/provision.json becomes /flash/config and
+/flash/state, and is deleted.
 
 It talks to tools/sim over stdin/stdout, one line a message:
   in:   key K | card NUMBER | scan CODE | link 0|1 | frame | quit
@@ -46,7 +47,7 @@ def read_partitions(path):
 
 
 class SimBoard:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, provision_only=False):
         self.state_dir = state_dir
         image = state_dir + "/flash.bin"
         partitions = read_partitions(image)
@@ -61,7 +62,9 @@ class SimBoard:
         self._mount()
         self.config_folder = MOUNT + "/config"
         self.store = FileStore(MOUNT + "/state")
-        self._provision()
+        if provision_only:
+            self._provision()
+            return
         self._stdin = asyncio.StreamReader(sys.stdin)
         self.events = 0
         self.link = False
@@ -156,6 +159,9 @@ class SimBoard:
 
 
 def main(argv):
+    if argv[1:] == ["provision"]:
+        SimBoard(argv[0], provision_only=True)
+        return
     board = SimBoard(argv[0])
     app = App(board)
     app.start()

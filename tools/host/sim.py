@@ -11,11 +11,13 @@ import argparse
 import hashlib
 import json
 import os
+import queue
 import re
 import secrets
 import select
 import subprocess
 import sys
+import threading
 import time
 from binascii import hexlify
 
@@ -182,17 +184,25 @@ class Firmware:
         image = build_image()
         process_heap = heap + os.path.getsize(image) + 32 * 1024
         env = dict(os.environ, MICROPYPATH=".frozen")
+        args = [
+            os.path.join(ROOT, ".venv", "bin", "micropython"),
+            "-X",
+            "heapsize=%d" % process_heap,
+            os.path.join(ROOT, "tools", "host", "mp_boot.py"),
+            image,
+            str(heap),
+            "simboard",
+            os.path.abspath(state),
+        ]
+        if os.path.exists(os.path.join(state, "provision.json")):
+            # Provisioning is its own run, as a tool does it before a terminal's first boot.
+            done = subprocess.run(
+                args + ["provision"], cwd=ROOT, env=env, text=True, capture_output=True
+            )
+            if done.returncode or os.path.exists(os.path.join(state, "provision.json")):
+                raise SimError("provisioning failed:\n" + done.stdout + done.stderr)
         self.process = subprocess.Popen(
-            [
-                os.path.join(ROOT, ".venv", "bin", "micropython"),
-                "-X",
-                "heapsize=%d" % process_heap,
-                os.path.join(ROOT, "tools", "host", "mp_boot.py"),
-                image,
-                str(heap),
-                "simboard",
-                os.path.abspath(state),
-            ],
+            args,
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
@@ -201,11 +211,33 @@ class Firmware:
             text=True,
             bufsize=1,
         )
+        # A thread moves the firmware's output lines into a queue: select() on a buffered
+        # pipe would miss lines that already sit in Python's buffer.
+        self._lines = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
         self.screen = [""] * 8
         self.events_shown = -1
         self.printed = []  # slips printed since the last look
         self.faults = []
         self.stray = []
+
+    def _pump(self):
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)  # the firmware has stopped
+
+    def _next_line(self, timeout_s):
+        """The next output line; False on timeout; SimError when the firmware stopped."""
+        try:
+            line = (
+                self._lines.get(timeout=timeout_s) if timeout_s > 0 else self._lines.get_nowait()
+            )
+        except queue.Empty:
+            return False
+        if line is None:
+            self._lines.put(None)
+            raise SimError(self.crash_report())
+        return line
 
     def send(self, line):
         try:
@@ -216,13 +248,9 @@ class Firmware:
 
     def read_message(self, timeout_s):
         """Read one message (a screen, a slip, a beep, a fault); False on timeout."""
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
-        if not ready:
+        line = self._next_line(timeout_s)
+        if line is False:
             return False
-        line = self.process.stdout.readline()
-        if not line:
-            raise SimError(self.crash_report())
-        line = line.rstrip("\n")
         if line.startswith("S "):
             self.events_shown = int(line[2:])
             self.screen = [self._row() for _ in range(8)]
@@ -230,6 +258,8 @@ class Firmware:
             self.printed.append([self._row() for _ in range(int(line[2:]))])
         elif line.startswith("F "):
             self.faults.append(line[2:])
+        elif line.startswith("B "):
+            pass  # a beep: the simulator is silent
         elif line == "Q":
             return "quit"
         else:
@@ -238,7 +268,9 @@ class Firmware:
         return True
 
     def _row(self):
-        line = self.process.stdout.readline().rstrip("\n")
+        line = self._next_line(10)
+        if line is False:
+            raise SimError("the firmware stopped in the middle of a message")
         return line[1:] if line.startswith("|") else line
 
     def wait_for_events(self, count, timeout_s=30):
@@ -269,9 +301,17 @@ class Firmware:
 
     def crash_report(self):
         self.process.wait(timeout=5)
-        # MicroPython prints an uncaught exception on stdout.
-        unread = self.process.stdout.read() + self.process.stderr.read()
-        error = "\n".join(self.stray + [unread]).strip()
+        # MicroPython prints an uncaught exception on stdout: the pump has queued it.
+        lines = list(self.stray)
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            lines.append(line)
+        error = "\n".join(lines[-40:] + [self.process.stderr.read()]).strip()
         return "the firmware stopped (exit %s)%s" % (
             self.process.returncode,
             ":\n" + error if error else "",
@@ -333,25 +373,27 @@ def interactive(firmware, state, out):
     try:
         tty.setcbreak(sys.stdin.fileno())
         events = 0
+        dirty = True
         while True:
-            out.write("\x1b[2J\x1b[H" + frame_text(firmware.screen) + "\n")
-            out.write(
-                "link %s | receipts go to %s\n%s\n"
-                % ("up" if link_up else "down", os.path.join(state, "printer.txt"), HELP)
-            )
-            if last_slip:
+            if dirty:
+                out.write("\x1b[2J\x1b[H" + frame_text(firmware.screen) + "\n")
                 out.write(
-                    "last printed:\n" + "\n".join("  " + text for text in last_slip[-14:]) + "\n"
+                    "link %s | receipts go to %s\n%s\n"
+                    % ("up" if link_up else "down", os.path.join(state, "printer.txt"), HELP)
                 )
-            out.flush()
-            ready, _, _ = select.select([sys.stdin, firmware.process.stdout], [], [], 0.5)
-            if firmware.process.stdout in ready:
-                firmware.read_message(0)
+                if last_slip:
+                    out.write("last printed:\n")
+                    out.write("\n".join("  " + text for text in last_slip[-16:]) + "\n")
+                out.flush()
+                dirty = False
+            if firmware.read_message(0):
                 if firmware.printed:
                     last_slip = firmware.printed[-1]
                     firmware.printed.clear()
+                dirty = True
                 continue
-            if sys.stdin not in ready:
+            ready, _, _ = select.select([sys.stdin], [], [], 0.2)
+            if not ready:
                 continue
             char = sys.stdin.read(1)
             if char == "q":
@@ -374,6 +416,7 @@ def interactive(firmware, state, out):
             if firmware.printed:
                 last_slip = firmware.printed[-1]
                 firmware.printed.clear()
+            dirty = True
     finally:
         termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
         out.write("\n")

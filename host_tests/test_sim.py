@@ -1,0 +1,131 @@
+"""tools/sim end to end: the real firmware on the MicroPython unix port, driven by scripted
+keys, its flash image read back with the back end's keys."""
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from binascii import unhexlify
+
+from norflash import NorFlash
+from pos.dukpt import (
+    USAGE_DATA_ENCRYPT,
+    USAGE_MAC_GENERATION,
+    derive_initial_key,
+    derive_transaction_key,
+    derive_working_key,
+    ksn_bytes,
+)
+from pos.record import Record
+from pos.seal import Sealer
+from pos.txq import TxQueue
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SALE = "1 1 1 1 # 2 # 1 2 3 4 # 4 #"
+
+
+def sim(state, keys, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", keys],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def stored_records(state):
+    """Every record in STATE/flash.bin's queue, opened with the BDK as the back end would."""
+    image = os.path.join(state, "flash.bin")
+    with open(image, "rb") as source:
+        source.seek(0x8000)
+        table = source.read(0xC00)
+    partitions = {}
+    for start in range(0, len(table), 32):
+        if table[start : start + 2] != b"\xaa\x50":
+            break
+        offset = int.from_bytes(table[start + 4 : start + 8], "little")
+        size = int.from_bytes(table[start + 8 : start + 12], "little")
+        partitions[table[start + 12 : start + 28].rstrip(b"\x00").decode()] = (offset, size)
+    offset, size = partitions["txq"]
+    with open(os.path.join(state, "backend", "bdk.key")) as source:
+        bdk = unhexlify(source.read().strip())
+    with open(os.path.join(state, "backend", "terminals.json")) as source:
+        ik_id = unhexlify(next(iter(json.load(source).values()))["ik_id"])
+    ik = derive_initial_key(bdk, ik_id)
+    flash = NorFlash(size // 4096, path=image, offset=offset)
+    records = []
+    for counter, _, frame in TxQueue(flash).records():
+        ksn = ksn_bytes(ik_id, counter)
+        key = derive_transaction_key(ik, ksn)
+        plain = Sealer().open(
+            bytes(frame[1:-4]),
+            derive_working_key(key, ksn, USAGE_DATA_ENCRYPT),
+            derive_working_key(key, ksn, USAGE_MAC_GENERATION),
+        )
+        records.append(Record.unpack(bytes(plain)))
+    flash.close()
+    return records
+
+
+def test_scripted_sale_prints_and_continues(tmp_path):
+    state = tmp_path / "state"
+    first = sim(state, SALE)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "new terminal SIM" in first.stdout
+    assert "|APPROVED        |" in first.stdout
+    assert "|Receipt        1|" in first.stdout
+    paper = (state / "printer.txt").read_text()
+    assert "Tea House" in paper and "12.34" in paper and "CUSTOMER COPY" in paper
+    assert not (state / "provision.json").exists()  # consumed on first boot
+    second = sim(state, SALE)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "|Receipt        2|" in second.stdout
+    records = stored_records(state)
+    assert [(r.merchant, r.amount_minor, r.receipt) for r in records] == [
+        (2, 1234, 1),
+        (2, 1234, 2),
+    ]
+
+
+def test_bad_key_token_is_refused(tmp_path):
+    result = sim(tmp_path / "state", "1 1 1 1 # X")
+    assert result.returncode == 1
+    assert "unknown key token 'X'" in result.stdout
+
+
+def test_killed_at_any_moment_loses_and_doubles_nothing(tmp_path):
+    state = tmp_path / "state"
+    assert sim(state, "1 1 1 1 #").returncode == 0  # provision first
+    rng = random.Random(7)
+    approved = set()
+    script = "1 1 1 1 # " + " ".join("2 # %d 0 0 # 4 # #" % (n % 9 + 1) for n in range(12))
+    for _ in range(4):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", script],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(1.0, 4.0))
+        os.killpg(process.pid, signal.SIGKILL)  # the simulator and its firmware, at once
+        output = process.communicate()[0]
+        # Every receipt the cashier saw approved must be on the flash.
+        screens = output.split("+----------------+")
+        for screen in screens:
+            if "|APPROVED        |" in screen:
+                approved.add(int(re.search(r"\|Receipt +(\d+)\|", screen).group(1)))
+    receipts = [record.receipt for record in stored_records(state)]
+    assert receipts == sorted(set(receipts)), "a sale stored twice"
+    assert receipts == list(range(1, len(receipts) + 1)), "a gap in the receipts"
+    assert approved <= set(receipts), "an approved sale was lost"
+    assert approved, "the kills came before any sale: the test proved nothing"
+    after = sim(state, SALE)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "|Receipt %8d|" % (len(receipts) + 1) in after.stdout

@@ -1,6 +1,35 @@
-"""Starts the terminal on the ESP32 (the application is not built yet; see README.md)."""
+"""Starts the terminal on the ESP32: builds the board and runs pos.app. An uncaught error is
+written to the fault log and shown, then the terminal restarts."""
 
 import sys
 
-print("OneTill: the terminal application is not built yet; see README.md.")
-sys.exit(0)
+import machine
+
+from board import safemode
+
+
+def start():
+    from board.esp32board import Esp32Board, log_fault
+
+    board = None
+    try:
+        board = Esp32Board()
+        from pos.app import run
+
+        run(board)
+    except Exception as exc:  # anything at all: log it, show it, restart
+        log_fault("crash: %r" % (exc,))
+        sys.print_exception(exc)
+        if board is not None:
+            from pos.screen import Screen
+
+            screen = Screen()
+            screen.put(1, b"TERMINAL FAULT")
+            screen.put(2, b"Restarting...")
+            screen.put(3, str(exc)[:16])
+            board.show(screen)
+        machine.reset()
+
+
+if not safemode.ACTIVE:
+    start()

@@ -1,0 +1,96 @@
+"""The ESP32 board: hands pos.app the txq partition, the /state store, the keypad, the
+display, the printer, the buzzer, the clock and the watchdog."""
+
+import asyncio
+import time
+
+import esp32
+from machine import I2C, RTC, WDT, Pin
+from micropython import const
+
+from board import pins
+from board.buzzer import Buzzer
+from board.keypad import SCAN_MS, Keypad
+from board.printer import Printer
+from pos.store import FileStore
+
+# The ESP32's time module counts from 2000-01-01; records count from 1970.
+_EPOCH_2000 = const(946684800)
+_CLOCK_SET_YEAR = const(2024)  # an RTC before this year has not been set
+FAULT_LOG = "/state/faults.log"
+_FAULT_LOG_BYTES = const(8192)
+WATCHDOG_MS = const(8000)
+
+
+def find_txq():
+    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="txq")
+    if not found:
+        raise OSError("no txq partition: flash the OneTill partition table (tools/flash)")
+    return found[0]
+
+
+def make_display(i2c, lcd):
+    """The 20x4 LCD when fitted, else the 128x64 OLED."""
+    from board.displays import Lcd2004, Oled
+
+    return Lcd2004(i2c) if lcd else Oled(i2c)
+
+
+class Esp32Board:
+    def __init__(self, lcd=False):
+        i2c = I2C(pins.I2C_ID, sda=Pin(pins.I2C_SDA), scl=Pin(pins.I2C_SCL), freq=pins.I2C_FREQ_HZ)
+        self.display = make_display(i2c, lcd)
+        self.keypad = Keypad()
+        self.printer = Printer()
+        self.buzzer = Buzzer()
+        self.bdev = find_txq()
+        self.store = FileStore("/state")
+        self.config_folder = "/config"
+        self._rtc = RTC()
+        self._watchdog = WDT(timeout=WATCHDOG_MS)
+
+    async def next_event(self):
+        keypad = self.keypad
+        while True:
+            keypad.scan()
+            key = keypad.pop()
+            if key is not None:
+                return ("key", key)
+            await asyncio.sleep_ms(SCAN_MS)
+
+    def show(self, screen):
+        self.display.show(screen)
+
+    def print_lines(self, lines):
+        self.printer.print_lines(lines)
+
+    def beep(self, kind):
+        self.buzzer.beep(kind)
+
+    def fault(self, text):
+        log_fault(text)
+
+    def unix_time(self):
+        if self._rtc.datetime()[0] < _CLOCK_SET_YEAR:
+            return 0
+        return time.time() + _EPOCH_2000
+
+    def feed_watchdog(self):
+        self._watchdog.feed()
+
+
+def log_fault(text):
+    """Append a line to the fault log, keeping it bounded (the older half is dropped)."""
+    import os
+
+    try:
+        if os.stat(FAULT_LOG)[6] > _FAULT_LOG_BYTES:
+            with open(FAULT_LOG, "rb") as old:
+                old.seek(_FAULT_LOG_BYTES // 2)
+                kept = old.read()
+            with open(FAULT_LOG, "wb") as new:
+                new.write(kept)
+    except OSError:
+        pass
+    with open(FAULT_LOG, "a") as log:
+        log.write("%d %s\n" % (time.time(), text))

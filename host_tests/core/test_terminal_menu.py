@@ -73,13 +73,20 @@ def test_refund_with_supervisor():
     assert refund.method == CREDIT and refund.token == sale.token and refund.last_four == 1111
     assert refund.flags & FLAG_SUPERVISOR
     assert kit.ledger.totals.net(1) == 734
-    # The rest can be refunded, and no more.
+
+
+def test_refund_the_rest_and_no_more():
+    kit = Kit()
+    kit.login()
+    card_sale(kit)
+    kit.keys("# A 2 9 9 9 9 # 1 # 5 0 0 # # #")  # a first refund of 5.00
     kit.keys("A 2 9 9 9 9 # 1 # 7 3 5 #")
     assert kit.shows("Max 7.34")
     kit.keys("B 4 # #")
     assert kit.shows("REFUNDED")
     kit.keys("# A 2 9 9 9 9 # 1 #")
     assert kit.shows("Already refunded")
+    assert kit.ledger.totals.net(1) == 0
 
 
 def test_x_report_shows_and_prints_totals_without_reset():

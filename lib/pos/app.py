@@ -20,7 +20,7 @@ import asyncio
 import gc
 
 from pos.card import Tokenizer
-from pos.compat import ticks_ms, unload
+from pos.compat import sleep_ms, ticks_ms, unload
 from pos.journal import JournalError
 from pos.ledger import Ledger
 from pos.risk import Risk
@@ -98,7 +98,7 @@ class App:
 
     async def clock(self):
         while True:
-            await asyncio.sleep_ms(TICK_MS)
+            await sleep_ms(TICK_MS)
             self.feed(("tick", ticks_ms(), self.board.unix_time()))
             self.board.feed_watchdog()
             gc.collect()  # between events, so a sale never waits for a collection

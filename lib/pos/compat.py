@@ -31,6 +31,12 @@ if IS_MICROPYTHON:
 
     aes = cryptolib.aes
 
+    def sleep_ms(ms):
+        # Imported on first use: asyncio's objects cost 4 KiB of heap in code that has none.
+        import asyncio
+
+        return asyncio.sleep_ms(ms)
+
     def mem_free():
         import gc
 
@@ -60,6 +66,11 @@ else:
 
     def mem_free():
         return -1  # CPython has no fixed heap to report
+
+    async def sleep_ms(ms):
+        import asyncio
+
+        await asyncio.sleep(ms / 1000)
 
     class aes:
         """A work-alike of MicroPython's cryptolib.aes with the same rules and errors.

@@ -254,7 +254,7 @@ class CutStore:
             raise PowerCut("cut while writing %s" % name)
         entry = self._files.get(name)
         if entry is None or len(entry[0]) < len(data):
-            entry = self._files[name] = [bytearray(max(len(data) + 256, 2048)), 0]
+            entry = self._files[name] = [bytearray(len(data) + 512), 0]
         entry[0][: len(data)] = data
         entry[1] = len(data)
         self.writes += 1

@@ -190,7 +190,13 @@ def parse_cashiers(doc, merchants, source="cashiers.json"):
             allowed = None
         elif isinstance(allowed, list) and allowed:
             for merchant_number in allowed:
-                if merchants.get(merchant_number) is None:
+                # A menu number is a whole number: true and 1.0 equal 1 in Python and would
+                # otherwise pass for merchant 1 (a JSON slip granting a merchant).
+                if (
+                    not isinstance(merchant_number, int)
+                    or isinstance(merchant_number, bool)
+                    or merchants.get(merchant_number) is None
+                ):
                     raise ConfigError(where + ": no merchant %r" % (merchant_number,))
             allowed = tuple(allowed)
         else:

@@ -14,9 +14,15 @@ KIND_TEXT = ("", "SALE", "REFUND", "VOID", "DECLINED", "SETTLEMENT")
 
 
 def pair(left, right, columns):
+    """A label on the left and its value on the right edge; the label is cut to make room."""
     space = columns - len(left) - len(right)
     if space < 1:
-        left = left[: columns - len(right) - 1]
+        keep = columns - len(right) - 1
+        if keep < 0:
+            # The value alone fills the line: cut it at the edge. (A negative slice of the
+            # label would keep part of it and run the line past the paper.)
+            return right[:columns]
+        left = left[:keep]
         space = 1
     return left + " " * space + right
 

@@ -18,8 +18,10 @@ _LEDGER_VERSION = 1
 
 class Ledger:
     def __init__(self, queue, store, storage_key):
-        # Room for the recent-records ring to fill and for two more merchants' totals.
-        reserve = RECENT_SIZE * RECENT_BYTES + 2 * MERCHANT_TOTALS_BYTES
+        # Room for the recent-records ring to fill and for eight merchants' totals, so the
+        # state buffer never grows on the sale path of a typical terminal (a busier one
+        # grows it once per merchant beyond that).
+        reserve = RECENT_SIZE * RECENT_BYTES + 8 * MERCHANT_TOTALS_BYTES
         self.journal = Journal(queue, store, storage_key, reserve)
         self.queue = queue
         self.next_receipt = 1

@@ -1,6 +1,8 @@
 """The merchants that share this terminal (built by pos.config from /config/merchants.json)."""
 
-from pos.money import currency
+from pos.money import MAX_AMOUNT_MINOR, currency
+
+LIMITS = ("max_sale_minor", "max_refund_minor", "max_offline_sale_minor")
 
 
 class Merchant:
@@ -11,10 +13,15 @@ class Merchant:
         self.label = name.encode()  # as the screen draws it, made once
         self.currency_code = currency_code
         self.currency_numeric, self.exponent = currency(currency_code)
-        self.limits = limits
+        # Limits as attributes, not a dict kept per merchant: 99 merchants must fit. One
+        # not given is no limit beyond the largest amount (pos.config fills them all in).
+        for limit in LIMITS:
+            setattr(self, limit, limits.get(limit, MAX_AMOUNT_MINOR))
 
     def limit(self, name):
-        return self.limits[name]
+        if name not in LIMITS:
+            raise KeyError(name)
+        return getattr(self, name)
 
 
 class Merchants:

@@ -302,14 +302,27 @@ class Terminal:
         return functions.supervisor.may_use(number)
 
     def open_menu(self):
-        """Key A: load the function menu (pos.functions) for as long as it is in use."""
+        """Key A: load the function menu (pos.functions) for as long as it is in use. If
+        its code does not fit in the heap even after a collection, say so and stay."""
+        if self.functions is None:
+            try:
+                from pos.functions import Functions
+            except MemoryError:
+                import gc
+
+                unload("pos.functions")
+                gc.collect()
+                try:
+                    from pos.functions import Functions
+                except MemoryError:
+                    unload("pos.functions")
+                    self.message = b"Low memory"
+                    self.effects.append(("beep", "error"))
+                    return
+            self.functions = Functions(self)
         self._wipe_payment()
         self.entry.wipe()
         self.merchant = None
-        if self.functions is None:
-            from pos.functions import Functions
-
-            self.functions = Functions(self)
         self.state = MENU
 
     def _close_functions(self):

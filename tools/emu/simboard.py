@@ -16,15 +16,19 @@ It talks to tools/sim over stdin/stdout, one line a message:
 """
 
 import asyncio
+import gc
 import json
 import os
 import struct
 import sys
 
-from norflash import NorFlash
-from pos.app import App
-from pos.journal import Journal
-from pos.store import FileStore
+# Held from the first line, before the app's code is imported (see pos.app).
+_early_reserve = bytearray(10 * 1024)
+
+from norflash import NorFlash  # noqa: E402  (after the reserve, on purpose)
+from pos.app import App  # noqa: E402
+from pos.journal import Journal  # noqa: E402
+from pos.store import FileStore  # noqa: E402
 
 FLASH_SIZE = 0x400000
 TABLE_OFFSET = 0x8000
@@ -162,8 +166,11 @@ def main(argv):
     if argv[1:] == ["provision"]:
         SimBoard(argv[0], provision_only=True)
         return
+    global _early_reserve
     board = SimBoard(argv[0])
     app = App(board)
+    _early_reserve = None
+    gc.collect()
     app.start()
     app.feed(("link", False))
     asyncio.run(app.main())

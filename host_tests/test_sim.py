@@ -28,6 +28,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SALE = "1 1 1 1 # 2 # 1 2 3 4 # 4 #"
 
 
+def state_folder(name):
+    """A fresh state folder under build/scratch, the same length on every machine."""
+    import shutil
+
+    folder = os.path.join(ROOT, "build", "scratch", "sim-" + name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
+
+
 def sim(state, keys, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", keys],
@@ -72,16 +82,17 @@ def stored_records(state):
     return records
 
 
-def test_scripted_sale_prints_and_continues(tmp_path):
-    state = tmp_path / "state"
+def test_scripted_sale_prints_and_continues():
+    state = state_folder("sale")
     first = sim(state, SALE)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "new terminal SIM" in first.stdout
     assert "|APPROVED        |" in first.stdout
     assert "|Receipt        1|" in first.stdout
-    paper = (state / "printer.txt").read_text()
-    assert "Tea House" in paper and "12.34" in paper and "CUSTOMER COPY" in paper
-    assert not (state / "provision.json").exists()  # consumed on first boot
+    with open(os.path.join(state, "printer.txt")) as paper:
+        printed = paper.read()
+    assert "Tea House" in printed and "12.34" in printed and "CUSTOMER COPY" in printed
+    assert not os.path.exists(os.path.join(state, "provision.json"))  # consumed
     second = sim(state, SALE)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "|Receipt        2|" in second.stdout
@@ -92,14 +103,14 @@ def test_scripted_sale_prints_and_continues(tmp_path):
     ]
 
 
-def test_bad_key_token_is_refused(tmp_path):
-    result = sim(tmp_path / "state", "1 1 1 1 # X")
+def test_bad_key_token_is_refused():
+    result = sim(state_folder("token"), "1 1 1 1 # X")
     assert result.returncode == 1
     assert "unknown key token 'X'" in result.stdout
 
 
-def test_killed_at_any_moment_loses_and_doubles_nothing(tmp_path):
-    state = tmp_path / "state"
+def test_killed_at_any_moment_loses_and_doubles_nothing():
+    state = state_folder("kill")
     assert sim(state, "1 1 1 1 #").returncode == 0  # provision first
     rng = random.Random(7)
     approved = set()

@@ -12,3 +12,17 @@ def raises(exc_type, fn, *args, **kwargs):
 
 def _name(fn):
     return getattr(fn, "__name__", "call")
+
+
+def scratch(prefix):
+    """A fresh folder name under build/scratch (relative, so a test allocates the same
+    strings wherever the repository lives: on a 96 KiB heap even that matters)."""
+    import os
+    from binascii import hexlify
+
+    for folder in ("build", "build/scratch"):
+        try:
+            os.mkdir(folder)
+        except OSError:
+            pass  # it exists
+    return "build/scratch/" + prefix + "-" + hexlify(os.urandom(6)).decode()

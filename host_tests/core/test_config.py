@@ -2,9 +2,8 @@
 
 import json
 import os
-from binascii import hexlify
 
-from expect import raises
+from expect import raises, scratch
 from pos.config import ConfigError, load, parse_settings, pin_hash_hex
 
 KEY_HEX = "000102030405060708090a0b0c0d0e0f"
@@ -142,8 +141,7 @@ def test_settings_source_name_in_messages():
 
 
 def _folder():
-    base = os.getenv("TMPDIR") or "/tmp"
-    folder = base + "/onetill-cfg-" + hexlify(os.urandom(6)).decode()
+    folder = scratch("cfg")
     os.mkdir(folder)
     return folder
 
@@ -223,8 +221,7 @@ def test_load_good_folder():
 
 
 def test_load_missing_folder():
-    base = os.getenv("TMPDIR") or "/tmp"
-    missing = base + "/onetill-cfg-missing-" + hexlify(os.urandom(6)).decode()
+    missing = scratch("cfg-missing")
     exc = raises(ConfigError, load, missing)
     assert str(exc) == "terminal.json: missing"
 

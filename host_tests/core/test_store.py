@@ -1,14 +1,11 @@
 """pos.store: state files replaced whole, by temporary file and rename."""
 
-import os
-from binascii import hexlify
-
+from expect import scratch
 from pos.store import FileStore
 
 
 def scratch_folder():
-    base = os.getenv("TMPDIR") or "/tmp"
-    return base + "/onetill-store-" + hexlify(os.urandom(6)).decode() + "/state"
+    return scratch("store") + "/state"
 
 
 def test_missing_file_reads_none():

@@ -64,16 +64,16 @@ class App:
             fault = exc
             board.fault("start: %r" % (exc,))
         settings = merchants = cashiers = None
-        try:
-            from pos import config  # unloaded below: parsing is needed only now
+        if fault is None:  # a terminal without its keys cannot sell, whatever its config
+            try:
+                from pos import config  # unloaded below: parsing is needed only now
 
-            settings, merchants, cashiers = config.load(board.config_folder)
-        except ValueError as exc:  # ConfigError, or a value the parser could not take
-            if fault is None:
+                settings, merchants, cashiers = config.load(board.config_folder)
+            except ValueError as exc:  # ConfigError, or a value the parser could not take
                 fault, title = exc, b"CONFIG ERROR"
-            board.fault("config: %s" % (exc,))
-        config = None
-        unload("pos.config")
+                board.fault("config: %s" % (exc,))
+            config = None
+            unload("pos.config")
         if settings is None:
             settings = Settings()
         tokenizer = Tokenizer(settings.card_token_key) if fault is None else None

@@ -184,15 +184,20 @@ class Firmware:
         image = build_image()
         process_heap = heap + os.path.getsize(image) + 32 * 1024
         env = dict(os.environ, MICROPYPATH=".frozen")
+        # Paths relative to ROOT (the process runs there) where they can be: the firmware
+        # then lays out its heap the same wherever the repository was cloned.
+        state_path = os.path.abspath(state)
+        if state_path.startswith(ROOT + os.sep):
+            state_path = os.path.relpath(state_path, ROOT)
         args = [
-            os.path.join(ROOT, ".venv", "bin", "micropython"),
+            ".venv/bin/micropython",
             "-X",
             "heapsize=%d" % process_heap,
-            os.path.join(ROOT, "tools", "host", "mp_boot.py"),
-            image,
+            "tools/host/mp_boot.py",
+            os.path.relpath(image, ROOT),
             str(heap),
             "simboard",
-            os.path.abspath(state),
+            state_path,
         ]
         if os.path.exists(os.path.join(state, "provision.json")):
             # Provisioning is its own run, as a tool does it before a terminal's first boot.

@@ -1,0 +1,95 @@
+"""Test kit for pos.app: a config folder on disk and a board at the edge (events from a list)."""
+
+import asyncio
+import json
+import os
+from binascii import hexlify
+
+from expect import scratch
+from norflash import CutStore, NorFlash
+from pos.app import DEVICE_KEY
+from pos.cashiers import hash_pin
+from pos.journal import Journal
+from sealcheck import IK, IK_ID, STORAGE_KEY
+
+_chip = []
+
+
+def chip():
+    """One flash chip for every test, erased for each: a 96 KiB heap fragments fast."""
+    if not _chip:
+        _chip.append(NorFlash(6, sector_size=256))
+    else:
+        _chip[0].erase_all()
+    return _chip[0]
+
+
+def config_folder(merchants_ok=True):
+    folder = scratch("app")
+    os.mkdir(folder)
+    docs = {
+        "terminal.json": {"terminal_id": "T0042", "card_token_key": "00" * 16},
+        "merchants.json": {
+            "merchants": [
+                {"number": 1, "merchant_id": "42", "name": "Soup", "currency": "EUR"}
+                if merchants_ok
+                else {"number": 1, "name": "Soup"}
+            ]
+        },
+        "cashiers.json": {
+            "pin_salt": "00" * 8,
+            "pin_rounds": 5,
+            "cashiers": [
+                {
+                    "number": 1,
+                    "name": "Ana",
+                    "role": "cashier",
+                    "merchants": "all",
+                    "pin_hash": hexlify(hash_pin("1234", bytes(8), 5)).decode(),
+                }
+            ],
+        },
+    }
+    for name, doc in docs.items():
+        with open(folder + "/" + name, "w") as out:
+            out.write(json.dumps(doc))
+    return folder
+
+
+class Board:
+    """A board at the edge: events from a list, everything shown or printed kept."""
+
+    def __init__(self, folder, provisioned=True, events=()):
+        self.bdev = chip()
+        self.store = CutStore(self.bdev)
+        if provisioned:
+            self.store.write(DEVICE_KEY, STORAGE_KEY)
+            Journal.provision(self.store, STORAGE_KEY, IK, IK_ID)
+        self.config_folder = folder
+        self.events = list(events)
+        self.shown = 0
+        self.printed = 0
+        self.faults = []
+
+    async def next_event(self):
+        await asyncio.sleep(0)
+        return self.events.pop(0) if self.events else None
+
+    def show(self, screen):
+        self.shown += 1
+        self.last_screen = screen.text()
+
+    def print_lines(self, lines):
+        self.printed += 1
+
+    def beep(self, kind):
+        pass
+
+    def fault(self, text):
+        self.faults.append(text)
+
+    def unix_time(self):
+        return 1_795_000_000
+
+    def feed_watchdog(self):
+        pass

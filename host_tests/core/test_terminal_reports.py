@@ -1,0 +1,101 @@
+"""The function menu through the terminal: X and Z reports, status, sync, log out, and
+the menu's code loaded only while in use."""
+
+from pos.record import SETTLEMENT
+from sealcheck import open_record
+from termkit import CARD, Kit
+
+
+def stored(kit):
+    return [open_record(counter, frame) for counter, frame in kit.ledger.queue.unsent()]
+
+
+def card_sale(kit, merchant="1", amount="1 2 3 4"):
+    kit.keys(merchant + " # " + amount + " # 1 " + " ".join(CARD) + " #")
+    return kit.keys("#")
+
+
+def test_x_report_shows_and_prints_totals_without_reset():
+    kit = Kit()
+    kit.login()
+    kit.sale(merchant="2", amount="1 0 0 0")
+    kit.keys("#")
+    card_sale(kit, merchant="2", amount="2 5 0")
+    kit.keys("#")
+    kit.printed.clear()
+    rows = kit.keys("A 3 2 #")
+    assert rows[0] == "X Tea House"
+    assert rows[1] == "Sales 2    12.50"
+    assert rows[2] == "  Credit 1  2.50"
+    assert rows[3] == "  Cash 1   10.00"
+    (slip,) = kit.printed
+    assert slip[0].strip() == "X REPORT"
+    text = "\n".join(slip)
+    assert "Sales 2" in text and "12.50" in text and "NET" in text
+    kit.keys("#")
+    kit.keys("A 3 2 #")
+    assert kit.shows("Sales 2")  # an X report resets nothing
+
+
+def test_z_settlement_numbers_batches_and_resets():
+    kit = Kit()
+    kit.login()
+    kit.sale(merchant="2", amount="1 0 0 0")
+    kit.keys("#")
+    kit.sale(merchant="2", amount="5 0 0")
+    kit.keys("# A 1 #")  # void the 5.00
+    kit.keys("#")
+    kit.printed.clear()
+    rows = kit.keys("A 4 9 9 9 9 # 2 #")
+    assert rows[1] == "Settle batch   1"
+    assert rows[2] == "Net EUR    10.00"
+    rows = kit.keys("#")
+    assert rows[1] == "Z BATCH 1 DONE"
+    kit.keys("#")
+    z = stored(kit)[-1]
+    assert z.kind == SETTLEMENT and z.merchant == 2 and z.reference == 1
+    assert z.settlement_counts() == (1, 1000, 0, 0)
+    assert kit.printed[0][0].strip() == "Z REPORT 1"
+    assert kit.ledger.totals.net(2) == 0
+    kit.keys("A 4 9 9 9 9 # 2 #")
+    assert kit.shows("Settle batch   2")
+
+
+def test_z_needs_a_supervisor():
+    kit = Kit()
+    kit.login()
+    rows = kit.keys("A 4 2 2 2 2 #")
+    assert rows[6] == "Wrong PIN 2 left"
+    assert rows[2] == "Supervisor PIN"
+
+
+def test_status_sync_and_log_out():
+    kit = Kit()
+    kit.login()
+    kit.sale()
+    rows = kit.keys("# A 5")
+    assert rows[0] == "Status"
+    assert rows[1] == "Link          up"
+    assert rows[2] == "Unsent         1"
+    assert rows[4].startswith("Key counter")
+    kit.keys("#")
+    kit.keys("A 6")
+    assert kit.uploads == 1
+    assert kit.shows("Sync started")
+    kit.feed(("synced", True))
+    assert kit.shows("Sync done")
+    rows = kit.keys("A 7")
+    assert rows[2] == "Cashier PIN"
+
+
+def test_function_menu_code_is_loaded_only_while_in_use():
+    import sys
+
+    kit = Kit()
+    kit.login()
+    assert "pos.functions" not in sys.modules
+    kit.keys("A")
+    assert "pos.functions" in sys.modules
+    kit.keys("5 #")
+    assert kit.rows()[0].startswith("Merchant?")
+    assert "pos.functions" not in sys.modules

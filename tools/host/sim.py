@@ -8,7 +8,6 @@ prepares the state folder, starts the firmware and speaks its line protocol
 """
 
 import argparse
-import hashlib
 import json
 import os
 import queue
@@ -26,11 +25,10 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 from pos import dukpt  # noqa: E402  (after the path is set)
 from pos.config import pin_hash_hex  # noqa: E402
-from tools.host import mpybuild  # noqa: E402
+from tools.host import mpybuild, partitions  # noqa: E402
 
 FLASH_SIZE = 0x400000
-TABLE_OFFSET = 0x8000
-PARTITIONS_CSV = os.path.join(ROOT, "firmware", "partitions.csv")
+TABLE_OFFSET = partitions.TABLE_OFFSET
 DEMO_CARD = "4111111111111111"
 DEMO_QR = "28761234567890"
 KEY_TOKENS = set("0123456789#*ABCD")
@@ -42,34 +40,6 @@ class SimError(Exception):
 
 
 # --- the state folder ---------------------------------------------------------------------
-
-
-def read_partitions_csv(path=PARTITIONS_CSV):
-    """[(name, type, subtype, offset, size)] from firmware/partitions.csv."""
-    types = {"app": 0x00, "data": 0x01}
-    subtypes = {"factory": 0x00, "nvs": 0x02, "phy": 0x01}
-    rows = []
-    with open(path) as source:
-        for line in source:
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            name, kind, subtype, offset, size = [field.strip() for field in line.split(",")[:5]]
-            kind_value = types[kind]
-            subtype_value = subtypes[subtype] if subtype in subtypes else int(subtype, 0)
-            rows.append((name, kind_value, subtype_value, int(offset, 0), int(size, 0)))
-    return rows
-
-
-def partition_table_bytes(rows):
-    """The ESP-IDF binary partition table: 32-byte entries, then the MD5 entry."""
-    import struct
-
-    table = bytearray()
-    for name, kind, subtype, offset, size in rows:
-        table += struct.pack("<HBBII16sI", 0x50AA, kind, subtype, offset, size, name.encode(), 0)
-    table += b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(bytes(table)).digest()
-    return bytes(table) + b"\xff" * (0xC00 - len(table))
 
 
 def demo_config(terminal_id, token_key, salt):
@@ -158,7 +128,7 @@ def prepare_state(state):
         for _ in range(FLASH_SIZE // len(blank)):
             out.write(blank)
         out.seek(TABLE_OFFSET)
-        out.write(partition_table_bytes(read_partitions_csv()))
+        out.write(partitions.table_bytes(partitions.read_csv()))
     return "new terminal %s in %s" % (terminal_id, image)
 
 

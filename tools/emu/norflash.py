@@ -34,12 +34,14 @@ class NorFlash:
         strict=True,
         sector_size=SECTOR_SIZE,
         count_erases=True,
+        durable=False,
     ):
         self.sector_count = sector_count
         self.sector_size = sector_size
         self.size = sector_count * sector_size
         self.strict = strict  # raise on a program that would need to set a bit
         self.offset = offset
+        self.durable = durable  # file-backed: flush every write, so a killed process loses nothing
         self._file = None
         self._ram = None
         if path is None:
@@ -158,11 +160,12 @@ class NorFlash:
         if self._ram is not None:
             self._ram[addr : addr + len(data)] = data
         else:
-            # Every write reaches the OS at once, so killing the simulator loses nothing a
-            # real chip would have kept.
             self._file.seek(self.offset + addr)
             self._file.write(data)
-            self._file.flush()
+            if self.durable:
+                # The write reaches the OS at once: killing the simulator loses nothing a
+                # real chip would have kept.
+                self._file.flush()
 
     def _check_range(self, addr, length):
         if addr < 0 or addr + length > self.size:

@@ -38,9 +38,9 @@ def state_folder(name):
     return folder
 
 
-def sim(state, keys, timeout=120):
+def sim(state, keys, *flags, timeout=120):
     return subprocess.run(
-        [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", keys],
+        [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", keys, *flags],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -84,7 +84,7 @@ def stored_records(state):
 
 def test_scripted_sale_prints_and_continues():
     state = state_folder("sale")
-    first = sim(state, SALE)
+    first = sim(state, SALE, "--offline")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "new terminal SIM" in first.stdout
     assert "|APPROVED        |" in first.stdout
@@ -93,7 +93,7 @@ def test_scripted_sale_prints_and_continues():
         printed = paper.read()
     assert "Tea House" in printed and "12.34" in printed and "CUSTOMER COPY" in printed
     assert not os.path.exists(os.path.join(state, "provision.json"))  # consumed
-    second = sim(state, SALE)
+    second = sim(state, SALE, "--offline")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "|Receipt        2|" in second.stdout
     records = stored_records(state)
@@ -104,20 +104,29 @@ def test_scripted_sale_prints_and_continues():
 
 
 def test_bad_key_token_is_refused():
-    result = sim(state_folder("token"), "1 1 1 1 # X")
+    result = sim(state_folder("token"), "1 1 1 1 # X", "--offline")
     assert result.returncode == 1
     assert "unknown key token 'X'" in result.stdout
 
 
 def test_killed_at_any_moment_loses_and_doubles_nothing():
     state = state_folder("kill")
-    assert sim(state, "1 1 1 1 #").returncode == 0  # provision first
+    assert sim(state, "1 1 1 1 #", "--offline").returncode == 0  # provision first
     rng = random.Random(7)
     approved = set()
     script = "1 1 1 1 # " + " ".join("2 # %d 0 0 # 4 # #" % (n % 9 + 1) for n in range(12))
     for _ in range(4):
         process = subprocess.Popen(
-            [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", script],
+            [
+                sys.executable,
+                "-m",
+                "tools.host.sim",
+                "--state",
+                str(state),
+                "--offline",
+                "--keys",
+                script,
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -137,6 +146,62 @@ def test_killed_at_any_moment_loses_and_doubles_nothing():
     assert receipts == list(range(1, len(receipts) + 1)), "a gap in the receipts"
     assert approved <= set(receipts), "an approved sale was lost"
     assert approved, "the kills came before any sale: the test proved nothing"
-    after = sim(state, SALE)
+    after = sim(state, SALE, "--offline")
     assert after.returncode == 0, after.stdout + after.stderr
     assert "|Receipt %8d|" % (len(receipts) + 1) in after.stdout
+
+
+def backend_report(state):
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.host.backend",
+            "report",
+            "--json",
+            "--db",
+            os.path.join(state, "backend.db"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return {entry["number"]: entry for entry in json.loads(shown.stdout)["merchants"]}
+
+
+def x_report_net(output):
+    """The NET line of the last X report the simulator printed, in minor units."""
+    nets = re.findall(r"^\s+NET\s+(-?\d+)\.(\d\d)$", output, re.M)
+    whole, cents = nets[-1]
+    return int(whole) * 100 + int(cents)
+
+
+def test_drained_sales_match_the_terminals_x_reports():
+    state = state_folder("drain")
+    keys = (
+        "1 1 1 1 # 2 # 1 2 3 4 # 4 # # 2 # 5 0 0 # 1 card:4111111111111111 # # "
+        "3 # 9 9 # 4 # # A 1 # # A 3 2 #"
+    )
+    result = sim(state, keys, "--drain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "drained: the back end has every record" in result.stdout
+    report = backend_report(state)
+    assert report[2]["net_total_minor"] == x_report_net(result.stdout) == 1734
+    assert report[3]["net_total_minor"] == 0  # the 0.99 sale was voided
+    assert report[3]["voids_count"] == 1
+    assert report[2]["name"] == "Tea House" and len(report[2]["merchant_id"]) == 15
+
+
+def test_offline_sales_reach_the_back_end_when_it_is_up():
+    state = state_folder("late")
+    offline = sim(state, "1 1 1 1 # 1 # 2 5 0 # 4 #", "--offline")
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "|OFFLINE         |" in offline.stdout
+    later = sim(state, "1", "--drain")
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert backend_report(state)[1]["sales_total_minor"] == 250
+    again = sim(state, "1", "--drain")  # nothing new: nothing stored twice
+    assert again.returncode == 0
+    assert backend_report(state)[1]["sales_count"] == 1

@@ -13,7 +13,8 @@ A board is any object with:
     show(screen), print_lines(lines), beep(kind), fault(text)
     unix_time()     -> seconds since 1970 UTC, or 0 while the clock is not set
     feed_watchdog()
-    upload()        optional: start sending unsent records (the uplink); None when absent
+    uplink          a pos.uplink.Uplink, or None for a terminal without a back end
+    set_time(unix)  optional: set the clock from the back end's time when it is not set
 """
 
 import asyncio
@@ -29,6 +30,8 @@ from pos.terminal import Settings, Terminal
 from pos.txq import QueueError, TxQueue
 
 TICK_MS = 250
+SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
+SYNC_BACKOFF_MAX_MS = 60000
 DEVICE_KEY = "device.key"
 # Entry points (main.py, the simulator) hold a block this big from their first line, before
 # the app's code is imported, and let it go just before start(): the long-lived buffers
@@ -44,6 +47,8 @@ class App:
         self.terminal = None
         self.runner = None
         self.ledger = None
+        self._sync_now = False
+        self.syncs_failed = 0
 
     def start(self):
         """Load keys and config; on any fault the terminal shows it and sells nothing.
@@ -80,9 +85,13 @@ class App:
         self.terminal = Terminal(
             settings, merchants, cashiers, self.ledger, tokenizer, Risk(), fault, title
         )
-        upload = getattr(board, "upload", None)
         self.runner = Runner(
-            self.terminal, self.ledger, board.print_lines, board.beep, upload, board.fault
+            self.terminal,
+            self.ledger,
+            board.print_lines,
+            board.beep,
+            self._request_sync,
+            board.fault,
         )
         gc.collect()
         self.feed(("tick", ticks_ms(), board.unix_time()))
@@ -108,10 +117,52 @@ class App:
             self.board.feed_watchdog()
             gc.collect()  # between events, so a sale never waits for a collection
 
+    def _request_sync(self):
+        self._sync_now = True
+
+    async def uplink(self):
+        """Send what waits, now and then; back off (with jitter) while the link is down."""
+        from os import urandom
+
+        uplink = self.board.uplink
+        wait_ms = SYNC_EVERY_MS
+        while True:
+            asked = self._sync_now
+            self._sync_now = False
+            if asked or (self.ledger is not None and self.ledger.unsent_count()):
+                try:
+                    await uplink.sync()
+                    wait_ms = SYNC_EVERY_MS
+                    self.feed(("link", True))
+                    if uplink.server_time and not self.board.unix_time():
+                        set_time = getattr(self.board, "set_time", None)
+                        if set_time is not None:
+                            set_time(uplink.server_time)
+                    if asked:
+                        self.feed(("synced", True))
+                except Exception as exc:  # UplinkError, MemoryError: never the app's end
+                    self.syncs_failed += 1
+                    self.board.fault("sync: %s" % (exc,))
+                    wait_ms = min(wait_ms * 2, SYNC_BACKOFF_MAX_MS)
+                    self.feed(("link", False))
+                    if asked:
+                        self.feed(("synced", False))
+            # Jitter, so terminals that lost the link together do not all return together.
+            jitter = urandom(1)[0] * wait_ms // 1024
+            waited = 0
+            while waited < wait_ms + jitter and not self._sync_now:
+                await sleep_ms(TICK_MS)
+                waited += TICK_MS
+
     async def main(self):
         clock = asyncio.create_task(self.clock())
+        uplink = None
+        if self.ledger is not None and getattr(self.board, "uplink", None) is not None:
+            uplink = asyncio.create_task(self.uplink())
         await self.events()
         clock.cancel()
+        if uplink is not None:
+            uplink.cancel()
 
 
 def run(board):

@@ -8,11 +8,12 @@ provisioned by a tool before it sells: STATE/provision.json becomes /flash/confi
 /flash/state, and is deleted.
 
 It talks to tools/sim over stdin/stdout, one line a message:
-  in:   key K | card NUMBER | scan CODE | link 0|1 | frame | quit
+  in:   key K | card NUMBER | scan CODE | link 0|1 | frame | unsent | quit
   out:  S <events> then 8 lines "|row"   the screen after that many events
         P <n> then n lines "|text"       a receipt or report that printed
         B ok|error                       a beep
         F text                           a fault
+        U n                              records not yet acked by the back end
 """
 
 import asyncio
@@ -22,13 +23,8 @@ import os
 import struct
 import sys
 
-# Held from the first line, before the app's code is imported (see pos.app).
-_early_reserve = bytearray(10 * 1024)
-
-from norflash import NorFlash  # noqa: E402  (after the reserve, on purpose)
-from pos.app import App  # noqa: E402
-from pos.journal import Journal  # noqa: E402
-from pos.store import FileStore  # noqa: E402
+# The app's modules are imported inside main(), after the long-lived blocks are made (the
+# early reserve and the TLS context): see pos.app.
 
 FLASH_SIZE = 0x400000
 TABLE_OFFSET = 0x8000
@@ -37,22 +33,27 @@ MOUNT = "/flash"
 
 
 def read_partitions(path):
-    """{label: (offset, size)} from the ESP-IDF partition table of a flash image."""
+    """{label: (offset, size)} from the ESP-IDF partition table of a flash image, read one
+    32-byte entry at a time."""
     partitions = {}
+    entry = bytearray(32)
     with open(path, "rb") as image:
         image.seek(TABLE_OFFSET)
-        table = image.read(0xC00)
-    for start in range(0, len(table), 32):
-        magic, _, _, offset, size, label, _ = struct.unpack_from("<HBBII16sI", table, start)
-        if magic != 0x50AA:
-            break
-        partitions[label.rstrip(b"\x00").decode()] = (offset, size)
+        while image.readinto(entry) == 32:
+            magic, _, _, offset, size, label, _ = struct.unpack("<HBBII16sI", entry)
+            if magic != 0x50AA:
+                break
+            partitions[label.rstrip(b"\x00").decode()] = (offset, size)
     return partitions
 
 
 class SimBoard:
-    def __init__(self, state_dir, provision_only=False):
+    def __init__(self, state_dir, tls=None, provision_only=False):
+        from norflash import NorFlash
+        from pos.store import FileStore
+
         self.state_dir = state_dir
+        self._tls = tls
         image = state_dir + "/flash.bin"
         partitions = read_partitions(image)
         if "txq" not in partitions:
@@ -80,6 +81,8 @@ class SimBoard:
         self._stdin = asyncio.StreamReader(sys.stdin)
         self.events = 0
         self.link = False
+        self.uplink = None
+        self.app = None
 
     def _mount(self):
         try:
@@ -98,6 +101,8 @@ class SimBoard:
             return
         from binascii import unhexlify
 
+        from pos.journal import Journal
+
         try:
             os.mkdir(self.config_folder)
         except OSError:
@@ -110,6 +115,19 @@ class SimBoard:
         Journal.provision(self.store, device_key, unhexlify(doc["ik"]), unhexlify(doc["ik_id"]))
         os.remove(path)
         self.fault("provisioned terminal " + doc["terminal_id"])
+
+    def connect(self, queue):
+        """The uplink to the back end tools/sim started, if it wrote STATE/uplink.json."""
+        if self._tls is None:
+            return
+        try:
+            with open(self.state_dir + "/uplink.json") as source:
+                doc = json.load(source)
+        except OSError:
+            return  # --offline: no back end
+        from pos.uplink import Uplink
+
+        self.uplink = Uplink(queue, doc["host"], doc["port"], doc["tid"], self._tls)
 
     # --- the board interface of pos.app ------------------------------------------------------
 
@@ -126,6 +144,10 @@ class SimBoard:
                 return None
             if verb == "frame":
                 self._send_frame()
+                continue
+            if verb == "unsent":
+                ledger = self.app.ledger if self.app else None
+                print("U %d" % (ledger.unsent_count() if ledger else -1))
                 continue
             if verb == "link":
                 self.link = words[1] == "1"
@@ -170,16 +192,35 @@ class SimBoard:
         pass
 
 
+def tls_context(state_dir):
+    """The TLS context that pins the back end's CA, or None without one (--offline)."""
+    try:
+        with open(state_dir + "/backend/ca.der", "rb") as source:
+            ca_der = source.read()
+    except OSError:
+        return None
+    from pos.uplink import tls_context as make
+
+    return make(ca_der)
+
+
 def main(argv):
     if argv[1:] == ["provision"]:
         SimBoard(argv[0], provision_only=True)
         return
-    global _early_reserve
-    board = SimBoard(argv[0])
-    app = App(board)
-    _early_reserve = None
+    # Long-lived blocks first, while the heap is whole: the early reserve (released just
+    # before the app's buffers are made) and the TLS context; then the app's code.
+    early_reserve = bytearray(10 * 1024)
+    tls = tls_context(argv[0])
+    from pos.app import App
+
+    board = SimBoard(argv[0], tls)
+    app = board.app = App(board)
+    del early_reserve
     gc.collect()
     app.start()
+    if app.ledger is not None:
+        board.connect(app.ledger.queue)
     app.feed(("link", False))
     asyncio.run(app.main())
     print("Q")

@@ -32,6 +32,9 @@ TABLE_OFFSET = partitions.TABLE_OFFSET
 DEMO_CARD = "4111111111111111"
 DEMO_QR = "28761234567890"
 KEY_TOKENS = set("0123456789#*ABCD")
+# On the unix port mbedTLS allocates from the MicroPython heap; on the ESP32 it has ESP-IDF's
+# own. So with the back end the firmware gets its app heap plus this much for TLS.
+TLS_ALLOWANCE = 32 * 1024
 TOKEN_RE = re.compile(r"^(card|scan):(\d{1,24})$|^wait:(\d{1,7})$|^link:(up|down)$")
 
 
@@ -110,14 +113,19 @@ def prepare_state(state):
         os.open(os.path.join(keys_dir, "bdk.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
     ) as out:
         out.write(hexlify(bdk).decode() + "\n")
+    config = demo_config(terminal_id, secrets.token_bytes(16), secrets.token_bytes(12))
+    merchants = [
+        [m["number"], m["merchant_id"], m["name"]]
+        for m in json.loads(config["merchants.json"])["merchants"]
+    ]
     with open(os.path.join(keys_dir, "terminals.json"), "w") as out:
-        json.dump({terminal_id: {"ik_id": hexlify(ik_id).decode()}}, out, indent=1)
+        json.dump({terminal_id: {"ik_id": hexlify(ik_id).decode(), "merchants": merchants}}, out)
     provision = {
         "terminal_id": terminal_id,
         "ik_id": hexlify(ik_id).decode(),
         "ik": hexlify(dukpt.derive_initial_key(bdk, ik_id)).decode(),
         "device_key": hexlify(secrets.token_bytes(16)).decode(),
-        "config": demo_config(terminal_id, secrets.token_bytes(16), secrets.token_bytes(12)),
+        "config": config,
     }
     with open(
         os.open(os.path.join(state, "provision.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
@@ -145,6 +153,78 @@ def parse_heap(text):
     if not match:
         raise SimError("--heap takes a size like 96k or 98304")
     return int(match.group(1)) * (1024 if match.group(2) else 1)
+
+
+class Backend:
+    """tools/backend serving STATE/backend.db over TLS on a free loopback port, for the
+    simulated terminal (its keys and certificates live in STATE/backend/)."""
+
+    def __init__(self, state):
+        import socket
+
+        from tools.host.backend import make_certs
+        from tools.host.ledgerdb import LedgerDB
+
+        keys = os.path.join(state, "backend")
+        if not os.path.exists(os.path.join(keys, "ca.der")):
+            make_certs(keys)
+        with open(os.path.join(keys, "terminals.json")) as source:
+            terminals = json.load(source)
+        db = LedgerDB(os.path.join(state, "backend.db"))
+        for tid, entry in terminals.items():
+            db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
+        db.close()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.host.backend",
+                "serve",
+                "--db",
+                os.path.join(state, "backend.db"),
+                "--bdk-file",
+                os.path.join(keys, "bdk.key"),
+                "--port",
+                str(self.port),
+                "--tls-cert",
+                os.path.join(keys, "server.pem"),
+                "--tls-key",
+                os.path.join(keys, "server.key"),
+            ],
+            cwd=ROOT,
+        )
+        self._wait_until_up(os.path.join(keys, "ca.pem"))
+        self.uplink_file = os.path.join(state, "uplink.json")
+        with open(self.uplink_file, "w") as out:
+            json.dump({"host": "127.0.0.1", "port": self.port, "tid": next(iter(terminals))}, out)
+
+    def _wait_until_up(self, ca_file):
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=ca_file)
+        for _ in range(150):
+            try:
+                url = "https://127.0.0.1:%d/v1/health" % self.port
+                urllib.request.urlopen(url, context=context, timeout=1).read()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise SimError("the back end did not start") from None
+                time.sleep(0.1)
+        raise SimError("the back end did not answer within 15 s")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        if os.path.exists(self.uplink_file):
+            os.remove(self.uplink_file)
 
 
 class Firmware:
@@ -195,6 +275,7 @@ class Firmware:
         self.printed = []  # slips printed since the last look
         self.faults = []
         self.stray = []
+        self.unsent = None
 
     def _pump(self):
         for line in self.process.stdout:
@@ -235,6 +316,8 @@ class Firmware:
             self.faults.append(line[2:])
         elif line.startswith("B "):
             pass  # a beep: the simulator is silent
+        elif line.startswith("U "):
+            self.unsent = int(line[2:])
         elif line == "Q":
             return "quit"
         else:
@@ -264,6 +347,19 @@ class Firmware:
         shown = self.events_shown
         self.events_shown = -1
         self.wait_for_events(shown)
+
+    def drain(self, timeout_s=60):
+        """Wait until the back end has acked every record; False if it has not in time."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.unsent = None
+            self.send("unsent")
+            while self.unsent is None and time.monotonic() < deadline:
+                self.read_message(0.5)
+            if self.unsent == 0:
+                return True
+            time.sleep(0.5)
+        return False
 
     def stop(self):
         if self.process.poll() is None:
@@ -413,28 +509,53 @@ def main(argv):
     )
     parser.add_argument("--heap", default="96k", help="the firmware's heap (default 96k)")
     parser.add_argument(
-        "--offline",
+        "--drain",
         action="store_true",
-        help="run without a back end (the only mode until the uplink exists)",
+        help="after the keys, wait (at most 60 s) until the back end has every record",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="run without the back end (no uplink)"
     )
     args = parser.parse_args(argv)
     out = sys.stdout
     try:
         heap = parse_heap(args.heap)
         out.write("tools/sim: %s\n" % prepare_state(args.state))
-        firmware = Firmware(args.state, heap)
+        if args.offline and args.drain:
+            raise SimError("--drain needs the back end: drop --offline")
+        backend = None
+        uplink_file = os.path.join(args.state, "uplink.json")
+        if os.path.exists(uplink_file):
+            os.remove(uplink_file)  # left by a run that was killed
         try:
-            firmware.wait_for_events(0)
-            for fault in firmware.faults:
-                out.write("firmware: %s\n" % fault)
-            if args.keys is not None:
-                run_keys(firmware, args.keys, out)
-            else:
-                interactive(firmware, args.state, out)
+            if not args.offline:
+                backend = Backend(args.state)
+                out.write("tools/sim: back end on https://127.0.0.1:%d\n" % backend.port)
+            if backend is not None:
+                out.write(
+                    "tools/sim: heap %d KiB for the app + %d KiB for mbedTLS (which the unix "
+                    "port takes from the same heap)\n" % (heap // 1024, TLS_ALLOWANCE // 1024)
+                )
+            firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if backend else 0))
+            try:
+                firmware.wait_for_events(0)
+                for fault in firmware.faults:
+                    out.write("firmware: %s\n" % fault)
+                if args.keys is not None:
+                    run_keys(firmware, args.keys, out)
+                else:
+                    interactive(firmware, args.state, out)
+                if args.drain and not firmware.drain():
+                    raise SimError("the back end has not acked every record within 60 s")
+                if args.drain:
+                    out.write("tools/sim: drained: the back end has every record\n")
+            finally:
+                code = firmware.stop()
+            if code != 0:
+                raise SimError(firmware.crash_report())
         finally:
-            code = firmware.stop()
-        if code != 0:
-            raise SimError(firmware.crash_report())
+            if backend is not None:
+                backend.stop()
     except SimError as exc:
         out.write("tools/sim: %s\n" % exc)
         return 1

@@ -41,7 +41,7 @@ class Uplink:
         self._path = "/v1/terminals/%s/records" % terminal_id
         self._batch = bytearray(BATCH_BYTES)
         self.server_time = 0
-        self.last_error = None
+        self.timeout_s = TIMEOUT_S
 
     def _fill(self):
         """Copy the oldest unsent frames into the batch buffer; (size, highest counter)."""
@@ -61,7 +61,7 @@ class Uplink:
         if not size:
             return 0
         try:
-            status, body = await asyncio.wait_for(self._post(size), TIMEOUT_S)
+            status, body = await asyncio.wait_for(self._post(size), self.timeout_s)
         except UplinkError:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down

@@ -61,9 +61,9 @@ def make_app(db):
     return app
 
 
-def make_certs(out):
-    """A throwaway CA and a server certificate for 127.0.0.1/localhost: PEM for uvicorn,
-    the CA as DER for the terminal (MicroPython takes DER only)."""
+def make_certs(out, hosts=("localhost", "127.0.0.1")):
+    """A throwaway CA and a server certificate for `hosts` (names or IP addresses): PEM for
+    uvicorn, the CA as DER for the terminal (MicroPython takes DER only)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,8 +85,6 @@ def make_certs(out):
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
@@ -95,12 +93,7 @@ def make_certs(out):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName([_alt_name(h) for h in hosts]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -117,6 +110,17 @@ def make_certs(out):
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
     return files
+
+
+def _alt_name(host):
+    import ipaddress
+
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def read_bdk(path):

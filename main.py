@@ -25,6 +25,8 @@ def start():
         _early_reserve = None
         gc.collect()
         app.start()
+        if app.ledger is not None:
+            board.connect(app.ledger.queue)
         import asyncio
 
         asyncio.run(app.main())

@@ -48,6 +48,37 @@ class Esp32Board:
         self.config_folder = "/config"
         self._rtc = RTC()
         self._watchdog = WDT(timeout=WATCHDOG_MS)
+        self.uplink = None
+
+    def connect(self, queue):
+        """The uplink, from /config/uplink.json ({"host", "port", "tid"}) and the back
+        end's CA in /config/ca.der; none (an offline terminal) when they are absent."""
+        import json
+
+        try:
+            with open("/config/uplink.json") as source:
+                doc = json.load(source)
+            with open("/config/ca.der", "rb") as source:
+                ca_der = source.read()
+        except (OSError, ValueError):
+            return
+        from pos.uplink import Uplink, tls_context
+
+        self.uplink = Uplink(queue, doc["host"], doc["port"], doc["tid"], tls_context(ca_der))
+
+    def start(self, app):
+        """Board tasks beside the app's: Wi-Fi, whose link changes go to the terminal."""
+        from board.wifi import Wifi, load_networks
+
+        networks = load_networks()
+        if networks:
+            self.wifi = Wifi(networks)
+            asyncio.create_task(self.wifi.run(lambda up: app.feed(("link", up))))
+
+    def set_time(self, unix):
+        """Set the RTC from the back end's time (Unix seconds, UTC)."""
+        year, month, day, hour, minute, second, weekday, _ = time.gmtime(unix - _EPOCH_2000)
+        self._rtc.datetime((year, month, day, weekday, hour, minute, second, 0))
 
     async def next_event(self):
         keypad = self.keypad

@@ -15,6 +15,7 @@ A board is any object with:
     feed_watchdog()
     uplink          a pos.uplink.Uplink, or None for a terminal without a back end
     set_time(unix)  optional: set the clock from the back end's time when it is not set
+    start(app)      optional: start the board's own tasks (Wi-Fi) once the loop runs
 """
 
 import asyncio
@@ -155,6 +156,9 @@ class App:
                 waited += TICK_MS
 
     async def main(self):
+        start = getattr(self.board, "start", None)
+        if start is not None:
+            start(self)
         clock = asyncio.create_task(self.clock())
         uplink = None
         if self.ledger is not None and getattr(self.board, "uplink", None) is not None:

@@ -1,0 +1,71 @@
+"""Wi-Fi on the ESP32: a station that tries the configured networks in order, reconnects
+with backoff when the link drops, and reports the link as events for the terminal."""
+
+import asyncio
+import json
+
+import network
+from micropython import const
+
+CONNECT_WAIT_MS = const(10000)  # per network, before trying the next
+BACKOFF_START_MS = const(2000)
+BACKOFF_MAX_MS = const(120000)
+WIFI_CONFIG = "/config/wifi.json"  # {"networks": [{"ssid": "...", "password": "..."}, ...]}
+
+
+def load_networks(path=WIFI_CONFIG):
+    """[(ssid, password)] from the config; [] (no Wi-Fi) when the file is missing or bad."""
+    try:
+        with open(path) as source:
+            doc = json.load(source)
+        return [(entry["ssid"], entry.get("password", "")) for entry in doc["networks"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+class Wifi:
+    def __init__(self, networks):
+        self.networks = networks
+        self._wlan = network.WLAN(network.STA_IF)
+        self.connected = False
+        self.ssid = None
+
+    def rssi(self):
+        """Signal strength in dBm (for the heartbeat), or 0 when not connected."""
+        return self._wlan.status("rssi") if self._wlan.isconnected() else 0
+
+    async def _join(self, ssid, password):
+        wlan = self._wlan
+        wlan.connect(ssid, password)
+        waited = 0
+        while waited < CONNECT_WAIT_MS:
+            if wlan.isconnected():
+                return True
+            await asyncio.sleep_ms(250)
+            waited += 250
+        wlan.disconnect()
+        return False
+
+    async def run(self, on_link):
+        """Keep the link up for ever; on_link(True/False) on every change."""
+        wlan = self._wlan
+        wlan.active(True)
+        backoff = BACKOFF_START_MS
+        while True:
+            if wlan.isconnected():
+                if not self.connected:
+                    self.connected = True
+                    backoff = BACKOFF_START_MS
+                    on_link(True)
+                await asyncio.sleep_ms(1000)
+                continue
+            if self.connected:
+                self.connected = False
+                on_link(False)
+            for ssid, password in self.networks:
+                if await self._join(ssid, password):
+                    self.ssid = ssid
+                    break
+            else:
+                await asyncio.sleep_ms(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_MS)

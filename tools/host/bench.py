@@ -5,6 +5,8 @@ queue   flash cost and speed of the transaction queue: bytes and erases per sale
         capacity and lifetime of the 512 KiB partition, and append/recover times on the
         MicroPython unix port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
+uplink  records per second one back-end process ingests from 50 concurrent terminals over
+        TLS on loopback (CPython clients), batch latency p50/p99, bytes on the wire per sale.
 """
 
 import argparse
@@ -100,15 +102,137 @@ def sale_heap():
     run_on_micropython("import sale_heap", heap="256k")
 
 
+def uplink_load(terminals=50, batches=8, batch_records=10):
+    """Batches of real sealed records from `terminals` terminals, posted concurrently."""
+    import asyncio
+    import socket
+    import ssl
+    import time
+
+    import httpx
+
+    from norflash import CutStore, NorFlash
+    from pos.dukpt import derive_initial_key
+    from pos.journal import Journal
+    from pos.ledger import Ledger
+    from pos.record import CREDIT, SALE, Record
+    from pos.txq import TxQueue
+    from tools.host.backend import make_certs
+    from tools.host.ledgerdb import LedgerDB
+
+    bdk = bytes(range(16))
+    with tempfile.TemporaryDirectory() as scratch:
+        make_certs(scratch)
+        with open(os.path.join(scratch, "bdk.key"), "w") as out:
+            out.write(bdk.hex())
+        db_path = os.path.join(scratch, "bench.db")
+        db = LedgerDB(db_path)
+        work = []
+        for number in range(terminals):
+            tid = "B%05d" % number
+            ik_id = b"\xbe\x00" + number.to_bytes(6, "big")
+            db.add_terminal(tid, ik_id)
+            flash = NorFlash(32, sector_size=1024)
+            store = CutStore(flash)
+            Journal.provision(store, bytes(16), derive_initial_key(bdk, ik_id), ik_id)
+            ledger = Ledger(TxQueue(flash), store, bytes(16))
+            bodies = []
+            for _ in range(batches):
+                frames = []
+                for _ in range(batch_records):
+                    counter = ledger.book(
+                        Record(
+                            SALE, 1, 1234, 978, method=CREDIT, token=b"\x01" * 6, last_four=4242
+                        )
+                    )
+                    frames.append(bytes(next(f for c, f in ledger.queue.unsent() if c == counter)))
+                bodies.append(b"".join(frames))
+            work.append((tid, bodies))
+        db.close()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.host.backend",
+                "serve",
+                "--db",
+                db_path,
+                "--bdk-file",
+                os.path.join(scratch, "bdk.key"),
+                "--port",
+                str(port),
+                "--tls-cert",
+                os.path.join(scratch, "server.pem"),
+                "--tls-key",
+                os.path.join(scratch, "server.key"),
+            ],
+            cwd=ROOT,
+        )
+        trust = ssl.create_default_context(cafile=os.path.join(scratch, "ca.pem"))
+        url = "https://127.0.0.1:%d" % port
+        try:
+            for _ in range(150):
+                try:
+                    httpx.get(url + "/v1/health", verify=trust, timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            latencies = []
+            wire = []
+
+            async def terminal(client, tid, bodies):
+                for body in bodies:
+                    started = time.perf_counter()
+                    reply = await client.post("/v1/terminals/%s/records" % tid, content=body)
+                    latencies.append(time.perf_counter() - started)
+                    assert reply.status_code == 200 and reply.json()["stored"] == batch_records
+                    head = (
+                        "POST /v1/terminals/%s/records HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n"
+                        "Connection: close\r\n\r\n" % (tid, len(body))
+                    )
+                    wire.append(len(head) + len(body) + len(reply.content) + 120)
+
+            async def run_all():
+                limits = httpx.Limits(max_connections=terminals)
+                async with httpx.AsyncClient(
+                    base_url=url, verify=trust, limits=limits, timeout=30
+                ) as client:
+                    started = time.perf_counter()
+                    await asyncio.gather(*(terminal(client, t, b) for t, b in work))
+                    return time.perf_counter() - started
+
+            elapsed = asyncio.run(run_all())
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    records = terminals * batches * batch_records
+    latencies.sort()
+    line("uplink_terminals", terminals, "terminals")
+    line("uplink_records_per_s", "%.0f" % (records / elapsed), "records/s")
+    line("uplink_batch_p50_ms", "%.1f" % (latencies[len(latencies) // 2] * 1000), "ms")
+    line("uplink_batch_p99_ms", "%.1f" % (latencies[int(len(latencies) * 0.99)] * 1000), "ms")
+    # The terminal's request as pos.uplink sends it, the reply, and about 120 bytes of TLS
+    # records and reply headers a batch; the handshake (about 1.5 KiB) is not counted.
+    line("uplink_bytes_per_sale", "%.0f" % (sum(wire) / records), "bytes")
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
-    parser.add_argument("suite", choices=["queue", "sale"], help="which benchmark to run")
+    parser.add_argument(
+        "suite", choices=["queue", "sale", "uplink"], help="which benchmark to run"
+    )
     args = parser.parse_args(argv)
     if args.suite == "queue":
         queue_wear()
         queue_speed()
     elif args.suite == "sale":
         sale_heap()
+    elif args.suite == "uplink":
+        uplink_load()
     return 0
 
 

@@ -205,3 +205,37 @@ def test_offline_sales_reach_the_back_end_when_it_is_up():
     again = sim(state, "1", "--drain")  # nothing new: nothing stored twice
     assert again.returncode == 0
     assert backend_report(state)[1]["sales_count"] == 1
+
+
+def test_killed_mid_upload_every_sale_reaches_the_back_end_once():
+    import sqlite3
+
+    state = state_folder("upkill")
+    assert sim(state, "1 1 1 1 #", "--offline").returncode == 0
+    rng = random.Random(11)
+    approved = set()
+    script = "1 1 1 1 # " + " ".join("1 # %d 5 # 4 # #" % (n % 9 + 1) for n in range(10))
+    for _ in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools.host.sim", "--state", str(state), "--keys", script],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(3.0, 6.0))  # the back end is up and batches are flowing
+        os.killpg(process.pid, signal.SIGKILL)  # terminal, back end and all, mid-upload
+        output = process.communicate()[0]
+        for screen in output.split("+----------------+"):
+            if "|APPROVED        |" in screen:
+                approved.add(int(re.search(r"\|Receipt +(\d+)\|", screen).group(1)))
+    done = sim(state, "1", "--drain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    db = sqlite3.connect(os.path.join(state, "backend.db"))
+    receipts = [row[0] for row in db.execute("SELECT receipt FROM records ORDER BY counter")]
+    db.close()
+    assert approved, "the kills came before any sale: the test proved nothing"
+    assert len(receipts) == len(set(receipts)), "a sale stored twice"
+    assert approved <= set(receipts), "an approved sale never reached the back end"
+    assert receipts == list(range(1, len(receipts) + 1))

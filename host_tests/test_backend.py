@@ -3,11 +3,9 @@ totals, the HTTP API, the CLI, and a TLS server on loopback."""
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import zlib
 
 import httpx
@@ -20,7 +18,7 @@ from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
-from tools.host.backend import make_app, make_certs
+from tools.host.backend import Server, make_app, make_certs
 from tools.host.ledgerdb import IngestError, LedgerDB
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -199,46 +197,17 @@ def test_tls_server_on_loopback(tmp_path, terminal):
     db = LedgerDB(path)
     db.add_terminal("T0001", IK_ID, MERCHANTS)
     db.close()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tools.host.backend",
-            "serve",
-            "--db",
-            path,
-            "--bdk-file",
-            str(key_file),
-            "--port",
-            str(port),
-            "--tls-cert",
-            certs + "/server.pem",
-            "--tls-key",
-            certs + "/server.key",
-        ],
-        cwd=ROOT,
-    )
+    server = Server(path, str(key_file), certs)
     try:
-        url = "https://127.0.0.1:%d" % port
         trust = ssl.create_default_context(cafile=certs + "/ca.pem")
-        for _ in range(100):  # wait (at most 10 s) for the server to listen
-            try:
-                httpx.get(url + "/v1/health", verify=trust, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         reply = httpx.post(
-            url + "/v1/terminals/T0001/records",
+            server.url + "/v1/terminals/T0001/records",
             content=terminal.batch(),
-            verify=certs + "/ca.pem",
+            verify=trust,
             timeout=10,
         )
         assert reply.status_code == 200 and reply.json()["stored"] == 5
         with pytest.raises(httpx.ConnectError):  # a client that does not trust our CA
-            httpx.get(url + "/v1/health", timeout=5)
+            httpx.get(server.url + "/v1/health", timeout=5)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()

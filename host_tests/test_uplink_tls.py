@@ -7,12 +7,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from tools.host import mpybuild
-from tools.host.backend import make_certs
+from tools.host.backend import Server, make_certs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IK_ID = bytes.fromhex("b1b2b3b4b5b6b7b8")
@@ -87,57 +86,30 @@ def backend(tmp_path_factory):
     db = LedgerDB(db_path)
     db.add_terminal("T0007", IK_ID)
     db.close()
-    servers = {}
-    for name, certs in (("good", good), ("other_host", other_host)):
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tools.host.backend",
-                "serve",
-                "--db",
-                db_path,
-                "--bdk-file",
-                str(key_file),
-                "--port",
-                str(port),
-                "--tls-cert",
-                certs + "/server.pem",
-                "--tls-key",
-                certs + "/server.key",
-            ],
-            cwd=ROOT,
-        )
-        servers[name] = (port, process)
-    for port, _ in servers.values():  # wait (at most 10 s each) until they listen
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    servers = {
+        "good": Server(db_path, str(key_file), good),
+        "other_host": Server(db_path, str(key_file), other_host),
+    }
     yield {"good": good, "other_host": other_host, "servers": servers, "db": db_path}
-    for _, process in servers.values():
-        process.terminate()
-        process.wait(timeout=10)
+    for server in servers.values():
+        server.stop()
 
 
 def test_pinned_ca_is_accepted(backend):
-    port = backend["servers"]["good"][0]
+    port = backend["servers"]["good"].port
     out = run_uplink("127.0.0.1", port, backend["good"] + "/ca.der")
     assert "acked 1" in out and "unsent 0" in out
 
 
 def test_wrong_ca_is_refused(backend):
-    port = backend["servers"]["good"][0]
+    port = backend["servers"]["good"].port
     out = run_uplink("127.0.0.1", port, backend["other_host"] + "/ca.der")
     assert "refused" in out and "unsent 1" in out
 
 
 def test_certificate_for_another_host_is_refused(backend):
     # The right CA, but the server's certificate names example.invalid, not 127.0.0.1.
-    port = backend["servers"]["other_host"][0]
+    port = backend["servers"]["other_host"].port
     out = run_uplink("127.0.0.1", port, backend["other_host"] + "/ca.der")
     assert "refused" in out and "unsent 1" in out
 

@@ -193,20 +193,7 @@ class StateSealer:
         return _BLOCK + 2, length
 
     def open(self, blob):
-        size = len(blob) - 2 * _BLOCK
-        if size <= 0 or size % _BLOCK:
-            raise SealError("sealed state has the wrong size")
-        view = memoryview(blob)
-        tag = self._cmac.digest(self._mac_key, view[: _BLOCK + size], self._tag)
-        difference = 0
-        for i in range(_BLOCK):
-            difference |= tag[i] ^ view[_BLOCK + size + i]
-        if difference:
-            raise SealError("sealed state does not match the storage key or was altered")
-        plain = aes(self._data_key, AES_CBC, bytes(view[:_BLOCK])).decrypt(
-            view[_BLOCK : _BLOCK + size]
-        )
-        length = struct.unpack_from(">H", plain, 0)[0]
-        if length > size - 2:
-            raise SealError("sealed state has a bad length")
-        return bytes(plain[2 : 2 + length])
+        """The data of a blob (a copy is opened, so blob may be read-only)."""
+        buf = bytearray(blob)
+        start, length = self.open_in_place(buf, len(buf))
+        return bytes(buf[start : start + length])

@@ -527,13 +527,21 @@ class Terminal:
         self.state = BOOKING
         self.effects.append(("book", record))
 
-    def _booked(self, counter):
+    def _to_result(self):
+        """The ledger answered: the record being booked, now on the RESULT screen (None if
+        no booking was waiting for that answer)."""
         record = self.booking
         if self.state != BOOKING or record is None:
-            return
+            return None
         self._wipe_card()
         self.state = RESULT
         self.result_since = self.now_ms
+        return record
+
+    def _booked(self, counter):
+        record = self._to_result()
+        if record is None:
+            return
         merchant = self.merchant
         settings = self.settings
         code = self.ledger.approval_code(counter)
@@ -567,12 +575,9 @@ class Terminal:
         self.effects.append(("beep", "ok"))
 
     def _book_failed(self, message):
-        record = self.booking
-        if self.state != BOOKING or record is None:
+        record = self._to_result()
+        if record is None:
             return
-        self._wipe_card()
-        self.state = RESULT
-        self.result_since = self.now_ms
         if record.kind == DECLINE:
             self.result = (b"DECLINED", reason_text(record.reason))
         else:

@@ -135,6 +135,64 @@ def _alt_name(host):
         return x509.DNSName(host)
 
 
+class Server:
+    """`tools/backend serve` in a child process on a free loopback port, until stop().
+    For the simulator, the benchmarks and the tests: one way to start and wait for it."""
+
+    def __init__(self, db_path, bdk_file, cert_dir, timeout_s=15):
+        import socket
+        import ssl
+        import subprocess
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = "https://127.0.0.1:%d" % self.port
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.host.backend",
+                "serve",
+                "--db",
+                db_path,
+                "--bdk-file",
+                bdk_file,
+                "--port",
+                str(self.port),
+                "--tls-cert",
+                os.path.join(cert_dir, "server.pem"),
+                "--tls-key",
+                os.path.join(cert_dir, "server.key"),
+            ],
+            cwd=ROOT,
+        )
+        context = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.pem"))
+        # A readiness probe: the CA chain is checked, the name not (some test servers are
+        # made with certificates for other hosts on purpose).
+        context.check_hostname = False
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/v1/health", context=context, timeout=1)
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise OSError("the back end did not start on port %d" % self.port) from None
+                time.sleep(0.1)
+
+    def stop(self):
+        import subprocess
+
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def read_bdk(path):
     try:
         with open(path) as source:

@@ -105,7 +105,6 @@ def sale_heap():
 def uplink_load(terminals=50, batches=8, batch_records=10):
     """Batches of real sealed records from `terminals` terminals, posted concurrently."""
     import asyncio
-    import socket
     import ssl
     import time
 
@@ -117,7 +116,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     from pos.ledger import Ledger
     from pos.record import CREDIT, SALE, Record
     from pos.txq import TxQueue
-    from tools.host.backend import make_certs
+    from tools.host.backend import Server, make_certs
     from tools.host.ledgerdb import LedgerDB
 
     bdk = bytes(range(16))
@@ -149,37 +148,10 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
                 bodies.append(b"".join(frames))
             work.append((tid, bodies))
         db.close()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tools.host.backend",
-                "serve",
-                "--db",
-                db_path,
-                "--bdk-file",
-                os.path.join(scratch, "bdk.key"),
-                "--port",
-                str(port),
-                "--tls-cert",
-                os.path.join(scratch, "server.pem"),
-                "--tls-key",
-                os.path.join(scratch, "server.key"),
-            ],
-            cwd=ROOT,
-        )
+        server = Server(db_path, os.path.join(scratch, "bdk.key"), scratch)
         trust = ssl.create_default_context(cafile=os.path.join(scratch, "ca.pem"))
-        url = "https://127.0.0.1:%d" % port
+        url = server.url
         try:
-            for _ in range(150):
-                try:
-                    httpx.get(url + "/v1/health", verify=trust, timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
             latencies = []
             wire = []
 
@@ -207,8 +179,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
 
             elapsed = asyncio.run(run_all())
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
     records = terminals * batches * batch_records
     latencies.sort()
     line("uplink_terminals", terminals, "terminals")

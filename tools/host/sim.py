@@ -160,9 +160,7 @@ class Backend:
     simulated terminal (its keys and certificates live in STATE/backend/)."""
 
     def __init__(self, state):
-        import socket
-
-        from tools.host.backend import make_certs
+        from tools.host.backend import Server, make_certs
         from tools.host.ledgerdb import LedgerDB
 
         keys = os.path.join(state, "backend")
@@ -170,59 +168,22 @@ class Backend:
             make_certs(keys)
         with open(os.path.join(keys, "terminals.json")) as source:
             terminals = json.load(source)
-        db = LedgerDB(os.path.join(state, "backend.db"))
+        db_path = os.path.join(state, "backend.db")
+        db = LedgerDB(db_path)
         for tid, entry in terminals.items():
             db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
         db.close()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tools.host.backend",
-                "serve",
-                "--db",
-                os.path.join(state, "backend.db"),
-                "--bdk-file",
-                os.path.join(keys, "bdk.key"),
-                "--port",
-                str(self.port),
-                "--tls-cert",
-                os.path.join(keys, "server.pem"),
-                "--tls-key",
-                os.path.join(keys, "server.key"),
-            ],
-            cwd=ROOT,
-        )
-        self._wait_until_up(os.path.join(keys, "ca.pem"))
+        try:
+            self.server = Server(db_path, os.path.join(keys, "bdk.key"), keys)
+        except OSError as exc:
+            raise SimError(str(exc)) from None
+        self.port = self.server.port
         self.uplink_file = os.path.join(state, "uplink.json")
         with open(self.uplink_file, "w") as out:
             json.dump({"host": "127.0.0.1", "port": self.port, "tid": next(iter(terminals))}, out)
 
-    def _wait_until_up(self, ca_file):
-        import ssl
-        import urllib.request
-
-        context = ssl.create_default_context(cafile=ca_file)
-        for _ in range(150):
-            try:
-                url = "https://127.0.0.1:%d/v1/health" % self.port
-                urllib.request.urlopen(url, context=context, timeout=1).read()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise SimError("the back end did not start") from None
-                time.sleep(0.1)
-        raise SimError("the back end did not answer within 15 s")
-
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.server.stop()
         if os.path.exists(self.uplink_file):
             os.remove(self.uplink_file)
 

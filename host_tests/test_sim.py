@@ -239,3 +239,22 @@ def test_killed_mid_upload_every_sale_reaches_the_back_end_once():
     assert len(receipts) == len(set(receipts)), "a sale stored twice"
     assert approved <= set(receipts), "an approved sale never reached the back end"
     assert receipts == list(range(1, len(receipts) + 1))
+
+
+def test_another_back_end_by_url():
+    from tools.host.backend import Server
+
+    state = state_folder("url")
+    first = sim(state, "1", "--drain")  # makes the state, its CA and registers the terminal
+    assert first.returncode == 0, first.stdout + first.stderr
+    keys = os.path.join(state, "backend")
+    server = Server(os.path.join(state, "backend.db"), os.path.join(keys, "bdk.key"), keys)
+    try:
+        result = sim(state, SALE, "--drain", "--backend", server.url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "back end at " + server.url in result.stdout
+    finally:
+        server.stop()
+    assert backend_report(state)[2]["sales_total_minor"] == 1234
+    bad = sim(state, SALE, "--backend", "http://nowhere")
+    assert bad.returncode == 1 and "https://HOST:PORT" in bad.stdout

@@ -73,7 +73,22 @@ class Esp32Board:
         networks = load_networks()
         if networks:
             self.wifi = Wifi(networks)
-            asyncio.create_task(self.wifi.run(lambda up: app.feed(("link", up))))
+            asyncio.create_task(self.wifi.run(lambda up: self._link(app, up)))
+
+    def _link(self, app, up):
+        if up and not self.unix_time():
+            self._set_time_by_ntp()
+        app.feed(("link", up))
+
+    def _set_time_by_ntp(self):
+        """The clock from NTP when the link comes up and the clock is not set (the back
+        end's time sets it too, after the first upload)."""
+        import ntptime
+
+        try:
+            ntptime.settime()  # sets the RTC to UTC
+        except OSError as exc:
+            log_fault("ntp: %r" % (exc,))
 
     def set_time(self, unix):
         """Set the RTC from the back end's time (Unix seconds, UTC)."""

@@ -188,6 +188,22 @@ class Backend:
             os.remove(self.uplink_file)
 
 
+def use_backend(state, url):
+    """Point the firmware at a back end that is already running."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or not parts.port:
+        raise SimError("--backend wants https://HOST:PORT, not %r" % url)
+    keys = os.path.join(state, "backend")
+    if not os.path.exists(os.path.join(keys, "ca.der")):
+        raise SimError("no CA in %s: start tools/sim once without --backend first" % keys)
+    with open(os.path.join(keys, "terminals.json")) as source:
+        tid = next(iter(json.load(source)))
+    with open(os.path.join(state, "uplink.json"), "w") as out:
+        json.dump({"host": parts.hostname, "port": parts.port, "tid": tid}, out)
+
+
 class Firmware:
     """The MicroPython process and its line protocol."""
 
@@ -477,6 +493,13 @@ def main(argv):
     parser.add_argument(
         "--offline", action="store_true", help="run without the back end (no uplink)"
     )
+    parser.add_argument(
+        "--backend",
+        metavar="URL",
+        help="use this back end (https://HOST:PORT) instead of starting one; its certificate "
+        "must come from the CA in STATE/backend/ (e.g. another tools/backend serve given "
+        "those certificates)",
+    )
     args = parser.parse_args(argv)
     out = sys.stdout
     try:
@@ -484,20 +507,26 @@ def main(argv):
         out.write("tools/sim: %s\n" % prepare_state(args.state))
         if args.offline and args.drain:
             raise SimError("--drain needs the back end: drop --offline")
+        if args.offline and args.backend:
+            raise SimError("--offline and --backend contradict each other")
         backend = None
         uplink_file = os.path.join(args.state, "uplink.json")
         if os.path.exists(uplink_file):
             os.remove(uplink_file)  # left by a run that was killed
         try:
-            if not args.offline:
+            if args.backend:
+                use_backend(args.state, args.backend)
+                out.write("tools/sim: back end at %s\n" % args.backend)
+            elif not args.offline:
                 backend = Backend(args.state)
                 out.write("tools/sim: back end on https://127.0.0.1:%d\n" % backend.port)
-            if backend is not None:
+            if backend is not None or args.backend:
                 out.write(
                     "tools/sim: heap %d KiB for the app + %d KiB for mbedTLS (which the unix "
                     "port takes from the same heap)\n" % (heap // 1024, TLS_ALLOWANCE // 1024)
                 )
-            firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if backend else 0))
+            uplinked = backend is not None or bool(args.backend)
+            firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0))
             try:
                 firmware.wait_for_events(0)
                 for fault in firmware.faults:

@@ -126,11 +126,17 @@ def test_unknown_terminal_and_no_bdk_are_refused(tmp_path, terminal):
 
 def test_http_api(db, terminal):
     client = TestClient(make_app(db))
-    reply = client.post("/v1/terminals/T0001/records", content=terminal.batch())
+    reply = client.post(
+        "/v1/terminals/T0001/records",
+        content=terminal.batch(),
+        headers={"X-OneTill-Status": "depth=5;oldest_s=40;counter=6;heap=30000;fw=0.1.0"},
+    )
     assert reply.status_code == 200
     assert reply.json()["stored"] == 5 and reply.json()["server_time"] > 1_700_000_000
     assert client.post("/v1/terminals/NOPE/records", content=b"").status_code == 404
     assert client.post("/v1/terminals/T0001/records", content=b"\x00" * 70_000).status_code == 413
+    beat = db.report()["terminals"]["T0001"]["status"]
+    assert beat["depth"] == "5" and beat["fw"] == "0.1.0"
     spec = client.get("/openapi.json").json()
     assert "/v1/terminals/{tid}/records" in spec["paths"]
 

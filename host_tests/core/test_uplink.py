@@ -33,6 +33,8 @@ def run(reply, queue, port=PORT):
             line = await reader.readline()
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
+            if line.lower().startswith(b"x-onetill-status:"):
+                seen.append(line.split(b":", 1)[1].strip())
             if line in (b"\r\n", b""):
                 break
         body = await reader.readexactly(length) if length else b""
@@ -45,6 +47,7 @@ def run(reply, queue, port=PORT):
     async def main():
         server = await asyncio.start_server(handle, "127.0.0.1", port)
         uplink = Uplink(queue, "127.0.0.1", port, "T0001", None)
+        uplink.status = lambda: "depth=%d;fw=test" % queue.unsent_count()
         try:
             return await uplink.sync()
         except UplinkError as exc:
@@ -64,7 +67,8 @@ def test_acked_records_leave_the_queue():
     queue = queue_with(5)
     result, seen = run(http(200, b'{"ack": 3, "server_time": 1795000000}'), queue)
     assert result == 3
-    assert len(seen[0]) == 5 * 49  # the frames exactly as stored
+    assert seen[0] == b"depth=5;fw=test"  # the heartbeat rides with the batch
+    assert len(seen[1]) == 5 * 49  # the frames exactly as stored
     assert [c for c, _ in queue.unsent()] == [4, 5]
 
 
@@ -94,7 +98,7 @@ def test_nothing_unsent_sends_nothing():
     queue = queue_with(1)
     queue.ack(1)
     result, seen = run(http(200, b'{"ack": 1}'), queue)
-    assert result == 0 and seen == []
+    assert result == 0 and seen == []  # no batch, no request
 
 
 def test_no_server_is_a_clear_error():

@@ -30,6 +30,7 @@ from pos.runner import Runner
 from pos.terminal import Settings, Terminal
 from pos.txq import QueueError, TxQueue
 
+FIRMWARE_VERSION = "0.1.0"
 TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
 SYNC_BACKOFF_MAX_MS = 60000
@@ -121,11 +122,30 @@ class App:
     def _request_sync(self):
         self._sync_now = True
 
+    def heartbeat(self):
+        """The terminal's state for the back end, sent with every batch."""
+        from pos.compat import mem_free
+
+        ledger = self.ledger
+        board = self.board
+        oldest = ledger.oldest_unsent_time()
+        now = board.unix_time()
+        return "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s" % (
+            ledger.unsent_count(),
+            max(0, now - oldest) if oldest and now else -1,
+            ledger.journal.next_counter,
+            mem_free(),
+            getattr(board, "reset_cause", "-"),
+            board.rssi() if hasattr(board, "rssi") else 0,
+            FIRMWARE_VERSION,
+        )
+
     async def uplink(self):
         """Send what waits, now and then; back off (with jitter) while the link is down."""
         from os import urandom
 
         uplink = self.board.uplink
+        uplink.status = self.heartbeat
         wait_ms = SYNC_EVERY_MS
         while True:
             asked = self._sync_now

@@ -39,6 +39,10 @@ class Uplink:
         self.port = port
         self.context = context
         self._path = "/v1/terminals/%s/records" % terminal_id
+        # The heartbeat: a function giving "name=value;..." for the X-OneTill-Status header
+        # (queue depth, oldest unsent age, DUKPT counter, free heap, reset cause, signal,
+        # firmware), sent with every batch.
+        self.status = None
         self._batch = bytearray(BATCH_BYTES)
         self.server_time = 0
         self.timeout_s = TIMEOUT_S
@@ -89,9 +93,11 @@ class Uplink:
                 self.host, self.port, ssl=self.context, server_hostname=self.host
             )
         try:
+            status = self.status() if self.status is not None else ""
             head = (
                 "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
-                "Content-Length: %d\r\nConnection: close\r\n\r\n" % (self._path, self.host, size)
+                "X-OneTill-Status: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                % (self._path, self.host, status[:200], size)
             )
             writer.write(head.encode())
             writer.write(memoryview(self._batch)[:size])

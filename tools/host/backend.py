@@ -42,9 +42,12 @@ def make_app(db):
 
     lock = threading.Lock()
 
-    def ingest(tid, body):
+    def ingest(tid, body, status):
         with lock:
-            return db.ingest(tid, body)
+            result = db.ingest(tid, body)
+            if status:
+                db.heartbeat(tid, status)
+            return result
 
     app = FastAPI(title="OneTill back end", version="1")
 
@@ -65,7 +68,8 @@ def make_app(db):
         try:
             # Key derivation is CPU work and SQLite blocks: off the event loop, one batch
             # at a time on the one connection.
-            result = await run_in_threadpool(ingest, tid, body)
+            status = request.headers.get("x-onetill-status", "")
+            result = await run_in_threadpool(ingest, tid, body, status)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         return BatchReply(server_time=int(time.time()), **result)
@@ -237,6 +241,19 @@ def print_report(report, out):
                 )
             )
     out.write("quarantined records: %d\n" % report["quarantined"])
+    for tid, heartbeat in sorted(report.get("terminals", {}).items()):
+        fields = heartbeat["status"]
+        out.write(
+            "terminal %s: %s unsent, oldest %s s, counter %s, heap %s, firmware %s\n"
+            % (
+                tid,
+                fields.get("depth", "?"),
+                fields.get("oldest_s", "?"),
+                fields.get("counter", "?"),
+                fields.get("heap", "?"),
+                fields.get("fw", "?"),
+            )
+        )
 
 
 def main(argv):

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS records (
     reference INTEGER NOT NULL, cashier INTEGER NOT NULL, reason INTEGER NOT NULL,
     flags INTEGER NOT NULL, token BLOB NOT NULL, last_four INTEGER NOT NULL,
     frame BLOB NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (tid, counter));
+CREATE TABLE IF NOT EXISTS heartbeats (
+    tid TEXT PRIMARY KEY, status TEXT NOT NULL, received INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
     tid TEXT NOT NULL, counter INTEGER NOT NULL, frame BLOB NOT NULL, reason TEXT NOT NULL,
     received INTEGER NOT NULL);
@@ -183,6 +185,21 @@ class LedgerDB:
         )
         return "stored"
 
+    def heartbeat(self, tid, status):
+        """Keep the terminal's latest status line (bounded), as it sent it."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO heartbeats VALUES (?, ?, ?)",
+            (tid, status[:200], int(time.time())),
+        )
+
+    def heartbeats(self):
+        """{terminal: {"status": {name: value}, "received": unix}}"""
+        out = {}
+        for tid, status, received in self._db.execute("SELECT * FROM heartbeats"):
+            fields = dict(p.split("=", 1) for p in status.split(";") if "=" in p)
+            out[tid] = {"status": fields, "received": received}
+        return out
+
     def report(self, merchant=None):
         """Per terminal and merchant: counts and totals by type and method, settlements and
         whether each Z reconciles with the records received before it."""
@@ -210,7 +227,7 @@ class LedgerDB:
         for entry in merchants.values():
             entry.pop("_batch")
             out.append(entry)
-        return {"merchants": out, "quarantined": quarantined}
+        return {"merchants": out, "quarantined": quarantined, "terminals": self.heartbeats()}
 
 
 def _frame_at(body, offset):

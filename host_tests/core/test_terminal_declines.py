@@ -38,8 +38,12 @@ def test_blocked_card_is_declined():
     kit = Kit()
     kit.login()
     card_sale(kit)
+    from expect import scratch
+    from pos.blacklist import Blacklist
+
     token = stored(kit)[0].token
-    kit.risk.set_blacklist([token])
+    kit.risk.blacklist = Blacklist(scratch("blacklist"))
+    kit.risk.blacklist.apply(1, [token], [])  # a delta arriving mid-day
     kit.keys("#")
     rows = card_sale(kit)
     assert rows[1] == "DECLINED" and rows[3] == "Card blocked"

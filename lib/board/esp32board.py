@@ -45,6 +45,7 @@ class Esp32Board:
         self.buzzer = Buzzer()
         self.bdev = find_txq()
         self.store = FileStore("/state")
+        self.blacklist_path = "/state/blacklist"
         self.config_folder = "/config"
         self._rtc = RTC()
         self._watchdog = WDT(timeout=WATCHDOG_MS)

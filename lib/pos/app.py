@@ -16,6 +16,7 @@ A board is any object with:
     uplink          a pos.uplink.Uplink, or None for a terminal without a back end
     set_time(unix)  optional: set the clock from the back end's time when it is not set
     start(app)      optional: start the board's own tasks (Wi-Fi) once the loop runs
+    blacklist_path  optional: the card blacklist file (pos.blacklist)
 """
 
 import asyncio
@@ -85,7 +86,7 @@ class App:
             settings = Settings()
         tokenizer = Tokenizer(settings.card_token_key) if fault is None else None
         self.terminal = Terminal(
-            settings, merchants, cashiers, self.ledger, tokenizer, Risk(), fault, title
+            settings, merchants, cashiers, self.ledger, tokenizer, self._risk(), fault, title
         )
         self.runner = Runner(
             self.terminal,
@@ -97,6 +98,19 @@ class App:
         )
         gc.collect()
         self.feed(("tick", ticks_ms(), board.unix_time()))
+
+    def _risk(self):
+        """Risk rules with the blacklist file the board names (none: nothing blocked)."""
+        path = getattr(self.board, "blacklist_path", None)
+        if path is None:
+            return Risk()
+        from pos.blacklist import Blacklist, BlacklistError
+
+        try:
+            return Risk(Blacklist(path))
+        except BlacklistError as exc:
+            self.board.fault("blacklist: %s" % (exc,))  # the back end sends a fresh one
+            return Risk()
 
     def feed(self, event):
         self.runner.feed(event)

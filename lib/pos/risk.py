@@ -1,7 +1,8 @@
 """Risk decisions for a sale: each answer is a reason code, shown in words and kept in the
 sealed record (declines are recorded too, so the back end sees them).
 
-This is the first slice: the per-sale cap, the offline per-sale cap and the card blacklist.
+This is the first slice: the per-sale cap, the offline per-sale cap and the card blacklist
+(pos.blacklist: on flash, versioned deltas).
 """
 
 from pos.compat import const
@@ -26,11 +27,8 @@ def reason_text(code):
 
 
 class Risk:
-    def __init__(self, blacklist=()):
-        self._blacklist = set(bytes(token) for token in blacklist)
-
-    def set_blacklist(self, tokens):
-        self._blacklist = set(bytes(token) for token in tokens)
+    def __init__(self, blacklist=None):
+        self.blacklist = blacklist  # a pos.blacklist.Blacklist (searched on flash), or None
 
     def check_sale(self, merchant, amount_minor, token, link_up):
         """The reason code for a sale about to be confirmed (APPROVED = go ahead)."""
@@ -38,6 +36,6 @@ class Risk:
             return OVER_SALE_LIMIT
         if not link_up and amount_minor > merchant.limit("max_offline_sale_minor"):
             return OVER_OFFLINE_LIMIT
-        if token is not None and bytes(token) in self._blacklist:
+        if token is not None and self.blacklist is not None and self.blacklist.contains(token):
             return CARD_BLOCKED
         return APPROVED

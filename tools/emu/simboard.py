@@ -48,12 +48,11 @@ def read_partitions(path):
 
 
 class SimBoard:
-    def __init__(self, state_dir, tls=None, provision_only=False):
+    def __init__(self, state_dir, uplink=None, provision_only=False):
         from norflash import NorFlash
         from pos.store import FileStore
 
         self.state_dir = state_dir
-        self._tls = tls
         image = state_dir + "/flash.bin"
         partitions = read_partitions(image)
         if "txq" not in partitions:
@@ -75,13 +74,14 @@ class SimBoard:
         self._mount()
         self.config_folder = MOUNT + "/config"
         self.store = FileStore(MOUNT + "/state")
+        self.blacklist_path = MOUNT + "/state/blacklist"
         if provision_only:
             self._provision()
             return
         self._stdin = asyncio.StreamReader(sys.stdin)
         self.events = 0
         self.link = False
-        self.uplink = None
+        self.uplink = uplink
         self.app = None
 
     def _mount(self):
@@ -117,17 +117,9 @@ class SimBoard:
         self.fault("provisioned terminal " + doc["terminal_id"])
 
     def connect(self, queue):
-        """The uplink to the back end tools/sim started, if it wrote STATE/uplink.json."""
-        if self._tls is None:
-            return
-        try:
-            with open(self.state_dir + "/uplink.json") as source:
-                doc = json.load(source)
-        except OSError:
-            return  # --offline: no back end
-        from pos.uplink import Uplink
-
-        self.uplink = Uplink(queue, doc["host"], doc["port"], doc["tid"], self._tls)
+        """Give the uplink (made early, see main) the queue it sends from."""
+        if self.uplink is not None:
+            self.uplink.queue = queue
 
     # --- the board interface of pos.app ------------------------------------------------------
 
@@ -192,16 +184,20 @@ class SimBoard:
         pass
 
 
-def tls_context(state_dir):
-    """The TLS context that pins the back end's CA, or None without one (--offline)."""
+def early_uplink(state_dir):
+    """The uplink to the back end tools/sim started (STATE/uplink.json, the CA in
+    STATE/backend/ca.der), or None (--offline). Made before the app's code is imported:
+    its TLS context and batch buffer live as long as the terminal."""
     try:
+        with open(state_dir + "/uplink.json") as source:
+            doc = json.load(source)
         with open(state_dir + "/backend/ca.der", "rb") as source:
             ca_der = source.read()
     except OSError:
         return None
-    from pos.uplink import tls_context as make
+    from pos.uplink import Uplink, tls_context
 
-    return make(ca_der)
+    return Uplink(None, doc["host"], doc["port"], doc["tid"], tls_context(ca_der))
 
 
 def main(argv):
@@ -211,16 +207,18 @@ def main(argv):
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
     early_reserve = bytearray(10 * 1024)
-    tls = tls_context(argv[0])
+    uplink = early_uplink(argv[0])
     from pos.app import App
 
-    board = SimBoard(argv[0], tls)
+    board = SimBoard(argv[0], uplink)
     app = board.app = App(board)
     del early_reserve
     gc.collect()
     app.start()
     if app.ledger is not None:
         board.connect(app.ledger.queue)
+    else:
+        board.uplink = None  # a terminal that cannot sell has nothing to send
     app.feed(("link", False))
     asyncio.run(app.main())
     print("Q")

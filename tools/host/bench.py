@@ -5,6 +5,7 @@ queue   flash cost and speed of the transaction queue: bytes and erases per sale
         capacity and lifetime of the 512 KiB partition, and append/recover times on the
         MicroPython unix port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
+blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPython.
 uplink  records per second one back-end process ingests from 50 concurrent terminals over
         TLS on loopback (CPython clients), batch latency p50/p99, bytes on the wire per sale.
 """
@@ -191,10 +192,32 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     line("uplink_bytes_per_sale", "%.0f" % (sum(wire) / records), "bytes")
 
 
+def blacklist(entries=10_000):
+    """A 10,000-token file as the terminal keeps it, searched on MicroPython."""
+    import struct
+
+    from pos.blacklist import HEADER_SIZE
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "blacklist")
+        with open(path, "wb") as out:
+            out.write(b"BL" + struct.pack(">II", 1, entries))
+            for number in range(0, 2 * entries, 2):  # even numbers: half the probes hit
+                out.write(struct.pack(">HI", 0x7A00, number * 7919))
+        size = os.path.getsize(path)
+        line("blacklist_entries", entries, "entries")
+        line("blacklist_bytes_per_entry", "%.1f" % ((size - HEADER_SIZE) / entries), "bytes")
+        run_on_micropython(
+            "import blacklist_bench; blacklist_bench.main(%r, %d)" % (path, entries)
+        )
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "suite", choices=["queue", "sale", "uplink"], help="which benchmark to run"
+        "suite",
+        choices=["queue", "sale", "uplink", "blacklist"],
+        help="which benchmark to run",
     )
     args = parser.parse_args(argv)
     if args.suite == "queue":
@@ -204,6 +227,8 @@ def main(argv):
         sale_heap()
     elif args.suite == "uplink":
         uplink_load()
+    elif args.suite == "blacklist":
+        blacklist()
     return 0
 
 

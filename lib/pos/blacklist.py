@@ -1,0 +1,117 @@
+"""The card blacklist: sorted 6-byte card tokens in a file, searched on flash, not in RAM.
+
+File: "BL" | version (4, big-endian) | count (4) | count x 6-byte tokens in ascending order.
+Six bytes an entry on flash and a few dozen bytes of heap whatever the size: 10,000 blocked
+cards take 60 KB of the vfs partition and no heap (a set would not fit the app's heap).
+
+A delta from the back end carries a version above the file's and sorted lists of tokens to
+add and to remove; it is merged into a new file and renamed into place, so a power cut
+leaves the old list or the new one, and a stale or malformed delta changes nothing.
+"""
+
+import os
+import struct
+
+from pos.compat import const
+
+TOKEN_SIZE = const(6)
+HEADER_SIZE = const(10)
+_MAGIC = b"BL"
+
+
+class BlacklistError(ValueError):
+    """A blacklist file or delta that cannot be used; the message says why."""
+
+
+class Blacklist:
+    def __init__(self, path):
+        self.path = path
+        self._token = bytearray(TOKEN_SIZE)
+        self.version = 0
+        self.count = 0
+        try:
+            with open(path, "rb") as source:
+                header = source.read(HEADER_SIZE)
+                size = source.seek(0, 2)
+        except OSError:
+            return  # no list yet: nothing is blocked
+        if len(header) != HEADER_SIZE or header[:2] != _MAGIC:
+            raise BlacklistError("blacklist file is not a blacklist")
+        self.version, self.count = struct.unpack_from(">II", header, 2)
+        if size != HEADER_SIZE + self.count * TOKEN_SIZE:
+            raise BlacklistError("blacklist file is cut short or too long")
+
+    def contains(self, token):
+        """Whether a 6-byte token is blocked: a binary search by seeking in the file."""
+        if not self.count:
+            return False
+        token = bytes(token)
+        low, high = 0, self.count - 1
+        found = self._token
+        with open(self.path, "rb") as source:
+            while low <= high:
+                middle = (low + high) // 2
+                source.seek(HEADER_SIZE + middle * TOKEN_SIZE)
+                source.readinto(found)
+                if found == token:
+                    return True
+                if bytes(found) < token:
+                    low = middle + 1
+                else:
+                    high = middle - 1
+        return False
+
+    def apply(self, version, add, remove):
+        """Merge a delta (sorted token lists) into a new file and swap it in atomically."""
+        if version <= self.version:
+            message = "blacklist delta %d is not newer than %d"
+            raise BlacklistError(message % (version, self.version))
+        for tokens in (add, remove):
+            previous = b""
+            for token in tokens:
+                if len(token) != TOKEN_SIZE or bytes(token) <= previous:
+                    raise BlacklistError("blacklist delta is not sorted 6-byte tokens")
+                previous = bytes(token)
+        if add and remove and set(bytes(t) for t in add) & set(bytes(t) for t in remove):
+            raise BlacklistError("blacklist delta adds and removes the same token")
+        temporary = self.path + ".new"
+        count = 0
+        with open(temporary, "wb") as out:
+            out.write(_MAGIC + struct.pack(">II", version, 0))
+            for token in self._merged(add, remove):
+                out.write(token)
+                count += 1
+            out.seek(2)
+            out.write(struct.pack(">II", version, count))
+            out.flush()
+        os.rename(temporary, self.path)
+        self.version, self.count = version, count
+
+    def _merged(self, add, remove):
+        """The current tokens with `add` merged in and `remove` taken out, in order."""
+        adding = iter(add)
+        removing = iter(remove)
+        next_add = next(adding, None)
+        next_remove = next(removing, None)
+        for current in self._all():
+            while next_add is not None and bytes(next_add) < current:
+                yield bytes(next_add)
+                next_add = next(adding, None)
+            if next_add is not None and bytes(next_add) == current:
+                next_add = next(adding, None)  # already there
+            while next_remove is not None and bytes(next_remove) < current:
+                next_remove = next(removing, None)
+            if next_remove is not None and bytes(next_remove) == current:
+                continue
+            yield current
+        while next_add is not None:
+            yield bytes(next_add)
+            next_add = next(adding, None)
+
+    def _all(self):
+        if not self.count:
+            return
+        with open(self.path, "rb") as source:
+            source.seek(HEADER_SIZE)
+            for _ in range(self.count):
+                yield source.read(TOKEN_SIZE)

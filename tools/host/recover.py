@@ -5,8 +5,9 @@ finds the txq partition through the partition table, recovers the queue exactly 
 terminal does (pos.txq, the same code), opens every record with keys derived from the BDK
 (pos.dukpt, as the back end does) and lists them as text, CSV or JSON.
 
-The BDK never leaves the operator's machine: it is read from a key file (hex), e.g. the
-simulator's STATE/backend/bdk.key. The terminal's IK ID comes from --ik-id or, with
+--upload URL (with --tid and --ca) sends the records not yet acked to the back end, as the
+terminal would. The BDK never leaves the operator's machine: it is read from a key file
+(hex), e.g. the simulator's STATE/backend/bdk.key. The terminal's IK ID comes from --ik-id or, with
 --state, from STATE/backend/terminals.json.
 """
 
@@ -89,7 +90,7 @@ def open_records(image, bdk, ik_id):
     sealer = Sealer()
     rows = []
     for counter, acked, frame in queue.records():
-        row = {"counter": counter, "acked": acked, "error": ""}
+        row = {"counter": counter, "acked": acked, "error": "", "_frame": bytes(frame)}
         ksn = ksn_bytes(ik_id, counter)
         key = derive_transaction_key(ik, ksn)
         try:
@@ -132,6 +133,33 @@ def open_records(image, bdk, ik_id):
     return rows, report
 
 
+def upload(rows, url, tid, ca_file, batch_bytes=2048):
+    """POST the unsent records, oldest first, in batches as the terminal would; returns the
+    back end's last ack. Records that do not open are sent too: the back end quarantines
+    what it cannot verify, and the decision is its, not this tool's."""
+    import ssl
+
+    import httpx
+
+    context = ssl.create_default_context(cafile=ca_file)
+    frames = [row["_frame"] for row in rows if not row["acked"]]
+    ack = 0
+    with httpx.Client(base_url=url, verify=context, timeout=30) as client:
+        while frames:
+            batch, size = [], 0
+            while frames and size + len(frames[0]) <= batch_bytes:
+                size += len(frames[0])
+                batch.append(frames.pop(0))
+            try:
+                reply = client.post("/v1/terminals/%s/records" % tid, content=b"".join(batch))
+            except httpx.HTTPError as exc:
+                raise RecoverError("upload failed: %s" % exc) from None
+            if reply.status_code != 200:
+                raise RecoverError("back end answered %d: %s" % (reply.status_code, reply.text))
+            ack = reply.json()["ack"]
+    return ack
+
+
 def _read_only(*_args):
     raise RecoverError("recovery tried to write to the flash image")
 
@@ -172,6 +200,9 @@ def main(argv):
     parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
     parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--unsent", action="store_true", help="only records not yet acked")
+    parser.add_argument("--upload", metavar="URL", help="send the unsent records to this back end")
+    parser.add_argument("--tid", help="the terminal ID the back end knows (with --upload)")
+    parser.add_argument("--ca", help="the back end's CA, PEM (with --upload)")
     args = parser.parse_args(argv)
     try:
         if args.state:
@@ -200,6 +231,18 @@ def main(argv):
     except RecoverError as exc:
         sys.stderr.write("tools/recover: %s\n" % exc)
         return 2
+    if args.upload:
+        if not args.tid or not args.ca:
+            sys.stderr.write("tools/recover: --upload needs --tid and --ca\n")
+            return 2
+        try:
+            ack = upload(rows, args.upload, args.tid, args.ca)
+        except RecoverError as exc:
+            sys.stderr.write("tools/recover: %s\n" % exc)
+            return 2
+        sys.stderr.write("uploaded: the back end acked up to counter %d\n" % ack)
+    for row in rows:
+        del row["_frame"]
     if args.unsent:
         rows = [row for row in rows if not row["acked"]]
     form = "json" if args.json else args.format

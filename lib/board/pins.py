@@ -19,4 +19,3 @@ PRINTER_RX = const(16)
 PRINTER_BAUD = const(9600)
 
 BUZZER = const(4)
-STATUS_LED = const(2)

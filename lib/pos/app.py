@@ -36,11 +36,10 @@ TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
 SYNC_BACKOFF_MAX_MS = 60000
 DEVICE_KEY = "device.key"
-# Entry points (main.py, the simulator) hold a block this big from their first line, before
-# the app's code is imported, and let it go just before start(): the long-lived buffers
-# (queue, journal state, ledger) then find one contiguous region instead of the holes that
-# importing code leaves behind.
-EARLY_RESERVE_BYTES = 10 * 1024
+# The entry points (main.py, the simulator's board) hold a 10 KiB block from their first
+# line, before this code is imported, and let it go just before start(): the long-lived
+# buffers (queue, journal state, ledger) then find one contiguous region instead of the
+# holes that importing code leaves behind.
 
 
 class App:

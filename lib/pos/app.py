@@ -35,6 +35,7 @@ FIRMWARE_VERSION = "0.1.0"
 TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
 SYNC_BACKOFF_MAX_MS = 60000
+CLOCK_DRIFT_S = 60  # the back end's time replaces a clock this far off (or unset)
 DEVICE_KEY = "device.key"
 # The entry points (main.py, the simulator's board) hold a 10 KiB block from their first
 # line, before this code is imported, and let it go just before start(): the long-lived
@@ -135,6 +136,16 @@ class App:
     def _request_sync(self):
         self._sync_now = True
 
+    def _correct_clock(self, server_time):
+        """Set the clock from the back end's when it is unset or off by CLOCK_DRIFT_S."""
+        set_time = getattr(self.board, "set_time", None)
+        if not server_time or set_time is None:
+            return
+        now = self.board.unix_time()
+        if not now or abs(now - server_time) > CLOCK_DRIFT_S:
+            set_time(server_time)
+            self.board.fault("clock set from the back end: %d (was %d)" % (server_time, now))
+
     def heartbeat(self):
         """The terminal's state for the back end, sent with every batch."""
         from pos.compat import mem_free
@@ -168,10 +179,7 @@ class App:
                     await uplink.sync()
                     wait_ms = SYNC_EVERY_MS
                     self.feed(("link", True))
-                    if uplink.server_time and not self.board.unix_time():
-                        set_time = getattr(self.board, "set_time", None)
-                        if set_time is not None:
-                            set_time(uplink.server_time)
+                    self._correct_clock(uplink.server_time)
                     if asked:
                         self.feed(("synced", True))
                 except Exception as exc:  # UplinkError, MemoryError: never the app's end

@@ -126,15 +126,20 @@ def test_unknown_terminal_and_no_bdk_are_refused(tmp_path, terminal):
 
 def test_http_api(db, terminal):
     client = TestClient(make_app(db))
+    octets = {"Content-Type": "application/octet-stream"}
     reply = client.post(
         "/v1/terminals/T0001/records",
         content=terminal.batch(),
-        headers={"X-OneTill-Status": "depth=5;oldest_s=40;counter=6;heap=30000;fw=0.1.0"},
+        headers=dict(octets, **{"X-OneTill-Status": "depth=5;oldest_s=40;counter=6;fw=0.1.0"}),
     )
     assert reply.status_code == 200
     assert reply.json()["stored"] == 5 and reply.json()["server_time"] > 1_700_000_000
-    assert client.post("/v1/terminals/NOPE/records", content=b"").status_code == 404
-    assert client.post("/v1/terminals/T0001/records", content=b"\x00" * 70_000).status_code == 413
+    post = client.post
+    assert post("/v1/terminals/NOPE/records", content=b"x", headers=octets).status_code == 404
+    assert post("/v1/terminals/T0001/records", content=b"", headers=octets).status_code == 400
+    big = b"\x00" * 70_000
+    assert post("/v1/terminals/T0001/records", content=big, headers=octets).status_code == 413
+    assert post("/v1/terminals/T0001/records", content=b"x").status_code == 415
     beat = db.report()["terminals"]["T0001"]["status"]
     assert beat["depth"] == "5" and beat["fw"] == "0.1.0"
     spec = client.get("/openapi.json").json()
@@ -209,6 +214,7 @@ def test_tls_server_on_loopback(tmp_path, terminal):
         reply = httpx.post(
             server.url + "/v1/terminals/T0001/records",
             content=terminal.batch(),
+            headers={"Content-Type": "application/octet-stream"},
             verify=trust,
             timeout=10,
         )

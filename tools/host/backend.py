@@ -58,13 +58,39 @@ def make_app(db):
     @app.post(
         "/v1/terminals/{tid}/records",
         response_model=BatchReply,
-        responses={404: {"description": "unknown terminal"}, 413: {"description": "too large"}},
+        responses={
+            400: {"description": "an empty batch"},
+            404: {"description": "unknown terminal"},
+            413: {"description": "batch larger than 64 KiB"},
+            415: {"description": "not application/octet-stream"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "sealed records exactly as the terminal's queue stores them",
+                "content": {
+                    "application/octet-stream": {
+                        "schema": {
+                            "type": "string",
+                            "format": "binary",
+                            "minLength": 1,
+                            "maxLength": 65536,
+                        }
+                    }
+                },
+            }
+        },
     )
     async def records(tid: str, request: Request) -> BatchReply:
         """Sealed records exactly as the terminal's queue stores them (binary body)."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/octet-stream":
+            raise HTTPException(415, "send the batch as application/octet-stream")
         body = await request.body()
         if len(body) > MAX_BATCH_BYTES:
             raise HTTPException(413, "batch larger than %d bytes" % MAX_BATCH_BYTES)
+        if not body:
+            raise HTTPException(400, "an empty batch")
         try:
             # Key derivation is CPU work and SQLite blocks: off the event loop, one batch
             # at a time on the one connection.

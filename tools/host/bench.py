@@ -159,7 +159,11 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
             async def terminal(client, tid, bodies):
                 for body in bodies:
                     started = time.perf_counter()
-                    reply = await client.post("/v1/terminals/%s/records" % tid, content=body)
+                    reply = await client.post(
+                        "/v1/terminals/%s/records" % tid,
+                        content=body,
+                        headers={"Content-Type": "application/octet-stream"},
+                    )
                     latencies.append(time.perf_counter() - started)
                     assert reply.status_code == 200 and reply.json()["stored"] == batch_records
                     head = (

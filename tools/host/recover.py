@@ -151,7 +151,11 @@ def upload(rows, url, tid, ca_file, batch_bytes=2048):
                 size += len(frames[0])
                 batch.append(frames.pop(0))
             try:
-                reply = client.post("/v1/terminals/%s/records" % tid, content=b"".join(batch))
+                reply = client.post(
+                    "/v1/terminals/%s/records" % tid,
+                    content=b"".join(batch),
+                    headers={"Content-Type": "application/octet-stream"},
+                )
             except httpx.HTTPError as exc:
                 raise RecoverError("upload failed: %s" % exc) from None
             if reply.status_code != 200:

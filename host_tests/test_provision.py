@@ -23,6 +23,19 @@ def run(module, *args, timeout=120):
     )
 
 
+def provision(config, key, terminal_id, *extra):
+    return run(
+        "tools.host.provision",
+        "--config",
+        config,
+        "--bdk-file",
+        key,
+        "--terminal-id",
+        terminal_id,
+        *extra,
+    )
+
+
 def config_dir(tmp_path, terminal_id="TP0001", broken=False):
     folder = tmp_path / "config"
     folder.mkdir()
@@ -39,20 +52,7 @@ def test_provision_sell_recover_round_trip(tmp_path):
     config, key = config_dir(tmp_path)
     out = tmp_path / "out"
     db = str(tmp_path / "backend.db")
-    done = run(
-        "tools.host.provision",
-        "--config",
-        config,
-        "--bdk-file",
-        key,
-        "--terminal-id",
-        "TP0001",
-        "--out",
-        str(out),
-        "--flash-image",
-        "--register",
-        db,
-    )
+    done = provision(config, key, "TP0001", "--out", str(out), "--flash-image", "--register", db)
     assert done.returncode == 0, done.stderr
     assert "provisioned terminal TP0001" in done.stdout and "registered" in done.stdout
     identity = json.loads((out / "identity.json").read_text())
@@ -115,42 +115,14 @@ def test_provision_sell_recover_round_trip(tmp_path):
 def test_malformed_config_is_refused_and_nothing_written(tmp_path):
     config, key = config_dir(tmp_path, broken=True)
     out = tmp_path / "out"
-    done = run(
-        "tools.host.provision",
-        "--config",
-        config,
-        "--bdk-file",
-        key,
-        "--terminal-id",
-        "TP0001",
-        "--out",
-        str(out),
-    )
+    done = provision(config, key, "TP0001", "--out", str(out))
     assert done.returncode == 2 and "config refused" in done.stderr and "name" in done.stderr
     assert not out.exists()
 
 
 def test_dry_run_and_wrong_terminal_id(tmp_path):
     config, key = config_dir(tmp_path)
-    dry = run(
-        "tools.host.provision",
-        "--config",
-        config,
-        "--bdk-file",
-        key,
-        "--terminal-id",
-        "TP0001",
-        "--dry-run",
-    )
+    dry = provision(config, key, "TP0001", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.startswith("would provision")
-    wrong = run(
-        "tools.host.provision",
-        "--config",
-        config,
-        "--bdk-file",
-        key,
-        "--terminal-id",
-        "TP9999",
-        "--dry-run",
-    )
+    wrong = provision(config, key, "TP9999", "--dry-run")
     assert wrong.returncode == 2 and "names TP0001" in wrong.stderr

@@ -67,16 +67,9 @@ def test_provision_sell_recover_round_trip(tmp_path):
     )
     assert sold.returncode == 0, sold.stdout + sold.stderr
     assert "|APPROVED        |" in sold.stdout
-    recovered = run(
-        "tools.host.recover",
-        "--flash",
-        os.path.join(state, "flash.bin"),
-        "--bdk-file",
-        key,
-        "--ik-id",
-        identity["ik_id"],
-        "--json",
-    )
+    dump = ("--flash", os.path.join(state, "flash.bin"), "--bdk-file", key)
+    dump += ("--ik-id", identity["ik_id"])
+    recovered = run("tools.host.recover", *dump, "--json")
     assert recovered.returncode == 0, recovered.stderr
     (sale,) = json.loads(recovered.stdout)
     assert (sale["merchant_number"], sale["amount_minor"], sale["method"]) == (2, 1234, "cash")
@@ -91,12 +84,7 @@ def test_provision_sell_recover_round_trip(tmp_path):
     try:
         sent = run(
             "tools.host.recover",
-            "--flash",
-            os.path.join(state, "flash.bin"),
-            "--bdk-file",
-            key,
-            "--ik-id",
-            identity["ik_id"],
+            *dump,
             "--upload",
             server.url,
             "--tid",

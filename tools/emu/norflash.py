@@ -62,6 +62,7 @@ class NorFlash:
         self._cut_at = -1
         self._cut_seed = 1
         self.dead = False
+        self.files = {}  # the files CutStore keeps on this chip: name -> [buffer, length]
 
     def erase_all(self):
         """A chip erase, and the counters back to zero (a fresh chip, without reallocating)."""
@@ -71,6 +72,8 @@ class NorFlash:
         self.programmed_bytes = self.program_ops = self.erases = self.ops = 0
         if self.erase_counts is not None:
             self.erase_counts = array("I", bytes(4 * self.sector_count))
+        for entry in self.files.values():
+            entry[1] = -1  # gone, but the buffer stays for the next file of that name
         self.reboot()
 
     # --- power-cut scheduling -------------------------------------------------------------
@@ -228,39 +231,70 @@ def _open_image(path, minimum_size):
 class CutStore:
     """The journal's state files (pos.store.FileStore's interface) as they behave on the
     chip's LittleFS: a write is atomic (old or new contents, never a mixture) and takes part
-    in the flash's power-cut schedule as one operation. Each file keeps one buffer that
-    writes reuse, so a long run does not fragment a small heap."""
+    in the flash's power-cut schedule as one operation. A file is a list of 256-byte blocks,
+    as on the chip, that later writes reuse; the chip keeps them (a test reusing a chip
+    reuses them too). So the store never asks a small, broken-up heap for a large block."""
+
+    BLOCK = 256
 
     def __init__(self, flash):
         self._flash = flash
-        self._files = {}  # name -> [buffer, length]
+        self._files = flash.files  # name -> [blocks, length (-1: no such file)]
         self.writes = 0
 
-    def read(self, name):
+    def _entry(self, name):
         entry = self._files.get(name)
-        return None if entry is None else bytes(memoryview(entry[0])[: entry[1]])
+        return None if entry is None or entry[1] < 0 else entry
+
+    def read(self, name):
+        entry = self._entry(name)
+        if entry is None:
+            return None
+        data = bytearray(entry[1])
+        self._copy_out(entry, data)
+        return bytes(data)
 
     def size(self, name):
-        entry = self._files.get(name)
+        entry = self._entry(name)
         return None if entry is None else entry[1]
 
     def read_into(self, name, buf):
-        entry = self._files.get(name)
+        entry = self._entry(name)
         if entry is None:
             return None
-        buf[: entry[1]] = memoryview(entry[0])[: entry[1]]
+        self._copy_out(entry, buf)
         return entry[1]
+
+    def _copy_out(self, entry, buf):
+        length = entry[1]
+        view = memoryview(buf)
+        for index, block in enumerate(entry[0]):
+            start = index * self.BLOCK
+            if start >= length:
+                break
+            end = min(start + self.BLOCK, length)
+            view[start:end] = memoryview(block)[: end - start]
 
     def write(self, name, data):
         if self._flash._cutting_now():
             self._flash.dead = True
             raise PowerCut("cut while writing %s" % name)
         entry = self._files.get(name)
-        if entry is None or len(entry[0]) < len(data):
-            entry = self._files[name] = [bytearray(len(data) + 512), 0]
-        entry[0][: len(data)] = data
-        entry[1] = len(data)
+        if entry is None:
+            entry = self._files[name] = [[], -1]
+        blocks = entry[0]
+        length = len(data)
+        while len(blocks) * self.BLOCK < length:
+            blocks.append(bytearray(self.BLOCK))
+        view = memoryview(data)
+        for index in range((length + self.BLOCK - 1) // self.BLOCK):
+            start = index * self.BLOCK
+            end = min(start + self.BLOCK, length)
+            blocks[index][: end - start] = view[start:end]
+        entry[1] = length
         self.writes += 1
 
     def remove(self, name):
-        self._files.pop(name, None)
+        entry = self._files.get(name)
+        if entry is not None:
+            entry[1] = -1

@@ -76,6 +76,12 @@ def core_test_modules():
     )
 
 
+def core_tests(module):
+    """The test functions of a core test module, in the order the runner takes them."""
+    with open(os.path.join(CORE_TESTS, module + ".py")) as source:
+        return sorted(re.findall(r"^def (test_\w+)\(", source.read(), re.M))
+
+
 def _run_on_micropython(module, image, env):
     # The process heap holds the ROMFS image (the device maps it from flash) and the app's
     # 96 KiB; the runner pins the free heap to exactly APP_HEAP before any test runs.
@@ -110,11 +116,13 @@ def stage_micropython():
     # from the ROMFS image of .mpy files, never from source.
     env["MICROPYPATH"] = ".frozen"
     passed = failed = 0
-    modules = core_test_modules()
+    # One process per test: each starts on a whole 96 KiB heap, as a terminal boots, and
+    # none inherits the holes an earlier test left behind.
+    tests = [m + "." + t for m in core_test_modules() for t in core_tests(m)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        runs = pool.map(lambda m: _run_on_micropython(m, image, env), modules)
-        for module, result in runs:
-            print("== micropython", module)
+        runs = pool.map(lambda name: _run_on_micropython(name, image, env), tests)
+        for name, result in runs:
+            print("== micropython", name)
             _show(result)
             counts = re.search(r"^(\d+) passed, (\d+) failed$", result.stdout, re.M)
             if counts:

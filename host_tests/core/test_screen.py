@@ -89,9 +89,19 @@ def test_put_right_clips_long_text_to_the_row():
     assert screen.row(4) == "below"
 
 
+def test_a_nul_ends_the_text_as_in_a_padded_text_table_row():
+    screen = Screen()
+    row = memoryview(b"Link\0\0\0\0up\0\0\0\0\0\0")
+    screen.put(1, row[0:8])
+    screen.put(1, row[8:16], right=True)
+    assert screen.row(1) == "Link" + " " * 10 + "up"
+    screen.put(2, b"\0hidden")
+    assert screen.row(2) == ""
+
+
 def test_non_ascii_and_control_characters_show_as_question_marks():
     screen = Screen()
-    screen.put(1, b"\x00A\x1fB\x7fC\xffD")
+    screen.put(1, b"\x01A\x1fB\x7fC\xffD")
     assert screen.row(1) == "?A?B?C?D"
     screen.put(2, "tab\there")
     assert screen.row(2) == "tab?here"

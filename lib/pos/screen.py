@@ -33,7 +33,8 @@ class Screen:
         self.focus = 1
 
     def put(self, row, text, col=0, right=False):
-        """Write text (str or bytes) into a row; right=True aligns it to the right edge.
+        """Write text (str, bytes or a memoryview of bytes) into a row; right=True aligns it
+        to the right edge.
         Writing from column 0 replaces the whole row. Text past the edge is cut; characters
         outside printable ASCII show as one '?' each (bytes are taken as UTF-8, as a
         merchant's label is)."""
@@ -48,10 +49,15 @@ class Screen:
         # A character beyond ASCII is 2 to 4 bytes in UTF-8 ("Cafe" with an accent is 5
         # bytes): count characters, not bytes, and skip the continuation bytes (10xxxxxx),
         # so the name takes one column per character and stays aligned and clipped right.
+        # A NUL ends the text: rows of a module's text table are padded with them.
         size = len(text)
         length = 0
         for i in range(size):
-            if text[i] & 0xC0 != 0x80:
+            code = text[i]
+            if not code:
+                size = i
+                break
+            if code & 0xC0 != 0x80:
                 length += 1
         if length > COLS - col:
             length = COLS - col

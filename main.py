@@ -9,7 +9,7 @@ import machine
 from board import safemode
 
 # Held before the app's code is imported, let go just before it starts (see pos.app).
-_early_reserve = bytearray(10 * 1024)  # type: bytearray | None
+_early_reserve = bytearray(16 * 1024)  # type: bytearray | None
 
 
 def start():

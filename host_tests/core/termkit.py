@@ -91,7 +91,7 @@ def chip(sectors, sector_size):
 class Kit:
     """One terminal with its flash; boot() again to simulate a restart on the same flash."""
 
-    def __init__(self, sectors=8, sector_size=256, **settings):
+    def __init__(self, sectors=8, sector_size=256, limits=None, unix=1_795_000_000, **settings):
         self.flash = chip(sectors, sector_size)
         self.store = CutStore(self.flash)
         Journal.provision(self.store, STORAGE_KEY, IK, IK_ID)
@@ -101,25 +101,33 @@ class Kit:
         self.beeps = 0
         self.uploads = 0
         self.now_ms = 0
-        self.unix = 1_795_000_000  # 2026-11-17
+        self.unix = unix  # 2026-11-17 11:06:40 UTC; 0: the clock is not set
+        self.limits = limits  # Tea House's limits (it has none by default)
         self.boot()
 
     def boot(self):
         # A restart: drop the running terminal before building the next (as a reset does),
         # so two of them never share a 96 KiB heap.
         self.terminal = self.runner = self.ledger = None
+        self.flash.reboot()  # the power is back, if it was cut
         gc.collect()
         self.ledger = Ledger(TxQueue(self.flash), self.store, STORAGE_KEY)
-        # As the app does: parse the config, then unload the parser to free its heap.
+        # As the app does: the terminal, then the config parsed (and the parser unloaded to
+        # free its heap), then the terminal configured.
+        self.terminal = Terminal(self.settings, None, None, self.ledger, None, None, "starting")
         from pos import config
 
-        merchants = config.parse_merchants(merchants_doc())
+        doc = merchants_doc()
+        if self.limits:
+            doc["merchants"][1]["limits"] = self.limits
+        merchants = config.parse_merchants(doc)
+        doc = None
         cashiers = config.parse_cashiers(cashiers_doc(), merchants)
         config = None
         unload("pos.config")
         self.risk = Risk()
-        self.terminal = Terminal(
-            self.settings, merchants, cashiers, self.ledger, Tokenizer(TOKEN_KEY), self.risk
+        self.terminal.configure(
+            self.settings, merchants, cashiers, Tokenizer(TOKEN_KEY), self.risk
         )
         self.runner = Runner(self.terminal, self.ledger, self._print, self._beep, self._upload)
         self.feed(("link", True))
@@ -167,3 +175,24 @@ class Kit:
         self.keys(amount + " #")
         self.keys(method)
         return self.keys("#")
+
+    def card_sale(self, merchant="2", amount="1 2 3 4", card=CARD):
+        """A sale keyed with a card number; returns the screen after confirming."""
+        self.keys(merchant + " # " + amount + " # 1 " + " ".join(card) + " #")
+        return self.keys("#")
+
+    def newest(self):
+        """The newest record in the queue, opened."""
+        from sealcheck import open_record
+
+        newest = None
+        for entry in self.ledger.queue.unsent():
+            newest = entry
+        return open_record(*newest)
+
+    def at(self, unix):
+        """Set the wall clock (0: not set) and let a tick carry it to the terminal."""
+        self.unix = unix - self.now_ms // 1000 if unix else 0
+        if not unix:
+            self.terminal.unix = 0
+        self.tick(0)

@@ -6,38 +6,37 @@ from norflash import PowerCut
 from pos.record import DECLINE, FLAG_OFFLINE, SALE
 from pos.risk import CARD_BLOCKED, OVER_OFFLINE_LIMIT
 from sealcheck import open_record
-from termkit import CARD, Kit
+from termkit import Kit
 
 
 def stored(kit):
     return [open_record(counter, frame) for counter, frame in kit.ledger.queue.unsent()]
 
 
-def card_sale(kit, merchant="1", amount="1 2 3 4"):
-    kit.keys(merchant + " # " + amount + " # 1 " + " ".join(CARD) + " #")
-    return kit.keys("#")
-
-
 def test_offline_limit_declines_and_records_the_decline():
     kit = Kit()
     kit.login()
     kit.feed(("link", False))
-    rows = kit.sale(merchant="1", amount="2 0 0 0 1")  # Noodle Bar: 200.00 offline cap
+    rows = kit.card_sale("1", "2 0 0 0 1")  # Noodle Bar: 200.00 offline cap
     assert rows[1] == "DECLINED"
     assert rows[3] == "Offline limit"
     (decline,) = stored(kit)
     assert decline.kind == DECLINE and decline.reason == OVER_OFFLINE_LIMIT
     assert decline.flags & FLAG_OFFLINE
     kit.keys("#")
-    rows = kit.sale(merchant="1", amount="2 0 0 0 0")
+    rows = kit.card_sale("1", "2 0 0 0 0")
     assert rows[1] == "APPROVED" and rows[5] == "OFFLINE"
     assert "OFFLINE - not yet sent" in "\n".join(kit.printed[-1])
+    kit.keys("#")
+    # Cash is in the drawer: the offline limits are for cards and mobile payments.
+    rows = kit.sale(merchant="1", amount="2 0 0 0 1")
+    assert rows[1] == "APPROVED" and rows[5] == "OFFLINE"
 
 
 def test_blocked_card_is_declined():
     kit = Kit()
     kit.login()
-    card_sale(kit)
+    kit.card_sale("1")
     from expect import scratch
     from pos.blacklist import Blacklist
 
@@ -45,7 +44,7 @@ def test_blocked_card_is_declined():
     kit.risk.blacklist = Blacklist(scratch("blacklist"))
     kit.risk.blacklist.apply(1, [token], [])  # a delta arriving mid-day
     kit.keys("#")
-    rows = card_sale(kit)
+    rows = kit.card_sale("1")
     assert rows[1] == "DECLINED" and rows[3] == "Card blocked"
     assert stored(kit)[-1].reason == CARD_BLOCKED
 

@@ -2,16 +2,11 @@
 
 from pos.record import CASH, CREDIT, FLAG_SUPERVISOR, REFUND, VOID
 from sealcheck import open_record
-from termkit import CARD, Kit
+from termkit import Kit
 
 
 def stored(kit):
     return [open_record(counter, frame) for counter, frame in kit.ledger.queue.unsent()]
-
-
-def card_sale(kit, merchant="1", amount="1 2 3 4"):
-    kit.keys(merchant + " # " + amount + " # 1 " + " ".join(CARD) + " #")
-    return kit.keys("#")
 
 
 def test_void_last_sale():
@@ -47,7 +42,7 @@ def test_void_needs_an_assigned_merchant():
 def test_refund_with_supervisor():
     kit = Kit()
     kit.login()
-    card_sale(kit)
+    kit.card_sale("1")
     kit.keys("#")
     rows = kit.keys("A 2")
     assert rows[2] == "Supervisor PIN"
@@ -77,7 +72,7 @@ def test_refund_with_supervisor():
 def test_refund_the_rest_and_no_more():
     kit = Kit()
     kit.login()
-    card_sale(kit)
+    kit.card_sale("1")
     kit.keys("# A 2 9 9 9 9 # 1 # 5 0 0 # # #")  # a first refund of 5.00
     kit.keys("A 2 9 9 9 9 # 1 # 7 3 5 #")
     assert kit.shows("Max 7.34")

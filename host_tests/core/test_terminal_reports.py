@@ -3,16 +3,11 @@ the menu's code loaded only while in use."""
 
 from pos.record import SETTLEMENT
 from sealcheck import open_record
-from termkit import CARD, Kit
+from termkit import Kit
 
 
 def stored(kit):
     return [open_record(counter, frame) for counter, frame in kit.ledger.queue.unsent()]
-
-
-def card_sale(kit, merchant="1", amount="1 2 3 4"):
-    kit.keys(merchant + " # " + amount + " # 1 " + " ".join(CARD) + " #")
-    return kit.keys("#")
 
 
 def test_x_report_shows_and_prints_totals_without_reset():
@@ -20,7 +15,7 @@ def test_x_report_shows_and_prints_totals_without_reset():
     kit.login()
     kit.sale(merchant="2", amount="1 0 0 0")
     kit.keys("#")
-    card_sale(kit, merchant="2", amount="2 5 0")
+    kit.card_sale("2", "2 5 0")
     kit.keys("#")
     kit.printed.clear()
     rows = kit.keys("A 3 2 #")

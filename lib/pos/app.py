@@ -37,10 +37,10 @@ SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a fa
 SYNC_BACKOFF_MAX_MS = 60000
 CLOCK_DRIFT_S = 60  # the back end's time replaces a clock this far off (or unset)
 DEVICE_KEY = "device.key"
-# The entry points (main.py, the simulator's board) hold a 10 KiB block from their first
+# The entry points (main.py, the simulator's board) hold a 16 KiB block from their first
 # line, before this code is imported, and let it go just before start(): the long-lived
-# buffers (queue, journal state, ledger) then find one contiguous region instead of the
-# holes that importing code leaves behind.
+# buffers start() makes (queue, journal state, ledger, config) then find one contiguous
+# region instead of the holes that importing code leaves behind.
 
 
 class App:
@@ -71,7 +71,11 @@ class App:
         except (JournalError, QueueError, ValueError) as exc:
             fault = exc
             board.fault("start: %r" % (exc,))
-        settings = merchants = cashiers = None
+        # The terminal first, with the heap still whole (parsing JSON leaves holes all over
+        # it); it is configured once the config is read.
+        settings = Settings()
+        self.terminal = Terminal(settings, None, None, self.ledger, None, None, "starting")
+        merchants = cashiers = None
         if fault is None:  # a terminal without its keys cannot sell, whatever its config
             try:
                 from pos import config  # unloaded below: parsing is needed only now
@@ -82,11 +86,9 @@ class App:
                 board.fault("config: %s" % (exc,))
             config = None
             unload("pos.config")
-        if settings is None:
-            settings = Settings()
         tokenizer = Tokenizer(settings.card_token_key) if fault is None else None
-        self.terminal = Terminal(
-            settings, merchants, cashiers, self.ledger, tokenizer, self._risk(), fault, title
+        self.terminal.configure(
+            settings, merchants, cashiers, tokenizer, self._risk(), fault, title
         )
         self.runner = Runner(
             self.terminal,

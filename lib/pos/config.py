@@ -7,9 +7,11 @@ than guess which merchant a sale belongs to.
 
 terminal.json  {"terminal_id": "T0001", "idle_logout_s": 300, "result_timeout_s": 20,
                 "lockout_base_s": 30, "receipt_columns": 32, "utc_offset_min": 60,
-                "menu_rows": 5, "card_token_key": "<32 hex digits>"}
+                "menu_rows": 5, "velocity_max_uses": 3, "velocity_window_min": 10,
+                "card_token_key": "<32 hex digits>"}
 merchants.json {"version": 4, "merchants": [{"number": 1, "merchant_id": "100000000000001",
-                "name": "Noodle Bar", "currency": "EUR", "limits": {"max_sale_minor": 50000}}]}
+                "name": "Noodle Bar", "currency": "EUR", "limits": {"max_sale_minor": 50000,
+                "max_day_count": 500, "anomaly_factor": 5}}]}  (every limit: pos.merchants)
 cashiers.json  {"version": 4, "pin_salt": "<hex, 8+ bytes>", "pin_rounds": 2000,
                 "cashiers": [{"number": 1, "name": "Ana", "role": "cashier",
                 "merchants": [1, 2] or "all", "pin_hash": "<hex of cashiers.hash_pin()>"}]}
@@ -29,11 +31,19 @@ MERCHANT_NAME_CHARS = 24
 CASHIER_NAME_CHARS = 16
 ROLES = {"cashier": CASHIER, "supervisor": SUPERVISOR, "admin": ADMIN}
 
-# Limits a merchant may set, with their defaults. Amounts are minor units.
-LIMIT_DEFAULTS = (
-    ("max_sale_minor", MAX_AMOUNT_MINOR),
-    ("max_refund_minor", MAX_AMOUNT_MINOR),
-    ("max_offline_sale_minor", MAX_AMOUNT_MINOR),
+# (name, lowest, highest) of each limit a merchant may set (pos.merchants.LIMITS gives the
+# defaults: none). Amounts are minor units; anomaly_factor is 0 (off) or 2 and more.
+LIMIT_RANGES = (
+    ("max_sale_minor", 1, MAX_AMOUNT_MINOR),
+    ("max_refund_minor", 1, MAX_AMOUNT_MINOR),
+    ("max_offline_sale_minor", 1, MAX_AMOUNT_MINOR),
+    ("max_day_count", 1, MAX_AMOUNT_MINOR),
+    ("max_day_minor", 1, MAX_AMOUNT_MINOR),
+    ("max_refund_day_minor", 1, MAX_AMOUNT_MINOR),
+    ("max_offline_count", 1, MAX_AMOUNT_MINOR),
+    ("max_offline_total_minor", 1, MAX_AMOUNT_MINOR),
+    ("max_offline_age_s", 60, MAX_AMOUNT_MINOR),
+    ("anomaly_factor", 0, 1000),
 )
 
 # (name, default, lowest, highest) of each whole-number terminal setting.
@@ -44,6 +54,8 @@ SETTING_NUMBERS = (
     ("receipt_columns", 32, 32, 48),
     ("utc_offset_min", 0, -720, 840),
     ("menu_rows", 5, 2, 5),
+    ("velocity_max_uses", 0, 0, 16),  # card uses allowed in the window; 0: no velocity rule
+    ("velocity_window_min", 10, 1, 1440),
 )
 
 
@@ -149,8 +161,11 @@ def _limits(doc, where):
     if not isinstance(doc, dict):
         raise ConfigError(where + ": limits must be an object")
     limits = {}
-    for name, default in LIMIT_DEFAULTS:
-        limits[name] = _int(doc.get(name, default), where, name, 1, MAX_AMOUNT_MINOR)
+    for name, low, high in LIMIT_RANGES:
+        if name in doc:
+            limits[name] = _int(doc[name], where, name, low, high)
+    if limits.get("anomaly_factor") == 1:
+        raise ConfigError(where + ": anomaly_factor must be 0 (off) or at least 2")
     for name in doc:
         if name not in limits:
             raise ConfigError(where + ": unknown limit " + str(name))

@@ -59,6 +59,7 @@ _EXHAUSTED = 0x100000000  # in-memory counter once every counter is used up
 _STATE_VERSION = const(1)
 _STATE_HEAD = const(17)
 _STATE_MIN = const(21)
+MAX_PACKED_SIZE = _STATE_HEAD + _NUM_REG * _KEY_LEN + 4  # every register in use
 
 _ZERO_KEY = bytes(_KEY_LEN)
 

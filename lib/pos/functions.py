@@ -6,11 +6,12 @@ terminal it is given: its entries, amount, screen, ledger and effects.
 """
 
 from pos.clock import format_datetime, is_set
-from pos.compat import mem_free
+from pos.compat import const, mem_free
 from pos.money import format_minor
 from pos.receipt import center, pair
 from pos.record import FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
 from pos.reports import METHOD_LABELS
+from pos.risk import today
 from pos.screen import HINT, TITLE
 from pos.terminal import (
     MENU,
@@ -25,15 +26,98 @@ from pos.terminal import (
     Z_CONFIRM,
 )
 
-_REPORT_ROWS = 5
-_MENU_ITEMS = (
-    b"1 Void last",
-    b"2 Refund",
-    b"3 X report",
-    b"4 Z settle",
-    b"5 Status",
-    b"6 Sync now",
+# The words this module shows, as one bytes constant of 16-byte rows (NUL-padded): a
+# literal each would be an object of its own on the heap, about 40 bytes apiece on the
+# 64-bit port. _text(n) is row n, for Screen.put (which stops at the first NUL).
+_TEXT = (
+    b"1 Void last\0\0\0\0\0"  # 0
+    b"2 Refund\0\0\0\0\0\0\0\0"  # 1
+    b"3 X report\0\0\0\0\0\0"  # 2
+    b"4 Z settle\0\0\0\0\0\0"  # 3
+    b"5 Status\0\0\0\0\0\0\0\0"  # 4
+    b"6 Sync now\0\0\0\0\0\0"  # 5
+    b"No sale to void\0"  # 6
+    b"Not assigned\0\0\0\0"  # 7
+    b"Merchant removed"  # 8
+    b"Sync started\0\0\0\0"  # 9
+    b"Logged out\0\0\0\0\0\0"  # 10
+    b"Not a supervisor"  # 11
+    b"No such receipt\0"  # 12
+    b"Already refunded"  # 13
+    b"Over refund cap\0"  # 14
+    b"Daily refund cap"  # 15
+    b"Totals reset\0\0\0\0"  # 16
+    b"Functions\0\0\0\0\0\0\0"  # 17
+    b"7 Log out *back\0"  # 18
+    b"Supervisor PIN\0\0"  # 19
+    b"#OK *back\0\0\0\0\0\0\0"  # 20
+    b"Refund\0\0\0\0\0\0\0\0\0\0"  # 21
+    b"Orig. receipt no"  # 22
+    b"Void receipt\0\0\0\0"  # 23
+    b"Refund receipt\0\0"  # 24
+    b"Settle batch\0\0\0\0"  # 25
+    b"Sales\0\0\0\0\0\0\0\0\0\0\0"  # 26
+    b"#settle *back\0\0\0"  # 27
+    b"C/D page #done\0\0"  # 28
+    b"Status\0\0\0\0\0\0\0\0\0\0"  # 29
+    b"Link\0\0\0\0\0\0\0\0\0\0\0\0"  # 30
+    b"up\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 31
+    b"DOWN\0\0\0\0\0\0\0\0\0\0\0\0"  # 32
+    b"Unsent\0\0\0\0\0\0\0\0\0\0"  # 33
+    b"Oldest min\0\0\0\0\0\0"  # 34
+    b"-\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 35
+    b"Key counter\0\0\0\0\0"  # 36
+    b"Free mem\0\0\0\0\0\0\0\0"  # 37
+    b"n/a\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 38
+    b"#OK\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 39
 )
+_T_1_VOID_LAST = const(0)
+_T_2_REFUND = const(1)
+_T_3_X_REPORT = const(2)
+_T_4_Z_SETTLE = const(3)
+_T_5_STATUS = const(4)
+_T_6_SYNC_NOW = const(5)
+_T_NO_SALE_TO_VOID = const(6)
+_T_NOT_ASSIGNED = const(7)
+_T_MERCHANT_REMOVED = const(8)
+_T_SYNC_STARTED = const(9)
+_T_LOGGED_OUT = const(10)
+_T_NOT_A_SUPERVISOR = const(11)
+_T_NO_SUCH_RECEIPT = const(12)
+_T_ALREADY_REFUNDED = const(13)
+_T_OVER_REFUND_CAP = const(14)
+_T_DAILY_REFUND_CAP = const(15)
+_T_TOTALS_RESET = const(16)
+_T_FUNCTIONS = const(17)
+_T_7_LOG_OUT_BACK = const(18)
+_T_SUPERVISOR_PIN = const(19)
+_T_OK_BACK = const(20)
+_T_REFUND = const(21)
+_T_ORIG_RECEIPT_NO = const(22)
+_T_VOID_RECEIPT = const(23)
+_T_REFUND_RECEIPT = const(24)
+_T_SETTLE_BATCH = const(25)
+_T_SALES = const(26)
+_T_SETTLE_BACK = const(27)
+_T_C_D_PAGE_DONE = const(28)
+_T_STATUS = const(29)
+_T_LINK = const(30)
+_T_UP = const(31)
+_T_DOWN = const(32)
+_T_UNSENT = const(33)
+_T_OLDEST_MIN = const(34)
+_T_BLANK = const(35)
+_T_KEY_COUNTER = const(36)
+_T_FREE_MEM = const(37)
+_T_N_A = const(38)
+_T_OK = const(39)
+
+
+def _text(number):
+    return memoryview(_TEXT)[number * 16 : number * 16 + 16]
+
+
+_REPORT_ROWS = 5
 
 
 def report_lines(totals, merchant, exponent):
@@ -102,11 +186,11 @@ class Functions:
         elif key == "1":
             original = t.ledger.last_voidable_sale()
             if original is None:
-                t.message = b"No sale to void"
+                t.message = _text(_T_NO_SALE_TO_VOID)
             elif not t.cashier.may_use(original[4]):
-                t.message = b"Not assigned"
+                t.message = _text(_T_NOT_ASSIGNED)
             elif t.merchants.get(original[4]) is None:
-                t.message = b"Merchant removed"
+                t.message = _text(_T_MERCHANT_REMOVED)
             else:
                 self.original = original
                 t.merchant = t.merchants.get(original[4])
@@ -123,9 +207,9 @@ class Functions:
             t.state = STATUS
         elif key == "6":
             t.effects.append(("upload",))
-            t.message = b"Sync started"
+            t.message = _text(_T_SYNC_STARTED)
         elif key == "7":
-            t.logout(b"Logged out")
+            t.logout(_text(_T_LOGGED_OUT))
 
     def _supervisor_key(self, key):
         t = self.t
@@ -144,7 +228,7 @@ class Functions:
         if supervisor is None or not supervisor.is_supervisor():
             t.wrong_pin()
             if t.state == SUPERVISOR_PIN and not t.message:
-                t.message = b"Not a supervisor"
+                t.message = _text(_T_NOT_A_SUPERVISOR)
             return
         t.wrong_pins = 0
         self.supervisor = supervisor
@@ -168,11 +252,11 @@ class Functions:
             original = t.ledger.sale_for_refund(receipt)
             merchant = t.merchants.get(original[4]) if original else None
             if original is None or merchant is None:
-                t.message = b"No such receipt"
+                t.message = _text(_T_NO_SUCH_RECEIPT)
             elif not t.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
-                t.message = b"Not assigned"
+                t.message = _text(_T_NOT_ASSIGNED)
             elif original[7] - original[8] <= 0:
-                t.message = b"Already refunded"
+                t.message = _text(_T_ALREADY_REFUNDED)
             else:
                 self.original = original
                 t.merchant = merchant
@@ -187,7 +271,11 @@ class Functions:
         if value > remaining:
             t.message = "Max " + format_minor(remaining, merchant.exponent)
         elif value > merchant.limit("max_refund_minor"):
-            t.message = b"Over refund cap"
+            t.message = _text(_T_OVER_REFUND_CAP)
+        elif today(t.ledger, merchant.number, t.now())[2] + value > merchant.limit(
+            "max_refund_day_minor"
+        ):
+            t.message = _text(_T_DAILY_REFUND_CAP)
         else:
             t.state = REFUND_CONFIRM
 
@@ -285,7 +373,7 @@ class Functions:
         t = self.t
         settings = t.settings
         batch = record.reference
-        t.result = ("Z BATCH %d DONE" % batch, b"Totals reset")
+        t.result = ("Z BATCH %d DONE" % batch, _text(_T_TOTALS_RESET))
         t.effects.append(
             (
                 "print",
@@ -308,20 +396,20 @@ class Functions:
         t = self.t
         state = t.state
         if state == MENU:
-            screen.put(TITLE, b"Functions")
+            screen.put(TITLE, _text(_T_FUNCTIONS))
             for row in range(6):
-                screen.put(row + 1, _MENU_ITEMS[row])
-            screen.put(HINT, b"7 Log out *back")
+                screen.put(row + 1, _text(_T_1_VOID_LAST + row))  # the six items, in order
+            screen.put(HINT, _text(_T_7_LOG_OUT_BACK))
         elif state == SUPERVISOR_PIN:
-            screen.put(2, b"Supervisor PIN")
+            screen.put(2, _text(_T_SUPERVISOR_PIN))
             t.draw_masked(3, t.entry.length)
-            screen.put(HINT, b"#OK *back")
+            screen.put(HINT, _text(_T_OK_BACK))
             screen.focus = 2
         elif state == REFUND_RECEIPT:
-            screen.put(TITLE, b"Refund")
-            screen.put(2, b"Orig. receipt no")
+            screen.put(TITLE, _text(_T_REFUND))
+            screen.put(2, _text(_T_ORIG_RECEIPT_NO))
             screen.put(3, t.entry.view(), right=True)
-            screen.put(HINT, b"#OK *back")
+            screen.put(HINT, _text(_T_OK_BACK))
             screen.focus = 2
         elif state == REFUND_CONFIRM or state == VOID_CONFIRM:
             self._draw_confirm(screen)
@@ -336,7 +424,7 @@ class Functions:
         t = self.t
         original = self.original
         void = t.state == VOID_CONFIRM
-        screen.put(1, b"Void receipt" if void else b"Refund receipt")
+        screen.put(1, _text(_T_VOID_RECEIPT) if void else _text(_T_REFUND_RECEIPT))
         screen.put_digits(1, original[0], 0)
         if void:
             screen.put(2, t.merchant.currency_code)
@@ -344,20 +432,20 @@ class Functions:
         else:
             t.draw_amount_line(2)
         t.draw_card_line(3, original[5], original[10])
-        screen.put(HINT, b"#OK *back")
+        screen.put(HINT, _text(_T_OK_BACK))
         screen.focus = 1
 
     def _draw_z_confirm(self, screen):
         merchant = self.report_merchant
         totals = self.t.ledger.totals
-        screen.put(1, b"Settle batch")
+        screen.put(1, _text(_T_SETTLE_BATCH))
         screen.put_digits(1, totals.batch(merchant.number), 0)
         screen.put(2, "Net " + merchant.currency_code)
         screen.put(2, format_minor(totals.net(merchant.number), merchant.exponent), right=True)
         count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
-        screen.put(3, b"Sales")
+        screen.put(3, _text(_T_SALES))
         screen.put_digits(3, count, 0)
-        screen.put(HINT, b"#settle *back")
+        screen.put(HINT, _text(_T_SETTLE_BACK))
         screen.focus = 1
 
     def _draw_report(self, screen):
@@ -371,29 +459,29 @@ class Functions:
             screen.put(row + 1, label)
             if value:
                 screen.put(row + 1, value, right=True)
-        screen.put(HINT, b"C/D page #done")
+        screen.put(HINT, _text(_T_C_D_PAGE_DONE))
         screen.focus = 1
 
     def _draw_status(self, screen):
         t = self.t
         ledger = t.ledger
-        screen.put(TITLE, b"Status")
-        screen.put(1, b"Link")
-        screen.put(1, b"up" if t.link_up else b"DOWN", right=True)
-        screen.put(2, b"Unsent")
+        screen.put(TITLE, _text(_T_STATUS))
+        screen.put(1, _text(_T_LINK))
+        screen.put(1, _text(_T_UP) if t.link_up else _text(_T_DOWN), right=True)
+        screen.put(2, _text(_T_UNSENT))
         screen.put_digits(2, ledger.unsent_count(), 0)
-        screen.put(3, b"Oldest min")
+        screen.put(3, _text(_T_OLDEST_MIN))
         oldest = ledger.oldest_unsent_time()
         if oldest and is_set(t.unix):
             screen.put_digits(3, max(0, t.unix - oldest) // 60, 0)
         else:
-            screen.put(3, b"-", right=True)
-        screen.put(4, b"Key counter")
+            screen.put(3, _text(_T_BLANK), right=True)
+        screen.put(4, _text(_T_KEY_COUNTER))
         screen.put_digits(4, ledger.journal.next_counter, 0)
-        screen.put(5, b"Free mem")
+        screen.put(5, _text(_T_FREE_MEM))
         free = mem_free()
         if free >= 0:
             screen.put_digits(5, free, 0)
         else:
-            screen.put(5, b"n/a", right=True)
-        screen.put(HINT, b"#OK")
+            screen.put(5, _text(_T_N_A), right=True)
+        screen.put(HINT, _text(_T_OK))

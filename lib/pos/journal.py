@@ -15,7 +15,13 @@ copy), the registers are first moved past the highest counter the queue has ever
 
 import struct
 
-from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptError, DukptTerminal
+from pos.dukpt import (
+    MAX_PACKED_SIZE,
+    USAGE_DATA_ENCRYPT,
+    USAGE_MAC_GENERATION,
+    DukptError,
+    DukptTerminal,
+)
 from pos.record import RECORD_SIZE
 from pos.seal import Sealer, SealError, StateSealer
 from pos.txq import QueueFull
@@ -30,21 +36,23 @@ class JournalError(Exception):
 
 
 class Journal:
-    def __init__(self, queue, store, storage_key, reserve=64):
+    def __init__(self, queue, store, storage_key, app_room=64):
         self.queue = queue
         self._store = store
         self._state_sealer = StateSealer(storage_key)
         self._sealer = Sealer()
         self._plain = bytearray(RECORD_SIZE)
         self._body = bytearray(self._sealer.body_size(RECORD_SIZE))
-        # One state buffer for the life of the terminal, sized at start for the stored state
-        # plus the `reserve` it may grow by: the file is read, checked and decrypted in it,
-        # and every later state is packed and sealed in it, so neither start nor the sale
-        # path makes copies that would fragment the heap.
+        # One state buffer for the life of the terminal, sized at start for the largest
+        # state expected (all registers in use, an app state of app_room bytes) or the
+        # stored one with some room: the file is read, checked and decrypted in it, and
+        # every later state is packed and sealed in it, so neither start nor the sale path
+        # makes copies that would fragment the heap.
         size = self._store.size(STATE_FILE)
         if size is None:
             raise JournalError("no DUKPT key loaded: provision this terminal")
-        self._state_buf = bytearray(size + reserve + 32)
+        room = StateSealer.blob_size(1 + 2 + MAX_PACKED_SIZE + 4 + RECORD_SIZE + 2 + app_room)
+        self._state_buf = bytearray(max(size + 64, room))
         self._dukpt, intent_counter, intent, self.app_state = self._load()
         # The record written last, if its append finished: the ledger has yet to count it.
         self.pending = None

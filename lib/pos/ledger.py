@@ -2,7 +2,8 @@
 
 It owns the journal (sealed records in the flash queue) and, inside the journal's state file,
 the per-merchant totals since each Z, the recent records that void and refund look up, and
-the next receipt number. Every change comes with a record and is stored with it (journal.py),
+the next receipt number, and with the totals each merchant's activity that the risk rules
+judge a sale on (pos.risk). Every change comes with a record and is stored with it (journal.py),
 so after a power cut the totals match the queue: a record is counted once or, if its append
 never finished, not at all.
 """
@@ -11,20 +12,31 @@ import struct
 
 from pos.journal import Journal
 from pos.record import Record
-from pos.reports import MERCHANT_TOTALS_BYTES, RECENT_BYTES, RECENT_SIZE, RecentRecords, Totals
+from pos.reports import (
+    MERCHANT_TOTALS_BYTES,
+    RECENT_BYTES,
+    RECENT_SIZE,
+    V1_SLOTS,
+    RecentRecords,
+    Totals,
+)
+from pos.risk import count_activity
 
-_LEDGER_VERSION = 1
+_LEDGER_VERSION = 2  # 1: no activity in the totals and no UTC offset (read, written as 2)
 
 
 class Ledger:
     def __init__(self, queue, store, storage_key):
-        # Room for the recent-records ring to fill and for eight merchants' totals, so the
-        # state buffer never grows on the sale path of a typical terminal (a busier one
-        # grows it once per merchant beyond that).
-        reserve = RECENT_SIZE * RECENT_BYTES + 8 * MERCHANT_TOTALS_BYTES
-        self.journal = Journal(queue, store, storage_key, reserve)
+        # Room for a full recent-records ring and four merchants' totals, so the state
+        # buffer never grows on the sale path of a typical terminal (a busier one grows it
+        # once per merchant beyond that).
+        room = 9 + RECENT_SIZE * RECENT_BYTES + 4 * MERCHANT_TOTALS_BYTES
+        self.journal = Journal(queue, store, storage_key, room)
         self.queue = queue
         self.next_receipt = 1
+        # The offset "today" is told at (the terminal sets it from its settings). Kept in
+        # the state, so a record replayed after a power cut counts in the day it was made.
+        self.utc_offset_min = 0
         self.totals = Totals()
         self.recent = RecentRecords()
         self._load(self.journal.app_state)
@@ -35,24 +47,30 @@ class Ledger:
     def _load(self, data):
         if not data:
             return
-        if data[0] != _LEDGER_VERSION:
-            raise ValueError("ledger state of unknown version %d" % data[0])
-        self.next_receipt = struct.unpack_from(">I", data, 1)[0]
-        self.totals, offset = Totals.from_bytes(data, 5)
+        version = data[0]
+        if version == 1:
+            self.next_receipt = struct.unpack_from(">I", data, 1)[0]
+            self.totals, offset = Totals.from_bytes(data, 5, V1_SLOTS)
+        elif version == _LEDGER_VERSION:
+            self.next_receipt, self.utc_offset_min = struct.unpack_from(">Ih", data, 1)
+            self.totals, offset = Totals.from_bytes(data, 7)
+        else:
+            raise ValueError("ledger state of unknown version %d" % version)
         self.recent, _ = RecentRecords.from_bytes(data, offset)
 
     # The journal stores the ledger's state through these two, into its own buffer.
     def packed_size(self):
-        return 5 + self.totals.packed_size() + self.recent.packed_size()
+        return 7 + self.totals.packed_size() + self.recent.packed_size()
 
     def pack_into(self, buf, offset):
         buf[offset] = _LEDGER_VERSION
-        struct.pack_into(">I", buf, offset + 1, self.next_receipt)
-        offset = self.totals.pack_into(buf, offset + 5)
+        struct.pack_into(">Ih", buf, offset + 1, self.next_receipt, self.utc_offset_min)
+        offset = self.totals.pack_into(buf, offset + 7)
         return self.recent.pack_into(buf, offset)
 
     def _apply(self, record, counter):
-        self.totals.apply(record)
+        slots = self.totals.apply(record)
+        count_activity(slots, record, counter, self.queue.ack_watermark, self.utc_offset_min)
         self.recent.apply(record)
         self.recent.add(record, counter)
         if record.receipt >= self.next_receipt:

@@ -2,7 +2,21 @@
 
 from pos.money import MAX_AMOUNT_MINOR, currency
 
-LIMITS = ("max_sale_minor", "max_refund_minor", "max_offline_sale_minor")
+# The limits a merchant may set (pos.config checks them; pos.risk applies them). Amounts
+# are minor units. One not given is no limit: MAX_AMOUNT_MINOR, except anomaly_factor (0: off).
+LIMITS = (
+    "max_sale_minor",
+    "max_refund_minor",
+    "max_offline_sale_minor",
+    "max_day_count",
+    "max_day_minor",
+    "max_refund_day_minor",
+    "max_offline_count",
+    "max_offline_total_minor",
+    "max_offline_age_s",
+    "anomaly_factor",
+)
+NO_LIMIT = MAX_AMOUNT_MINOR
 
 
 class Merchant:
@@ -13,15 +27,15 @@ class Merchant:
         self.label = name.encode()  # as the screen draws it, made once
         self.currency_code = currency_code
         self.currency_numeric, self.exponent = currency(currency_code)
-        # Limits as attributes, not a dict kept per merchant: 99 merchants must fit. One
-        # not given is no limit beyond the largest amount (pos.config fills them all in).
-        for limit in LIMITS:
-            setattr(self, limit, limits.get(limit, MAX_AMOUNT_MINOR))
+        # Only the limits given become attributes, not a dict kept per merchant: 99
+        # merchants must fit (pos.config has checked the names and values).
+        for name in limits:
+            setattr(self, name, limits[name])
 
     def limit(self, name):
         if name not in LIMITS:
             raise KeyError(name)
-        return getattr(self, name)
+        return getattr(self, name, 0 if name == "anomaly_factor" else NO_LIMIT)
 
 
 class Merchants:

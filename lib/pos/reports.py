@@ -11,9 +11,11 @@ from pos.money import MAX_AMOUNT_MINOR
 from pos.record import CASH, CREDIT, DECLINE, REFUND, SALE, SETTLEMENT, VOID, Record
 
 # Slots of a merchant's totals: for each of sale, refund, void and each method 1..4 a count
-# and a total, then the decline count and the next Z batch number.
+# and a total, then the decline count and the next Z batch number. A Z clears those but the
+# batch number. Slots 26 on are the merchant's activity that pos.risk keeps (a Z keeps it).
 _TYPES = (SALE, REFUND, VOID)
-_SLOTS = 26
+_SLOTS = 45
+V1_SLOTS = 26  # ledger state version 1 had no activity
 _DECLINES = 24
 _BATCH = 25
 METHOD_LABELS = ("", "Credit", "Debit", "Mobile", "Cash")
@@ -28,6 +30,7 @@ _KIND = 12  # byte offsets inside an entry
 _MERCHANT = 13
 _STATUS = 15
 _REFUNDED = 20
+_TOKEN = 24
 VOIDED = 1
 SETTLED = 2
 
@@ -43,6 +46,10 @@ class TotalsFull(Exception):
 class Totals:
     def __init__(self):
         self._merchants = {}
+
+    def slots(self, merchant):
+        """The merchant's slots (an array), or None before its first record."""
+        return self._merchants.get(merchant)
 
     def _of(self, merchant):
         slots = self._merchants.get(merchant)
@@ -63,6 +70,7 @@ class Totals:
                 raise TotalsFull("totals full for merchant %d: run Z" % record.merchant)
 
     def apply(self, record):
+        """Count the record; returns the merchant's slots."""
         slots = self._of(record.merchant)
         if record.kind in _TYPES:
             slot = _slot(record.kind, record.method)
@@ -71,10 +79,10 @@ class Totals:
         elif record.kind == DECLINE:
             slots[_DECLINES] += 1
         elif record.kind == SETTLEMENT:
-            batch = slots[_BATCH] + 1
-            for i in range(_SLOTS):
+            for i in range(_BATCH):
                 slots[i] = 0
-            slots[_BATCH] = batch
+            slots[_BATCH] += 1
+        return slots
 
     def count_total(self, merchant, kind, method):
         slots = self._merchants.get(merchant)
@@ -138,17 +146,16 @@ class Totals:
         return offset
 
     @classmethod
-    def from_bytes(cls, data, offset=0):
-        """(Totals, offset after them)."""
+    def from_bytes(cls, data, offset=0, stored_slots=_SLOTS):
+        """(Totals, offset after them); stored_slots per merchant (fewer: the rest are 0)."""
         totals = cls()
         count = data[offset]
         offset += 1
         for _ in range(count):
-            merchant = data[offset]
-            totals._merchants[merchant] = array(
-                "I", struct.unpack_from(">%dI" % _SLOTS, data, offset + 1)
-            )
-            offset += 1 + _SLOTS * 4
+            slots = totals._of(data[offset])
+            for i in range(stored_slots):
+                slots[i] = struct.unpack_from(">I", data, offset + 1 + i * 4)[0]
+            offset += 1 + stored_slots * 4
         return totals, offset
 
 
@@ -223,6 +230,26 @@ class RecentRecords:
             for offset in self._offsets_newest_first():
                 if buf[offset + _MERCHANT] == record.merchant:
                     buf[offset + _STATUS] |= SETTLED
+
+    def token_uses(self, token, since):
+        """Approved sales paid with this card token at or after since (Unix seconds; 0: all
+        of them). A sale made while the clock was not set counts: its time is unknown."""
+        buf = self._buf
+        uses = 0
+        for offset in self._offsets_newest_first():
+            if buf[offset + _KIND] != SALE:
+                continue
+            start = offset + _TOKEN
+            same = True
+            for i in range(6):
+                if buf[start + i] != token[i]:
+                    same = False
+                    break
+            if same:
+                time = struct.unpack_from(">I", buf, offset + 8)[0]
+                if not since or not time or time >= since:
+                    uses += 1
+        return uses
 
     def time_of(self, counter):
         for offset in self._offsets_newest_first():

@@ -37,6 +37,7 @@ from pos.record import (
     DECLINE,
     FLAG_KEYED,
     FLAG_OFFLINE,
+    FLAG_SUPERVISOR,
     LAST_FOUR_NONE,
     MOBILE,
     REFUND,
@@ -45,8 +46,123 @@ from pos.record import (
     VOID,
     Record,
 )
-from pos.risk import APPROVED, reason_text
+from pos.risk import APPROVED, UNUSUAL_AMOUNT, reason_text
 from pos.screen import HINT, TITLE, Screen
+
+# The words this module shows, as one bytes constant of 16-byte rows (NUL-padded): a
+# literal each would be an object of its own on the heap, about 40 bytes apiece on the
+# 64-bit port. _text(n) is row n, for Screen.put (which stops at the first NUL).
+_TEXT = (
+    b"Credit card\0\0\0\0\0"  # 0
+    b"Debit card\0\0\0\0\0\0"  # 1
+    b"Mobile/QR\0\0\0\0\0\0\0"  # 2
+    b"Cash\0\0\0\0\0\0\0\0\0\0\0\0"  # 3
+    b"Sync done\0\0\0\0\0\0\0"  # 4
+    b"Sync failed\0\0\0\0\0"  # 5
+    b"Idle: logged out"  # 6
+    b"PIN too short\0\0\0"  # 7
+    b"Low memory\0\0\0\0\0\0"  # 8
+    b"Logged out\0\0\0\0\0\0"  # 9
+    b"Type a number\0\0\0"  # 10
+    b"Not assigned\0\0\0\0"  # 11
+    b"Enter an amount\0"  # 12
+    b"Pick method 1st\0"  # 13
+    b"Read failed\0\0\0\0\0"  # 14
+    b"Not a supervisor"  # 15
+    b"DECLINED\0\0\0\0\0\0\0\0"  # 16
+    b"APPROVED\0\0\0\0\0\0\0\0"  # 17
+    b"VOIDED\0\0\0\0\0\0\0\0\0\0"  # 18
+    b"REFUNDED\0\0\0\0\0\0\0\0"  # 19
+    b"OneTill\0\0\0\0\0\0\0\0\0"  # 20
+    b"1 Credit 2 Debit"  # 21
+    b"3 Mobile 4 Cash\0"  # 22
+    b"1-4 pick  *back\0"  # 23
+    b"Unusual amount\0\0"  # 24
+    b"Supervisor PIN\0\0"  # 25
+    b"#OK *decline\0\0\0\0"  # 26
+    b"Processing...\0\0\0"  # 27
+    b"Not selling.\0\0\0\0"  # 28
+    b"Call operator\0\0\0"  # 29
+    b"Login locked\0\0\0\0"  # 30
+    b"Wait\0\0\0\0\0\0\0\0\0\0\0\0"  # 31
+    b"s\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 32
+    b"Cashier PIN\0\0\0\0\0"  # 33
+    b"#OK B del\0\0\0\0\0\0\0"  # 34
+    b"X report\0\0\0\0\0\0\0\0"  # 35
+    b"Z settle\0\0\0\0\0\0\0\0"  # 36
+    b"Merchant?\0\0\0\0\0\0\0"  # 37
+    b"#OK C/D pg *out\0"  # 38
+    b"#OK C/D *back\0\0\0"  # 39
+    b"Sale amount\0\0\0\0\0"  # 40
+    b"Refund amount\0\0\0"  # 41
+    b"#OK B del *back\0"  # 42
+    b"Card number\0\0\0\0\0"  # 43
+    b"Payment code\0\0\0\0"  # 44
+    b"****\0\0\0\0\0\0\0\0\0\0\0\0"  # 45
+    b"Confirm sale\0\0\0\0"  # 46
+    b"#OK *back\0\0\0\0\0\0\0"  # 47
+    b"Code\0\0\0\0\0\0\0\0\0\0\0\0"  # 48
+    b"Receipt\0\0\0\0\0\0\0\0\0"  # 49
+    b"OFFLINE\0\0\0\0\0\0\0\0\0"  # 50
+    b"# next\0\0\0\0\0\0\0\0\0\0"  # 51
+)
+_T_CREDIT_CARD = const(0)
+_T_DEBIT_CARD = const(1)
+_T_MOBILE_QR = const(2)
+_T_CASH = const(3)
+_T_SYNC_DONE = const(4)
+_T_SYNC_FAILED = const(5)
+_T_IDLE_LOGGED_OUT = const(6)
+_T_PIN_TOO_SHORT = const(7)
+_T_LOW_MEMORY = const(8)
+_T_LOGGED_OUT = const(9)
+_T_TYPE_A_NUMBER = const(10)
+_T_NOT_ASSIGNED = const(11)
+_T_ENTER_AN_AMOUNT = const(12)
+_T_PICK_METHOD_1ST = const(13)
+_T_READ_FAILED = const(14)
+_T_NOT_A_SUPERVISOR = const(15)
+_T_DECLINED = const(16)
+_T_APPROVED = const(17)
+_T_VOIDED = const(18)
+_T_REFUNDED = const(19)
+_T_ONETILL = const(20)
+_T_1_CREDIT_2_DEBIT = const(21)
+_T_3_MOBILE_4_CASH = const(22)
+_T_1_4_PICK_BACK = const(23)
+_T_UNUSUAL_AMOUNT = const(24)
+_T_SUPERVISOR_PIN = const(25)
+_T_OK_DECLINE = const(26)
+_T_PROCESSING = const(27)
+_T_NOT_SELLING = const(28)
+_T_CALL_OPERATOR = const(29)
+_T_LOGIN_LOCKED = const(30)
+_T_WAIT = const(31)
+_T_S = const(32)
+_T_CASHIER_PIN = const(33)
+_T_OK_B_DEL = const(34)
+_T_X_REPORT = const(35)
+_T_Z_SETTLE = const(36)
+_T_MERCHANT = const(37)
+_T_OK_C_D_PG_OUT = const(38)
+_T_OK_C_D_BACK = const(39)
+_T_SALE_AMOUNT = const(40)
+_T_REFUND_AMOUNT = const(41)
+_T_OK_B_DEL_BACK = const(42)
+_T_CARD_NUMBER = const(43)
+_T_PAYMENT_CODE = const(44)
+_T_STARS = const(45)
+_T_CONFIRM_SALE = const(46)
+_T_OK_BACK = const(47)
+_T_CODE = const(48)
+_T_RECEIPT = const(49)
+_T_OFFLINE = const(50)
+_T_NEXT = const(51)
+
+
+def _text(number):
+    return memoryview(_TEXT)[number * 16 : number * 16 + 16]
+
 
 # States.
 CONFIG_ERROR = const(0)
@@ -69,6 +185,7 @@ PICK_MERCHANT = const(16)
 REPORT_VIEW = const(17)
 Z_CONFIRM = const(18)
 STATUS = const(19)
+SALE_SUPERVISOR = const(20)  # an unusual amount waits for a supervisor's PIN
 
 _MESSAGE_ROW = const(6)
 _PIN_MIN = const(4)
@@ -76,7 +193,7 @@ _PIN_MAX = const(8)
 _MAX_WRONG_PINS = const(3)
 _LOCKOUT_MAX_S = const(86400)
 
-_METHOD_TEXT = (b"", b"Credit card", b"Debit card", b"Mobile/QR", b"Cash")
+_NOT_TAKEN = b"NOT TAKEN"  # the headline of a booking that failed (compared by identity)
 
 
 class Settings:
@@ -93,6 +210,8 @@ class Settings:
         receipt_columns=32,
         utc_offset_min=0,
         menu_rows=5,
+        velocity_max_uses=0,
+        velocity_window_min=10,
     ):
         self.terminal_id = terminal_id
         self.card_token_key = card_token_key
@@ -102,6 +221,8 @@ class Settings:
         self.receipt_columns = receipt_columns
         self.utc_offset_min = utc_offset_min
         self.menu_rows = menu_rows
+        self.velocity_max_uses = velocity_max_uses  # 0: no velocity rule (pos.risk)
+        self.velocity_window_min = velocity_window_min
 
 
 class Terminal:
@@ -116,12 +237,7 @@ class Terminal:
         config_error=None,
         fault_title=b"CONFIG ERROR",
     ):
-        self.settings = settings
-        self.merchants = merchants
-        self.cashiers = cashiers
         self.ledger = ledger
-        self.risk = risk
-        self._tokenizer = tokenizer
         self.screen = Screen()
         self.effects = []
         self.now_ms = 0
@@ -149,9 +265,31 @@ class Terminal:
         self.functions = None  # pos.functions.Functions while the function menu is in use
         self.booking = None  # the record handed to the ledger, until it answers
         self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
+        self.configure(settings, merchants, cashiers, tokenizer, risk, config_error, fault_title)
+
+    def configure(
+        self,
+        settings,
+        merchants,
+        cashiers,
+        tokenizer,
+        risk,
+        config_error=None,
+        fault_title=b"CONFIG ERROR",
+    ):
+        """Settings, tables and rules; pos.app makes the terminal before it parses the config
+        (so the terminal's objects are made while the heap is whole) and configures it after.
+        """
+        self.settings = settings
+        self.merchants = merchants
+        self.cashiers = cashiers
+        self.risk = risk
+        self._tokenizer = tokenizer
         self.config_error = config_error  # any start-up fault: the terminal will not sell
         self.fault_title = fault_title
         self.state = CONFIG_ERROR if config_error else LOGIN
+        if self.ledger is not None:
+            self.ledger.utc_offset_min = settings.utc_offset_min  # "today" for daily limits
         self.draw()
 
     # --- events --------------------------------------------------------------------------
@@ -178,7 +316,7 @@ class Terminal:
         elif kind == "book_failed":
             self._book_failed(event[1])
         elif kind == "synced":
-            self.message = b"Sync done" if event[1] else "Sync failed"
+            self.message = _text(_T_SYNC_DONE) if event[1] else _text(_T_SYNC_FAILED)
         self.draw()
         return self.screen, self.effects
 
@@ -198,6 +336,8 @@ class Terminal:
             self._card_key(key)
         elif state == CONFIRM:
             self._confirm_key(key)
+        elif state == SALE_SUPERVISOR:
+            self._sale_supervisor_key(key)
         elif state == RESULT:
             if key == "#" or key == "*":
                 self.to_merchants()
@@ -211,7 +351,7 @@ class Terminal:
         if self.cashier is not None and self.state != BOOKING:
             idle_ms = self.settings.idle_logout_s * 1000
             if ticks_diff(now_ms, self.last_activity) >= idle_ms:
-                self.logout(b"Idle: logged out")
+                self.logout(_text(_T_IDLE_LOGGED_OUT))
                 return
         if self.state == RESULT:
             if ticks_diff(now_ms, self.result_since) >= self.settings.result_timeout_s * 1000:
@@ -232,7 +372,7 @@ class Terminal:
             self.entry.backspace()
         elif key == "#":
             if self.entry.length < _PIN_MIN:
-                self.message = b"PIN too short"
+                self.message = _text(_T_PIN_TOO_SHORT)
                 return None
             pin = bytes(self.entry.view()).decode()
             self.entry.wipe()
@@ -316,7 +456,7 @@ class Terminal:
                     from pos.functions import Functions
                 except MemoryError:
                     unload("pos.functions")
-                    self.message = b"Low memory"
+                    self.message = _text(_T_LOW_MEMORY)
                     self.effects.append(("beep", "error"))
                     return
             self.functions = Functions(self)
@@ -354,10 +494,10 @@ class Terminal:
             elif self.state == PICK_MERCHANT:
                 self.open_menu()
             else:
-                self.logout(b"Logged out")
+                self.logout(_text(_T_LOGGED_OUT))
         elif key == "#":
             if not self.entry.length:
-                self.message = b"Type a number"
+                self.message = _text(_T_TYPE_A_NUMBER)
                 return
             number = int(bytes(self.entry.view()).decode())
             self.entry.wipe()
@@ -365,7 +505,7 @@ class Terminal:
             if merchant is None:
                 self.message = "No merchant %d" % number
             elif not self.cashier.may_use(number) or not self._supervisor_may_use(number):
-                self.message = b"Not assigned"
+                self.message = _text(_T_NOT_ASSIGNED)
                 self.effects.append(("beep", "error"))
             elif self.state == MERCHANTS:
                 self.merchant = merchant
@@ -395,7 +535,7 @@ class Terminal:
             value = amount.amount_minor
             merchant = self.merchant
             if not value:
-                self.message = b"Enter an amount"
+                self.message = _text(_T_ENTER_AN_AMOUNT)
             elif self.state == AMOUNT:
                 if value > merchant.limit("max_sale_minor"):
                     self.message = "Max " + format_minor(
@@ -442,10 +582,10 @@ class Terminal:
         if (kind == "card" and self.state != CARD) or (
             kind == "scan" and self.state != MOBILE_CODE
         ):
-            self.message = b"Pick method 1st"
+            self.message = _text(_T_PICK_METHOD_1ST)
             return
         if not self.card.set(text):
-            self.message = b"Read failed"
+            self.message = _text(_T_READ_FAILED)
             return
         self._take_card_data(False)
 
@@ -497,12 +637,43 @@ class Terminal:
     def now(self):
         return self.unix if is_set(self.unix) else 0
 
-    def _book_sale(self):
+    def _sale_supervisor_key(self, key):
+        """An unusual amount: a supervisor assigned to the merchant approves it with a PIN;
+        * with nothing typed declines it (and the decline is recorded)."""
+        if key == "*":
+            if self.entry.length:
+                self.entry.wipe()
+            else:
+                self._book_sale(refused=True)
+            return
+        pin = self.pin_entry_key(key)
+        if pin is None:
+            return
+        supervisor = self.cashiers.by_pin(pin)
+        if (
+            supervisor is None
+            or not supervisor.is_supervisor()
+            or not supervisor.may_use(self.merchant.number)
+        ):
+            self.wrong_pin()  # three in a row lock the terminal, as at login
+            if self.state == SALE_SUPERVISOR and not self.message:
+                self.message = _text(_T_NOT_A_SUPERVISOR)
+            return
+        self.wrong_pins = 0
+        self._book_sale(supervised=True)
+
+    def _book_sale(self, supervised=False, refused=False):
         merchant = self.merchant
         value = self.amount.amount_minor
-        reason = self.risk.check_sale(
-            merchant, value, self.token if self.has_token else None, self.link_up
-        )
+        if refused:
+            reason = UNUSUAL_AMOUNT
+        else:
+            reason = self.risk.check_sale(self, merchant, value, supervised)
+            if reason == UNUSUAL_AMOUNT:
+                self.entry.wipe()
+                self.state = SALE_SUPERVISOR
+                self.effects.append(("beep", "error"))
+                return
         record = self._record
         record.kind = SALE if reason == APPROVED else DECLINE
         record.merchant = merchant.number
@@ -514,6 +685,9 @@ class Terminal:
         record.reference = 0
         record.reason = reason
         record.flags = self.flags() | (FLAG_KEYED if self.keyed else 0)
+        if supervised and reason == APPROVED:  # kept as approved over the anomaly rule
+            record.reason = UNUSUAL_AMOUNT
+            record.flags |= FLAG_SUPERVISOR
         if self.has_token:
             record.token = self.token
             record.last_four = self.last_four
@@ -547,17 +721,17 @@ class Terminal:
         code = self.ledger.approval_code(counter)
         offline = bool(record.flags & FLAG_OFFLINE)
         if record.kind == DECLINE:
-            self.result = (b"DECLINED", reason_text(record.reason))
+            self.result = (_text(_T_DECLINED), reason_text(record.reason))
             self.effects.append(("beep", "error"))
             return
         if record.kind == SETTLEMENT:
             self.functions.settled(record)
             return
-        headline = b"APPROVED"
+        headline = _text(_T_APPROVED)
         if record.kind == VOID:
-            headline = b"VOIDED"
+            headline = _text(_T_VOIDED)
         elif record.kind == REFUND:
-            headline = b"REFUNDED"
+            headline = _text(_T_REFUNDED)
         self.result = (headline, code)
         copies = (CUSTOMER_COPY,) if record.method == CASH else (MERCHANT_COPY, CUSTOMER_COPY)
         for copy in copies:
@@ -579,9 +753,9 @@ class Terminal:
         if record is None:
             return
         if record.kind == DECLINE:
-            self.result = (b"DECLINED", reason_text(record.reason))
+            self.result = (_text(_T_DECLINED), reason_text(record.reason))
         else:
-            self.result = (b"NOT TAKEN", message)
+            self.result = (_NOT_TAKEN, message)
         self.effects.append(("beep", "error"))
 
     # --- drawing --------------------------------------------------------------------------
@@ -590,7 +764,7 @@ class Terminal:
         screen = self.screen
         screen.clear()
         state = self.state
-        title = self.merchant.label if self.merchant is not None else b"OneTill"
+        title = self.merchant.label if self.merchant is not None else _text(_T_ONETILL)
         screen.put(TITLE, title)
         if state == CONFIG_ERROR:
             self._draw_config_error()
@@ -602,17 +776,24 @@ class Terminal:
             self._draw_amount()
         elif state == METHOD:
             self.draw_amount_line(1)
-            screen.put(2, b"1 Credit 2 Debit")
-            screen.put(3, b"3 Mobile 4 Cash")
-            screen.put(HINT, b"1-4 pick  *back")
+            screen.put(2, _text(_T_1_CREDIT_2_DEBIT))
+            screen.put(3, _text(_T_3_MOBILE_4_CASH))
+            screen.put(HINT, _text(_T_1_4_PICK_BACK))
             screen.focus = 2
         elif state == CARD or state == MOBILE_CODE:
             self._draw_card()
         elif state == CONFIRM:
             self._draw_confirm()
+        elif state == SALE_SUPERVISOR:
+            self.draw_amount_line(1)
+            screen.put(2, _text(_T_UNUSUAL_AMOUNT))
+            screen.put(3, _text(_T_SUPERVISOR_PIN))
+            self.draw_masked(4, self.entry.length)
+            screen.put(HINT, _text(_T_OK_DECLINE))
+            screen.focus = 2
         elif state == BOOKING:
             self.draw_amount_line(1)
-            screen.put(3, b"Processing...")
+            screen.put(3, _text(_T_PROCESSING))
             screen.focus = 2
         elif state == RESULT:
             self._draw_result()
@@ -625,27 +806,27 @@ class Terminal:
     def _draw_config_error(self):
         screen = self.screen
         screen.put(1, self.fault_title)
-        screen.put(2, b"Not selling.")
+        screen.put(2, _text(_T_NOT_SELLING))
         text = str(self.config_error)
         for row in range(3, 7):
             start = (row - 3) * 16
             if start < len(text):
                 screen.put(row, text[start : start + 16])
-        screen.put(HINT, b"Call operator")
+        screen.put(HINT, _text(_T_CALL_OPERATOR))
         screen.focus = 1
 
     def _draw_login(self):
         screen = self.screen
         if self.locked():
-            screen.put(2, b"Login locked")
+            screen.put(2, _text(_T_LOGIN_LOCKED))
             seconds = (ticks_diff(self.locked_until, self.now_ms) + 999) // 1000
-            screen.put(3, b"Wait")
+            screen.put(3, _text(_T_WAIT))
             screen.put_digits(3, seconds, 0, 15)
-            screen.put(3, b"s", 15)
+            screen.put(3, _text(_T_S), 15)
         else:
-            screen.put(2, b"Cashier PIN")
+            screen.put(2, _text(_T_CASHIER_PIN))
             self.draw_masked(3, self.entry.length)
-            screen.put(HINT, b"#OK B del")
+            screen.put(HINT, _text(_T_OK_B_DEL))
         screen.focus = 2
 
     def draw_masked(self, row, count):
@@ -657,9 +838,9 @@ class Terminal:
         rows = self.settings.menu_rows
         if self.state == PICK_MERCHANT:
             x_report = self.functions.after_pick == REPORT_VIEW
-            screen.put(TITLE, b"X report" if x_report else b"Z settle")
+            screen.put(TITLE, _text(_T_X_REPORT) if x_report else _text(_T_Z_SETTLE))
         else:
-            screen.put(TITLE, b"Merchant?")
+            screen.put(TITLE, _text(_T_MERCHANT))
         screen.put(TITLE, self.entry.view(), right=True)
         first = self.page * rows
         # Menu numbers take one column while they are all below 10, else two.
@@ -671,7 +852,9 @@ class Terminal:
             merchant = self.allowed[index]
             screen.put_digits(row + 1, merchant.number, 0, width)
             screen.put(row + 1, merchant.name, width + 1)
-        screen.put(HINT, b"#OK C/D pg *out" if self.state == MERCHANTS else "#OK C/D *back")
+        screen.put(
+            HINT, _text(_T_OK_C_D_PG_OUT) if self.state == MERCHANTS else _text(_T_OK_C_D_BACK)
+        )
         screen.focus = 1
 
     def draw_amount_line(self, row):
@@ -682,15 +865,15 @@ class Terminal:
 
     def _draw_amount(self):
         screen = self.screen
-        screen.put(2, b"Sale amount" if self.state == AMOUNT else "Refund amount")
+        screen.put(2, _text(_T_SALE_AMOUNT) if self.state == AMOUNT else _text(_T_REFUND_AMOUNT))
         self.draw_amount_line(3)
-        screen.put(HINT, b"#OK B del *back")
+        screen.put(HINT, _text(_T_OK_B_DEL_BACK))
         screen.focus = 2
 
     def _draw_card(self):
         screen = self.screen
         self.draw_amount_line(1)
-        screen.put(2, b"Card number" if self.state == CARD else "Payment code")
+        screen.put(2, _text(_T_CARD_NUMBER) if self.state == CARD else _text(_T_PAYMENT_CODE))
         # Show how many digits are in, and only the last four of them.
         length = self.card.length
         shown = length if length < 16 else 16
@@ -700,22 +883,22 @@ class Terminal:
                 screen.buf[3 * 16 + col] = self.card.buf[position]
             else:
                 screen.buf[3 * 16 + col] = 42
-        screen.put(HINT, b"#OK B del *back")
+        screen.put(HINT, _text(_T_OK_B_DEL_BACK))
         screen.focus = 2
 
     def draw_card_line(self, row, method, last_four):
         screen = self.screen
-        screen.put(row, _METHOD_TEXT[method])
+        screen.put(row, _text(_T_CREDIT_CARD + method - 1))  # methods 1-4, in order
         if last_four != LAST_FOUR_NONE:
-            screen.put(row + 1, b"****")
+            screen.put(row + 1, _text(_T_STARS))
             screen.put_digits(row + 1, last_four, 0, 9, 4)
 
     def _draw_confirm(self):
         screen = self.screen
-        screen.put(1, b"Confirm sale")
+        screen.put(1, _text(_T_CONFIRM_SALE))
         self.draw_amount_line(2)
         self.draw_card_line(3, self.method, self.last_four)
-        screen.put(HINT, b"#OK *back")
+        screen.put(HINT, _text(_T_OK_BACK))
         screen.focus = 1
 
     def _draw_result(self):
@@ -726,14 +909,18 @@ class Terminal:
         if record is not None and record.kind != SETTLEMENT:
             self.screen.put(2, self.merchant.currency_code)
             self.screen.put_digits(2, record.amount_minor, self.merchant.exponent)
-        if record is not None and record.kind in (SALE, VOID, REFUND) and headline != b"NOT TAKEN":
-            screen.put(3, b"Code")
+        if (
+            record is not None
+            and record.kind in (SALE, VOID, REFUND)
+            and headline is not _NOT_TAKEN
+        ):
+            screen.put(3, _text(_T_CODE))
             screen.put(3, detail, right=True)
-            screen.put(4, b"Receipt")
+            screen.put(4, _text(_T_RECEIPT))
             screen.put_digits(4, record.receipt, 0)
             if record.flags & FLAG_OFFLINE:
-                screen.put(5, b"OFFLINE")
+                screen.put(5, _text(_T_OFFLINE))
         else:
             screen.put(3, detail)
-        screen.put(HINT, b"# next")
+        screen.put(HINT, _text(_T_NEXT))
         screen.focus = 1

@@ -206,7 +206,7 @@ def main(argv):
         return
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
-    early_reserve = bytearray(10 * 1024)
+    early_reserve = bytearray(16 * 1024)
     uplink = early_uplink(argv[0])
     from pos.app import App
 

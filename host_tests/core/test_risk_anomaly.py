@@ -1,0 +1,42 @@
+"""The anomaly rule (pos.risk): an amount far above the merchant's typical sale asks for a
+supervisor PIN; without one the sale is declined, and the decline is kept."""
+
+from pos.record import DECLINE, FLAG_SUPERVISOR, SALE
+from pos.risk import UNUSUAL_AMOUNT
+from termkit import Kit
+
+
+def test_unusual_amount_needs_a_supervisor_assigned_to_the_merchant():
+    kit = Kit(limits={"anomaly_factor": 3})
+    kit.login()
+    for _ in range(5):
+        kit.sale(amount="1 0 0 0")
+        kit.keys("#")
+    assert kit.sale(amount="3 0 0 0")[1] == "APPROVED"  # 3 x the median of 10.00: fine
+    kit.keys("#")
+    rows = kit.sale(amount="3 0 0 1")
+    assert rows[2] == "Unusual amount" and rows[3] == "Supervisor PIN"
+    rows = kit.keys("1 1 1 1 #")  # a cashier's PIN
+    assert rows[6] == "Wrong PIN 2 left"
+    rows = kit.keys("9 9 9 9 #")
+    assert rows[1] == "APPROVED"
+    record = kit.newest()
+    assert (record.kind, record.reason, record.amount_minor) == (SALE, UNUSUAL_AMOUNT, 3001)
+    assert record.flags & FLAG_SUPERVISOR and record.cashier == 1
+    kit.keys("#")
+    kit.sale(amount="9 0 0 0")
+    rows = kit.keys("*")  # no supervisor: declined, and the decline is kept
+    assert rows[1] == "DECLINED" and rows[3] == "Unusual amount"
+    record = kit.newest()
+    assert (record.kind, record.reason, record.amount_minor) == (DECLINE, UNUSUAL_AMOUNT, 9000)
+    kit.keys("#")
+    assert kit.sale(merchant="3", amount="9 0 0 0")[1] == "APPROVED"  # no anomaly rule there
+
+
+def test_anomaly_rule_waits_for_a_history():
+    kit = Kit(limits={"anomaly_factor": 2})
+    kit.login()
+    for _ in range(4):
+        kit.sale(amount="1 0 0")
+        kit.keys("#")
+    assert kit.sale(amount="9 9 9 9 9")[1] == "APPROVED"  # four sales are too few to judge

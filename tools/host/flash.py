@@ -5,7 +5,9 @@ own partition table and the app), then the partition table built from
 firmware/partitions.csv over its table at 0x8000 (checked by parsing it back) and
 optionally a prepared vfs image at the start of the vfs area, and verifies those. --dry-run
 prints the esptool commands instead of running them; --merged FILE builds one 4 MiB image
-of the same layout (esptool merge-bin, then our table), which needs no board.
+of the same layout (esptool merge-bin, then our table), which needs no board. --budget
+estimates whether the custom frozen image (firmware/manifest.py) fits the app partition
+(tools/host/imagebudget.py; --firmware STOCK.bin makes the stock part a measurement).
 """
 
 import argparse
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from tools.host import partitions
+from tools.host import imagebudget, mpybuild, partitions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ESPTOOL = os.path.join(ROOT, ".venv", "bin", "esptool")
@@ -90,14 +92,34 @@ def merge(firmware, writes, output):
                 image.write(source.read())
 
 
+def print_budget(stock_bin):
+    try:
+        figures, lines = imagebudget.budget(stock_bin)
+    except (OSError, mpybuild.BuildError, partitions.PartitionError) as exc:
+        sys.stderr.write("tools/flash: %s\n" % exc)
+        return 2
+    print("\n".join(lines))
+    if figures["free"] < 0:
+        sys.stderr.write("tools/flash: the custom image would not fit the app partition\n")
+        return 1
+    return 0
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="tools/flash", description=__doc__.split("\n")[0])
     parser.add_argument("--port", help="serial port of the ESP32, e.g. /dev/ttyUSB0")
-    parser.add_argument("--firmware", required=True, help="stock MicroPython ESP32_GENERIC .bin")
+    parser.add_argument("--firmware", help="stock MicroPython ESP32_GENERIC .bin")
     parser.add_argument("--vfs", help="a prepared LittleFS image of the vfs area")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--merged", help="write one 4 MiB image instead of flashing")
+    parser.add_argument(
+        "--budget", action="store_true", help="estimate the custom image's size, flash nothing"
+    )
     args = parser.parse_args(argv)
+    if args.budget:
+        return print_budget(args.firmware)
+    if not args.firmware:
+        parser.error("--firmware is needed")
     if not args.merged and not args.port:
         parser.error("--port is needed (or --merged FILE to build an image)")
     with tempfile.TemporaryDirectory() as scratch:

@@ -69,10 +69,10 @@ def build_for_unix_port():
     return out_dir
 
 
-def build_romfs(out_dir):
-    """A ROMFS image of the unix-port tree (lib/, emu/, tests/ of .mpy files), as the
-    device's romfs partition holds the core. Returns the image path."""
-    image = os.path.join(ROOT, "build", "core.romfs")
+def build_romfs(out_dir, image=None):
+    """A ROMFS image of a tree of .mpy files (by default the unix-port tree: lib/, emu/,
+    tests/), as the device's romfs partition holds the core. Returns the image path."""
+    image = image or os.path.join(ROOT, "build", "core.romfs")
     result = subprocess.run(
         [
             os.path.join(ROOT, ".venv", "bin", "mpremote"),

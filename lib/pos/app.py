@@ -17,13 +17,19 @@ A board is any object with:
     set_time(unix)  optional: set the clock from the back end's time when it is not set
     start(app)      optional: start the board's own tasks (Wi-Fi) once the loop runs
     blacklist_path  optional: the card blacklist file (pos.blacklist)
+    fault_log_path  optional: the fault log, sent to the back end when it asks (faultlog)
+
+The downlink (pos.downlink, loaded only while it fetches): every reply of the back end says
+which config, blacklist and command versions it holds; the uplink task fetches what is newer
+(authenticated with /state/downlink.key), a blacklist delta is in force at once, a new config
+and commands wait for an idle moment (nobody logged in, or the merchant menu between sales).
 """
 
 import asyncio
 import gc
 
 from pos.card import Tokenizer
-from pos.compat import sleep_ms, ticks_ms, unload
+from pos.compat import sleep_ms, ticks_diff, ticks_ms, unload
 from pos.journal import JournalError
 from pos.ledger import Ledger
 from pos.risk import Risk
@@ -36,6 +42,7 @@ TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
 SYNC_BACKOFF_MAX_MS = 60000
 CLOCK_DRIFT_S = 60  # the back end's time replaces a clock this far off (or unset)
+POLL_EVERY_MS = 60000  # asks the back end for news (and sends a heartbeat) when idle this long
 DEVICE_KEY = "device.key"
 # The entry points (main.py, the simulator's board) hold a 16 KiB block from their first
 # line, before this code is imported, and let it go just before start(): the long-lived
@@ -52,6 +59,12 @@ class App:
         self.ledger = None
         self._sync_now = False
         self.syncs_failed = 0
+        self.blacklist = None
+        self.config_version = 0  # of the pushed config in force; 0: the provisioned files
+        self.command_done = 0  # the last command id taken (kept in the state store)
+        self.received = None  # pos.downlink.Received: what waits for an idle moment
+        self._handled = None  # the back end's versions last dealt with
+        self._contact_ms = None
 
     def start(self):
         """Load keys and config; on any fault the terminal shows it and sells nothing.
@@ -84,6 +97,13 @@ class App:
             except ValueError as exc:  # ConfigError, or a value the parser could not take
                 fault, title = exc, b"CONFIG ERROR"
                 board.fault("config: %s" % (exc,))
+            try:
+                pushed = config.load_pushed(board.config_folder) if fault is None else None
+                if pushed is not None:
+                    self.config_version, merchants, cashiers = pushed
+            except ValueError as exc:  # checked before it was installed: flash damage
+                board.fault("pushed config unusable, provisioned one in force: %s" % (exc,))
+            pushed = None
             config = None
             unload("pos.config")
         tokenizer = Tokenizer(settings.card_token_key) if fault is None else None
@@ -98,6 +118,9 @@ class App:
             self._request_sync,
             board.fault,
         )
+        done = board.store.read("command.id")
+        if done and len(done) == 4:
+            self.command_done = int.from_bytes(done, "big")
         gc.collect()
         self.feed(("tick", ticks_ms(), board.unix_time()))
 
@@ -109,10 +132,15 @@ class App:
         from pos.blacklist import Blacklist, BlacklistError
 
         try:
-            return Risk(Blacklist(path))
+            self.blacklist = Blacklist(path)
         except BlacklistError as exc:
-            self.board.fault("blacklist: %s" % (exc,))  # the back end sends a fresh one
-            return Risk()
+            # Start again from an empty list: the back end then sends the whole of it.
+            self.board.fault("blacklist: %s; fetching it again" % (exc,))
+            import os
+
+            os.remove(path)
+            self.blacklist = Blacklist(path)
+        return Risk(self.blacklist)
 
     def feed(self, event):
         self.runner.feed(event)
@@ -133,6 +161,12 @@ class App:
             await sleep_ms(TICK_MS)
             self.feed(("tick", ticks_ms(), self.board.unix_time()))
             self.board.feed_watchdog()
+            if self.received is not None and self.received.waiting(self.terminal):
+                from pos import received
+
+                received.at_idle(self)
+                received = None
+                unload("pos.received")
             gc.collect()  # between events, so a sale never waits for a collection
 
     def _request_sync(self):
@@ -156,14 +190,21 @@ class App:
         board = self.board
         oldest = ledger.oldest_unsent_time()
         now = board.unix_time()
-        return "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s" % (
-            ledger.unsent_count(),
-            max(0, now - oldest) if oldest and now else -1,
-            ledger.journal.next_counter,
-            mem_free(),
-            getattr(board, "reset_cause", "-"),
-            board.rssi() if hasattr(board, "rssi") else 0,
-            FIRMWARE_VERSION,
+        return (
+            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;cmd=%d%s"
+            % (
+                ledger.unsent_count(),
+                max(0, now - oldest) if oldest and now else -1,
+                ledger.journal.next_counter,
+                mem_free(),
+                getattr(board, "reset_cause", "-"),
+                board.rssi() if hasattr(board, "rssi") else 0,
+                FIRMWARE_VERSION,
+                self.config_version,
+                self.blacklist.version if self.blacklist is not None else 0,
+                self.command_done,
+                self.received.refused_text if self.received is not None else "",
+            )
         )
 
     async def uplink(self):
@@ -176,14 +217,29 @@ class App:
         while True:
             asked = self._sync_now
             self._sync_now = False
-            if asked or (self.ledger is not None and self.ledger.unsent_count()):
+            sending = asked or (self.ledger is not None and self.ledger.unsent_count())
+            polling = (
+                self._contact_ms is None
+                or ticks_diff(ticks_ms(), self._contact_ms) >= POLL_EVERY_MS
+            )
+            received = self.received
+            if sending or polling or (received is not None and received.upload_faults):
                 try:
-                    await uplink.sync()
+                    if sending:
+                        await uplink.sync()
+                    else:
+                        await uplink.poll()
+                    self._contact_ms = ticks_ms()
                     wait_ms = SYNC_EVERY_MS
                     self.feed(("link", True))
                     self._correct_clock(uplink.server_time)
                     if asked:
                         self.feed(("synced", True))
+                    if uplink.versions != self._handled or (
+                        received is not None and received.upload_faults
+                    ):
+                        await self._with_downlink().catch_up(self)
+                        unload("pos.downlink")
                 except Exception as exc:  # UplinkError, MemoryError: never the app's end
                     self.syncs_failed += 1
                     self.board.fault("sync: %s" % (exc,))
@@ -197,6 +253,12 @@ class App:
             while waited < wait_ms + jitter and not self._sync_now:
                 await sleep_ms(TICK_MS)
                 waited += TICK_MS
+
+    def _with_downlink(self):
+        """pos.downlink, loaded for the moment: the caller unloads it when done."""
+        from pos import downlink
+
+        return downlink
 
     async def main(self):
         start = getattr(self.board, "start", None)

@@ -62,51 +62,59 @@ class Blacklist:
         return False
 
     def apply(self, version, add, remove):
-        """Merge a delta (sorted token lists) into a new file and swap it in atomically."""
+        """Merge a delta into a new file and swap it in atomically. add and remove are
+        iterables of 6-byte tokens in ascending order (lists, or tokens read one at a time
+        from a file: nothing here holds more than one of each); they are checked as they
+        are merged, and a fault removes the new file and leaves the list as it was."""
         if version <= self.version:
             message = "blacklist delta %d is not newer than %d"
             raise BlacklistError(message % (version, self.version))
-        for tokens in (add, remove):
-            previous = b""
-            for token in tokens:
-                if len(token) != TOKEN_SIZE or bytes(token) <= previous:
-                    raise BlacklistError("blacklist delta is not sorted 6-byte tokens")
-                previous = bytes(token)
-        if add and remove and set(bytes(t) for t in add) & set(bytes(t) for t in remove):
-            raise BlacklistError("blacklist delta adds and removes the same token")
         temporary = self.path + ".new"
         count = 0
-        with open(temporary, "wb") as out:
-            out.write(_MAGIC + struct.pack(">II", version, 0))
-            for token in self._merged(add, remove):
-                out.write(token)
-                count += 1
-            out.seek(2)
-            out.write(struct.pack(">II", version, count))
-            out.flush()
+        try:
+            with open(temporary, "wb") as out:
+                out.write(_MAGIC + struct.pack(">II", version, 0))
+                for token in self._merged(_checked(add), _checked(remove)):
+                    out.write(token)
+                    count += 1
+                out.seek(2)
+                out.write(struct.pack(">II", version, count))
+                out.flush()
+        except BaseException:
+            try:
+                os.remove(temporary)
+            except OSError:
+                pass
+            raise
         os.rename(temporary, self.path)
         self.version, self.count = version, count
 
     def _merged(self, add, remove):
-        """The current tokens with `add` merged in and `remove` taken out, in order."""
-        adding = iter(add)
-        removing = iter(remove)
-        next_add = next(adding, None)
-        next_remove = next(removing, None)
-        for current in self._all():
-            while next_add is not None and bytes(next_add) < current:
-                yield bytes(next_add)
-                next_add = next(adding, None)
-            if next_add is not None and bytes(next_add) == current:
-                next_add = next(adding, None)  # already there
-            while next_remove is not None and bytes(next_remove) < current:
-                next_remove = next(removing, None)
-            if next_remove is not None and bytes(next_remove) == current:
+        """The current tokens with `add` merged in and `remove` taken out, in order: three
+        sorted streams walked once together."""
+        current_tokens = self._all()
+        current = next(current_tokens, None)
+        adding = next(add, None)
+        removing = next(remove, None)
+        while current is not None or adding is not None:
+            added = adding is not None and (current is None or adding <= current)
+            if added:
+                token = adding
+                if current == adding:  # already there
+                    current = next(current_tokens, None)
+                adding = next(add, None)
+            else:
+                token = current
+                current = next(current_tokens, None)
+            while removing is not None and removing < token:
+                removing = next(remove, None)
+            if removing == token:
+                if added:
+                    raise BlacklistError("blacklist delta adds and removes the same token")
                 continue
-            yield current
-        while next_add is not None:
-            yield bytes(next_add)
-            next_add = next(adding, None)
+            yield token
+        for _ in remove:  # the rest is checked too
+            pass
 
     def _all(self):
         if not self.count:
@@ -115,3 +123,14 @@ class Blacklist:
             source.seek(HEADER_SIZE)
             for _ in range(self.count):
                 yield source.read(TOKEN_SIZE)
+
+
+def _checked(tokens):
+    """The tokens as bytes, refusing any that is not 6 bytes or not above the one before."""
+    previous = b""
+    for token in tokens:
+        token = bytes(token)
+        if len(token) != TOKEN_SIZE or token <= previous:
+            raise BlacklistError("blacklist delta is not sorted 6-byte tokens")
+        previous = token
+        yield token

@@ -242,3 +242,26 @@ def load(folder):
     merchants = parse_merchants(_read_json(folder, "merchants.json"))
     cashiers = parse_cashiers(_read_json(folder, "cashiers.json"), merchants)
     return settings, merchants, cashiers
+
+
+def parse_pushed(doc, source="pushed.json"):
+    """(version, merchants, cashiers) of a config the back end pushed (pos.downlink):
+    {"version": N, "merchants": <merchants.json>, "cashiers": <cashiers.json>}."""
+    if not isinstance(doc, dict):
+        raise ConfigError(source + ": not an object")
+    version = _int(doc.get("version"), source, "version", 1, 0x7FFFFFFF)
+    merchants = parse_merchants(doc.get("merchants"), source + ": merchants")
+    return (
+        version,
+        merchants,
+        parse_cashiers(doc.get("cashiers"), merchants, source + ": cashiers"),
+    )
+
+
+def load_pushed(folder):
+    """The pushed config in a folder as parse_pushed gives it, or None when there is none."""
+    try:
+        open(folder + "/pushed.json").close()
+    except OSError:
+        return None
+    return parse_pushed(_read_json(folder, "pushed.json"))

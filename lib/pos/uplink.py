@@ -38,13 +38,16 @@ class Uplink:
         self.host = host
         self.port = port
         self.context = context
-        self._path = "/v1/terminals/%s/records" % terminal_id
+        self.base_path = "/v1/terminals/%s" % terminal_id
         # The heartbeat: a function giving "name=value;..." for the X-OneTill-Status header
         # (queue depth, oldest unsent age, DUKPT counter, free heap, reset cause, signal,
         # firmware), sent with every batch.
         self.status = None
         self._batch = bytearray(BATCH_BYTES)
         self.server_time = 0
+        # What the back end holds for this terminal, from its last reply: the newest config
+        # version, blacklist version and command id (pos.downlink fetches what is newer).
+        self.versions = (0, 0, 0)
         self.timeout_s = TIMEOUT_S
 
     def _fill(self):
@@ -70,14 +73,7 @@ class Uplink:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
             raise UplinkError("no answer: %r" % (exc,)) from None
-        if status != 200:
-            raise UplinkError("back end answered %d" % status)
-        try:
-            reply = json.loads(body)
-            ack = reply["ack"]
-            self.server_time = int(reply.get("server_time", 0))
-        except (ValueError, KeyError, TypeError):
-            raise UplinkError("reply does not parse") from None
+        ack = self._reply(status, body).get("ack")
         if not isinstance(ack, int) or ack > top or ack < 0:
             raise UplinkError("ack %r outside the batch" % (ack,))
         before = self.queue.unsent_count()
@@ -85,31 +81,98 @@ class Uplink:
             self.queue.ack(ack)
         return before - self.queue.unsent_count()
 
-    async def _post(self, size):
-        if self.context is None:  # plain TCP: tests only, the device always pins a CA
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        else:
-            reader, writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.context, server_hostname=self.host
+    async def poll(self):
+        """Ask the back end for its versions (and the time) without a batch: the heartbeat
+        and the downlink of a terminal that has nothing to send. UplinkError on failure."""
+        try:
+            status, body = await asyncio.wait_for(
+                self._request("GET", "versions", 0), self.timeout_s
             )
+        except UplinkError:
+            raise
+        except Exception as exc:
+            raise UplinkError("no answer: %r" % (exc,)) from None
+        self._reply(status, body)
+
+    def _reply(self, status, body):
+        """The decoded JSON reply; its time and versions kept. UplinkError if it is not one."""
+        if status != 200:
+            raise UplinkError("back end answered %d" % status)
+        try:
+            reply = json.loads(body)
+            self.server_time = int(reply.get("server_time", 0))
+            versions = (
+                reply.get("config", 0),
+                reply.get("blacklist", 0),
+                reply.get("commands", 0),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UplinkError("reply does not parse") from None
+        for version in versions:
+            if not isinstance(version, int) or version < 0:
+                raise UplinkError("reply does not parse")
+        self.versions = versions
+        return reply
+
+    async def connect(self):
+        """(reader, writer) of a new connection to the back end."""
+        if self.context is None:  # plain TCP: tests only, the device always pins a CA
+            return await asyncio.open_connection(self.host, self.port)
+        return await asyncio.open_connection(
+            self.host, self.port, ssl=self.context, server_hostname=self.host
+        )
+
+    async def _post(self, size):
+        return await self._request("POST", "records", size)
+
+    async def _request(self, method, name, size, body=None):
+        reader, writer = await self.connect()
         try:
             status = self.status() if self.status is not None else ""
             head = (
-                "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
+                "%s %s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
                 "X-OneTill-Status: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-                % (self._path, self.host, status[:200], size)
+                % (method, self.base_path, name, self.host, status[:200], size)
             )
             writer.write(head.encode())
-            writer.write(memoryview(self._batch)[:size])
+            if size:
+                writer.write(memoryview(self._batch if body is None else body)[:size])
             await writer.drain()
             return await read_response(reader)
         finally:
             writer.close()
             await writer.wait_closed()
 
+    async def send(self, name, body):
+        """POST a small body (the fault log) to NAME under the terminal's path; UplinkError
+        unless the back end answers 200."""
+        try:
+            status, _ = await asyncio.wait_for(
+                self._request("POST", name, len(body), body), self.timeout_s
+            )
+        except UplinkError:
+            raise
+        except Exception as exc:
+            raise UplinkError("no answer: %r" % (exc,)) from None
+        if status != 200:
+            raise UplinkError("back end answered %d" % status)
+
 
 async def read_response(reader):
     """(status, body) of an HTTP/1.1 reply with Content-Length, within the size bounds."""
+    status, length = await read_head(reader, MAX_BODY_BYTES)
+    body = b""
+    while len(body) < length:
+        chunk = await reader.read(length - len(body))
+        if not chunk:
+            raise UplinkError("reply cut short")
+        body += chunk
+    return status, body
+
+
+async def read_head(reader, max_body):
+    """(status, Content-Length) of an HTTP/1.1 reply, the body left to read (at most
+    max_body bytes: pos.downlink streams larger ones to a file)."""
     line = await reader.readline()
     parts = line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -133,12 +196,6 @@ async def read_response(reader):
                 length = int(value.strip())
             except ValueError:
                 raise UplinkError("bad Content-Length") from None
-    if length is None or length < 0 or length > MAX_BODY_BYTES:
+    if length is None or length < 0 or length > max_body:
         raise UplinkError("reply body missing or too long")
-    body = b""
-    while len(body) < length:
-        chunk = await reader.read(length - len(body))
-        if not chunk:
-            raise UplinkError("reply cut short")
-        body += chunk
-    return status, body
+    return status, length

@@ -75,6 +75,7 @@ class SimBoard:
         self.config_folder = MOUNT + "/config"
         self.store = FileStore(MOUNT + "/state")
         self.blacklist_path = MOUNT + "/state/blacklist"
+        self.fault_log_path = MOUNT + "/state/faults.log"
         if provision_only:
             self._provision()
             return
@@ -112,6 +113,8 @@ class SimBoard:
                 out.write(text)
         device_key = unhexlify(doc["device_key"])
         self.store.write("device.key", device_key)
+        if "downlink_key" in doc:
+            self.store.write("downlink.key", unhexlify(doc["downlink_key"]))
         Journal.provision(self.store, device_key, unhexlify(doc["ik"]), unhexlify(doc["ik_id"]))
         os.remove(path)
         self.fault("provisioned terminal " + doc["terminal_id"])
@@ -174,6 +177,11 @@ class SimBoard:
 
     def fault(self, text):
         print("F " + text)
+        try:  # kept on the vfs as the device keeps it, for the faultlog command
+            with open(self.fault_log_path, "a") as log:
+                log.write(text + "\n")
+        except OSError:
+            pass
 
     def unix_time(self):
         import time

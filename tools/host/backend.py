@@ -4,9 +4,14 @@
     tools/backend terminals add --db FILE --tid T0001 --ik-id HEX [--merchants merchants.json]
     tools/backend serve --db FILE --bdk-file KEY --port 8443 --tls-cert C --tls-key K
     tools/backend report --db FILE [--merchant N] [--json]
+    tools/backend config set --db FILE --terminal TID CONFIG.json
+    tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
+    tools/backend command --db FILE --terminal TID settle|faultlog
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
-(chmod 600); it is never stored in the database.
+(chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
+is stored in versions; the terminal fetches what is newer than what it has, each document
+encrypted and MACed with the terminal's downlink key (derived from the BDK and its IK ID).
 """
 
 import argparse
@@ -20,12 +25,20 @@ from binascii import unhexlify
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
-from tools.host.ledgerdb import MAX_BATCH_BYTES, IngestError, LedgerDB  # noqa: E402
+from tools.host.ledgerdb import (  # noqa: E402
+    MAX_BATCH_BYTES,
+    MAX_FAULT_LOG_BYTES,
+    DownlinkError,
+    IngestError,
+    LedgerDB,
+)
+
+DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K"}
 
 
 def make_app(db):
     """The HTTP API over a LedgerDB."""
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, HTTPException, Query, Request, Response
     from pydantic import BaseModel
 
     class BatchReply(BaseModel):
@@ -35,6 +48,15 @@ def make_app(db):
         quarantined: int
         refused: int
         server_time: int
+        config: int
+        blacklist: int
+        commands: int
+
+    class Versions(BaseModel):
+        server_time: int
+        config: int
+        blacklist: int
+        commands: int
 
     import threading
 
@@ -47,7 +69,23 @@ def make_app(db):
             result = db.ingest(tid, body)
             if status:
                 db.heartbeat(tid, status)
+            result.update(db.versions(tid))
             return result
+
+    def versions(tid, status):
+        with lock:
+            result = db.versions(tid)
+            if status:
+                db.heartbeat(tid, status)
+            return result
+
+    def sealed(tid, kind, since):
+        with lock:
+            return db.sealed_document(tid, kind, since)
+
+    def faults(tid, text):
+        with lock:
+            db.store_faults(tid, text)
 
     app = FastAPI(title="OneTill back end", version="1")
 
@@ -99,6 +137,90 @@ def make_app(db):
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         return BatchReply(server_time=int(time.time()), **result)
+
+    @app.get(
+        "/v1/terminals/{tid}/versions",
+        response_model=Versions,
+        responses={404: {"description": "unknown terminal"}},
+    )
+    async def terminal_versions(tid: str, request: Request) -> Versions:
+        """The newest config, blacklist and command versions for a terminal (a poll: the
+        X-OneTill-Status heartbeat is kept as with a batch)."""
+        status = request.headers.get("x-onetill-status", "")
+        try:
+            result = await run_in_threadpool(versions, tid, status)
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return Versions(server_time=int(time.time()), **result)
+
+    def document_route(kind):
+        async def document(tid: str, since: int = Query(0, ge=0, le=0xFFFFFFFF)):
+            try:
+                body = await run_in_threadpool(sealed, tid, DOCUMENT_KINDS[kind], since)
+            except IngestError as exc:
+                raise HTTPException(404, str(exc)) from None
+            if body is None:
+                raise HTTPException(404, "no %s for %s" % (kind, tid))
+            return Response(body, media_type="application/octet-stream")
+
+        app.get(
+            "/v1/terminals/{tid}/" + kind,
+            name="document_" + kind,
+            description="The terminal's %s document, encrypted and MACed with its downlink key "
+            "(config: the newest; blacklist: the delta from version `since`; commands: those "
+            "after id `since`)." % kind,
+            response_class=Response,
+            responses={
+                200: {
+                    "description": "a sealed document (pos.downlink)",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                404: {"description": "unknown terminal, or no such document"},
+            },
+        )(document)
+
+    for kind in DOCUMENT_KINDS:
+        document_route(kind)
+
+    @app.post(
+        "/v1/terminals/{tid}/faults",
+        responses={
+            400: {"description": "an empty body"},
+            404: {"description": "unknown terminal"},
+            413: {"description": "larger than 4 KiB"},
+            415: {"description": "not application/octet-stream"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {
+                        "schema": {
+                            "type": "string",
+                            "format": "binary",
+                            "minLength": 1,
+                            "maxLength": 4096,
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def terminal_faults(tid: str, request: Request) -> dict:
+        """The tail of the terminal's fault log (the faultlog command)."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/octet-stream":
+            raise HTTPException(415, "send the fault log as application/octet-stream")
+        body = await request.body()
+        if not body:
+            raise HTTPException(400, "an empty fault log")
+        if len(body) > MAX_FAULT_LOG_BYTES:
+            raise HTTPException(413, "fault log larger than %d bytes" % MAX_FAULT_LOG_BYTES)
+        try:
+            await run_in_threadpool(faults, tid, body.decode("utf-8", "replace"))
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {"ok": True}
 
     return app
 
@@ -280,6 +402,97 @@ def print_report(report, out):
                 fields.get("fw", "?"),
             )
         )
+    for tid, entry in sorted(report.get("downlink", {}).items()):
+        offered, in_force = entry["offered"], entry["in_force"]
+        out.write(
+            "downlink %s: config %d (terminal has %d), blacklist %d (has %d), commands %s%s\n"
+            % (
+                tid,
+                offered["config"],
+                in_force["config"],
+                offered["blacklist"],
+                in_force["blacklist"],
+                ", ".join(
+                    "%d %s %s" % (c["id"], c["name"], "taken" if c["taken"] else "waiting")
+                    for c in entry["commands"]
+                )
+                or "none",
+                ", refused " + entry["refused"] if entry["refused"] else "",
+            )
+        )
+
+
+def card_tokens(cards, token_key_file):
+    """6-byte tokens of card numbers (tokenised as the terminal does, with the card-token
+    key) or of token:HEX arguments; the card numbers themselves go nowhere."""
+    from pos.card import DigitBuffer, Tokenizer, luhn_ok
+
+    tokenizer = None
+    tokens = []
+    for card in cards:
+        if card.startswith("token:"):
+            try:
+                token = unhexlify(card[6:])
+            except ValueError:
+                token = b""
+            if len(token) != 6:
+                raise DownlinkError("a token is token: and 12 hex digits, not %s" % card)
+            tokens.append(token)
+            continue
+        digits = DigitBuffer(19)
+        if not 12 <= len(card) <= 19 or not digits.set(card) or not luhn_ok(digits.view()):
+            raise DownlinkError("not a card number (12 to 19 digits, Luhn): %s" % _masked(card))
+        if tokenizer is None:
+            if not token_key_file:
+                raise DownlinkError("card numbers need --token-key-file (the card-token key)")
+            tokenizer = Tokenizer(read_key(token_key_file, "card-token key"))
+        tokens.append(bytes(tokenizer.token(digits.view(), bytearray(6))))
+        digits.wipe()
+    return sorted(set(tokens))
+
+
+def _masked(card):
+    return "*" * max(0, len(card) - 4) + card[-4:]
+
+
+def read_key(path, what):
+    try:
+        with open(path) as source:
+            key = unhexlify(source.read().strip())
+    except (OSError, ValueError) as exc:
+        raise DownlinkError("cannot read the %s from %s: %s" % (what, path, exc)) from None
+    if len(key) != 16:
+        raise DownlinkError("the %s in %s must be 16 bytes" % (what, path))
+    return key
+
+
+def downlink_command(args):
+    db = LedgerDB(args.db)
+    try:
+        if args.command == "config":
+            try:
+                with open(args.file) as source:
+                    doc = json.load(source)
+            except (OSError, ValueError) as exc:
+                raise DownlinkError("cannot read %s: %s" % (args.file, exc)) from None
+            version = db.set_config(args.terminal, doc)
+            print("config %d for %s stored: the terminal fetches it" % (version, args.terminal))
+        elif args.command == "blacklist":
+            tokens = card_tokens(args.cards, args.token_key_file)
+            if args.action == "add":
+                version = db.change_blacklist(add=tokens)
+            else:
+                version = db.change_blacklist(remove=tokens)
+            print(
+                "blacklist %d: %d %s"
+                % (version, len(tokens), "added" if args.action == "add" else "removed")
+            )
+        else:
+            number = db.add_command(args.terminal, args.name)
+            print("command %d (%s) queued for %s" % (number, args.name, args.terminal))
+    finally:
+        db.close()
+    return 0
 
 
 def main(argv):
@@ -304,7 +517,29 @@ def main(argv):
     report.add_argument("--db", required=True)
     report.add_argument("--merchant", type=int)
     report.add_argument("--json", action="store_true")
+    config = commands.add_parser("config", help="push a config (merchants, cashiers, limits)")
+    config.add_argument("action", choices=["set"])
+    config.add_argument("--db", required=True)
+    config.add_argument("--terminal", required=True)
+    config.add_argument("file", help='{"merchants": <merchants.json>, "cashiers": <...>}')
+    blacklist = commands.add_parser("blacklist", help="block or unblock cards everywhere")
+    blacklist.add_argument("action", choices=["add", "remove"])
+    blacklist.add_argument("--db", required=True)
+    blacklist.add_argument(
+        "--token-key-file", help="the card-token key (32 hex digits) to tokenise card numbers"
+    )
+    blacklist.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
+    command = commands.add_parser("command", help="queue a command for a terminal")
+    command.add_argument("name", choices=["settle", "faultlog"])
+    command.add_argument("--db", required=True)
+    command.add_argument("--terminal", required=True)
     args = parser.parse_args(argv)
+    if args.command in ("config", "blacklist", "command"):
+        try:
+            return downlink_command(args)
+        except (DownlinkError, IngestError) as exc:
+            sys.stderr.write("tools/backend: %s\n" % exc)
+            return 2
 
     if args.command == "certs":
         make_certs(args.out)

@@ -12,11 +12,13 @@ The answer's ack is the highest counter up to which the batch has been dealt wit
 terminal reclaims exactly what is durably here; the same batch sent again is stored once.
 """
 
+import json
 import sqlite3
 import struct
 import time
 import zlib
 
+from pos.downlink import BLACKLIST, CONFIG, MAX_PLAIN, derive_downlink_key, seal_document
 from pos.dukpt import (
     USAGE_DATA_ENCRYPT,
     USAGE_MAC_GENERATION,
@@ -57,11 +59,29 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 CREATE TABLE IF NOT EXISTS quarantine (
     tid TEXT NOT NULL, counter INTEGER NOT NULL, frame BLOB NOT NULL, reason TEXT NOT NULL,
     received INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (
+    tid TEXT NOT NULL, version INTEGER NOT NULL, payload TEXT NOT NULL, created INTEGER NOT NULL,
+    PRIMARY KEY (tid, version));
+CREATE TABLE IF NOT EXISTS blacklist (
+    token BLOB PRIMARY KEY, added INTEGER NOT NULL, removed INTEGER);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    tid TEXT NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL, created INTEGER NOT NULL,
+    PRIMARY KEY (tid, id));
+CREATE TABLE IF NOT EXISTS faults (
+    tid TEXT NOT NULL, text TEXT NOT NULL, received INTEGER NOT NULL);
 """
+COMMANDS = ("settle", "faultlog")
+MAX_COMMANDS_A_DOCUMENT = 8  # keeps a commands document within the terminal's 512 bytes
+MAX_FAULT_LOG_BYTES = 4096
 
 
 class IngestError(Exception):
     """A request that is refused whole (unknown terminal, too large); the message says why."""
+
+
+class DownlinkError(Exception):
+    """A config, blacklist entry or command the back end refuses; the message says why."""
 
 
 class LedgerDB:
@@ -185,6 +205,213 @@ class LedgerDB:
         )
         return "stored"
 
+    # --- the downlink: versioned config, blacklist and commands ---------------------------
+
+    def _terminal(self, tid):
+        row = self._db.execute("SELECT ik_id FROM terminals WHERE tid = ?", (tid,)).fetchone()
+        if row is None:
+            raise IngestError("unknown terminal %s" % tid)
+        return bytes(row[0])
+
+    def _transaction(self, work):
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    def set_config(self, tid, doc):
+        """Store a new config for a terminal ({"merchants": ..., "cashiers": ...}, as the
+        terminal's merchants.json and cashiers.json), checked with the terminal's own
+        parser; returns its version (one above the last)."""
+        from pos import config
+
+        self._terminal(tid)
+        if not isinstance(doc, dict) or set(doc) - {"merchants", "cashiers", "version"}:
+            raise DownlinkError('a config is {"merchants": {...}, "cashiers": {...}}')
+
+        def store(db):
+            row = db.execute("SELECT MAX(version) FROM configs WHERE tid = ?", (tid,)).fetchone()
+            version = (row[0] or 0) + 1
+            pushed = {
+                "version": version,
+                "merchants": doc.get("merchants"),
+                "cashiers": doc.get("cashiers"),
+            }
+            try:
+                _, merchants, _ = config.parse_pushed(pushed, "config")
+            except config.ConfigError as exc:
+                raise DownlinkError("config refused: %s" % exc) from None
+            payload = json.dumps(pushed, separators=(",", ":"))
+            if len(payload) > MAX_PLAIN[CONFIG]:
+                raise DownlinkError("config larger than %d bytes" % MAX_PLAIN[CONFIG])
+            db.execute(
+                "INSERT INTO configs VALUES (?, ?, ?, ?)",
+                (tid, version, payload, int(time.time())),
+            )
+            for merchant in merchants:
+                db.execute(
+                    "INSERT OR REPLACE INTO merchants VALUES (?, ?, ?, ?)",
+                    (tid, merchant.number, merchant.merchant_id, merchant.name),
+                )
+            return version
+
+        return self._transaction(store)
+
+    def change_blacklist(self, add=(), remove=()):
+        """Add and remove 6-byte card tokens (one list for every terminal: the token key is
+        the same everywhere); returns the new blacklist version."""
+        for token in list(add) + list(remove):
+            if len(token) != 6:
+                raise DownlinkError("a card token is 6 bytes")
+        if set(add) & set(remove):
+            raise DownlinkError("the same token added and removed")
+
+        def store(db):
+            version = self._next(db, "blacklist")
+            for token in add:
+                db.execute(
+                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT(token) DO UPDATE SET "
+                    "added = excluded.added, removed = NULL WHERE removed IS NOT NULL",
+                    (bytes(token), version),
+                )
+            for token in remove:
+                db.execute(
+                    "UPDATE blacklist SET removed = ? WHERE token = ? AND removed IS NULL",
+                    (version, bytes(token)),
+                )
+            return version
+
+        return self._transaction(store)
+
+    def add_command(self, tid, name):
+        """Queue a command for a terminal; returns its id (per terminal, from 1)."""
+        if name not in COMMANDS:
+            raise DownlinkError("unknown command %s (known: %s)" % (name, ", ".join(COMMANDS)))
+        self._terminal(tid)
+
+        def store(db):
+            row = db.execute("SELECT MAX(id) FROM commands WHERE tid = ?", (tid,)).fetchone()
+            number = (row[0] or 0) + 1
+            db.execute(
+                "INSERT INTO commands VALUES (?, ?, ?, ?)", (tid, number, name, int(time.time()))
+            )
+            return number
+
+        return self._transaction(store)
+
+    @staticmethod
+    def _next(db, name):
+        db.execute("INSERT OR IGNORE INTO counters VALUES (?, 0)", (name,))
+        db.execute("UPDATE counters SET value = value + 1 WHERE name = ?", (name,))
+        return db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+
+    def versions(self, tid):
+        """{"config", "blacklist", "commands"}: the newest of each the terminal can fetch."""
+        self._terminal(tid)
+        db = self._db
+        config = db.execute("SELECT MAX(version) FROM configs WHERE tid = ?", (tid,)).fetchone()
+        listed = db.execute("SELECT value FROM counters WHERE name = 'blacklist'").fetchone()
+        command = db.execute("SELECT MAX(id) FROM commands WHERE tid = ?", (tid,)).fetchone()
+        return {
+            "config": config[0] or 0,
+            "blacklist": listed[0] if listed else 0,
+            "commands": command[0] or 0,
+        }
+
+    def document(self, tid, kind, since):
+        """(version, payload) of the newest document of a kind for a terminal, from `since`
+        (blacklist: the delta from that version; commands: those after that id), or None."""
+        self._terminal(tid)
+        db = self._db
+        if kind == CONFIG:
+            row = db.execute(
+                "SELECT version, payload FROM configs WHERE tid = ? ORDER BY version DESC LIMIT 1",
+                (tid,),
+            ).fetchone()
+            return None if row is None else (row[0], row[1].encode())
+        if kind == BLACKLIST:
+            version = self.versions(tid)["blacklist"]
+            if not version:
+                return None
+            add = [
+                bytes(r[0])
+                for r in db.execute(
+                    "SELECT token FROM blacklist WHERE removed IS NULL AND added > ? "
+                    "ORDER BY token",
+                    (since,),
+                )
+            ]
+            # Every token removed since: one the terminal never had is simply not there.
+            remove = [
+                bytes(r[0])
+                for r in db.execute(
+                    "SELECT token FROM blacklist WHERE removed > ? ORDER BY token", (since,)
+                )
+            ]
+            payload = struct.pack(">II", len(add), len(remove)) + b"".join(add) + b"".join(remove)
+            return version, payload
+        rows = db.execute(
+            "SELECT id, name FROM commands WHERE tid = ? AND id > ? ORDER BY id LIMIT ?",
+            (tid, since, MAX_COMMANDS_A_DOCUMENT),
+        ).fetchall()
+        if not rows:
+            return None
+        return rows[-1][0], json.dumps([list(r) for r in rows]).encode()
+
+    def sealed_document(self, tid, kind, since):
+        """The document sealed with the terminal's downlink key (from the BDK and its IK ID),
+        or None when there is none."""
+        if self._bdk is None:
+            raise IngestError("the back end has no BDK loaded")
+        found = self.document(tid, kind, since)
+        if found is None:
+            return None
+        key = derive_downlink_key(self._bdk, self._terminal(tid))
+        return seal_document(key, kind, found[0], found[1])
+
+    def store_faults(self, tid, text):
+        self._terminal(tid)
+        self._db.execute(
+            "INSERT INTO faults VALUES (?, ?, ?)",
+            (tid, text[:MAX_FAULT_LOG_BYTES], int(time.time())),
+        )
+
+    def downlink_report(self):
+        """Per terminal: versions on offer, what the terminal says is in force (heartbeat),
+        the commands and whether each was taken, the last fault log sent."""
+        db = self._db
+        beats = self.heartbeats()
+        out = {}
+        for (tid,) in db.execute("SELECT tid FROM terminals ORDER BY tid").fetchall():
+            status = beats.get(tid, {}).get("status", {})
+            taken = int(status.get("cmd", 0) or 0)
+            commands = [
+                {"id": number, "name": name, "taken": number <= taken}
+                for number, name in db.execute(
+                    "SELECT id, name FROM commands WHERE tid = ? ORDER BY id", (tid,)
+                )
+            ]
+            fault = db.execute(
+                "SELECT text FROM faults WHERE tid = ? ORDER BY rowid DESC LIMIT 1", (tid,)
+            ).fetchone()
+            out[tid] = {
+                "offered": self.versions(tid),
+                "in_force": {
+                    "config": int(status.get("cfg", 0) or 0),
+                    "blacklist": int(status.get("bl", 0) or 0),
+                    "commands": taken,
+                },
+                "refused": status.get("refused", ""),
+                "commands": commands,
+                "fault_log": fault[0] if fault else None,
+            }
+        return out
+
     def heartbeat(self, tid, status):
         """Keep the terminal's latest status line (bounded), as it sent it."""
         self._db.execute(
@@ -227,7 +454,12 @@ class LedgerDB:
         for entry in merchants.values():
             entry.pop("_batch")
             out.append(entry)
-        return {"merchants": out, "quarantined": quarantined, "terminals": self.heartbeats()}
+        return {
+            "merchants": out,
+            "quarantined": quarantined,
+            "terminals": self.heartbeats(),
+            "downlink": self.downlink_report(),
+        }
 
 
 def _frame_at(body, offset):

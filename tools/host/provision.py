@@ -8,7 +8,9 @@ parser first: a malformed file stops here, not on the device), and optionally wi
 uplink.json and ca.der. The tool draws a fresh IK ID and device storage key, derives the
 initial key from the BDK (the BDK itself never goes on the terminal), and writes:
     OUT/vfs.img        LittleFS with /config/* and /state/device.key, /state/journal
-                       (the DUKPT registers sealed with the device key), in the geometry
+                       (the DUKPT registers sealed with the device key), /state/downlink.key
+                       (the key of the back end's documents, from the BDK and the IK ID:
+                       the back end recomputes it, nothing to register), in the geometry
                        MicroPython uses for the ESP32 vfs (4 KiB blocks, 32-byte read/prog)
     OUT/identity.json  terminal ID and IK ID (no keys)
     OUT/flash.bin      with --flash-image: a whole 4 MiB image (partition table and vfs),
@@ -26,7 +28,8 @@ from binascii import hexlify, unhexlify
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [os.path.join(ROOT, "lib")]
 
-from pos.dukpt import derive_initial_key  # noqa: E402  (after the path is set)
+from pos.downlink import derive_downlink_key  # noqa: E402  (after the path is set)
+from pos.dukpt import derive_initial_key  # noqa: E402
 from pos.journal import Journal  # noqa: E402
 from tools.host import partitions  # noqa: E402
 
@@ -97,6 +100,7 @@ def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
                 out.write(source.read())
     store = _FsStore(fs, "/state")
     store.write("device.key", device_key)
+    store.write("downlink.key", derive_downlink_key(bdk, ik_id))
     Journal.provision(store, device_key, derive_initial_key(bdk, ik_id), ik_id)
     identity = {"terminal_id": terminal_id, "ik_id": hexlify(ik_id).decode()}
     result = {

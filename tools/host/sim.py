@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 from pos import dukpt  # noqa: E402  (after the path is set)
 from pos.config import pin_hash_hex  # noqa: E402
+from pos.downlink import derive_downlink_key  # noqa: E402
 from tools.host import mpybuild, partitions  # noqa: E402
 
 FLASH_SIZE = 0x400000
@@ -113,7 +114,14 @@ def prepare_state(state):
         os.open(os.path.join(keys_dir, "bdk.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
     ) as out:
         out.write(hexlify(bdk).decode() + "\n")
-    config = demo_config(terminal_id, secrets.token_bytes(16), secrets.token_bytes(12))
+    # The card-token key is the operator's, shared with the back end (tools/backend
+    # blacklist add --token-key-file) so that it can block a card by its number.
+    token_key = secrets.token_bytes(16)
+    with open(
+        os.open(os.path.join(keys_dir, "card_token.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
+    ) as out:
+        out.write(hexlify(token_key).decode() + "\n")
+    config = demo_config(terminal_id, token_key, secrets.token_bytes(12))
     merchants = [
         [m["number"], m["merchant_id"], m["name"]]
         for m in json.loads(config["merchants.json"])["merchants"]
@@ -125,6 +133,7 @@ def prepare_state(state):
         "ik_id": hexlify(ik_id).decode(),
         "ik": hexlify(dukpt.derive_initial_key(bdk, ik_id)).decode(),
         "device_key": hexlify(secrets.token_bytes(16)).decode(),
+        "downlink_key": hexlify(derive_downlink_key(bdk, ik_id)).decode(),
         "config": config,
     }
     with open(

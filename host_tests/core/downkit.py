@@ -4,11 +4,12 @@ document (the edge), and the documents themselves, sealed as the back end seals 
 import json
 from binascii import hexlify
 
+from expect import loopback_port
 from pos.cashiers import hash_pin
 
 KEY = b"downlink-key-016"
 OTHER_KEY = b"someone-elses-16"
-PORT = 18791
+PORT = loopback_port()
 
 
 def http(status, body):

@@ -26,3 +26,11 @@ def scratch(prefix):
         except OSError:
             pass  # it exists
     return "build/scratch/" + prefix + "-" + hexlify(os.urandom(6)).decode()
+
+
+def loopback_port():
+    """A port for a test's loopback server, different in every process: tools/test runs
+    tests in parallel processes, which must not all listen on one port."""
+    import os
+
+    return 20000 + int.from_bytes(os.urandom(2), "big") % 30000

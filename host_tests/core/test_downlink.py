@@ -7,6 +7,7 @@ import struct
 
 from downkit import KEY, OTHER_KEY, PORT, config_document, http, merchants, serve
 
+import pos.terminal  # noqa: F401  (loaded on a terminal before any config arrives)
 from expect import scratch
 from pos.blacklist import Blacklist
 from pos.downlink import (
@@ -53,26 +54,43 @@ def test_config_is_installed_whole():
     assert request.startswith(b"GET /v1/terminals/T0042/config?since=2 ")
 
 
-def test_refused_configs_change_nothing():
-    document = config_document(3)
-    flipped = bytearray(document)
-    flipped[40] ^= 1
-    invalid = config_document(3, merchants={"merchants": []})
-    cases = (
-        (http(200, config_document(3, key=OTHER_KEY)), "MAC"),
-        (http(200, bytes(flipped)), "MAC"),
-        (http(200, config_document(2)), "not newer"),
-        (http(200, invalid), "no merchants"),
-        (http(200, config_document(3, says=4)), "version 4"),
-        (http(200, document[:-1]), "wrong size"),  # Content-Length says one byte less
-        (http(200, b"OTDL" + bytes(60)), "not a config"),
-        (http(200, seal_document(KEY, "C", 3, b"{not json")), "refused"),
-        (http(200, seal_document(KEY, "B", 3, b"{}")), "not a config"),
-    )
+def refused_unchanged(cases):
     for reply, reason in cases:
         result, files, _ = config_outcome(reply, current=2)
         assert isinstance(result, DownlinkError) and reason in str(result), (reason, result)
         assert files == [], (reason, files)
+
+
+def test_config_not_authentic_changes_nothing():
+    flipped = bytearray(config_document(3))
+    flipped[40] ^= 1
+    refused_unchanged(
+        (
+            (http(200, config_document(3, key=OTHER_KEY)), "MAC"),
+            (http(200, bytes(flipped)), "MAC"),
+            (http(200, bytes(flipped[:-1])), "wrong size"),  # Content-Length one byte less
+            (http(200, b"OTDL" + bytes(60)), "not a config"),
+            (http(200, seal_document(KEY, "B", 3, b"{}")), "not a config"),
+        )
+    )
+
+
+def test_config_not_newer_or_not_what_it_says_changes_nothing():
+    refused_unchanged(
+        (
+            (http(200, config_document(2)), "not newer"),
+            (http(200, config_document(3, says=4)), "version 4"),
+        )
+    )
+
+
+def test_config_not_valid_changes_nothing():
+    refused_unchanged(
+        (
+            (http(200, config_document(3, merchants={"merchants": []})), "no merchants"),
+            (http(200, seal_document(KEY, "C", 3, b"{not json")), "refused"),
+        )
+    )
 
 
 def test_cut_short_or_no_document_is_not_a_refusal():
@@ -84,7 +102,7 @@ def test_cut_short_or_no_document_is_not_a_refusal():
 
 
 def test_blacklist_delta_is_merged_from_the_list_version():
-    path = scratch("bl")
+    path = fresh_folder() + "/bl"  # a folder of its own: the files left are listed below
     listing = Blacklist(path)
     listing.apply(4, [b"\x00\x00\x00\x00\x00\x07"], [])
     add = [b"\x00\x00\x00\x00\x00\x05", b"\x00\x00\x00\x00\x00\x09"]

@@ -5,12 +5,12 @@ missing answer changes nothing."""
 import asyncio
 import struct
 
-from expect import raises
+from expect import loopback_port, raises
 from norflash import NorFlash
 from pos.txq import TxQueue
 from pos.uplink import Uplink, UplinkError
 
-PORT = 18771
+PORT = loopback_port()
 
 
 def queue_with(count):

@@ -22,6 +22,7 @@ MAC runs, and used only once the tag matches; anything else removes the temporar
 """
 
 import asyncio
+import gc
 import json
 import os
 import struct
@@ -191,6 +192,7 @@ class Downlink:
                 version = await self.fetch(CONFIG, current, current, out)
                 out.flush()
             try:
+                gc.collect()  # the parser is loaded into what the fetch left behind
                 from pos import config
 
                 with open(temporary) as source:

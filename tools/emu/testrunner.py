@@ -14,7 +14,7 @@ import sys
 # As main.py does for the app: a block held while code is imported and let go before the
 # tests run, so the long-lived buffers a test makes (a terminal's queue, journal state and
 # ledger) find one contiguous region instead of the holes that importing code leaves.
-EARLY_RESERVE = 16 * 1024
+EARLY_RESERVE = 0
 
 
 def run_module(name, only=None):

@@ -6,6 +6,7 @@ Each stage prints its own output, then the run ends with one line per stage that
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -177,6 +178,9 @@ def main(argv):
     summary = []
     status = 0
     started = time.monotonic()
+    # What earlier runs left in build/scratch goes: tests make their own folders there, and
+    # some list them.
+    shutil.rmtree(os.path.join(ROOT, "build", "scratch"), ignore_errors=True)
     for name, stage in STAGES:
         if name not in wanted:
             continue

@@ -258,3 +258,62 @@ def test_another_back_end_by_url():
     assert backend_report(state)[2]["sales_total_minor"] == 1234
     bad = sim(state, SALE, "--backend", "http://nowhere")
     assert bad.returncode == 1 and "https://HOST:PORT" in bad.stdout
+
+
+def _luhn_complete(prefix):
+    """prefix with the check digit that makes it Luhn-valid."""
+    total = 0
+    for i, digit in enumerate(reversed(prefix)):
+        value = int(digit) * (2 if i % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return prefix + str((10 - total % 10) % 10)
+
+
+def _forms(number):
+    """Every way a card number could sit in a flash image in clear."""
+    digits = number.encode()
+    value = int(number)
+    padded = number + ("F" if len(number) % 2 else "")
+    yield "ascii", digits
+    yield "ascii reversed", digits[::-1]
+    yield "utf-16", number.encode("utf-16-le")
+    yield "bcd", unhexlify(padded)
+    yield "bcd, nibbles swapped", bytes((b >> 4) | ((b & 15) << 4) for b in unhexlify(padded))
+    for size in ((value.bit_length() + 7) // 8, 8):
+        yield "binary big-endian", value.to_bytes(size, "big")
+        yield "binary little-endian", value.to_bytes(size, "little")
+    for start in range(len(number) - 5):  # any 6 digits of it (more than the last four)
+        yield "ascii digits %d-%d" % (start, start + 6), digits[start : start + 6]
+
+
+def test_no_card_number_or_payment_code_on_the_flash_in_any_form():
+    read = _luhn_complete("492938127465091")
+    keyed = _luhn_complete("541367289104523")
+    amex = _luhn_complete("37828224631000")
+    code = "283746519203847561"  # a mobile payment code
+    state = state_folder("cards")
+    keys = (
+        "1 1 1 1 # "
+        "2 # 1 2 0 0 # 1 card:%s # # "
+        "2 # 3 4 5 # 2 %s # # # "
+        "3 # 9 9 9 # 1 card:%s # # "
+        "2 # 5 0 # 3 scan:%s # #"
+    ) % (read, " ".join(keyed), amex, code)
+    result = sim(state, keys, "--offline")
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = stored_records(state)
+    assert [(r.amount_minor, r.last_four) for r in records] == [
+        (1200, int(read[-4:])),
+        (345, int(keyed[-4:])),
+        (999, int(amex[-4:])),
+        (50, int(code[-4:])),
+    ]
+    with open(os.path.join(state, "flash.bin"), "rb") as source:
+        image = source.read()
+    for number in (read, keyed, amex, code):
+        for form, pattern in _forms(number):
+            assert pattern not in image, "%s of %s found at 0x%x" % (
+                form,
+                number,
+                image.find(pattern),
+            )

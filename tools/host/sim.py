@@ -64,12 +64,27 @@ def demo_config(terminal_id, token_key, salt):
             "merchant_id": "8000000000000%02d" % number,
             "name": name,
             "currency": "EUR",
-            "limits": {"max_sale_minor": 100000, "max_offline_sale_minor": 25000},
+            "limits": {
+                "max_sale_minor": 100000,
+                "max_offline_sale_minor": 25000,
+                "max_day_count": 2000,
+                "max_day_minor": 5000000,
+                "max_refund_day_minor": 100000,
+                "max_offline_count": 200,
+                "max_offline_total_minor": 500000,
+                "max_offline_age_s": 86400,
+                "anomaly_factor": 10,
+            },
         }
 
     return {
         "terminal.json": json.dumps(
-            {"terminal_id": terminal_id, "card_token_key": hexlify(token_key).decode()}
+            {
+                "terminal_id": terminal_id,
+                "card_token_key": hexlify(token_key).decode(),
+                "velocity_max_uses": 3,
+                "velocity_window_min": 10,
+            }
         ),
         "merchants.json": json.dumps(
             {

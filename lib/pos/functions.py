@@ -26,9 +26,7 @@ from pos.terminal import (
     Z_CONFIRM,
 )
 
-# The words this module shows, as one bytes constant of 16-byte rows (NUL-padded): a
-# literal each would be an object of its own on the heap, about 40 bytes apiece on the
-# 64-bit port. _text(n) is row n, for Screen.put (which stops at the first NUL).
+# The words this menu shows: 16-byte rows of one bytes constant, as in pos.terminal.
 _TEXT = (
     b"1 Void last\0\0\0\0\0"  # 0
     b"2 Refund\0\0\0\0\0\0\0\0"  # 1
@@ -114,7 +112,7 @@ _T_OK = const(39)
 
 
 def _text(number):
-    return memoryview(_TEXT)[number * 16 : number * 16 + 16]
+    return memoryview(_TEXT)[number << 4 : (number + 1) << 4]  # row `number`
 
 
 _REPORT_ROWS = 5

@@ -102,29 +102,13 @@ def make_app(db):
             413: {"description": "batch larger than 64 KiB"},
             415: {"description": "not application/octet-stream"},
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "description": "sealed records exactly as the terminal's queue stores them",
-                "content": {
-                    "application/octet-stream": {
-                        "schema": {
-                            "type": "string",
-                            "format": "binary",
-                            "minLength": 1,
-                            "maxLength": 65536,
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra=_binary_body(
+            MAX_BATCH_BYTES, "sealed records exactly as the terminal's queue stores them"
+        ),
     )
     async def records(tid: str, request: Request) -> BatchReply:
         """Sealed records exactly as the terminal's queue stores them (binary body)."""
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/octet-stream":
-            raise HTTPException(415, "send the batch as application/octet-stream")
-        body = await request.body()
+        body = await _binary(request, "the batch")
         if len(body) > MAX_BATCH_BYTES:
             raise HTTPException(413, "batch larger than %d bytes" % MAX_BATCH_BYTES)
         if not body:
@@ -190,28 +174,11 @@ def make_app(db):
             413: {"description": "larger than 4 KiB"},
             415: {"description": "not application/octet-stream"},
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/octet-stream": {
-                        "schema": {
-                            "type": "string",
-                            "format": "binary",
-                            "minLength": 1,
-                            "maxLength": 4096,
-                        }
-                    }
-                },
-            }
-        },
+        openapi_extra=_binary_body(MAX_FAULT_LOG_BYTES, "the tail of the fault log"),
     )
     async def terminal_faults(tid: str, request: Request) -> dict:
         """The tail of the terminal's fault log (the faultlog command)."""
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/octet-stream":
-            raise HTTPException(415, "send the fault log as application/octet-stream")
-        body = await request.body()
+        body = await _binary(request, "the fault log")
         if not body:
             raise HTTPException(400, "an empty fault log")
         if len(body) > MAX_FAULT_LOG_BYTES:
@@ -223,6 +190,28 @@ def make_app(db):
         return {"ok": True}
 
     return app
+
+
+def _binary_body(max_bytes, description):
+    """The OpenAPI request body of an endpoint that takes raw bytes."""
+    schema = {"type": "string", "format": "binary", "minLength": 1, "maxLength": max_bytes}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/octet-stream": {"schema": schema}},
+        }
+    }
+
+
+async def _binary(request, what):
+    """The raw body of a request; 415 unless it is sent as application/octet-stream."""
+    from fastapi import HTTPException
+
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/octet-stream":
+        raise HTTPException(415, "send %s as application/octet-stream" % what)
+    return await request.body()
 
 
 def make_certs(out, hosts=("localhost", "127.0.0.1")):

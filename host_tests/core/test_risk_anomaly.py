@@ -40,3 +40,33 @@ def test_anomaly_rule_waits_for_a_history():
         kit.sale(amount="1 0 0")
         kit.keys("#")
     assert kit.sale(amount="9 9 9 9 9")[1] == "APPROVED"  # four sales are too few to judge
+
+
+def unusual_card_sale(kit):
+    for _ in range(5):
+        kit.sale(amount="1 0 0")
+        kit.keys("#")
+    rows = kit.card_sale("2", "9 0 0 0")
+    assert rows[3] == "Supervisor PIN"
+
+
+def test_idle_logout_at_the_supervisor_prompt_books_the_decline():
+    kit = Kit(limits={"anomaly_factor": 3})
+    kit.login()
+    unusual_card_sale(kit)
+    kit.tick(300 * 1000)  # idle_logout_s
+    assert kit.rows()[2] == "Cashier PIN"
+    record = kit.newest()
+    assert (record.kind, record.reason, record.amount_minor) == (DECLINE, UNUSUAL_AMOUNT, 9000)
+    assert record.token != bytes(6)  # the card's token, kept in the decline
+
+
+def test_lockout_at_the_supervisor_prompt_books_the_decline():
+    kit = Kit(limits={"anomaly_factor": 3})
+    kit.login()
+    unusual_card_sale(kit)
+    rows = kit.keys("1 1 1 1 # 1 1 1 1 # 1 1 1 1 #")  # three wrong: locked
+    assert rows[2] == "Login locked"
+    record = kit.newest()
+    assert (record.kind, record.reason) == (DECLINE, UNUSUAL_AMOUNT)
+    assert record.token != bytes(6)

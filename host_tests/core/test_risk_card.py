@@ -37,3 +37,26 @@ def test_daily_refund_total():
     assert rows[6] == "Daily refund cap"
     rows = kit.keys("B 0 #")  # 4.00: exactly 10.00 today
     assert kit.keys("#")[1] == "REFUNDED"
+
+
+def test_velocity_is_not_worn_away_by_declined_retries():
+    kit = Kit(sectors=16, velocity_max_uses=2, velocity_window_min=60)
+    kit.login()
+    for _ in range(2):
+        assert kit.card_sale("2")[1] == "APPROVED"
+        kit.keys("#")
+    for _ in range(34):  # more declines than the recent-sales ring holds
+        assert kit.card_sale("2")[1] == "DECLINED"
+        kit.keys("#")
+    assert kit.card_sale("2")[3] == "Card used often"
+
+
+def test_uses_made_with_the_clock_unset_stop_counting_once_it_is_set():
+    kit = Kit(velocity_max_uses=1, velocity_window_min=10, unix=0)
+    kit.login()
+    assert kit.card_sale("2")[1] == "APPROVED"
+    kit.keys("#")
+    assert kit.card_sale("2")[3] == "Card used often"  # unset clock: every use counts
+    kit.keys("#")
+    kit.at(NOON)
+    assert kit.card_sale("2")[1] == "APPROVED"

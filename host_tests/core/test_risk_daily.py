@@ -89,3 +89,33 @@ def test_counters_are_rebuilt_after_a_power_cut():
             assert approved(kit)
         assert not approved(kit)
         kit = None
+
+
+def test_a_clock_put_back_starts_the_day_again():
+    kit = Kit(limits={"max_day_count": 1})
+    kit.login()
+    kit.at(NOON + 10 * 86400)  # a clock ten days ahead
+    assert approved(kit)
+    kit.at(NOON)  # put right
+    assert approved(kit)
+    assert not approved(kit)
+
+
+def test_sales_before_the_clock_was_ever_set_count_in_its_first_day():
+    kit = Kit(limits={"max_day_count": 2}, unix=0)
+    kit.login()
+    assert approved(kit)
+    kit.at(NOON)
+    assert approved(kit)
+    assert not approved(kit)
+
+
+def test_a_z_does_not_reset_the_day():
+    kit = Kit(limits={"max_day_count": 2})
+    kit.login()
+    assert approved(kit)
+    rows = kit.keys("A 4 9 9 9 9 # 2 # #")  # Z for Tea House
+    assert rows[1].startswith("Z BATCH 1")
+    kit.keys("#")
+    assert approved(kit)
+    assert not approved(kit)

@@ -11,7 +11,7 @@ never finished, not at all.
 import struct
 
 from pos.journal import Journal
-from pos.record import Record
+from pos.record import SALE, Record
 from pos.reports import (
     MERCHANT_TOTALS_BYTES,
     RECENT_BYTES,
@@ -72,7 +72,8 @@ class Ledger:
         slots = self.totals.apply(record)
         count_activity(slots, record, counter, self.queue.ack_watermark, self.utc_offset_min)
         self.recent.apply(record)
-        self.recent.add(record, counter)
+        if record.kind == SALE:  # declines, voids, refunds and Z never push a sale out
+            self.recent.add(record, counter)
         if record.receipt >= self.next_receipt:
             self.next_receipt = record.receipt + 1
 
@@ -92,9 +93,12 @@ class Ledger:
         return self.queue.unsent_count()
 
     def oldest_unsent_time(self):
-        """Time of the oldest record not yet acked: 0 if none or unknown."""
-        for counter, _ in self.queue.unsent(1):
-            return self.recent.time_of(counter) or 0
+        """Time of the oldest sale not yet acked (of the first few records waiting, which
+        may be declines or voids): 0 if none or unknown."""
+        for counter, _ in self.queue.unsent(4):
+            time = self.recent.time_of(counter)
+            if time is not None:
+                return time
         return 0
 
     def last_voidable_sale(self):

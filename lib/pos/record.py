@@ -4,7 +4,8 @@ Layout, big-endian (struct ">BBBBBBHIIII6sH"), 32 bytes, one AES block pair:
 
     0  version      format version of this layout (1)
     1  kind         record type << 4 | payment method
-    2  reason       reason code (0 = approved; declines and refusals say why)
+    2  reason       reason code (pos.risk: 0 = approved; a decline says why; a sale a
+                    supervisor approved over a rule keeps that rule's code, FLAG_SUPERVISOR)
     3  merchant     merchant menu number, 1..255
     4  cashier      cashier number, 0..255 (0 = the terminal itself)
     5  flags        FLAG_OFFLINE, FLAG_SUPERVISOR, ...

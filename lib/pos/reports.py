@@ -160,10 +160,11 @@ class Totals:
 
 
 class RecentRecords:
-    """The last RECENT_SIZE records in a ring of packed 32-byte entries: what void and
-    refund look up. Lookups return the entry as a tuple, indexed as _RECENT_FORMAT:
-    (receipt, counter, time, kind, merchant, method, status, amount, refunded, token,
-    last four)."""
+    """The last RECENT_SIZE sales in a ring of packed 32-byte entries: what void and refund
+    look up, and what the velocity rule counts (pos.ledger adds sales only, so declines,
+    voids, refunds and Z records never push a sale out). Lookups return the entry as a
+    tuple, indexed as _RECENT_FORMAT: (receipt, counter, time, kind, merchant, method,
+    status, amount, refunded, token, last four)."""
 
     def __init__(self):
         self._buf = bytearray(RECENT_SIZE * _RECENT_BYTES)
@@ -232,8 +233,9 @@ class RecentRecords:
                     buf[offset + _STATUS] |= SETTLED
 
     def token_uses(self, token, since):
-        """Approved sales paid with this card token at or after since (Unix seconds; 0: all
-        of them). A sale made while the clock was not set counts: its time is unknown."""
+        """Approved sales paid with this card token at or after since (Unix seconds). With
+        since 0 (the clock not set) every one counts; once it is set, those made while it
+        was not (time 0, of unknown age) no longer do."""
         buf = self._buf
         uses = 0
         for offset in self._offsets_newest_first():
@@ -247,7 +249,7 @@ class RecentRecords:
                     break
             if same:
                 time = struct.unpack_from(">I", buf, offset + 8)[0]
-                if not since or not time or time >= since:
+                if not since or (time and time >= since):
                     uses += 1
         return uses
 

@@ -89,9 +89,13 @@ def count_activity(slots, record, counter, ack_watermark, utc_offset_min):
         return  # declines, voids (the attempt still counts) and Z change nothing here
     time = record.time
     day = local_day(time, utc_offset_min) if is_set(time) else 0
-    if day > slots[_DAY]:  # a new day; an unknown time counts in the last known one
+    # Another day (later, or earlier: a clock that was ahead and has been put right) starts
+    # the counters again. An unknown time counts in the last known day; sales made before
+    # the clock was ever set count in the first day it tells.
+    if day and day != slots[_DAY]:
+        if slots[_DAY]:
+            slots[_DAY_COUNT] = slots[_DAY_TOTAL] = slots[_DAY_REFUNDS] = 0
         slots[_DAY] = day
-        slots[_DAY_COUNT] = slots[_DAY_TOTAL] = slots[_DAY_REFUNDS] = 0
     amount = record.amount_minor
     if kind == REFUND:
         slots[_DAY_REFUNDS] = min(slots[_DAY_REFUNDS] + amount, _MAX_U32)
@@ -116,7 +120,10 @@ def today(ledger, merchant, now):
     """(sale count, sale total, refund total) of the merchant on the local day of now; with
     the clock not set, those of the last day the terminal knew."""
     slots = ledger.totals.slots(merchant)
-    if slots is None or (is_set(now) and local_day(now, ledger.utc_offset_min) > slots[_DAY]):
+    if slots is None:
+        return 0, 0, 0
+    day = slots[_DAY]
+    if day and is_set(now) and local_day(now, ledger.utc_offset_min) != day:
         return 0, 0, 0
     return slots[_DAY_COUNT], slots[_DAY_TOTAL], slots[_DAY_REFUNDS]
 

@@ -68,43 +68,42 @@ _TEXT = (
     b"Enter an amount\0"  # 12
     b"Pick method 1st\0"  # 13
     b"Read failed\0\0\0\0\0"  # 14
-    b"Not a supervisor"  # 15
-    b"DECLINED\0\0\0\0\0\0\0\0"  # 16
-    b"APPROVED\0\0\0\0\0\0\0\0"  # 17
-    b"VOIDED\0\0\0\0\0\0\0\0\0\0"  # 18
-    b"REFUNDED\0\0\0\0\0\0\0\0"  # 19
-    b"OneTill\0\0\0\0\0\0\0\0\0"  # 20
-    b"1 Credit 2 Debit"  # 21
-    b"3 Mobile 4 Cash\0"  # 22
-    b"1-4 pick  *back\0"  # 23
-    b"Unusual amount\0\0"  # 24
-    b"Supervisor PIN\0\0"  # 25
-    b"#OK *decline\0\0\0\0"  # 26
-    b"Processing...\0\0\0"  # 27
-    b"Not selling.\0\0\0\0"  # 28
-    b"Call operator\0\0\0"  # 29
-    b"Login locked\0\0\0\0"  # 30
-    b"Wait\0\0\0\0\0\0\0\0\0\0\0\0"  # 31
-    b"s\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 32
-    b"Cashier PIN\0\0\0\0\0"  # 33
-    b"#OK B del\0\0\0\0\0\0\0"  # 34
-    b"X report\0\0\0\0\0\0\0\0"  # 35
-    b"Z settle\0\0\0\0\0\0\0\0"  # 36
-    b"Merchant?\0\0\0\0\0\0\0"  # 37
-    b"#OK C/D pg *out\0"  # 38
-    b"#OK C/D *back\0\0\0"  # 39
-    b"Sale amount\0\0\0\0\0"  # 40
-    b"Refund amount\0\0\0"  # 41
-    b"#OK B del *back\0"  # 42
-    b"Card number\0\0\0\0\0"  # 43
-    b"Payment code\0\0\0\0"  # 44
-    b"****\0\0\0\0\0\0\0\0\0\0\0\0"  # 45
-    b"Confirm sale\0\0\0\0"  # 46
-    b"#OK *back\0\0\0\0\0\0\0"  # 47
-    b"Code\0\0\0\0\0\0\0\0\0\0\0\0"  # 48
-    b"Receipt\0\0\0\0\0\0\0\0\0"  # 49
-    b"OFFLINE\0\0\0\0\0\0\0\0\0"  # 50
-    b"# next\0\0\0\0\0\0\0\0\0\0"  # 51
+    b"DECLINED\0\0\0\0\0\0\0\0"  # 15
+    b"APPROVED\0\0\0\0\0\0\0\0"  # 16
+    b"VOIDED\0\0\0\0\0\0\0\0\0\0"  # 17
+    b"REFUNDED\0\0\0\0\0\0\0\0"  # 18
+    b"OneTill\0\0\0\0\0\0\0\0\0"  # 19
+    b"1 Credit 2 Debit"  # 20
+    b"3 Mobile 4 Cash\0"  # 21
+    b"1-4 pick  *back\0"  # 22
+    b"Unusual amount\0\0"  # 23
+    b"Supervisor PIN\0\0"  # 24
+    b"#OK *decline\0\0\0\0"  # 25
+    b"Processing...\0\0\0"  # 26
+    b"Not selling.\0\0\0\0"  # 27
+    b"Call operator\0\0\0"  # 28
+    b"Login locked\0\0\0\0"  # 29
+    b"Wait\0\0\0\0\0\0\0\0\0\0\0\0"  # 30
+    b"s\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 31
+    b"Cashier PIN\0\0\0\0\0"  # 32
+    b"#OK B del\0\0\0\0\0\0\0"  # 33
+    b"X report\0\0\0\0\0\0\0\0"  # 34
+    b"Z settle\0\0\0\0\0\0\0\0"  # 35
+    b"Merchant?\0\0\0\0\0\0\0"  # 36
+    b"#OK C/D pg *out\0"  # 37
+    b"#OK C/D *back\0\0\0"  # 38
+    b"Sale amount\0\0\0\0\0"  # 39
+    b"Refund amount\0\0\0"  # 40
+    b"#OK B del *back\0"  # 41
+    b"Card number\0\0\0\0\0"  # 42
+    b"Payment code\0\0\0\0"  # 43
+    b"****\0\0\0\0\0\0\0\0\0\0\0\0"  # 44
+    b"Confirm sale\0\0\0\0"  # 45
+    b"#OK *back\0\0\0\0\0\0\0"  # 46
+    b"Code\0\0\0\0\0\0\0\0\0\0\0\0"  # 47
+    b"Receipt\0\0\0\0\0\0\0\0\0"  # 48
+    b"OFFLINE\0\0\0\0\0\0\0\0\0"  # 49
+    b"# next\0\0\0\0\0\0\0\0\0\0"  # 50
 )
 _T_CREDIT_CARD = const(0)
 _T_DEBIT_CARD = const(1)
@@ -121,43 +120,42 @@ _T_NOT_ASSIGNED = const(11)
 _T_ENTER_AN_AMOUNT = const(12)
 _T_PICK_METHOD_1ST = const(13)
 _T_READ_FAILED = const(14)
-_T_NOT_A_SUPERVISOR = const(15)
-_T_DECLINED = const(16)
-_T_APPROVED = const(17)
-_T_VOIDED = const(18)
-_T_REFUNDED = const(19)
-_T_ONETILL = const(20)
-_T_1_CREDIT_2_DEBIT = const(21)
-_T_3_MOBILE_4_CASH = const(22)
-_T_1_4_PICK_BACK = const(23)
-_T_UNUSUAL_AMOUNT = const(24)
-_T_SUPERVISOR_PIN = const(25)
-_T_OK_DECLINE = const(26)
-_T_PROCESSING = const(27)
-_T_NOT_SELLING = const(28)
-_T_CALL_OPERATOR = const(29)
-_T_LOGIN_LOCKED = const(30)
-_T_WAIT = const(31)
-_T_S = const(32)
-_T_CASHIER_PIN = const(33)
-_T_OK_B_DEL = const(34)
-_T_X_REPORT = const(35)
-_T_Z_SETTLE = const(36)
-_T_MERCHANT = const(37)
-_T_OK_C_D_PG_OUT = const(38)
-_T_OK_C_D_BACK = const(39)
-_T_SALE_AMOUNT = const(40)
-_T_REFUND_AMOUNT = const(41)
-_T_OK_B_DEL_BACK = const(42)
-_T_CARD_NUMBER = const(43)
-_T_PAYMENT_CODE = const(44)
-_T_STARS = const(45)
-_T_CONFIRM_SALE = const(46)
-_T_OK_BACK = const(47)
-_T_CODE = const(48)
-_T_RECEIPT = const(49)
-_T_OFFLINE = const(50)
-_T_NEXT = const(51)
+_T_DECLINED = const(15)
+_T_APPROVED = const(16)
+_T_VOIDED = const(17)
+_T_REFUNDED = const(18)
+_T_ONETILL = const(19)
+_T_1_CREDIT_2_DEBIT = const(20)
+_T_3_MOBILE_4_CASH = const(21)
+_T_1_4_PICK_BACK = const(22)
+_T_UNUSUAL_AMOUNT = const(23)
+_T_SUPERVISOR_PIN = const(24)
+_T_OK_DECLINE = const(25)
+_T_PROCESSING = const(26)
+_T_NOT_SELLING = const(27)
+_T_CALL_OPERATOR = const(28)
+_T_LOGIN_LOCKED = const(29)
+_T_WAIT = const(30)
+_T_S = const(31)
+_T_CASHIER_PIN = const(32)
+_T_OK_B_DEL = const(33)
+_T_X_REPORT = const(34)
+_T_Z_SETTLE = const(35)
+_T_MERCHANT = const(36)
+_T_OK_C_D_PG_OUT = const(37)
+_T_OK_C_D_BACK = const(38)
+_T_SALE_AMOUNT = const(39)
+_T_REFUND_AMOUNT = const(40)
+_T_OK_B_DEL_BACK = const(41)
+_T_CARD_NUMBER = const(42)
+_T_PAYMENT_CODE = const(43)
+_T_STARS = const(44)
+_T_CONFIRM_SALE = const(45)
+_T_OK_BACK = const(46)
+_T_CODE = const(47)
+_T_RECEIPT = const(48)
+_T_OFFLINE = const(49)
+_T_NEXT = const(50)
 
 
 def _text(number):
@@ -351,7 +349,10 @@ class Terminal:
         if self.cashier is not None and self.state != BOOKING:
             idle_ms = self.settings.idle_logout_s * 1000
             if ticks_diff(now_ms, self.last_activity) >= idle_ms:
+                decline = self._refuse_unusual()
                 self.logout(_text(_T_IDLE_LOGGED_OUT))
+                if decline is not None:
+                    self.effects.append(decline)
                 return
         if self.state == RESULT:
             if ticks_diff(now_ms, self.result_since) >= self.settings.result_timeout_s * 1000:
@@ -655,12 +656,23 @@ class Terminal:
             or not supervisor.is_supervisor()
             or not supervisor.may_use(self.merchant.number)
         ):
-            self.wrong_pin()  # three in a row lock the terminal, as at login
-            if self.state == SALE_SUPERVISOR and not self.message:
-                self.message = _text(_T_NOT_A_SUPERVISOR)
+            # Three in a row lock the terminal, as at login; the sale is declined first.
+            decline = self._refuse_unusual() if self.wrong_pins + 1 >= _MAX_WRONG_PINS else None
+            self.wrong_pin()
+            if decline is not None:
+                self.effects.append(decline)
             return
         self.wrong_pins = 0
         self._book_sale(supervised=True)
+
+    def _refuse_unusual(self):
+        """Leaving an unusual amount without a supervisor (idle logout, lockout): its decline
+        is booked all the same. Returns the "book" effect, for the caller to put last, after
+        the logout (the runner wants it last); None when no such sale waits."""
+        if self.state != SALE_SUPERVISOR:
+            return None
+        self._book_sale(refused=True)
+        return self.effects.pop()
 
     def _book_sale(self, supervised=False, refused=False):
         merchant = self.merchant
@@ -689,7 +701,7 @@ class Terminal:
             record.reason = UNUSUAL_AMOUNT
             record.flags |= FLAG_SUPERVISOR
         if self.has_token:
-            record.token = self.token
+            record.token = bytes(self.token)  # a copy: a logout wipes self.token at once
             record.last_four = self.last_four
         else:
             record.token = bytes(TOKEN_SIZE)

@@ -21,7 +21,7 @@ import json
 from binascii import hexlify, unhexlify
 
 from pos.cashiers import ADMIN, CASHIER, DEFAULT_ROUNDS, SUPERVISOR, Cashier, Cashiers, hash_pin
-from pos.merchants import Merchant, Merchants
+from pos.merchants import LIMITS, Merchant, Merchants
 from pos.money import MAX_AMOUNT_MINOR, MoneyError, currency
 from pos.terminal import Settings
 
@@ -31,32 +31,25 @@ MERCHANT_NAME_CHARS = 24
 CASHIER_NAME_CHARS = 16
 ROLES = {"cashier": CASHIER, "supervisor": SUPERVISOR, "admin": ADMIN}
 
-# (name, lowest, highest) of each limit a merchant may set (pos.merchants.LIMITS gives the
-# defaults: none). Amounts are minor units; anomaly_factor is 0 (off) or 2 and more.
-LIMIT_RANGES = (
-    ("max_sale_minor", 1, MAX_AMOUNT_MINOR),
-    ("max_refund_minor", 1, MAX_AMOUNT_MINOR),
-    ("max_offline_sale_minor", 1, MAX_AMOUNT_MINOR),
-    ("max_day_count", 1, MAX_AMOUNT_MINOR),
-    ("max_day_minor", 1, MAX_AMOUNT_MINOR),
-    ("max_refund_day_minor", 1, MAX_AMOUNT_MINOR),
-    ("max_offline_count", 1, MAX_AMOUNT_MINOR),
-    ("max_offline_total_minor", 1, MAX_AMOUNT_MINOR),
-    ("max_offline_age_s", 60, MAX_AMOUNT_MINOR),
-    ("anomaly_factor", 0, 1000),
-)
+# The limits a merchant may set are pos.merchants.LIMITS (a missing one is no limit): whole
+# numbers from 1 to MAX_AMOUNT_MINOR (minor units, counts, seconds), but max_offline_age_s
+# from 60, and anomaly_factor 0 (off) or 2 to 1000. (Code, not a table of tuples: each tuple
+# would be an object on the heap while the parser is loaded.)
 
-# (name, default, lowest, highest) of each whole-number terminal setting.
+# Name, default, lowest and highest of each whole-number terminal setting, four by four in
+# one tuple (a tuple each would be nine objects on the heap).
+# fmt: off
 SETTING_NUMBERS = (
-    ("idle_logout_s", 300, 10, 86400),
-    ("result_timeout_s", 20, 3, 600),
-    ("lockout_base_s", 30, 1, 3600),
-    ("receipt_columns", 32, 32, 48),
-    ("utc_offset_min", 0, -720, 840),
-    ("menu_rows", 5, 2, 5),
-    ("velocity_max_uses", 0, 0, 16),  # card uses allowed in the window; 0: no velocity rule
-    ("velocity_window_min", 10, 1, 1440),
+    "idle_logout_s", 300, 10, 86400,
+    "result_timeout_s", 20, 3, 600,
+    "lockout_base_s", 30, 1, 3600,
+    "receipt_columns", 32, 32, 48,
+    "utc_offset_min", 0, -720, 840,
+    "menu_rows", 5, 2, 5,
+    "velocity_max_uses", 0, 0, 16,  # card uses allowed in the window; 0: no velocity rule
+    "velocity_window_min", 10, 1, 1440,
 )
+# fmt: on
 
 
 class ConfigError(ValueError):
@@ -104,7 +97,8 @@ def parse_settings(doc, source="terminal.json"):
     if not isinstance(terminal_id, str) or not 1 <= len(terminal_id) <= 16:
         raise ConfigError(source + ": terminal_id must be 1 to 16 characters")
     numbers = {}
-    for name, default, low, high in SETTING_NUMBERS:
+    for i in range(0, len(SETTING_NUMBERS), 4):
+        name, default, low, high = SETTING_NUMBERS[i : i + 4]
         numbers[name] = _int(doc.get(name, default), source, name, low, high)
     if numbers["receipt_columns"] not in (32, 48):
         raise ConfigError(source + ": receipt_columns must be 32 or 48")
@@ -161,11 +155,15 @@ def _limits(doc, where):
     if not isinstance(doc, dict):
         raise ConfigError(where + ": limits must be an object")
     limits = {}
-    for name, low, high in LIMIT_RANGES:
+    for name in LIMITS:
         if name in doc:
-            limits[name] = _int(doc[name], where, name, low, high)
-    if limits.get("anomaly_factor") == 1:
-        raise ConfigError(where + ": anomaly_factor must be 0 (off) or at least 2")
+            if name == "anomaly_factor":
+                limits[name] = _int(doc[name], where, name, 0, 1000)
+                if limits[name] == 1:
+                    raise ConfigError(where + ": anomaly_factor must be 0 (off) or at least 2")
+            else:
+                low = 60 if name == "max_offline_age_s" else 1
+                limits[name] = _int(doc[name], where, name, low, MAX_AMOUNT_MINOR)
     for name in doc:
         if name not in limits:
             raise ConfigError(where + ": unknown limit " + str(name))

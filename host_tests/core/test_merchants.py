@@ -2,7 +2,7 @@
 
 from expect import raises
 from pos.config import ConfigError, parse_merchants
-from pos.merchants import Merchant, Merchants
+from pos.merchants import LIMITS, NO_LIMIT, Merchant, Merchants
 from pos.money import MAX_AMOUNT_MINOR, MoneyError
 
 
@@ -107,15 +107,17 @@ def test_parse_good_file():
     assert table.get(4) is None
 
 
-def test_limits_default_to_the_largest_amount():
+def test_limits_not_given_are_none():
     merchant = parse_merchants(_doc()).get(1)
-    for name in ("max_sale_minor", "max_refund_minor", "max_offline_sale_minor"):
-        assert merchant.limit(name) == MAX_AMOUNT_MINOR
+    for name in LIMITS:
+        if name != "anomaly_factor":
+            assert merchant.limit(name) > 0xFFFFFFFF + MAX_AMOUNT_MINOR  # past any total
+    assert merchant.limit("anomaly_factor") == 0  # off
     entry = _entry()
     entry["limits"] = {"max_sale_minor": 100}
     merchant = parse_merchants(_doc(entry)).get(1)
     assert merchant.limit("max_sale_minor") == 100
-    assert merchant.limit("max_refund_minor") == MAX_AMOUNT_MINOR
+    assert merchant.limit("max_refund_minor") == NO_LIMIT
 
 
 def test_version_defaults_to_0_and_is_checked():

@@ -119,3 +119,12 @@ def test_a_z_does_not_reset_the_day():
     kit.keys("#")
     assert approved(kit)
     assert not approved(kit)
+
+
+def test_a_daily_total_nobody_limited_never_declines():
+    kit = Kit()
+    kit.login()
+    most = "9 9 9 9 9 9 9 9 9"  # 9,999,999.99: the largest amount a sale can have
+    assert approved(kit, amount=most)
+    kit.keys("A 4 9 9 9 9 # 2 # # #")  # a Z: the totals may take as much again
+    assert approved(kit, amount=most)

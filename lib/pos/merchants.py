@@ -1,9 +1,9 @@
 """The merchants that share this terminal (built by pos.config from /config/merchants.json)."""
 
-from pos.money import MAX_AMOUNT_MINOR, currency
+from pos.money import currency
 
 # The limits a merchant may set (pos.config checks them; pos.risk applies them). Amounts
-# are minor units. One not given is no limit: MAX_AMOUNT_MINOR, except anomaly_factor (0: off).
+# are minor units. One not given is no limit (NO_LIMIT), except anomaly_factor (0: off).
 LIMITS = (
     "max_sale_minor",
     "max_refund_minor",
@@ -16,7 +16,9 @@ LIMITS = (
     "max_offline_age_s",
     "anomaly_factor",
 )
-NO_LIMIT = MAX_AMOUNT_MINOR
+# No limit: above any amount, and above any running total a u32 counter (pos.risk) plus one
+# amount can reach, so a daily or unsent total never trips a limit nobody set.
+NO_LIMIT = 1 << 33
 
 
 class Merchant:

@@ -282,28 +282,14 @@ DOWNLINK_KEY = "downlink.key"
 FAULT_LOG_BYTES = 2048  # the tail of the fault log that the faultlog command sends
 
 
-def wanted(app):
-    """Which of config, blacklist, commands the back end has newer (and not refused)."""
-    config, listed, command = app.board.uplink.versions
-    received = app.received
-    refused = received.refused if received is not None else (0, 0, 0)
-    last = received.commands[-1][0] if received is not None and received.commands else 0
-    blacklist = app.blacklist
-    return (
-        config > app.config_version and config != refused[0],
-        blacklist is not None and listed > blacklist.version and listed != refused[1],
-        command > max(last, app.command_done) and command != refused[2],
-    )
-
-
 async def catch_up(app):
     """Fetch what the back end has newer. A document that is refused changes nothing and is
     reported (fault log, heartbeat) and not fetched again; one that did not arrive is."""
     board = app.board
     uplink = board.uplink
-    if app.received is None:
-        from pos.received import Received
+    from pos.received import Received, wanted
 
+    if app.received is None:
         app.received = Received()
     received = app.received
     versions = uplink.versions

@@ -31,6 +31,20 @@ class Received:
         )
 
 
+def wanted(app):
+    """Which of config, blacklist, commands the back end has newer (and not refused)."""
+    config, listed, command = app.board.uplink.versions
+    received = app.received
+    refused = received.refused if received is not None else (0, 0, 0)
+    last = received.commands[-1][0] if received is not None and received.commands else 0
+    blacklist = app.blacklist
+    return (
+        config > app.config_version and config != refused[0],
+        blacklist is not None and listed > blacklist.version and listed != refused[1],
+        command > max(last, app.command_done) and command != refused[2],
+    )
+
+
 def at_idle(app):
     """Swap in a pushed config and run queued commands (the terminal is idle)."""
     received = app.received

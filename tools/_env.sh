@@ -54,7 +54,7 @@ _pip_progress() {
   # _pip_progress LOG TOTAL STEP: reads pip's output and shows how far it is, one line
   # rewritten in place on a terminal, a line every fifth of the packages otherwise. Keeps
   # pip's whole output in LOG for a failure.
-  local log=$1 total=$2 step=$3 count=0 next=0 line name tty=0
+  local log=$1 total=$2 step=$3 count=0 next=0 line name tty=0 open=0
   [ -t 2 ] && tty=1
   while IFS= read -r line; do
     printf '%s\n' "$line" >>"$log"
@@ -69,19 +69,23 @@ _pip_progress() {
         name=${name%%-[0-9]*}
         if [ "$tty" = 1 ]; then
           printf '\rtools: %s found %d of %d: %-40.40s' "$step" "$count" "$total" "$name" >&2
+          open=1
         elif [ "$count" -ge "$next" ] || [ "$count" = "$total" ]; then
           _say "$step found $count of $total: $name"
           next=$((count + (total + 4) / 5))
         fi
         ;;
       Installing\ collected\ packages:*)
-        [ "$tty" = 1 ] && printf '\n' >&2
+        [ "$open" = 1 ] && printf '\n' >&2 && open=0
         _say "$step unpacking $count packages into place (quiet for a while)"
         ;;
-      ERROR:* | error:*) printf '%s\n' "$line" >&2 ;;
+      WARNING:\ Retrying*) # a slow or broken network: say so at once (errors come at the end)
+        [ "$open" = 1 ] && printf '\n' >&2 && open=0
+        printf '%s\n' "$line" >&2
+        ;;
     esac
   done
-  [ "$tty" = 1 ] && [ "$count" -gt 0 ] && printf '\n' >&2
+  [ "$open" = 1 ] && printf '\n' >&2
   return 0
 }
 

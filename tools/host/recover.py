@@ -250,8 +250,8 @@ def write_text(rows, report, out):
         )
     )
     out.write(
-        "queue: acked up to counter %d (%d ack records), %d corrupt frames, %d stale and %d "
-        "unknown sectors\n"
+        "queue: acked up to counter %d; ack records %d, corrupt frames %d, stale sectors %d, "
+        "unknown sectors %d\n"
         % (
             report["ack_watermark"],
             report["acks"],

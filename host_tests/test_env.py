@@ -228,19 +228,24 @@ def test_a_second_command_waits_for_the_set_up_under_way(clone):
     assert_complete(work)
 
 
-def test_a_shared_venv_link_is_never_rebuilt(clone, tmp_path):
+def test_a_shared_venv_link_is_never_changed(clone, tmp_path):
     work, env = clone
     shared = tmp_path / "shared-venv"
     (shared / "bin").mkdir(parents=True)
     (shared / "bin" / "python").write_text("#!/bin/sh\n")
     (shared / "bin" / "python").chmod(0o755)
-    (shared / ".onetill-stamp").write_text("0123456789abcdef\n")  # other requirements
     (work / ".venv").symlink_to(shared)
+    # built for other requirements (another checkout a step ahead): used as it is
+    (shared / ".onetill-stamp").write_text("0123456789abcdef\n")
+    status, out, err = run(work, env)
+    assert status == 0 and out == "ready %s/.venv/bin/python\n" % work
+    assert "built for other requirements: using it as it is" in err
+    # incomplete: refused, and neither removed nor rebuilt
+    (shared / ".onetill-stamp").unlink()
     status, _, err = run(work, env)
-    assert status == 1
-    assert "remove the link (rm .venv)" in err
-    assert (shared / ".onetill-stamp").read_text() == "0123456789abcdef\n"
-    assert sorted(os.listdir(shared)) == [".onetill-stamp", "bin"]
+    assert status == 1 and "which is incomplete: remove the link (rm .venv)" in err
+    assert sorted(os.listdir(shared)) == ["bin"] and (work / ".venv").is_symlink()
+    assert log(env) == ""  # no python -m venv, no pip, ever
 
 
 @pytest.mark.skipif(

@@ -110,9 +110,15 @@ _build_venv() {
   have=$(_venv_stamp)
   [ "$have" = "$want" ] && return 0
   if [ -L "$VENV" ]; then
-    # A worktree that shares another checkout's venv: never rebuild someone else's.
-    _say ".venv links to $(readlink "$VENV"), which is incomplete or built for other" \
-      "requirements: remove the link (rm .venv) and run again to build a .venv of your own"
+    # A worktree that shares another checkout's venv: never change someone else's. A whole
+    # one for other requirements is used as it is (the other checkout may be a step ahead).
+    if [ -n "$have" ]; then
+      _say ".venv links to $(readlink "$VENV"), built for other requirements: using it as" \
+        "it is (rm .venv, the link only, to build your own)"
+      return 0
+    fi
+    _say ".venv links to $(readlink "$VENV"), which is incomplete: remove the link" \
+      "(rm .venv) and run again to build a .venv of your own"
     return 1
   fi
   packages=$(grep -cv '^\s*\(#\|$\)' "$ROOT/requirements.txt")

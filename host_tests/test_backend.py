@@ -326,6 +326,17 @@ def test_the_write_commands_refuse_a_ledger_that_is_not_there(tmp_path):
         "there is no folder",
     )
     one_line_refusal(backend("certs", "--out", str(config) + "/certs"), "cannot write")
+    config.write_text("[1, 2]")
+    args = ("terminals", "add", "--db", missing, "--tid", "T1", "--ik-id", IK_ID.hex())
+    one_line_refusal(backend(*args, "--merchants", str(config)), "is not a merchants.json")
+    assert not os.path.exists(missing)
+    path = str(tmp_path / "ledger.db")
+    LedgerDB(path).close()
+    serve = ("serve", "--db", path, "--bdk-file", str(key), "--port", "1")
+    one_line_refusal(
+        backend(*serve, "--tls-cert", str(key), "--tls-key", str(key)),
+        "as the TLS certificate and key",
+    )
 
 
 def registered(tmp_path, terminal):

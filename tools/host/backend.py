@@ -555,9 +555,10 @@ def terminals_command(args):
                     merchants.append((entry["number"], entry["merchant_id"], entry["name"]))
         except (OSError, ValueError) as exc:
             raise CommandError("cannot read %s: %s" % (args.merchants, exc)) from None
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError):
             raise CommandError(
-                "%s is not a merchants.json (a merchant without %s)" % (args.merchants, exc)
+                '%s is not a merchants.json ({"merchants": [{"number", "merchant_id", '
+                '"name", ...}, ...]})' % args.merchants
             ) from None
     db = LedgerDB(args.db)  # registering the first terminal makes the ledger
     db.add_terminal(args.tid, ik_id, merchants)
@@ -583,9 +584,20 @@ def report_command(args):
 
 
 def serve_command(args):
+    import ssl
+
     for path in (args.tls_cert, args.tls_key):
         if not os.path.isfile(path):
             raise CommandError("no such file: %s" % path)
+    try:  # as uvicorn will, so that a wrong file is one line here, not a traceback there
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            args.tls_cert, args.tls_key
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(
+            "cannot use %s and %s as the TLS certificate and key: %s"
+            % (args.tls_cert, args.tls_key, exc)
+        ) from None
     bdk = read_bdk(args.bdk_file)
     db = LedgerDB(args.db, bdk, mode="write")  # terminals add makes the ledger first
     import uvicorn

@@ -223,3 +223,175 @@ def test_tls_server_on_loopback(tmp_path, terminal):
             httpx.get(server.url + "/v1/health", timeout=5)
     finally:
         server.stop()
+
+
+def backend(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tools.host.backend", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_line_refusal(result, text):
+    """Exit 2 and one line that says why: never a traceback, never a silent success."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("tools/backend: ") and result.stderr.count("\n") == 1
+    assert text in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def files_in(folder):
+    """Every file under a folder with its bytes: a refusal must leave all of them alone."""
+    found = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(parent, name), "rb") as source:
+                found[os.path.join(parent, name)] = source.read()
+    return found
+
+
+@pytest.mark.parametrize(
+    "make, text",
+    [
+        (lambda path: None, "no ledger at"),  # a mistyped name
+        (lambda path: path.parent.rmdir(), "there is no folder"),  # a mistyped folder
+        (lambda path: path.mkdir(), "is a folder, not a ledger"),
+        (lambda path: path.write_bytes(b""), "is an empty file, not a OneTill ledger"),
+        (lambda path: path.write_bytes(b"hello, not a database\n" * 50), "not an SQLite"),
+        (
+            lambda path: __import__("sqlite3").connect(path).execute("CREATE TABLE x (a)"),
+            "is not a OneTill ledger (it has no terminals)",
+        ),
+    ],
+    ids=["missing-file", "missing-folder", "folder", "empty-file", "not-sqlite", "other-db"],
+)
+def test_report_on_a_wrong_path_says_why_and_writes_nothing(tmp_path, make, text):
+    path = tmp_path / "ledgers" / "ledger.db"
+    path.parent.mkdir()
+    make(path)
+    before = files_in(tmp_path)
+    for extra in ((), ("--json",), ("--merchant", "1")):
+        one_line_refusal(backend("report", "--db", str(path), *extra), text)
+    assert files_in(tmp_path) == before  # no ledger made, no schema added
+
+
+def test_the_write_commands_refuse_a_ledger_that_is_not_there(tmp_path):
+    missing = str(tmp_path / "ledgr.db")
+    config = tmp_path / "config.json"
+    config.write_text('{"merchants": {}}')
+    certs = str(tmp_path / "certs")
+    make_certs(certs)
+    key = tmp_path / "bdk.key"
+    key.write_text(BDK.hex())
+    for args in (
+        ("config", "set", "--db", missing, "--terminal", "T0001", str(config)),
+        ("blacklist", "add", "--db", missing, "token:0102030405aa"),
+        ("command", "settle", "--db", missing, "--terminal", "T0001"),
+        ("serve", "--db", missing, "--bdk-file", str(key), "--port", "1"),
+    ):
+        if args[0] == "serve":
+            args += ("--tls-cert", certs + "/server.pem", "--tls-key", certs + "/server.key")
+        one_line_refusal(backend(*args), "no ledger at " + missing)
+    assert not os.path.exists(missing)
+    one_line_refusal(
+        backend(
+            "terminals",
+            "add",
+            "--db",
+            missing,
+            "--tid",
+            "T0001",
+            "--ik-id",
+            IK_ID.hex(),
+            "--merchants",
+            str(tmp_path / "merchnts.json"),
+        ),
+        "cannot read %s" % (tmp_path / "merchnts.json"),
+    )
+    assert not os.path.exists(missing)
+    one_line_refusal(
+        backend(
+            "terminals",
+            "add",
+            "--db",
+            str(tmp_path / "no" / "l.db"),
+            "--tid",
+            "T1",
+            "--ik-id",
+            IK_ID.hex(),
+        ),
+        "there is no folder",
+    )
+    one_line_refusal(backend("certs", "--out", str(config) + "/certs"), "cannot write")
+    config.write_text("[1, 2]")
+    args = ("terminals", "add", "--db", missing, "--tid", "T1", "--ik-id", IK_ID.hex())
+    one_line_refusal(backend(*args, "--merchants", str(config)), "is not a merchants.json")
+    assert not os.path.exists(missing)
+    path = str(tmp_path / "ledger.db")
+    LedgerDB(path).close()
+    serve = ("serve", "--db", path, "--bdk-file", str(key), "--port", "1")
+    one_line_refusal(
+        backend(*serve, "--tls-cert", str(key), "--tls-key", str(key)),
+        "as the TLS certificate and key",
+    )
+
+
+def registered(tmp_path, terminal):
+    path = str(tmp_path / "ledger.db")
+    db = LedgerDB(path, BDK)
+    db.add_terminal("T0001", IK_ID, MERCHANTS)
+    ledger = terminal.ledger
+    terminal.book(SALE, 1, 21710)
+    ledger.book(ledger.totals.settlement(1, 978))
+    db.ingest("T0001", terminal.batch())
+    db.heartbeat("T0001", "depth=0;oldest_s=0;counter=7;heap=31000;fw=0.1.0;cfg=0;bl=0;cmd=0")
+    db.close()
+    return path
+
+
+def test_a_merchant_the_ledger_does_not_have_is_refused(tmp_path, terminal):
+    path = registered(tmp_path, terminal)
+    one_line_refusal(backend("report", "--db", path, "--merchant", "7"), "no merchant 7 in")
+    assert "it has merchants 1, 2" in backend("report", "--db", path, "--merchant", "7").stderr
+    shown = backend("report", "--db", path, "--merchant", "2", "--json")
+    assert shown.returncode == 0 and [m["number"] for m in json.loads(shown.stdout)["merchants"]]
+
+
+def test_the_text_report_shows_money_as_the_receipt_does(tmp_path, terminal):
+    path = registered(tmp_path, terminal)
+    before = files_in(tmp_path)[path]
+    shown = backend("report", "--db", path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "Terminal T0001"
+    assert "  Merchant 1  Noodle Bar  (MID 100000000000001)" in lines
+    # merchant 1: 12.50 cash, 8.00 credit voided, then 217.10 cash, and a Z of it all
+    sales = next(line for line in lines if line.startswith("    Sales"))
+    assert sales.split() == ["Sales", "3", "EUR", "237.60"]
+    net = next(line for line in lines if line.startswith("    Net"))
+    assert net.split() == ["Net", "EUR", "229.60"]
+    assert "    Z 1: sales 2 EUR 229.60, refunds 0 EUR 0.00: reconciles" in lines
+    assert "    Refunds       1            EUR 0.50" in lines  # merchant 2
+    assert not any(str(amount) in shown.stdout for amount in (21710, 23760, 22960))
+    assert lines[-1] == "Quarantined records (not counted as money): 0"
+    assert "  Link: 0 unsent, oldest 0 s, counter 7" in shown.stdout
+    # the JSON keeps minor units; the ledger file is never written by a report
+    entry = by_number(json.loads(backend("report", "--db", path, "--json").stdout))[1]
+    assert (entry["net_total_minor"], entry["currency"]) == (22960, 978)
+    assert files_in(tmp_path)[path] == before
+
+
+def test_a_report_read_into_a_closed_pipe_ends_quietly(tmp_path, terminal):
+    path = registered(tmp_path, terminal)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.host.backend", "report", "--db", path],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # as `| head` does once it has its lines
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (0, b"")

@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import os
+import sqlite3
 import sys
 import time
 from binascii import unhexlify
@@ -31,9 +32,14 @@ from tools.host.ledgerdb import (  # noqa: E402
     DownlinkError,
     IngestError,
     LedgerDB,
+    LedgerError,
 )
 
 DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K"}
+
+
+class CommandError(Exception):
+    """A user's mistake on the command line; the message says what, in one line."""
 
 
 def make_app(db):
@@ -339,74 +345,115 @@ def read_bdk(path):
         with open(path) as source:
             bdk = unhexlify(source.read().strip())
     except (OSError, ValueError) as exc:
-        raise SystemExit("tools/backend: cannot read the BDK from %s: %s" % (path, exc)) from None
+        raise CommandError("cannot read the BDK from %s: %s" % (path, exc)) from None
     if len(bdk) != 16:
-        raise SystemExit("tools/backend: the BDK in %s must be 16 bytes" % path)
+        raise CommandError("the BDK in %s must be 16 bytes" % path)
     return bdk
 
 
-def print_report(report, out):
+def money(amount_minor, currency_numeric):
+    """Minor units as the receipt prints them: 21710, 978 -> 'EUR 217.10'."""
+    from pos.money import MoneyError, currency, currency_code, format_minor
+
+    try:
+        code = currency_code(currency_numeric)
+        return "%s %s" % (code, format_minor(amount_minor, currency(code)[1]))
+    except MoneyError:
+        return "%d minor units of currency %s" % (amount_minor, currency_numeric)
+
+
+def print_report(report, out, merchant=None):
+    """The report for an operator: per terminal, each merchant's takings in money as the
+    receipt prints it, every Z and whether it reconciles, then what the terminal last said
+    of its link and which downlink documents it has taken."""
+    entries = {}
     for entry in report["merchants"]:
+        entries.setdefault(entry["terminal"], []).append(entry)
+    terminals = set(entries)
+    if merchant is None:
+        terminals |= set(report.get("terminals", {})) | set(report.get("downlink", {}))
+    if not terminals:
         out.write(
-            "%s merchant %d %s %s: sales %d %d, voids %d %d, refunds %d %d, net %d, "
-            "declines %d\n"
-            % (
-                entry["terminal"],
-                entry["number"],
-                entry["merchant_id"],
-                entry["name"],
-                entry["sales_count"],
-                entry["sales_total_minor"],
-                entry["voids_count"],
-                entry["voids_total_minor"],
-                entry["refunds_count"],
-                entry["refunds_total_minor"],
-                entry["net_total_minor"],
-                entry["declines_count"],
-            )
+            "No records for merchant %d yet.\n" % merchant
+            if merchant is not None
+            else "No terminals registered yet.\n"
         )
-        for z in entry["settlements"]:
+    for tid in sorted(terminals):
+        out.write("Terminal %s\n" % tid)
+        for entry in entries.get(tid, []):
+            _print_merchant(entry, out)
+        if tid not in entries:
+            out.write("  no records received yet\n")
+        heartbeat = report.get("terminals", {}).get(tid)
+        if heartbeat:
+            fields = heartbeat["status"]
             out.write(
-                "  Z %d: sales %d %d, refunds %d %d: %s\n"
+                "  Link: %s unsent, oldest %s s, counter %s, heap %s, firmware %s "
+                "(heard %s)\n"
                 % (
-                    z["batch"],
-                    z["sales_count"],
-                    z["sales_total_minor"],
-                    z["refunds_count"],
-                    z["refunds_total_minor"],
-                    "reconciles" if z["reconciles"] else "MISMATCH",
+                    fields.get("depth", "?"),
+                    fields.get("oldest_s", "?"),
+                    fields.get("counter", "?"),
+                    fields.get("heap", "?"),
+                    fields.get("fw", "?"),
+                    time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(heartbeat["received"])),
                 )
             )
-    out.write("quarantined records: %d\n" % report["quarantined"])
-    for tid, heartbeat in sorted(report.get("terminals", {}).items()):
-        fields = heartbeat["status"]
+        else:
+            out.write("  Link: not heard from yet\n")
+        entry = report.get("downlink", {}).get(tid)
+        if entry:
+            offered, in_force = entry["offered"], entry["in_force"]
+            commands = ", ".join(
+                "%d %s %s" % (c["id"], c["name"], "taken" if c["taken"] else "waiting")
+                for c in entry["commands"]
+            )
+            out.write(
+                "  Downlink: config %d (terminal has %d), blacklist %d (has %d), commands %s%s\n"
+                % (
+                    offered["config"],
+                    in_force["config"],
+                    offered["blacklist"],
+                    in_force["blacklist"],
+                    commands or "none",
+                    ", refused " + entry["refused"] if entry["refused"] else "",
+                )
+            )
+    out.write("Quarantined records (not counted as money): %d\n" % report["quarantined"])
+
+
+def _print_merchant(entry, out):
+    currency = entry.get("currency", 978)
+    out.write(
+        "  Merchant %d  %s  (MID %s)\n"
+        % (entry["number"], entry["name"] or "(not registered)", entry["merchant_id"] or "?")
+    )
+    for label, count, total in (
+        ("Sales", entry["sales_count"], entry["sales_total_minor"]),
+        ("Voids", entry["voids_count"], entry["voids_total_minor"]),
+        ("Refunds", entry["refunds_count"], entry["refunds_total_minor"]),
+    ):
+        out.write("    %-9s %5d  %18s\n" % (label, count, money(total, currency)))
+    out.write("    %-9s %5s  %18s\n" % ("Net", "", money(entry["net_total_minor"], currency)))
+    out.write("    %-9s %5d\n" % ("Declines", entry["declines_count"]))
+    if entry["by_method"]:
         out.write(
-            "terminal %s: %s unsent, oldest %s s, counter %s, heap %s, firmware %s\n"
-            % (
-                tid,
-                fields.get("depth", "?"),
-                fields.get("oldest_s", "?"),
-                fields.get("counter", "?"),
-                fields.get("heap", "?"),
-                fields.get("fw", "?"),
+            "    By method: %s\n"
+            % ", ".join(
+                "%s %s %s" % (key.split("_")[1], key.split("_")[0], money(total, currency))
+                for key, total in sorted(entry["by_method"].items())
             )
         )
-    for tid, entry in sorted(report.get("downlink", {}).items()):
-        offered, in_force = entry["offered"], entry["in_force"]
+    for z in entry["settlements"]:
         out.write(
-            "downlink %s: config %d (terminal has %d), blacklist %d (has %d), commands %s%s\n"
+            "    Z %d: sales %d %s, refunds %d %s: %s\n"
             % (
-                tid,
-                offered["config"],
-                in_force["config"],
-                offered["blacklist"],
-                in_force["blacklist"],
-                ", ".join(
-                    "%d %s %s" % (c["id"], c["name"], "taken" if c["taken"] else "waiting")
-                    for c in entry["commands"]
-                )
-                or "none",
-                ", refused " + entry["refused"] if entry["refused"] else "",
+                z["batch"],
+                z["sales_count"],
+                money(z["sales_total_minor"], currency),
+                z["refunds_count"],
+                money(z["refunds_total_minor"], currency),
+                "reconciles" if z["reconciles"] else "MISMATCH with the records received",
             )
         )
 
@@ -456,7 +503,7 @@ def read_key(path, what):
 
 
 def downlink_command(args):
-    db = LedgerDB(args.db)
+    db = LedgerDB(args.db, mode="write")  # a mistyped --db must not make a new ledger
     try:
         if args.command == "config":
             try:
@@ -482,6 +529,99 @@ def downlink_command(args):
     finally:
         db.close()
     return 0
+
+
+def certs_command(args):
+    try:
+        make_certs(args.out)
+    except OSError as exc:
+        raise CommandError("cannot write the certificates in %s: %s" % (args.out, exc)) from None
+    print("wrote ca.der, ca.pem, server.pem, server.key in %s" % args.out)
+    return 0
+
+
+def terminals_command(args):
+    try:
+        ik_id = unhexlify(args.ik_id)
+    except ValueError:
+        ik_id = b""
+    if len(ik_id) != 8:
+        raise CommandError("--ik-id must be 16 hex digits")
+    merchants = []
+    if args.merchants:
+        try:
+            with open(args.merchants) as source:
+                for entry in json.load(source)["merchants"]:
+                    merchants.append((entry["number"], entry["merchant_id"], entry["name"]))
+        except (OSError, ValueError) as exc:
+            raise CommandError("cannot read %s: %s" % (args.merchants, exc)) from None
+        except (KeyError, TypeError):
+            raise CommandError(
+                '%s is not a merchants.json ({"merchants": [{"number", "merchant_id", '
+                '"name", ...}, ...]})' % args.merchants
+            ) from None
+    db = LedgerDB(args.db)  # registering the first terminal makes the ledger
+    db.add_terminal(args.tid, ik_id, merchants)
+    db.close()
+    print("terminal %s registered with %d merchants" % (args.tid, len(merchants)))
+    return 0
+
+
+def report_command(args):
+    db = LedgerDB(args.db, mode="read")  # a report never writes, nor makes a ledger
+    try:
+        result = db.report(args.merchant)
+    except sqlite3.Error as exc:
+        raise CommandError("cannot read the ledger %s: %s" % (args.db, exc)) from None
+    finally:
+        db.close()
+    if args.json:
+        json.dump(result, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_report(result, sys.stdout, args.merchant)
+    return 0
+
+
+def serve_command(args):
+    import ssl
+
+    for path in (args.tls_cert, args.tls_key):
+        if not os.path.isfile(path):
+            raise CommandError("no such file: %s" % path)
+    try:  # as uvicorn will, so that a wrong file is one line here, not a traceback there
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            args.tls_cert, args.tls_key
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(
+            "cannot use %s and %s as the TLS certificate and key: %s"
+            % (args.tls_cert, args.tls_key, exc)
+        ) from None
+    bdk = read_bdk(args.bdk_file)
+    db = LedgerDB(args.db, bdk, mode="write")  # terminals add makes the ledger first
+    import uvicorn
+
+    uvicorn.run(
+        make_app(db),
+        host=args.host,
+        port=args.port,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+        log_level="warning",
+    )
+    return 0
+
+
+COMMANDS = {
+    "certs": certs_command,
+    "terminals": terminals_command,
+    "serve": serve_command,
+    "report": report_command,
+    "config": downlink_command,
+    "blacklist": downlink_command,
+    "command": downlink_command,
+}
 
 
 def main(argv):
@@ -523,56 +663,17 @@ def main(argv):
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
     args = parser.parse_args(argv)
-    if args.command in ("config", "blacklist", "command"):
-        try:
-            return downlink_command(args)
-        except (DownlinkError, IngestError) as exc:
-            sys.stderr.write("tools/backend: %s\n" % exc)
-            return 2
-
-    if args.command == "certs":
-        make_certs(args.out)
-        print("wrote ca.der, ca.pem, server.pem, server.key in %s" % args.out)
-        return 0
-    if args.command == "terminals":
-        try:
-            ik_id = unhexlify(args.ik_id)
-        except ValueError:
-            ik_id = b""
-        if len(ik_id) != 8:
-            parser.error("--ik-id must be 16 hex digits")
-        merchants = []
-        if args.merchants:
-            with open(args.merchants) as source:
-                for entry in json.load(source)["merchants"]:
-                    merchants.append((entry["number"], entry["merchant_id"], entry["name"]))
-        db = LedgerDB(args.db)
-        db.add_terminal(args.tid, ik_id, merchants)
-        db.close()
-        print("terminal %s registered with %d merchants" % (args.tid, len(merchants)))
-        return 0
-    if args.command == "report":
-        db = LedgerDB(args.db)
-        result = db.report(args.merchant)
-        db.close()
-        if args.json:
-            json.dump(result, sys.stdout, indent=1)
-            sys.stdout.write("\n")
-        else:
-            print_report(result, sys.stdout)
-        return 0
-    import uvicorn
-
-    db = LedgerDB(args.db, read_bdk(args.bdk_file))
-    uvicorn.run(
-        make_app(db),
-        host=args.host,
-        port=args.port,
-        ssl_certfile=args.tls_cert,
-        ssl_keyfile=args.tls_key,
-        log_level="warning",
-    )
-    return 0
+    try:
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except (CommandError, LedgerError, DownlinkError, IngestError) as exc:
+        sys.stderr.write("tools/backend: %s\n" % exc)
+        return 2
+    except BrokenPipeError:
+        # `tools/backend report | head`: the reader has what it wanted; nothing left to say
+        # (and stdout cannot be flushed again at exit).
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ terminal reclaims exactly what is durably here; the same batch sent again is sto
 """
 
 import json
+import os
+import re
 import sqlite3
 import struct
 import time
 import zlib
+from urllib.parse import quote
 
 from pos.downlink import BLACKLIST, CONFIG, MAX_PLAIN, derive_downlink_key, seal_document
 from pos.dukpt import (
@@ -84,12 +87,52 @@ class DownlinkError(Exception):
     """A config, blacklist entry or command the back end refuses; the message says why."""
 
 
+class LedgerError(Exception):
+    """A ledger that cannot be opened as asked (no such file, not a ledger) or read, or a
+    report of a merchant it does not have; the message says why, in one line."""
+
+
+_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
+# How a ledger is opened: "create" makes the file and its tables when missing (registering
+# the first terminal); "write" changes an existing ledger only; "read" never writes (the
+# reports): a mistyped path must not leave a new, empty ledger behind.
+_MODES = {"create": "rwc", "write": "rw", "read": "ro"}
+
+
 class LedgerDB:
-    def __init__(self, path, bdk=None):
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a stored record survives a power cut
-        self._db.executescript(_SCHEMA)
+    def __init__(self, path, bdk=None, mode="create"):
+        if mode != "create":
+            _check_ledger_file(path)
+        uri = "file:%s?mode=%s" % (quote(os.path.abspath(path)), _MODES[mode])
+        try:
+            self._db = sqlite3.connect(
+                uri, uri=True, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(_cannot_open(path, exc)) from None
+        try:
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+            if (tables and "terminals" not in tables) or (mode != "create" and not tables):
+                raise LedgerError("%s is not a OneTill ledger (it has no terminals)" % path)
+            if mode == "read":
+                missing = sorted(_TABLES - tables)
+                if missing:
+                    raise LedgerError(
+                        "%s is a ledger of an older version (no %s table): run "
+                        "tools/backend serve on it once" % (path, missing[0])
+                    )
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # a stored record survives a power cut
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise LedgerError(_cannot_open(path, exc)) from None
+        except LedgerError:
+            self._db.close()
+            raise
+        self._path = path
         self._bdk = bdk
         self._sealer = Sealer()
 
@@ -427,6 +470,13 @@ class LedgerDB:
             out[tid] = {"status": fields, "received": received}
         return out
 
+    def merchant_numbers(self):
+        """Every merchant number the ledger knows, registered or seen in a record."""
+        rows = self._db.execute(
+            "SELECT number FROM merchants UNION SELECT merchant FROM records ORDER BY 1"
+        )
+        return [row[0] for row in rows]
+
     def report(self, merchant=None):
         """Per terminal and merchant: counts and totals by type and method, settlements and
         whether each Z reconciles with the records received before it."""
@@ -435,19 +485,32 @@ class LedgerDB:
             (tid, number): (merchant_id, name)
             for tid, number, merchant_id, name in db.execute("SELECT * FROM merchants")
         }
+        if merchant is not None:
+            known = self.merchant_numbers()
+            if merchant not in known:
+                raise LedgerError(
+                    "no merchant %d in %s (it has %s)"
+                    % (
+                        merchant,
+                        self._path,
+                        "merchants " + ", ".join(map(str, known)) if known else "none",
+                    )
+                )
         query = (
-            "SELECT tid, merchant, counter, kind, method, amount_minor, token, last_four,"
-            " reference FROM records"
+            "SELECT tid, merchant, counter, kind, method, amount_minor, currency, token,"
+            " last_four, reference FROM records"
         )
         rows = db.execute(query + " ORDER BY tid, merchant, counter").fetchall()
         merchants = {}
-        for tid, number, counter, kind, method, amount, token, last_four, reference in rows:
+        for row in rows:
+            tid, number, counter, kind, method, amount, currency, token, last_four, reference = row
             if merchant is not None and number != merchant:
                 continue
             entry = merchants.get((tid, number))
             if entry is None:
                 merchant_id, name = names.get((tid, number), ("", ""))
                 entry = merchants[(tid, number)] = _empty_entry(tid, number, merchant_id, name)
+                entry["currency"] = currency  # ISO 4217 numeric, as the records carry it
             _count(entry, counter, kind, method, amount, token, last_four, reference)
         quarantined = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         out = []
@@ -460,6 +523,34 @@ class LedgerDB:
             "terminals": self.heartbeats(),
             "downlink": self.downlink_report(),
         }
+
+
+def _check_ledger_file(path):
+    """An existing ledger is a file: say plainly what the path is instead."""
+    if os.path.isdir(path):
+        raise LedgerError("%s is a folder, not a ledger" % path)
+    if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise LedgerError("no ledger at %s: there is no folder %s" % (path, folder))
+        raise LedgerError(
+            "no ledger at %s (tools/backend terminals add --db FILE makes one)" % path
+        )
+    if os.path.getsize(path) == 0:
+        raise LedgerError("%s is an empty file, not a OneTill ledger" % path)
+
+
+def _cannot_open(path, exc):
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return "%s is not a OneTill ledger (not an SQLite database)" % path
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return "cannot make a ledger at %s: there is no folder %s" % (
+            path,
+            os.path.dirname(os.path.abspath(path)),
+        )
+    if os.path.isdir(path):
+        return "%s is a folder, not a ledger" % path
+    return "cannot open the ledger %s: %s" % (path, exc)
 
 
 def _frame_at(body, offset):

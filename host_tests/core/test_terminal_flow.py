@@ -21,9 +21,11 @@ def test_amount_entry_backspace_zero_and_cap():
     assert rows[3] == "EUR         0.12"
     rows = kit.keys("*")
     assert rows[3] == "EUR         0.00"
-    rows = kit.keys("5 0 0 0 1 #")
-    assert rows[6] == "Max 500.00"
-    rows = kit.keys("B 0 #")
+    beeps = kit.beeps
+    rows = kit.keys("5 0 0 0 1")  # 500.01 passes Noodle Bar's cap: the 1 is refused
+    assert rows[6] == "Max 500.00" and rows[3] == "EUR        50.00"
+    assert kit.beeps == beeps + 1
+    rows = kit.keys("0 #")  # 500.00 is the cap itself
     assert rows[2] == "1 Credit 2 Debit"
 
 

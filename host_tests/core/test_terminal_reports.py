@@ -20,9 +20,10 @@ def test_x_report_shows_and_prints_totals_without_reset():
     kit.printed.clear()
     rows = kit.keys("A 3 2 #")
     assert rows[0] == "X Tea House"
-    assert rows[1] == "Sales 2    12.50"
-    assert rows[2] == "  Credit 1  2.50"
-    assert rows[3] == "  Cash 1   10.00"
+    assert rows[1] == "Sales less voids"
+    assert rows[2] == "Sales 2    12.50"
+    assert rows[3] == "  Credit 1  2.50"
+    assert rows[4] == "  Cash 1   10.00"
     (slip,) = kit.printed
     assert slip[0].strip() == "X REPORT"
     text = "\n".join(slip)
@@ -60,7 +61,7 @@ def test_z_needs_a_supervisor():
     kit = Kit()
     kit.login()
     rows = kit.keys("A 4 2 2 2 2 #")
-    assert rows[6] == "Wrong PIN 2 left"
+    assert rows[6] == "Not a supervisor"
     assert rows[2] == "Supervisor PIN"
 
 

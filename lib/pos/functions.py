@@ -13,20 +13,22 @@ from pos.record import FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
 from pos.reports import METHOD_LABELS, VOIDED
 from pos.risk import today
 from pos.screen import HINT, TITLE
-from pos.states import (
-    BACK,
-    DONE,
-    MENU,
-    PICK_MERCHANT,
-    REFUND_AMOUNT,
-    REFUND_CONFIRM,
-    REFUND_RECEIPT,
-    REPORT_VIEW,
-    STATUS,
-    SUPERVISOR_PIN,
-    VOID_CONFIRM,
-    Z_CONFIRM,
-)
+
+# The screens this menu shows and what Terminal.edit returns: pos.states' numbers as
+# private constants, inlined at no heap cost (importing pos.states would load it with
+# this module, about 1 KB more). host_tests/test_states.py checks that they match.
+_MENU = const(10)
+_SUPERVISOR_PIN = const(11)
+_REFUND_RECEIPT = const(12)
+_REFUND_AMOUNT = const(13)
+_REFUND_CONFIRM = const(14)
+_VOID_CONFIRM = const(15)
+_PICK_MERCHANT = const(16)
+_REPORT_VIEW = const(17)
+_Z_CONFIRM = const(18)
+_STATUS = const(19)
+_DONE = const(3)
+_BACK = const(4)
 
 # The words this menu shows: 16-byte rows of one bytes constant, as in pos.terminal.
 _TEXT = (
@@ -173,34 +175,34 @@ class Functions:
 
     def key(self, key):
         state = self.t.state
-        if state == MENU:
+        if state == _MENU:
             self._menu_key(key)
-        elif state == SUPERVISOR_PIN:
+        elif state == _SUPERVISOR_PIN:
             self._supervisor_key(key)
-        elif state == REFUND_RECEIPT:
+        elif state == _REFUND_RECEIPT:
             self._refund_receipt_key(key)
-        elif state == REFUND_CONFIRM or state == VOID_CONFIRM or state == Z_CONFIRM:
+        elif state == _REFUND_CONFIRM or state == _VOID_CONFIRM or state == _Z_CONFIRM:
             self._confirm_key(key)
-        elif state == REPORT_VIEW:
+        elif state == _REPORT_VIEW:
             self._report_key(key)
-        elif state == STATUS and (key == "#" or key == "*"):
+        elif state == _STATUS and (key == "#" or key == "*"):
             self.t.to_merchants()
 
     def draw(self, screen):
         state = self.t.state
-        if state == MENU:
+        if state == _MENU:
             self._draw_menu(screen)
-        elif state == SUPERVISOR_PIN:
+        elif state == _SUPERVISOR_PIN:
             self._draw_supervisor(screen)
-        elif state == REFUND_RECEIPT:
+        elif state == _REFUND_RECEIPT:
             self._draw_refund_receipt(screen)
-        elif state == REFUND_CONFIRM or state == VOID_CONFIRM:
+        elif state == _REFUND_CONFIRM or state == _VOID_CONFIRM:
             self._draw_confirm(screen)
-        elif state == Z_CONFIRM:
+        elif state == _Z_CONFIRM:
             self._draw_z_confirm(screen)
-        elif state == REPORT_VIEW:
+        elif state == _REPORT_VIEW:
             self._draw_report(screen)
-        elif state == STATUS:
+        elif state == _STATUS:
             self._draw_status(screen)
 
     # --- the menu -------------------------------------------------------------------------
@@ -219,16 +221,16 @@ class Functions:
                 t.say(_text(_T_MERCHANT_REMOVED))
             else:
                 self.original = original
-                t.go(VOID_CONFIRM, t.merchants.get(original[4]))
+                t.go(_VOID_CONFIRM, t.merchants.get(original[4]))
         elif key == "2" or key == "4":
-            self.after_supervisor = REFUND_RECEIPT if key == "2" else PICK_MERCHANT
-            self.after_pick = Z_CONFIRM
-            t.go(SUPERVISOR_PIN)
+            self.after_supervisor = _REFUND_RECEIPT if key == "2" else _PICK_MERCHANT
+            self.after_pick = _Z_CONFIRM
+            t.go(_SUPERVISOR_PIN)
         elif key == "3":
-            self.after_pick = REPORT_VIEW
-            t.go(PICK_MERCHANT)
+            self.after_pick = _REPORT_VIEW
+            t.go(_PICK_MERCHANT)
         elif key == "5":
-            t.go(STATUS)
+            t.go(_STATUS)
         elif key == "6":
             t.effects.append(("upload",))
             t.message = _text(_T_SYNC_STARTED)
@@ -246,7 +248,7 @@ class Functions:
     def _supervisor_key(self, key):
         t = self.t
         supervisor = t.supervisor_key(key)
-        if supervisor == BACK:
+        if supervisor == _BACK:
             t.open_menu()
         elif supervisor is not None:
             self.supervisor = supervisor
@@ -264,9 +266,9 @@ class Functions:
         t = self.t
         entry = t.entry
         outcome = t.edit(entry, key, _RECEIPT_DIGITS)
-        if outcome == BACK:
+        if outcome == _BACK:
             t.open_menu()
-        if outcome != DONE:
+        if outcome != _DONE:
             return
         receipt = int(bytes(entry.view()).decode())
         entry.wipe()
@@ -289,7 +291,7 @@ class Functions:
         else:
             self.original = original
             t.amount.wipe()
-            t.go(REFUND_AMOUNT, t.merchants.get(original[4]))
+            t.go(_REFUND_AMOUNT, t.merchants.get(original[4]))
 
     def _draw_refund_receipt(self, screen):
         screen.put(TITLE, _text(_T_REFUND))
@@ -311,7 +313,7 @@ class Functions:
         ):
             t.say(_text(_T_DAILY_REFUND_CAP))
         else:
-            t.go(REFUND_CONFIRM)
+            t.go(_REFUND_CONFIRM)
 
     # --- confirm a void, a refund or a Z --------------------------------------------------
 
@@ -319,16 +321,16 @@ class Functions:
         t = self.t
         state = t.state
         if key == "*":
-            if state == REFUND_CONFIRM:
-                t.go(REFUND_AMOUNT)
+            if state == _REFUND_CONFIRM:
+                t.go(_REFUND_AMOUNT)
             else:
                 t.open_menu()
             return
         if key != "#":
             return
-        if state == VOID_CONFIRM:
+        if state == _VOID_CONFIRM:
             self._book_against_original(VOID, self.original[7])
-        elif state == REFUND_CONFIRM:
+        elif state == _REFUND_CONFIRM:
             self._book_against_original(REFUND, t.amount.amount_minor)
         else:
             self._book_settlement()
@@ -336,7 +338,7 @@ class Functions:
     def _draw_confirm(self, screen):
         t = self.t
         original = self.original
-        void = t.state == VOID_CONFIRM
+        void = t.state == _VOID_CONFIRM
         # "Refund no. 12", or without "no." once the number needs the room (16 columns).
         text = "%s no. %d" % ("Void" if void else "Refund", original[0])
         if len(text) > 16:
@@ -424,13 +426,13 @@ class Functions:
         """A merchant chosen for an X report or a Z settlement."""
         t = self.t
         self.report_merchant = merchant
-        if self.after_pick == Z_CONFIRM:
-            t.go(Z_CONFIRM, merchant)
+        if self.after_pick == _Z_CONFIRM:
+            t.go(_Z_CONFIRM, merchant)
             return
         settings = t.settings
         self.report_lines = report_lines(t.ledger.totals, merchant.number, merchant.exponent)
         self.page = 0
-        t.go(REPORT_VIEW, merchant)
+        t.go(_REPORT_VIEW, merchant)
         t.effects.append(
             (
                 "print",

@@ -1,7 +1,10 @@
 """The terminal's screens, one number each, and what a key did on an entry screen.
 
-Shared by pos.terminal and pos.functions (the function menu, loaded only while in use), so
-neither imports the other for them.
+The one list of them. pos.terminal, pos.functions and pos.received keep the numbers they
+use as private const() copies, which MicroPython inlines at no heap cost, and do not import
+this module: its names and table would cost about 1.7 KB of heap while loaded, more than
+the function menu can spare. host_tests/test_states.py checks every copy against this list,
+and host tests and tools import the names from here.
 """
 
 from pos.compat import const

@@ -164,10 +164,9 @@ def _text(number):
     return memoryview(_TEXT)[number * 16 : number * 16 + 16]
 
 
-# The screens (pos.states has the whole list, and pos.functions imports it) as private
-# constants: const() inlines these here at no heap cost, where importing the names would
-# keep a module and its table on the sale path (about 1.7 KB). host_tests/test_states.py
-# checks that they match pos.states.
+# The screens (pos.states has the whole list) as private constants: const() inlines these
+# here at no heap cost, where importing the names would keep a module and its table on
+# the sale path (about 1.7 KB). host_tests/test_states.py checks that they match.
 _CONFIG_ERROR = const(0)
 _LOGIN = const(1)
 _MERCHANTS = const(2)
@@ -199,12 +198,6 @@ _MAX_WRONG_PINS = const(3)
 _LOCKOUT_MAX_S = const(86400)
 
 _NOT_TAKEN = b"NOT TAKEN"  # the headline of a booking that failed (compared by identity)
-
-
-def _unload_functions():
-    """Forget the function menu's code and the screen numbers it loaded with it."""
-    unload("pos.functions")
-    unload("pos.states")
 
 
 class Settings:
@@ -467,11 +460,11 @@ class Terminal:
             try:
                 from pos.functions import Functions
             except MemoryError:
-                _unload_functions()  # collects, too
+                unload("pos.functions")  # collects, too
                 try:
                     from pos.functions import Functions
                 except MemoryError:
-                    _unload_functions()
+                    unload("pos.functions")
                     self.say(_text(_T_LOW_MEMORY))
                     return
             self.functions = Functions(self)
@@ -483,7 +476,7 @@ class Terminal:
     def _close_functions(self):
         if self.functions is not None:
             self.functions = None
-            _unload_functions()
+            unload("pos.functions")
 
     def logout(self, message):
         # An unusual amount left without a supervisor (idle logout, lockout) is declined,

@@ -233,7 +233,7 @@ class Functions:
             t.go(_STATUS)
         elif key == "6":
             t.effects.append(("upload",))
-            t.message = _text(_T_SYNC_STARTED)
+            t.say(_text(_T_SYNC_STARTED), None)
         elif key == "7":
             t.logout(_text(_T_LOGGED_OUT))
 

@@ -409,10 +409,12 @@ class Terminal:
         if merchant is not None:
             self.merchant = merchant
 
-    def say(self, message):
-        """Refuse what was asked, with a word on the message row and an error beep."""
+    def say(self, message, beep="error"):
+        """A word on the message row, with a beep: an error beep, refusing what was asked,
+        unless told otherwise (None: no beep)."""
         self.message = message
-        self.effects.append(("beep", "error"))
+        if beep:
+            self.effects.append(("beep", beep))
 
     def edit(self, entry, key, limit, empty=None):
         """The key rule every entry screen shares (a DigitBuffer or an AmountEntry): a digit

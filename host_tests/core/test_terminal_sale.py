@@ -122,8 +122,10 @@ def test_card_screen_says_read_or_key_and_shows_keyed_digits_until_ok():
     assert rows[3] == "4111 1"  # the cashier checks what was keyed against the card
     rows = kit.keys("B")
     assert rows[3] == "4111"
+    assert kit.terminal.screen.lcd_rows()[1:3] == ["Read or key card", "4111"]
     rows = kit.keys(" ".join("111111111111"))
     assert rows[3] == "4111 1111 1111" and rows[4] == "1111"
+    assert kit.terminal.screen.lcd_rows()[1:3] == ["4111 1111 1111", "1111"]  # all of them
     rows = kit.keys("#")  # taken: the screen shows the last four only
     assert rows[1] == "Confirm sale" and rows[4] == "**** 1111"
     assert "4111" not in "".join(rows) and "1111 1111" not in "".join(rows)

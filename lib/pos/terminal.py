@@ -809,7 +809,8 @@ class Terminal:
             place = i % 12
             buf[(3 + i // 12) * 16 + place + place // 4] = digits[i]
         screen.put(HINT, _text(_T_OK_B_DEL_BACK))
-        screen.focus = 2
+        # A 20x4 LCD shows two body rows: both rows of digits once there are more than 12.
+        screen.focus = 2 if self.card.length <= 12 else 3
 
     def draw_card_line(self, row, method, last_four):
         screen = self.screen

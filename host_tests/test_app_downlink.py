@@ -13,7 +13,7 @@ import json
 from appkit import Board, config_folder
 from pos.app import App
 from pos.compat import unload
-from pos.terminal import AMOUNT, METHOD
+from pos.states import AMOUNT, METHOD
 
 
 class Offered:
@@ -112,9 +112,9 @@ def test_pushed_config_waits_for_the_sale_then_is_in_force():
     idle_moment(app)
     assert terminal.merchants.get(1).name == "Noodles" and app.received.config is None
     assert terminal.cashier is not None  # same cashier, same PIN: still logged in
-    keys(app, "1 # 2 0 0 0 #")  # 20.00 is over the new 10.00 cap: refused at the amount
+    keys(app, "1 # 2 0 0 0")  # 20.00 is over the new 10.00 cap: the last 0 is refused
     assert terminal.state == AMOUNT and terminal.screen.text()[6] == "Max 10.00"
-    keys(app, "B #")  # 2.00 is within it
+    keys(app, "#")  # 2.00 is within it
     assert terminal.state == METHOD
     app.board.uplink = Offered((1, 0, 0))
     assert "cfg=1" in app.heartbeat() and not wanted(app)[0]  # not fetched again

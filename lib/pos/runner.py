@@ -3,6 +3,10 @@ for uploads, feeding each outcome back to the terminal as an event.
 
 The device's asyncio app and the tests drive the terminal through the same Runner, so what a
 test sees is what a cashier sees.
+
+An ignored input (a key, card read or scan after which the screen is unchanged and nothing
+else happened: Backspace on an empty field, a tenth amount digit, a card off the card
+screen) beeps "error", as a terminal does, so the cashier knows the key was not lost.
 """
 
 from pos.reports import TotalsFull
@@ -28,12 +32,22 @@ class Runner:
         self.beeper = beeper  # callable("ok" | "error")
         self.uploader = uploader  # callable(): start an upload; its result comes as "synced"
         self.faults = faults  # callable(text): the fault log
+        # The screen before an input, to tell an ignored one: made once, no heap per key.
+        self._before = bytearray(len(terminal.screen.buf))
 
     def feed(self, event):
         """Give the terminal one event and carry out everything that follows from it."""
         terminal = self.terminal
+        kind = event[0]
+        is_input = kind == "key" or kind == "card" or kind == "scan"
+        if is_input:
+            self._before[:] = terminal.screen.buf
         terminal.handle(event)
         effects = terminal.effects
+        if is_input and not effects and terminal.screen.buf == self._before:
+            if self.beeper is not None:
+                self.beeper("error")
+            return terminal.screen
         index = 0
         while index < len(effects):
             effect = effects[index]

@@ -181,24 +181,25 @@ def prepare_state(state):
 
 
 class StateLock:
-    """STATE/lock, held (fcntl.flock) while a simulator runs on STATE: two firmwares on one
-    flash.bin would overwrite each other's writes. The kernel lets go of it when the process
-    ends, however it ends, so a killed simulator never leaves a stale lock."""
+    """The state folder, locked (fcntl.flock on the folder itself, no file left behind)
+    while a simulator runs on it: two firmwares on one flash.bin would overwrite each
+    other's writes. The kernel lets go when the process ends, however it ends, so a killed
+    simulator never leaves a stale lock."""
 
     def __init__(self, state):
         if os.path.exists(state) and not os.path.isdir(state):
             raise UsageError("--state %s is a file, not a folder" % state)
         try:
             os.makedirs(state, exist_ok=True)
-            self.file = open(os.path.join(state, "lock"), "a")
+            self.fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise UsageError(
                 "cannot use %s as the state folder: %s" % (state, exc.strerror or exc)
             ) from None
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self.file.close()
+            os.close(self.fd)
             raise UsageError(
                 "another tools/sim is running on %s: stop it first, or use another --state" % state
             ) from None
@@ -207,7 +208,7 @@ class StateLock:
             raise UsageError("cannot use %s as the state folder: it is read-only" % state)
 
     def release(self):
-        self.file.close()  # closing the file lets go of the lock
+        os.close(self.fd)  # closing it lets go of the lock
 
 
 def build_image():

@@ -3,7 +3,7 @@
 It builds the terminal from what the board provides, then runs two asyncio tasks: one takes
 the board's events (keys, card reads, scans, link changes) and one ticks the clock, feeds
 the watchdog and collects garbage when idle. After every event the screen goes to the
-display, but only when it changed.
+display, but only when it changed; an input that changed nothing beeps (pos.runner).
 
 A board is any object with:
     bdev            the txq partition (readblocks/writeblocks/ioctl)
@@ -53,7 +53,6 @@ DEVICE_KEY = "device.key"
 class App:
     def __init__(self, board):
         self.board = board
-        self._shown = bytearray(128)
         self.terminal = None
         self.runner = None
         self.ledger = None
@@ -145,10 +144,9 @@ class App:
         return Risk(self.blacklist)
 
     def feed(self, event):
-        self.runner.feed(event)
-        buf = self.terminal.screen.buf
-        if buf != self._shown:
-            self._shown[:] = buf
+        runner = self.runner
+        runner.feed(event)
+        if runner.changed:  # the display only when the screen changed (the Runner tells)
             self.board.show(self.terminal.screen)
 
     async def events(self):

@@ -32,19 +32,23 @@ class Runner:
         self.beeper = beeper  # callable("ok" | "error")
         self.uploader = uploader  # callable(): start an upload; its result comes as "synced"
         self.faults = faults  # callable(text): the fault log
-        # The screen before an input, to tell an ignored one: made once, no heap per key.
-        self._before = bytearray(len(terminal.screen.buf))
+        # The screen as it was last given out (made once, no heap per event): the display
+        # is updated only when it changed, and an input that left it unchanged was ignored.
+        self.shown = bytearray(len(terminal.screen.buf))
+        self.changed = False  # by the last feed(): the display needs the screen again
 
     def feed(self, event):
         """Give the terminal one event and carry out everything that follows from it."""
         terminal = self.terminal
-        kind = event[0]
-        is_input = kind == "key" or kind == "card" or kind == "scan"
-        if is_input:
-            self._before[:] = terminal.screen.buf
         terminal.handle(event)
         effects = terminal.effects
-        if is_input and not effects and terminal.screen.buf == self._before:
+        kind = event[0]
+        if (
+            not effects
+            and (kind == "key" or kind == "card" or kind == "scan")
+            and terminal.screen.buf == self.shown
+        ):
+            self.changed = False
             if self.beeper is not None:
                 self.beeper("error")
             return terminal.screen
@@ -73,4 +77,8 @@ class Runner:
             elif kind == "upload":
                 if self.uploader is not None:
                     self.uploader()
+        buf = terminal.screen.buf
+        self.changed = buf != self.shown
+        if self.changed:
+            self.shown[:] = buf
         return terminal.screen

@@ -42,6 +42,32 @@ SECTOR = 4096
 MOUNT = "/flash"
 
 
+_NETWORK_DOWN = "network down (the simulator's link switch)"
+
+
+class _Connection:
+    """A connection to the back end that fails once the simulated network goes down, as one
+    would when Wi-Fi drops: the step under way fails, and so does its end (wait_closed), so
+    an exchange that began before the switch never reports the link up after it."""
+
+    def __init__(self, board, stream):
+        self._board = board
+        self._stream = stream
+
+    def __getattr__(self, name):
+        if not self._board.network:
+            raise OSError(_NETWORK_DOWN)
+        return getattr(self._stream, name)
+
+    def close(self):
+        self._stream.close()
+
+    async def wait_closed(self):
+        await self._stream.wait_closed()
+        if not self._board.network:
+            raise OSError(_NETWORK_DOWN)
+
+
 def read_partitions(path):
     """{label: (offset, size)} from the ESP-IDF partition table of a flash image, read one
     32-byte entry at a time."""
@@ -101,8 +127,9 @@ class SimBoard:
 
             async def connect_if_network():
                 if not self.network:
-                    raise OSError("network down (the simulator's link switch)")
-                return await connect()
+                    raise OSError(_NETWORK_DOWN)
+                stream = _Connection(self, (await connect())[1])
+                return stream, stream
 
             uplink.connect = connect_if_network  # the seam pos.uplink and pos.downlink use
         self.app = None

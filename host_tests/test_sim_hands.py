@@ -83,7 +83,7 @@ def test_a_second_simulator_on_the_same_state_is_refused():
     assert sim(state, "1", "--offline").returncode == 0
     first = subprocess.Popen(
         [sys.executable, "-m", "tools.host.sim", "--state", state, "--offline", "--keys"]
-        + ["wait:8000"],
+        + ["wait:12000"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

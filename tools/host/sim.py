@@ -186,7 +186,7 @@ class StateLock:
     other's writes. The kernel lets go when the process ends, however it ends, so a killed
     simulator never leaves a stale lock."""
 
-    def __init__(self, state):
+    def __init__(self, state, wait_s=3):
         if os.path.exists(state) and not os.path.isdir(state):
             raise UsageError("--state %s is a file, not a folder" % state)
         try:
@@ -196,13 +196,22 @@ class StateLock:
             raise UsageError(
                 "cannot use %s as the state folder: %s" % (state, exc.strerror or exc)
             ) from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise UsageError(
-                "another tools/sim is running on %s: stop it first, or use another --state" % state
-            ) from None
+        # A firmware whose simulator was killed holds the lock (it inherits it) until it
+        # has read the end of its input and finished its last event: a moment, worth
+        # waiting for.
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise UsageError(
+                        "another tools/sim is running on %s: stop it first, or use another "
+                        "--state" % state
+                    ) from None
+                time.sleep(0.1)
         if not os.access(state, os.W_OK):
             self.release()
             raise UsageError("cannot use %s as the state folder: it is read-only" % state)
@@ -275,7 +284,7 @@ def use_backend(state, url):
 class Firmware:
     """The MicroPython process and its line protocol."""
 
-    def __init__(self, state, heap):
+    def __init__(self, state, heap, lock):
         image = build_image()
         process_heap = heap + os.path.getsize(image) + 32 * 1024
         env = dict(os.environ, MICROPYPATH=".frozen")
@@ -314,6 +323,7 @@ class Firmware:
             text=True,
             bufsize=1,
             start_new_session=True,
+            pass_fds=(lock.fd,),  # the state folder stays locked while the firmware runs
         )
         # A thread moves the firmware's output lines into a queue: select() on a buffered
         # pipe would miss lines that already sit in Python's buffer.
@@ -520,8 +530,8 @@ INTERACTIVE_KEYS = """interactive keys:
   q            quit (says how many records the back end has not acknowledged yet)
   Ctrl-C       quit at once"""
 HELP = (
-    "keys: 0-9, Enter=#, Esc=*, Backspace=B, a-d=A-D | r: read demo card | "
-    "s: scan demo QR | l: network off/on | q: quit"
+    "keys: 0-9, Enter=#, Esc=*, Backspace=B, a-d=A-D\n"
+    "r: read demo card | s: scan demo QR | l: network off/on | q: quit"
 )
 
 
@@ -662,7 +672,7 @@ def main(argv):
             raise UsageError(
                 "cannot use %s as the state folder: %s" % (args.state, exc.strerror or exc)
             ) from None
-        run(args, heap, steps, out, header, say)
+        run(args, heap, steps, out, header, say, lock)
     except UsageError as exc:
         out.write("tools/sim: %s\n" % exc)
         return 2
@@ -678,7 +688,7 @@ def main(argv):
     return 0
 
 
-def run(args, heap, steps, out, header, say):
+def run(args, heap, steps, out, header, say, lock):
     """Start the back end (unless --offline) and the firmware, then type the keys or hand
     the keypad to the person at the terminal."""
     backend = None
@@ -698,7 +708,7 @@ def run(args, heap, steps, out, header, say):
                 "heap %d KiB for the app + %d KiB for mbedTLS (which the unix port takes "
                 "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
             )
-        firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0))
+        firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
         try:
             firmware.wait_for_start()
             # The firmware has read it: gone now, so a killed run leaves nothing behind.
@@ -716,7 +726,7 @@ def run(args, heap, steps, out, header, say):
                         "tools/sim: %d record%s not yet acknowledged by the back end; they "
                         "go with the next run that has it\n" % (unsent, "s" * (unsent != 1))
                     )
-                elif unsent == 0:
+                elif unsent == 0 and uplinked:
                     out.write("tools/sim: the back end has every record\n")
             if args.drain and not firmware.drain():
                 raise SimError("the back end has not acked every record within 60 s")

@@ -156,13 +156,12 @@ def test_kill_9_of_the_simulator_ends_its_back_end_too():
     process = subprocess.Popen(
         [sys.executable, "-m", "tools.host.sim", "--state", state, "--keys", "wait:30000"],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=subprocess.DEVNULL,  # a pipe would stay open in an orphan and hang the test
+        stderr=subprocess.DEVNULL,
     )
+    children = []
     try:
         deadline = time.monotonic() + 60
-        children = []
         while time.monotonic() < deadline and len(children) < 2:
             time.sleep(0.5)
             with open("/proc/%d/task/%d/children" % (process.pid, process.pid)) as listing:
@@ -175,14 +174,14 @@ def test_kill_9_of_the_simulator_ends_its_back_end_too():
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(_alive(pid) for pid in children):
             time.sleep(0.2)
-        left = [pid for pid in children if _alive(pid)]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        assert not left, "outlived the simulator: %s" % left
+        assert not [pid for pid in children if _alive(pid)], "outlived the simulator"
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate()
+            process.wait()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)  # an orphan this test made
 
 
 def test_the_heartbeat_tells_the_queue_after_its_batch():

@@ -280,11 +280,13 @@ def _end_with_parent(parent_pid):
     """For a child's preexec_fn: the child gets SIGTERM when its parent dies, even by kill -9
     (Linux PR_SET_PDEATHSIG), so a killed simulator leaves no back end behind."""
 
-    def arm():
-        import ctypes
-        import signal
+    import ctypes
+    import signal
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls
+
+    def arm():
+        prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
         if os.getppid() != parent_pid:  # the parent died before the line above
             os.kill(os.getpid(), signal.SIGTERM)
 

@@ -564,6 +564,8 @@ def interactive(firmware, state, out, header, network):
         tty.setcbreak(fd)
         dirty = True
         while True:
+            while firmware.read_message(0):  # everything that came, then one drawing
+                dirty = True
             if dirty:
                 if firmware.printed:
                     last_slip = firmware.printed[-1]
@@ -587,9 +589,6 @@ def interactive(firmware, state, out, header, network):
                 out.write("\x1b[2J\x1b[H" + "\n".join(lines) + "\n")
                 out.flush()
                 dirty = False
-            if firmware.read_message(0):
-                dirty = True
-                continue
             ready, _, _ = select.select([fd], [], [], 0.05)
             if not ready:
                 continue

@@ -104,9 +104,14 @@ def test_scripted_sale_prints_and_continues():
 
 
 def test_bad_key_token_is_refused():
-    result = sim(state_folder("token"), "1 1 1 1 # X", "--offline")
-    assert result.returncode == 1
+    state = state_folder("token")
+    result = sim(state, "1 1 1 1 # 2 # 1 2 3 4 # 4 # X", "--offline")
+    assert result.returncode == 2
     assert "unknown key token 'X'" in result.stdout
+    assert "link:up|down" in result.stdout
+    # Checked before the first token was sent: no sale booked, not even a terminal made.
+    assert "APPROVED" not in result.stdout
+    assert not os.path.exists(os.path.join(state, "flash.bin"))
 
 
 def test_killed_at_any_moment_loses_and_doubles_nothing():
@@ -257,7 +262,7 @@ def test_another_back_end_by_url():
         server.stop()
     assert backend_report(state)[2]["sales_total_minor"] == 1234
     bad = sim(state, SALE, "--backend", "http://nowhere")
-    assert bad.returncode == 1 and "https://HOST:PORT" in bad.stdout
+    assert bad.returncode == 2 and "https://HOST:PORT" in bad.stdout
 
 
 def _luhn_complete(prefix):

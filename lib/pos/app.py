@@ -3,7 +3,7 @@
 It builds the terminal from what the board provides, then runs two asyncio tasks: one takes
 the board's events (keys, card reads, scans, link changes) and one ticks the clock, feeds
 the watchdog and collects garbage when idle. After every event the screen goes to the
-display, but only when it changed.
+display, but only when it changed; an input that changed nothing beeps (pos.runner).
 
 A board is any object with:
     bdev            the txq partition (readblocks/writeblocks/ioctl)
@@ -53,7 +53,6 @@ DEVICE_KEY = "device.key"
 class App:
     def __init__(self, board):
         self.board = board
-        self._shown = bytearray(128)
         self.terminal = None
         self.runner = None
         self.ledger = None
@@ -65,6 +64,8 @@ class App:
         self.received = None  # pos.downlink.Received: what waits for an idle moment
         self._handled = None  # the back end's versions last dealt with
         self._contact_ms = None
+        self._wake = False  # the network came back: try now, not after the backoff
+        self._batch_in_flight = False  # the heartbeat goes with a batch (not a poll)
 
     def start(self):
         """Load keys and config; on any fault the terminal shows it and sells nothing.
@@ -143,10 +144,9 @@ class App:
         return Risk(self.blacklist)
 
     def feed(self, event):
-        self.runner.feed(event)
-        buf = self.terminal.screen.buf
-        if buf != self._shown:
-            self._shown[:] = buf
+        runner = self.runner
+        runner.feed(event)
+        if runner.changed:  # the display only when the screen changed (the Runner tells)
             self.board.show(self.terminal.screen)
 
     async def events(self):
@@ -172,6 +172,12 @@ class App:
     def _request_sync(self):
         self._sync_now = True
 
+    def wake_uplink(self):
+        """The network is back (the board's Wi-Fi): contact the back end now, whatever the
+        backoff said; a poll if nothing waits, so the link shown is the link found."""
+        self._contact_ms = None
+        self._wake = True
+
     def _correct_clock(self, server_time):
         """Set the clock from the back end's when it is unset or off by CLOCK_DRIFT_S."""
         set_time = getattr(self.board, "set_time", None)
@@ -188,12 +194,12 @@ class App:
 
         ledger = self.ledger
         board = self.board
-        oldest = ledger.oldest_unsent_time()
+        depth, oldest = self._queue_after_batch()
         now = board.unix_time()
         return (
             "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;cmd=%d%s"
             % (
-                ledger.unsent_count(),
+                depth,
                 max(0, now - oldest) if oldest and now else -1,
                 ledger.journal.next_counter,
                 mem_free(),
@@ -206,6 +212,33 @@ class App:
                 self.received.refused_text if self.received is not None else "",
             )
         )
+
+    def _queue_after_batch(self):
+        """(unsent count, time of the oldest unsent sale or 0) as the queue will stand once
+        the batch this heartbeat travels with is acked: the back end stores the heartbeat
+        with that batch, so counting the batch would show it unsent for ever. The batch is
+        the oldest frames that fit pos.uplink's buffer, as Uplink._fill takes them."""
+        ledger = self.ledger
+        if not self._batch_in_flight:
+            return ledger.unsent_count(), ledger.oldest_unsent_time()
+        from pos.uplink import BATCH_BYTES
+
+        in_batch = size = 0
+        oldest = 0
+        looked = 0
+        for counter, frame in ledger.queue.unsent():
+            if looked == 0 and size + len(frame) <= BATCH_BYTES:
+                size += len(frame)
+                in_batch += 1
+                continue
+            # The first few after the batch, as Ledger.oldest_unsent_time looks at them.
+            time = ledger.recent.time_of(counter)
+            looked += 1
+            if time is not None:
+                oldest = time
+            if oldest or looked >= 4:
+                break
+        return ledger.unsent_count() - in_batch, oldest
 
     async def uplink(self):
         """Send what waits, now and then; back off (with jitter) while the link is down."""
@@ -226,7 +259,11 @@ class App:
             if sending or polling or (received is not None and received.upload_faults):
                 try:
                     if sending:
-                        await uplink.sync()
+                        self._batch_in_flight = True
+                        try:
+                            await uplink.sync()
+                        finally:
+                            self._batch_in_flight = False
                     else:
                         await uplink.poll()
                     self._contact_ms = ticks_ms()
@@ -250,9 +287,12 @@ class App:
             # Jitter, so terminals that lost the link together do not all return together.
             jitter = urandom(1)[0] * wait_ms // 1024
             waited = 0
-            while waited < wait_ms + jitter and not self._sync_now:
+            while waited < wait_ms + jitter and not self._sync_now and not self._wake:
                 await sleep_ms(TICK_MS)
                 waited += TICK_MS
+            if self._wake:
+                self._wake = False
+                wait_ms = SYNC_EVERY_MS
 
     def _with_downlink(self):
         """pos.downlink, loaded for the moment: the caller unloads it when done."""

@@ -282,6 +282,23 @@ def _alt_name(host):
         return x509.DNSName(host)
 
 
+def _end_with_parent(parent_pid):
+    """For a child's preexec_fn: the child gets SIGTERM when its parent dies, even by kill -9
+    (Linux PR_SET_PDEATHSIG), so a killed simulator leaves no back end behind."""
+
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls
+
+    def arm():
+        prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 class Server:
     """`tools/backend serve` in a child process on a free loopback port, until stop().
     For the simulator, the benchmarks and the tests: one way to start and wait for it."""
@@ -314,6 +331,7 @@ class Server:
                 os.path.join(cert_dir, "server.key"),
             ],
             cwd=ROOT,
+            preexec_fn=_end_with_parent(os.getpid()),
         )
         context = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca.pem"))
         # A readiness probe: the CA chain is checked, the name not (some test servers are

@@ -23,6 +23,7 @@ from pos.dukpt import (
 from pos.record import Record
 from pos.seal import Sealer
 from pos.txq import TxQueue
+from tools.host.sim import StateLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SALE = "1 1 1 1 # 2 # 1 2 3 4 # 4 #"
@@ -141,6 +142,9 @@ def test_killed_at_any_moment_loses_and_doubles_nothing():
         time.sleep(rng.uniform(1.0, 4.0))
         os.killpg(process.pid, signal.SIGKILL)  # the simulator and its firmware, at once
         output = process.communicate()[0]
+        # The firmware finishes the event in hand before it ends (it holds the state
+        # folder's lock until then): read the flash only once it has.
+        StateLock(str(state), wait_s=10).release()
         # Every receipt the cashier saw approved must be on the flash.
         screens = output.split("+----------------+")
         for screen in screens:

@@ -19,7 +19,8 @@ from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
 from tools.host.backend import Server, make_app, make_certs
-from tools.host.ledgerdb import IngestError, LedgerDB
+from tools.host.ledgerdb import AuthError, IngestError, LedgerDB, RegistrationError, StaleRequest
+from tools.host.linkclient import TerminalSigner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BDK = bytes(range(16, 32))
@@ -125,25 +126,35 @@ def test_unknown_terminal_and_no_bdk_are_refused(tmp_path, terminal):
 
 
 def test_http_api(db, terminal):
-    client = TestClient(make_app(db))
+    client = TestClient(make_app(db, docs=True))
+    signer = TerminalSigner(BDK, IK_ID)
+    path = "/v1/terminals/T0001/records"
     octets = {"Content-Type": "application/octet-stream"}
-    reply = client.post(
-        "/v1/terminals/T0001/records",
-        content=terminal.batch(),
-        headers=dict(octets, **{"X-OneTill-Status": "depth=5;oldest_s=40;counter=6;fw=0.1.0"}),
-    )
+
+    def post(body, status="", tid="T0001", **extra):
+        signed = signer.headers("POST", "/v1/terminals/%s/records" % tid, body, status)
+        return client.post(
+            "/v1/terminals/%s/records" % tid, content=body, headers=dict(octets, **signed, **extra)
+        )
+
+    reply = post(terminal.batch(), "depth=5;oldest_s=40;counter=6;fw=0.1.0")
     assert reply.status_code == 200
+    assert signer.reply_ok(reply.headers["x-onetill-reply"], reply.content)
     assert reply.json()["stored"] == 5 and reply.json()["server_time"] > 1_700_000_000
-    post = client.post
-    assert post("/v1/terminals/NOPE/records", content=b"x", headers=octets).status_code == 404
-    assert post("/v1/terminals/T0001/records", content=b"", headers=octets).status_code == 400
+    assert post(b"").status_code == 400
     big = b"\x00" * 70_000
-    assert post("/v1/terminals/T0001/records", content=big, headers=octets).status_code == 413
-    assert post("/v1/terminals/T0001/records", content=b"x").status_code == 415
+    assert post(big).status_code == 413
+    assert post(b"x", **{"Content-Type": "text/plain"}).status_code == 415
     beat = db.report()["terminals"]["T0001"]["status"]
     assert beat["depth"] == "5" and beat["fw"] == "0.1.0"
+    # Unsigned, or signed for another terminal: the same 401, whether the ID is known.
+    assert client.post(path, content=b"x", headers=octets).status_code == 401
+    assert post(b"x", tid="NOPE").status_code == 401
     spec = client.get("/openapi.json").json()
     assert "/v1/terminals/{tid}/records" in spec["paths"]
+    hidden = TestClient(make_app(db))
+    assert hidden.get("/openapi.json").status_code == 404
+    assert hidden.get("/docs").status_code == 404
 
 
 def test_cli_register_and_report(tmp_path, terminal):
@@ -211,10 +222,12 @@ def test_tls_server_on_loopback(tmp_path, terminal):
     server = Server(path, str(key_file), certs)
     try:
         trust = ssl.create_default_context(cafile=certs + "/ca.pem")
+        body = terminal.batch()
+        signed = TerminalSigner(BDK, IK_ID).headers("POST", "/v1/terminals/T0001/records", body)
         reply = httpx.post(
             server.url + "/v1/terminals/T0001/records",
-            content=terminal.batch(),
-            headers={"Content-Type": "application/octet-stream"},
+            content=body,
+            headers=dict(signed, **{"Content-Type": "application/octet-stream"}),
             verify=trust,
             timeout=10,
         )
@@ -223,3 +236,34 @@ def test_tls_server_on_loopback(tmp_path, terminal):
             httpx.get(server.url + "/v1/health", timeout=5)
     finally:
         server.stop()
+
+
+def test_registering_an_id_again_needs_replace(db, terminal):
+    db.ingest("T0001", terminal.batch())
+    db.add_terminal("T0001", IK_ID, MERCHANTS)  # the same IK ID again: nothing changes
+    assert db.ingest("T0001", terminal.batch())["duplicates"] == 5
+    other = bytes.fromhex("0102030405060708")
+    with pytest.raises(RegistrationError, match="--replace"):
+        db.add_terminal("T0001", other)
+    assert db.report()["merchants"][0]["terminal"] == "T0001"
+    db.add_terminal("T0001", other, replace=True)
+    # The old terminal's records are kept under its old identity; the new one starts afresh.
+    terminals = {entry["terminal"] for entry in db.report()["merchants"]}
+    assert terminals == {"T0001@" + IK_ID.hex()}
+    row = db._db.execute("SELECT ack, nonce FROM terminals WHERE tid = 'T0001'").fetchone()
+    assert row == (0, 0)
+
+
+def test_stale_or_unknown_requests_are_told_apart_only_for_the_terminal(db):
+    signer = TerminalSigner(BDK, IK_ID)
+    path = "/v1/terminals/T0001/versions"
+    signed = signer.headers("GET", path)["X-OneTill-Auth"]
+    caller = db.authenticate("T0001", "GET", path, "", signed)
+    db.poll("T0001", caller, "")
+    with pytest.raises(StaleRequest) as stale:
+        db.authenticate("T0001", "GET", path, "", signed)
+    assert stale.value.last == 1
+    with pytest.raises(AuthError):
+        db.authenticate("T0002", "GET", path.replace("T0001", "T0002"), "", signed)
+    with pytest.raises(AuthError):
+        db.authenticate("T0001", "GET", path, "cfg=9", signed)  # the heartbeat is covered

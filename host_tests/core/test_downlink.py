@@ -19,10 +19,15 @@ from pos.downlink import (
 )
 from pos.uplink import Uplink
 
+_uplink = []
+
 
 def downlink(folder):
-    uplink = Uplink(None, "127.0.0.1", PORT, "T0042", None)
-    return Downlink(uplink, KEY, folder, None)
+    # One uplink for the process, as on a terminal (its 2 KiB batch buffer made once).
+    if not _uplink:
+        _uplink.append(Uplink(None, "127.0.0.1", PORT, "T0042", None))
+        _uplink[0].authenticate(KEY)
+    return Downlink(_uplink[0], KEY, folder, None)
 
 
 def fresh_folder():

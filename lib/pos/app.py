@@ -213,6 +213,8 @@ class App:
 
         uplink = self.board.uplink
         uplink.status = self.heartbeat
+        # Requests signed, replies checked, with keys from the link key (pos.uplink).
+        uplink.authenticate(self.board.store.read("downlink.key"), self.board.store)
         wait_ms = SYNC_EVERY_MS
         while True:
             asked = self._sync_now

@@ -143,16 +143,13 @@ class Downlink:
 
     async def _fetch(self, kind, current, since, out):
         name = KIND_PATHS[kind]
+        head = self.uplink.head("GET", "%s?since=%d" % (name, since), b"")
         reader, writer = await self.uplink.connect()
         try:
-            writer.write(
-                (
-                    "GET %s/%s?since=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                    % (self.uplink.base_path, name, since, self.uplink.host)
-                ).encode()
-            )
+            writer.write(head)
+            head = None
             await writer.drain()
-            status, length = await read_head(reader, 1 << 20)
+            status, length, _ = await read_head(reader, 1 << 20)
             if status != 200:
                 raise DownlinkError("%s: back end answered %d" % (name, status))
             header = await reader.readexactly(HEADER_SIZE)

@@ -5,6 +5,7 @@ quarantine, fault and heartbeat tables are byte for byte what they were. Then th
 terminal sends its backlog and every sale is stored once."""
 
 import json
+import os
 import socket
 import sqlite3
 import ssl
@@ -295,3 +296,105 @@ def test_then_the_terminal_sends_its_backlog_every_sale_once(site):
     )
     assert sales == [(1, 3, 2500), (2, 2, 700)]
     client.get("/v1/health")
+
+
+class ServerWithoutTheBdk:
+    """A back end holding the server's certificate but not the BDK: it acks every batch
+    whole without storing it, puts the time back a day and offers new versions, in replies
+    it can tag only with a key of its own."""
+
+    def __init__(self, cert_dir):
+        self.requests = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_dir + "/server.pem", cert_dir + "/server.key")
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.context = context
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw_sock, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                self._answer(self.context.wrap_socket(raw_sock, server_side=True))
+            except (OSError, ValueError):
+                pass
+
+    def _answer(self, sock):
+        sock.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        while len(body) < length:
+            body += sock.recv(4096)
+        self.requests.append(head.split(b"\r\n")[0])
+        top, offset = 0, 0
+        while offset < len(body):  # the highest counter of the batch: "all of it is here"
+            top = struct.unpack_from(">I", body, offset + 1)[0]
+            offset += 1 + body[offset] + 4
+        reply = json.dumps(
+            {
+                "ack": top,
+                "stored": 0,
+                "duplicates": 0,
+                "quarantined": 0,
+                "refused": 0,
+                "server_time": int(time.time()) - 86400,
+                "config": 9,
+                "blacklist": 9,
+                "commands": 9,
+                "blacklist_whole": True,
+            }
+        ).encode()
+        forged = bytes(16).hex()  # any tag it can make: it has no reply key
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-OneTill-Reply: %s\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (forged.encode(), len(reply), reply)
+        )
+        sock.close()
+
+    def stop(self):
+        self.listener.close()
+
+
+def test_a_server_without_the_bdk_cannot_make_the_terminal_drop_sales(tmp_path):
+    """The real firmware (tools/sim's, MicroPython at the default 96 KiB heap) against a
+    server that holds the certificate: it sells, sends, gets acks for everything, and keeps
+    every record unsent, fetching nothing, with the reason in its fault log."""
+    from tools.host import sim
+
+    state = str(tmp_path / "state")
+    sim.prepare_state(state)
+    make_certs(os.path.join(state, "backend"))
+    server = ServerWithoutTheBdk(os.path.join(state, "backend"))
+    try:
+        sim.use_backend(state, "https://127.0.0.1:%d" % server.port)
+        firmware = sim.Firmware(state, sim.parse_heap("96k") + sim.TLS_ALLOWANCE)
+        try:
+            firmware.wait_for_events(0)
+            events = 0
+            for key in "1 1 1 1 # 2 # 1 2 3 4 # 4 # # 2 # 5 0 0 # 4 #".split():
+                firmware.send("key " + key)
+                events += 1
+                firmware.wait_for_events(events)
+            assert not firmware.drain(timeout_s=12)  # it sent, and keeps what it sent
+            assert firmware.unsent == 2
+        finally:
+            firmware.stop()
+    finally:
+        server.stop()
+    assert any(line.startswith(b"POST /v1/terminals/") for line in server.requests)
+    assert not any(b"/blacklist" in line or b"/config" in line for line in server.requests)
+    refusals = [f for f in firmware.faults if "not tagged for this request" in f]
+    assert refusals, firmware.faults

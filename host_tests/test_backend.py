@@ -4,6 +4,7 @@ totals, the HTTP API, the CLI, and a TLS server on loopback."""
 import json
 import os
 import ssl
+import struct
 import subprocess
 import sys
 import zlib
@@ -267,3 +268,33 @@ def test_stale_or_unknown_requests_are_told_apart_only_for_the_terminal(db):
         db.authenticate("T0002", "GET", path.replace("T0001", "T0002"), "", signed)
     with pytest.raises(AuthError):
         db.authenticate("T0001", "GET", path, "cfg=9", signed)  # the heartbeat is covered
+
+
+def test_blacklist_deltas_name_their_base_and_a_wrong_digest_gets_the_whole_list(db, tmp_path):
+    from pos.blacklist import Blacklist
+
+    a, b, c = b"\x01" * 6, b"\x02" * 6, b"\x03" * 6
+    db.change_blacklist(add=[a, b])
+    db.change_blacklist(add=[c], remove=[a])
+
+    def take(since, listing):
+        version, payload = db.document("T0001", "B", since)
+        base, adding, removing = struct.unpack_from(">III", payload)
+        tokens = [payload[12 + 6 * i : 18 + 6 * i] for i in range(adding + removing)]
+        listing.apply(version, tokens[:adding], tokens[adding:], replace=not base)
+        return base
+
+    terminal = Blacklist(str(tmp_path / "bl"))
+    assert take(0, terminal) == 0 and terminal.version == 2  # from nothing: the whole list
+    assert db.blacklist_digest(2) == terminal.digest  # the back end's digest is the file's
+    older = Blacklist(str(tmp_path / "older"))
+    older.apply(1, [a, b], [])
+    assert take(1, older) == 1 and older.digest == terminal.digest  # a delta from 1
+    beat = "bl=2;bld=%s;cmd=0"
+    db.heartbeat("T0001", beat % terminal.digest)
+    assert not db.blacklist_whole("T0001")
+    db.heartbeat("T0001", beat % "00000000")  # a list that is not what version 2 says
+    assert db.blacklist_whole("T0001")
+    damaged = Blacklist(str(tmp_path / "damaged"))
+    damaged.apply(2, [a], [])
+    assert take(2, damaged) == 0 and damaged.digest == terminal.digest

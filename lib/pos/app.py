@@ -191,7 +191,8 @@ class App:
         oldest = ledger.oldest_unsent_time()
         now = board.unix_time()
         return (
-            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;cmd=%d%s"
+            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
+            "cmd=%d%s"
             % (
                 ledger.unsent_count(),
                 max(0, now - oldest) if oldest and now else -1,
@@ -202,6 +203,7 @@ class App:
                 FIRMWARE_VERSION,
                 self.config_version,
                 self.blacklist.version if self.blacklist is not None else 0,
+                self.blacklist.digest if self.blacklist is not None else "-",
                 self.command_done,
                 self.received.refused_text if self.received is not None else "",
             )

@@ -93,12 +93,14 @@ def make_app(db, docs=False):
         config: int
         blacklist: int
         commands: int
+        blacklist_whole: bool
 
     class Versions(BaseModel):
         server_time: int
         config: int
         blacklist: int
         commands: int
+        blacklist_whole: bool
 
     refusals = RefusalLog()
     unauthorized = {401: {"description": "not authenticated (the same for every terminal ID)"}}
@@ -220,6 +222,7 @@ def make_app(db, docs=False):
         def work():
             result = db.ingest(tid, body, who, status)
             result.update(db.versions(tid))
+            result["blacklist_whole"] = db.blacklist_whole(tid)
             return result
 
         try:
@@ -241,8 +244,14 @@ def make_app(db, docs=False):
         X-OneTill-Status heartbeat is kept as with a batch)."""
         no_body(who)
         status = request.headers.get("x-onetill-status", "")
+
+        def work():
+            result = db.poll(tid, who, status)
+            result["blacklist_whole"] = db.blacklist_whole(tid)
+            return result
+
         try:
-            result = await run_in_threadpool(db.poll, tid, who, status)
+            result = await run_in_threadpool(work)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         result["server_time"] = int(time.time())

@@ -188,6 +188,7 @@ class LedgerDB:
         self._connections = []
         self._connections_lock = threading.Lock()
         self._keys = {}  # IK ID -> (request key, reply key): derived once per terminal
+        self._digests = {}  # blacklist version -> digest of the whole list at it
         self._writer = threading.Lock()  # write transactions, one at a time; reads never wait
         db = self._db
         db.execute("PRAGMA journal_mode=WAL")
@@ -577,6 +578,12 @@ class LedgerDB:
             version = self.versions(tid)["blacklist"]
             if not version:
                 return None
+            # The whole list (base 0) from nothing, from a version we never made, or when
+            # the terminal's list is not what its version says (its heartbeat's digest).
+            if not since or since > version or self.blacklist_whole(tid):
+                base, since, removed = 0, 0, "1 = 0"
+            else:
+                base, removed = since, "removed > ?"
             add = [
                 bytes(r[0])
                 for r in db.execute(
@@ -589,11 +596,12 @@ class LedgerDB:
             remove = [
                 bytes(r[0])
                 for r in db.execute(
-                    "SELECT token FROM blacklist WHERE removed > ? ORDER BY token", (since,)
+                    "SELECT token FROM blacklist WHERE %s ORDER BY token" % removed,
+                    (since,) if base else (),
                 )
             ]
-            payload = struct.pack(">II", len(add), len(remove)) + b"".join(add) + b"".join(remove)
-            return version, payload
+            counts = struct.pack(">III", base, len(add), len(remove))
+            return version, counts + b"".join(add) + b"".join(remove)
         rows = db.execute(
             "SELECT id, name FROM commands WHERE tid = ? AND id > ? ORDER BY id LIMIT ?",
             (tid, since, MAX_COMMANDS_A_DOCUMENT),
@@ -601,6 +609,33 @@ class LedgerDB:
         if not rows:
             return None
         return rows[-1][0], json.dumps([list(r) for r in rows]).encode()
+
+    def blacklist_digest(self, version):
+        """What a terminal's list at the newest version digests to: the first 4 bytes of
+        SHA-256 over the file pos.blacklist keeps, in hex (cached per version)."""
+        digests = self._digests
+        if version not in digests:
+            tokens = [
+                bytes(r[0])
+                for r in self._db.execute(
+                    "SELECT token FROM blacklist WHERE removed IS NULL ORDER BY token"
+                )
+            ]
+            listed = b"BL" + struct.pack(">II", version, len(tokens)) + b"".join(tokens)
+            digests[version] = hashlib.sha256(listed).digest()[:4].hex()
+        return digests[version]
+
+    def blacklist_whole(self, tid):
+        """Whether the terminal says it has the newest list but its digest (bld= in its
+        heartbeat) is another: then it is offered the whole list again."""
+        newest = self.versions(tid)["blacklist"]
+        row = self._db.execute("SELECT status FROM heartbeats WHERE tid = ?", (tid,)).fetchone()
+        if not newest or row is None:
+            return False
+        fields = dict(p.split("=", 1) for p in row[0].split(";") if "=" in p)
+        if fields.get("bl") != str(newest) or len(fields.get("bld", "")) != 8:
+            return False
+        return fields["bld"] != self.blacklist_digest(newest)
 
     def sealed_document(self, tid, kind, since):
         """The document sealed with the terminal's downlink key (from the BDK and its IK ID),

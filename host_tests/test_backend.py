@@ -298,3 +298,48 @@ def test_blacklist_deltas_name_their_base_and_a_wrong_digest_gets_the_whole_list
     damaged = Blacklist(str(tmp_path / "damaged"))
     damaged.apply(2, [a], [])
     assert take(2, damaged) == 0 and damaged.digest == terminal.digest
+
+
+def test_a_cloned_terminal_is_suspected_and_held_until_cleared(db, tmp_path):
+    """A copy of a terminal's flash sells under the same counters as the original: both
+    records are kept, neither counter's second record is money, the terminal is flagged at
+    the top of the report, and its later records wait in quarantine until an operator
+    clears it."""
+    import copy
+
+    original = Terminal()
+    original.book(SALE, 1, 1000)
+    db.ingest("T0001", original.batch())
+    clone = copy.copy(original)
+    flash = copy.deepcopy(original.ledger.queue._bdev)  # the chip, read out and copied
+    clone.ledger = Ledger(TxQueue(flash), CutStore(flash), b"storage-key-0003")
+    original.book(SALE, 1, 2000)  # counter 2 on the original...
+    clone.book(SALE, 2, 9900)  # ...and counter 2 on the copy, another sale
+    assert db.ingest("T0001", original.batch())["stored"] == 1
+    taken = db.ingest("T0001", clone.batch())
+    assert taken["stored"] == 0 and taken["quarantined"] == 1
+    assert taken["ack"] == clone.ledger.queue.last_counter  # kept: an ack means stored
+    report = db.report()
+    assert "clone" in report["alerts"]["T0001"]["suspected"]
+    kept = db._db.execute("SELECT COUNT(*) FROM quarantine WHERE tid = 'T0001'").fetchone()
+    assert kept[0] == 1
+    original.book(SALE, 1, 3000)  # later records of the suspected terminal are held
+    held = db.ingest("T0001", original.batch())
+    assert (held["stored"], held["quarantined"]) == (0, 1)
+    assert sum(e["sales_total_minor"] for e in db.report()["merchants"]) == 3000
+    again = db.ingest("T0001", original.batch())  # sent again: held once, not twice
+    assert again["duplicates"] == 3 and again["quarantined"] == 0
+    run = [sys.executable, "-m", "tools.host.backend"]
+    shown = subprocess.run(
+        run + ["report", "--db", db._path], cwd=ROOT, capture_output=True, text=True
+    )
+    assert shown.stdout.startswith("SUSPECTED CLONE: terminal T0001: clone"), shown.stdout
+    cleared = subprocess.run(
+        run + ["terminals", "clear", "--db", db._path, "--tid", "T0001"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert cleared.returncode == 0 and "cleared" in cleared.stdout
+    original.book(SALE, 1, 4000)
+    assert db.ingest("T0001", original.batch())["stored"] == 1  # money again

@@ -514,6 +514,23 @@ def read_bdk(path):
     return bdk
 
 
+def print_alerts(report, out):
+    """What an operator must see first: terminals suspected of being cloned (their records
+    are held in quarantine), and bounds that dropped what a terminal sent."""
+    for tid, alert in sorted(report.get("alerts", {}).items()):
+        if alert["suspected"]:
+            out.write(
+                "SUSPECTED CLONE: terminal %s: %s; its records are held in quarantine until "
+                "tools/backend terminals clear --tid %s\n" % (tid, alert["suspected"], tid)
+            )
+    for tid, alert in sorted(report.get("alerts", {}).items()):
+        if alert["quarantine_dropped"] or alert["faults_dropped"]:
+            out.write(
+                "terminal %s: %d forged frames and %d fault logs dropped (bounds full)\n"
+                % (tid, alert["quarantine_dropped"], alert["faults_dropped"])
+            )
+
+
 def print_report(report, out):
     for entry in report["merchants"]:
         out.write(
@@ -658,11 +675,13 @@ def main(argv):
     commands = parser.add_subparsers(dest="command", required=True)
     certs = commands.add_parser("certs", help="make a throwaway CA and server certificate")
     certs.add_argument("--out", required=True)
-    terminals = commands.add_parser("terminals", help="register terminals")
-    terminals.add_argument("action", choices=["add"])
+    terminals = commands.add_parser(
+        "terminals", help="register terminals; clear one suspected of being cloned"
+    )
+    terminals.add_argument("action", choices=["add", "clear"])
     terminals.add_argument("--db", required=True)
     terminals.add_argument("--tid", required=True)
-    terminals.add_argument("--ik-id", required=True, help="16 hex digits")
+    terminals.add_argument("--ik-id", help="16 hex digits (add)")
     terminals.add_argument("--merchants", help="the terminal's merchants.json")
     terminals.add_argument(
         "--replace",
@@ -710,9 +729,26 @@ def main(argv):
         make_certs(args.out)
         print("wrote ca.der, ca.pem, server.pem, server.key in %s" % args.out)
         return 0
+    if args.command == "terminals" and args.action == "clear":
+        db = LedgerDB(args.db)
+        try:
+            reason = db.clear_terminal(args.tid)
+        except IngestError as exc:
+            sys.stderr.write("tools/backend: %s\n" % exc)
+            return 2
+        finally:
+            db.close()
+        if reason is None:
+            print("terminal %s was not suspected" % args.tid)
+        else:
+            print(
+                "terminal %s cleared (was: %s); its held records stay in quarantine"
+                % (args.tid, reason)
+            )
+        return 0
     if args.command == "terminals":
         try:
-            ik_id = unhexlify(args.ik_id)
+            ik_id = unhexlify(args.ik_id or "")
         except ValueError:
             ik_id = b""
         if len(ik_id) != 8:
@@ -740,6 +776,7 @@ def main(argv):
             json.dump(result, sys.stdout, indent=1)
             sys.stdout.write("\n")
         else:
+            print_alerts(result, sys.stdout)
             print_report(result, sys.stdout)
         return 0
     import uvicorn

@@ -176,6 +176,7 @@ _COLUMNS = (
     ("nonce", "INTEGER NOT NULL DEFAULT 0"),
     ("quarantine_dropped", "INTEGER NOT NULL DEFAULT 0"),
     ("faults_dropped", "INTEGER NOT NULL DEFAULT 0"),
+    ("suspected", "TEXT"),  # why the terminal is thought cloned; NULL: it is not
 )
 
 
@@ -325,12 +326,14 @@ class LedgerDB:
         with self._writer:  # writers queue here, not in SQLite's busy-wait sleeps
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT ik_id, ack FROM terminals WHERE tid = ?", (tid,))
-                row = row.fetchone()
+                row = db.execute(
+                    "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?", (tid,)
+                ).fetchone()
                 if row is None:
                     raise IngestError("unknown terminal %s" % tid)
                 self._take(db, caller)
                 ik_id, ack = bytes(row[0]), row[1]
+                self._held = row[2] is not None
                 ik = derive_initial_key(self._bdk, ik_id)
                 top = db.execute("SELECT MAX(counter) FROM records WHERE tid = ?", (tid,))
                 known = max(ack, top.fetchone()[0] or 0)
@@ -366,13 +369,21 @@ class LedgerDB:
         return result
 
     def _store(self, db, tid, ik, ik_id, counter, frame, now):
-        """stored, duplicates, quarantined (a tag that checks: a different record under a
-        stored counter), forged (a tag that does not check, kept in quarantine) or dropped
+        """stored, duplicates (this very frame is here already, as money or in quarantine),
+        quarantined (a tag that checks: a different record under a stored counter, which
+        marks the terminal suspected of being cloned, or any record of a suspected
+        terminal), forged (a tag that does not check, kept in quarantine) or dropped
         (forged, and the terminal's quarantine is full)."""
         known = db.execute(
             "SELECT frame FROM records WHERE tid = ? AND counter = ?", (tid, counter)
         ).fetchone()
         if known is not None and bytes(known[0]) == frame:
+            return "duplicates"
+        kept = db.execute(
+            "SELECT 1 FROM quarantine WHERE tid = ? AND counter = ? AND frame = ?",
+            (tid, counter, frame),
+        ).fetchone()
+        if kept is not None:
             return "duplicates"
         ksn = ksn_bytes(ik_id, counter)
         try:
@@ -386,8 +397,18 @@ class LedgerDB:
         except (SealError, RecordError, DukptError) as exc:
             return self._quarantine(db, tid, counter, frame, str(exc), now, "forged")
         if known is not None:
-            reason = "a different record under a counter already stored"
-            return self._quarantine(db, tid, counter, frame, reason, now, "quarantined")
+            # Both tags check: the terminal's keys are in two places. Both records are kept,
+            # and from now on none of its records is money until an operator clears it.
+            reason = "clone: another record with a good tag under counter %d" % counter
+            db.execute(
+                "UPDATE terminals SET suspected = ? WHERE tid = ? AND suspected IS NULL",
+                ("%s (%s)" % (reason, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now))), tid),
+            )
+            self._held = True
+            return self._quarantine(db, tid, counter, frame, reason, now, "quarantined", False)
+        if self._held:
+            reason = "held: the terminal is suspected of being cloned (terminals clear)"
+            return self._quarantine(db, tid, counter, frame, reason, now, "quarantined", False)
         db.execute(
             "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -413,11 +434,12 @@ class LedgerDB:
         return "stored"
 
     @staticmethod
-    def _quarantine(db, tid, counter, frame, reason, now, outcome):
-        """Keep a frame in the terminal's quarantine, within its bound: the oldest are
-        kept, and what does not fit is counted (quarantine_dropped) and "dropped"."""
+    def _quarantine(db, tid, counter, frame, reason, now, outcome, bounded=True):
+        """Keep a frame in the terminal's quarantine. Forged frames within a bound: the
+        oldest are kept, and what does not fit is counted (quarantine_dropped) and
+        "dropped"; records whose tag checks (a clone's, a suspected terminal's) always."""
         count = db.execute("SELECT COUNT(*) FROM quarantine WHERE tid = ?", (tid,)).fetchone()
-        if count[0] >= MAX_QUARANTINE_PER_TERMINAL:
+        if bounded and count[0] >= MAX_QUARANTINE_PER_TERMINAL:
             db.execute(
                 "UPDATE terminals SET quarantine_dropped = quarantine_dropped + 1 WHERE tid = ?",
                 (tid,),
@@ -427,6 +449,34 @@ class LedgerDB:
             "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?)", (tid, counter, frame, reason, now)
         )
         return outcome
+
+    def clear_terminal(self, tid):
+        """An operator's word that a suspected terminal was investigated: its next records
+        are money again (those held stay in quarantine). Returns the reason it was held,
+        or None if it was not suspected."""
+        self._terminal(tid)
+
+        def work(db):
+            row = db.execute("SELECT suspected FROM terminals WHERE tid = ?", (tid,)).fetchone()
+            db.execute("UPDATE terminals SET suspected = NULL WHERE tid = ?", (tid,))
+            return row[0]
+
+        return self._transaction(work)
+
+    def alerts(self):
+        """Per terminal: why it is suspected of being cloned (if it is), and how many
+        forged frames and fault logs its bounds dropped."""
+        out = {}
+        for tid, suspected, quarantine, faults in self._db.execute(
+            "SELECT tid, suspected, quarantine_dropped, faults_dropped FROM terminals "
+            "WHERE suspected IS NOT NULL OR quarantine_dropped > 0 OR faults_dropped > 0"
+        ):
+            out[tid] = {
+                "suspected": suspected,
+                "quarantine_dropped": quarantine,
+                "faults_dropped": faults,
+            }
+        return out
 
     def poll(self, tid, caller, status):
         """An authenticated poll: its counter taken and its heartbeat kept; the versions."""
@@ -748,6 +798,7 @@ class LedgerDB:
             "quarantined": quarantined,
             "terminals": self.heartbeats(),
             "downlink": self.downlink_report(),
+            "alerts": self.alerts(),
         }
 
 

@@ -208,6 +208,32 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     line("uplink_bytes_per_sale", "%.0f" % (sum(wire) / records), "bytes")
 
 
+def backend_auth(rounds=2000):
+    """What checking a terminal's request signature costs the back end (in-process, one
+    thread: the head only, before any body is read)."""
+    import time
+
+    from tools.host.ledgerdb import LedgerDB
+    from tools.host.linkclient import TerminalSigner
+
+    bdk, ik_id = bytes(range(16)), bytes(8)
+    with tempfile.TemporaryDirectory() as scratch:
+        db = LedgerDB(os.path.join(scratch, "auth.db"), bdk)
+        db.add_terminal("B00001", ik_id)
+        signer = TerminalSigner(bdk, ik_id)
+        path = "/v1/terminals/B00001/records"
+        signed = [
+            signer.headers("POST", path, bytes(490), HEARTBEAT)["X-OneTill-Auth"]
+            for _ in range(rounds)
+        ]
+        started = time.perf_counter()
+        for auth in signed:
+            db.authenticate("B00001", "POST", path, HEARTBEAT, auth)
+        elapsed = time.perf_counter() - started
+        db.close()
+    line("backend_auth_check_us", "%.0f" % (elapsed / rounds * 1e6), "us")
+
+
 def blacklist(entries=10_000):
     """A 10,000-token file as the terminal keeps it, searched on MicroPython."""
     import struct
@@ -243,6 +269,7 @@ def main(argv):
         sale_heap()
     elif args.suite == "uplink":
         run_on_micropython("import uplink_auth; uplink_auth.main()")
+        backend_auth()
         uplink_load()
     elif args.suite == "blacklist":
         blacklist()

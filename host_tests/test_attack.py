@@ -398,3 +398,28 @@ def test_a_server_without_the_bdk_cannot_make_the_terminal_drop_sales(tmp_path):
     assert not any(b"/blacklist" in line or b"/config" in line for line in server.requests)
     refusals = [f for f in firmware.faults if "not tagged for this request" in f]
     assert refusals, firmware.faults
+
+
+def test_connections_from_one_address_are_capped(site):
+    from tools.host.backend import MAX_CONNECTIONS_PER_SOURCE
+
+    context = ssl.create_default_context(cafile=site["certs"] + "/ca.pem")
+    held, closed = [], 0
+    try:
+        for _ in range(MAX_CONNECTIONS_PER_SOURCE + 16):
+            sock = context.wrap_socket(
+                socket.create_connection(("127.0.0.1", site["server"].port), timeout=5),
+                server_hostname="127.0.0.1",
+            )
+            held.append(sock)
+        for sock in held:
+            sock.settimeout(0.2)
+            try:
+                closed += sock.recv(1) == b""  # the back end hung up at once
+            except (TimeoutError, OSError):
+                pass  # still open, waiting for a request
+        assert closed >= 16, closed
+    finally:
+        for sock in held:
+            sock.close()
+    assert site["client"].get("/v1/health").status_code == 200  # others are still served

@@ -788,7 +788,9 @@ def main(argv):
         port=args.port,
         ssl_certfile=args.tls_cert,
         ssl_keyfile=args.tls_key,
-        log_level="warning",
+        # Not "warning": uvicorn warns once per malformed request, which a stranger could
+        # turn into a flood of log lines (refusals are counted by RefusalLog instead).
+        log_level="error",
         http=guarded_protocol(),
         timeout_keep_alive=KEEP_ALIVE_S,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,

@@ -423,3 +423,47 @@ def test_connections_from_one_address_are_capped(site):
         for sock in held:
             sock.close()
     assert site["client"].get("/v1/health").status_code == 200  # others are still served
+
+
+def test_a_copied_terminal_is_caught_end_to_end():
+    """The simulator's state copied (flash, keys and all), a different sale made on each
+    copy under the same counter, both drained to one back end: both records are kept, the
+    copy's is not money, and the report opens with the suspicion."""
+    import shutil
+    import subprocess
+    import sys
+
+    from test_sim import ROOT, sim, state_folder
+
+    original = state_folder("clone-a")
+    first = sim(original, "1 1 1 1 # 2 # 1 0 0 # 4 #", "--drain")
+    assert first.returncode == 0, first.stdout + first.stderr
+    copy = state_folder("clone-b")
+    shutil.rmtree(copy)
+    shutil.copytree(original, copy)
+    os.remove(os.path.join(copy, "backend.db"))  # one back end: the copy sends to it too
+    os.symlink(os.path.join(original, "backend.db"), os.path.join(copy, "backend.db"))
+    sold = sim(original, "1 1 1 1 # 2 # 2 0 0 # 4 #", "--offline")
+    assert sold.returncode == 0, sold.stdout + sold.stderr
+    copied = sim(copy, "1 1 1 1 # 3 # 9 9 9 # 4 #", "--offline")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    for state in (original, copy):  # the copy's request counter is behind: it catches up
+        drained = sim(state, "wait:500", "--drain")
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+    shown = subprocess.run(
+        [sys.executable, "-m", "tools.host.backend", "report", "--db"]
+        + [os.path.join(original, "backend.db")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.startswith("SUSPECTED CLONE: terminal SIM"), shown.stdout
+    db = sqlite3.connect(os.path.join(original, "backend.db"))
+    try:
+        money = db.execute("SELECT amount_minor FROM records ORDER BY counter").fetchall()
+        kept = db.execute("SELECT reason FROM quarantine").fetchall()
+    finally:
+        db.close()
+    assert money == [(100,), (200,)]  # the copy's 9.99 is not money
+    assert len(kept) == 1 and kept[0][0].startswith("clone")

@@ -343,3 +343,42 @@ def test_a_cloned_terminal_is_suspected_and_held_until_cleared(db, tmp_path):
     assert cleared.returncode == 0 and "cleared" in cleared.stdout
     original.book(SALE, 1, 4000)
     assert db.ingest("T0001", original.batch())["stored"] == 1  # money again
+
+
+def test_forged_frames_and_fault_logs_are_bounded_per_terminal(db, terminal, monkeypatch):
+    from tools.host import ledgerdb
+
+    monkeypatch.setattr(ledgerdb, "MAX_QUARANTINE_PER_TERMINAL", 3)
+    monkeypatch.setattr(ledgerdb, "MAX_FAULT_LOGS_PER_TERMINAL", 2)
+    frames = [bytearray(frame) for _, frame in terminal.ledger.queue.unsent()]
+    for forged in frames:  # every tag broken, every CRC good again
+        forged[10] ^= 0x40
+        forged[-4:] = zlib.crc32(bytes(forged[:-4])).to_bytes(4, "little")
+    result = db.ingest("T0001", b"".join(bytes(f) for f in frames))
+    # The oldest three are kept; the fourth does not fit, so the batch stops before it and
+    # nothing forged ever moves the ack.
+    assert (result["quarantined"], result["refused"], result["ack"]) == (3, 1, 0)
+    for number in range(5):
+        db.store_faults("T0001", "fault log %d" % number)
+    kept = db._db.execute("SELECT text FROM faults ORDER BY rowid").fetchall()
+    assert kept == [("fault log 0",), ("fault log 1",)]
+    assert db.report()["alerts"]["T0001"] == {
+        "suspected": None,
+        "quarantine_dropped": 1,
+        "faults_dropped": 3,
+    }
+
+
+def test_refusals_are_logged_at_most_once_a_minute():
+    import io
+
+    from tools.host.backend import RefusalLog
+
+    out = io.StringIO()
+    log = RefusalLog(every_s=60, out=out)
+    for _ in range(1000):
+        log.refused()
+    assert out.getvalue() == "" and log.total == 1000
+    log._since -= 61  # a minute later
+    log.refused()
+    assert out.getvalue().count("\n") == 1 and "1001 unauthenticated" in out.getvalue()

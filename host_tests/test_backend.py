@@ -4,6 +4,7 @@ totals, the HTTP API, the CLI, and a TLS server on loopback."""
 import json
 import os
 import ssl
+import struct
 import subprocess
 import sys
 import zlib
@@ -19,7 +20,8 @@ from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
 from tools.host.backend import Server, make_app, make_certs
-from tools.host.ledgerdb import IngestError, LedgerDB
+from tools.host.ledgerdb import AuthError, IngestError, LedgerDB, RegistrationError, StaleRequest
+from tools.host.linkclient import TerminalSigner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BDK = bytes(range(16, 32))
@@ -125,25 +127,35 @@ def test_unknown_terminal_and_no_bdk_are_refused(tmp_path, terminal):
 
 
 def test_http_api(db, terminal):
-    client = TestClient(make_app(db))
+    client = TestClient(make_app(db, docs=True))
+    signer = TerminalSigner(BDK, IK_ID)
+    path = "/v1/terminals/T0001/records"
     octets = {"Content-Type": "application/octet-stream"}
-    reply = client.post(
-        "/v1/terminals/T0001/records",
-        content=terminal.batch(),
-        headers=dict(octets, **{"X-OneTill-Status": "depth=5;oldest_s=40;counter=6;fw=0.1.0"}),
-    )
+
+    def post(body, status="", tid="T0001", **extra):
+        signed = signer.headers("POST", "/v1/terminals/%s/records" % tid, body, status)
+        return client.post(
+            "/v1/terminals/%s/records" % tid, content=body, headers=dict(octets, **signed, **extra)
+        )
+
+    reply = post(terminal.batch(), "depth=5;oldest_s=40;counter=6;fw=0.1.0")
     assert reply.status_code == 200
+    assert signer.reply_ok(reply.headers["x-onetill-reply"], reply.content)
     assert reply.json()["stored"] == 5 and reply.json()["server_time"] > 1_700_000_000
-    post = client.post
-    assert post("/v1/terminals/NOPE/records", content=b"x", headers=octets).status_code == 404
-    assert post("/v1/terminals/T0001/records", content=b"", headers=octets).status_code == 400
+    assert post(b"").status_code == 400
     big = b"\x00" * 70_000
-    assert post("/v1/terminals/T0001/records", content=big, headers=octets).status_code == 413
-    assert post("/v1/terminals/T0001/records", content=b"x").status_code == 415
+    assert post(big).status_code == 413
+    assert post(b"x", **{"Content-Type": "text/plain"}).status_code == 415
     beat = db.report()["terminals"]["T0001"]["status"]
     assert beat["depth"] == "5" and beat["fw"] == "0.1.0"
+    # Unsigned, or signed for another terminal: the same 401, whether the ID is known.
+    assert client.post(path, content=b"x", headers=octets).status_code == 401
+    assert post(b"x", tid="NOPE").status_code == 401
     spec = client.get("/openapi.json").json()
     assert "/v1/terminals/{tid}/records" in spec["paths"]
+    hidden = TestClient(make_app(db))
+    assert hidden.get("/openapi.json").status_code == 404
+    assert hidden.get("/docs").status_code == 404
 
 
 def test_cli_register_and_report(tmp_path, terminal):
@@ -211,10 +223,12 @@ def test_tls_server_on_loopback(tmp_path, terminal):
     server = Server(path, str(key_file), certs)
     try:
         trust = ssl.create_default_context(cafile=certs + "/ca.pem")
+        body = terminal.batch()
+        signed = TerminalSigner(BDK, IK_ID).headers("POST", "/v1/terminals/T0001/records", body)
         reply = httpx.post(
             server.url + "/v1/terminals/T0001/records",
-            content=terminal.batch(),
-            headers={"Content-Type": "application/octet-stream"},
+            content=body,
+            headers=dict(signed, **{"Content-Type": "application/octet-stream"}),
             verify=trust,
             timeout=10,
         )
@@ -395,3 +409,148 @@ def test_a_report_read_into_a_closed_pipe_ends_quietly(tmp_path, terminal):
     process.stdout.close()  # as `| head` does once it has its lines
     _, err = process.communicate(timeout=60)
     assert (process.returncode, err) == (0, b"")
+
+
+def test_registering_an_id_again_needs_replace(db, terminal):
+    db.ingest("T0001", terminal.batch())
+    db.add_terminal("T0001", IK_ID, MERCHANTS)  # the same IK ID again: nothing changes
+    assert db.ingest("T0001", terminal.batch())["duplicates"] == 5
+    other = bytes.fromhex("0102030405060708")
+    with pytest.raises(RegistrationError, match="--replace"):
+        db.add_terminal("T0001", other)
+    assert db.report()["merchants"][0]["terminal"] == "T0001"
+    db.add_terminal("T0001", other, replace=True)
+    # The old terminal's records are kept under its old identity; the new one starts afresh.
+    terminals = {entry["terminal"] for entry in db.report()["merchants"]}
+    assert terminals == {"T0001@" + IK_ID.hex()}
+    row = db._db.execute("SELECT ack, nonce FROM terminals WHERE tid = 'T0001'").fetchone()
+    assert row == (0, 0)
+
+
+def test_stale_or_unknown_requests_are_told_apart_only_for_the_terminal(db):
+    signer = TerminalSigner(BDK, IK_ID)
+    path = "/v1/terminals/T0001/versions"
+    signed = signer.headers("GET", path)["X-OneTill-Auth"]
+    caller = db.authenticate("T0001", "GET", path, "", signed)
+    db.poll("T0001", caller, "")
+    with pytest.raises(StaleRequest) as stale:
+        db.authenticate("T0001", "GET", path, "", signed)
+    assert stale.value.last == 1
+    with pytest.raises(AuthError):
+        db.authenticate("T0002", "GET", path.replace("T0001", "T0002"), "", signed)
+    with pytest.raises(AuthError):
+        db.authenticate("T0001", "GET", path, "cfg=9", signed)  # the heartbeat is covered
+
+
+def test_blacklist_deltas_name_their_base_and_a_wrong_digest_gets_the_whole_list(db, tmp_path):
+    from pos.blacklist import Blacklist
+
+    a, b, c = b"\x01" * 6, b"\x02" * 6, b"\x03" * 6
+    db.change_blacklist(add=[a, b])
+    db.change_blacklist(add=[c], remove=[a])
+
+    def take(since, listing):
+        version, payload = db.document("T0001", "B", since)
+        base, adding, removing = struct.unpack_from(">III", payload)
+        tokens = [payload[12 + 6 * i : 18 + 6 * i] for i in range(adding + removing)]
+        listing.apply(version, tokens[:adding], tokens[adding:], replace=not base)
+        return base
+
+    terminal = Blacklist(str(tmp_path / "bl"))
+    assert take(0, terminal) == 0 and terminal.version == 2  # from nothing: the whole list
+    assert db.blacklist_digest(2) == terminal.digest  # the back end's digest is the file's
+    older = Blacklist(str(tmp_path / "older"))
+    older.apply(1, [a, b], [])
+    assert take(1, older) == 1 and older.digest == terminal.digest  # a delta from 1
+    beat = "bl=2;bld=%s;cmd=0"
+    db.heartbeat("T0001", beat % terminal.digest)
+    assert not db.blacklist_whole("T0001")
+    db.heartbeat("T0001", beat % "00000000")  # a list that is not what version 2 says
+    assert db.blacklist_whole("T0001")
+    damaged = Blacklist(str(tmp_path / "damaged"))
+    damaged.apply(2, [a], [])
+    assert take(2, damaged) == 0 and damaged.digest == terminal.digest
+
+
+def test_a_cloned_terminal_is_suspected_and_held_until_cleared(db, tmp_path):
+    """A copy of a terminal's flash sells under the same counters as the original: both
+    records are kept, neither counter's second record is money, the terminal is flagged at
+    the top of the report, and its later records wait in quarantine until an operator
+    clears it."""
+    import copy
+
+    original = Terminal()
+    original.book(SALE, 1, 1000)
+    db.ingest("T0001", original.batch())
+    clone = copy.copy(original)
+    flash = copy.deepcopy(original.ledger.queue._bdev)  # the chip, read out and copied
+    clone.ledger = Ledger(TxQueue(flash), CutStore(flash), b"storage-key-0003")
+    original.book(SALE, 1, 2000)  # counter 2 on the original...
+    clone.book(SALE, 2, 9900)  # ...and counter 2 on the copy, another sale
+    assert db.ingest("T0001", original.batch())["stored"] == 1
+    taken = db.ingest("T0001", clone.batch())
+    assert taken["stored"] == 0 and taken["quarantined"] == 1
+    assert taken["ack"] == clone.ledger.queue.last_counter  # kept: an ack means stored
+    report = db.report()
+    assert "clone" in report["alerts"]["T0001"]["suspected"]
+    kept = db._db.execute("SELECT COUNT(*) FROM quarantine WHERE tid = 'T0001'").fetchone()
+    assert kept[0] == 1
+    original.book(SALE, 1, 3000)  # later records of the suspected terminal are held
+    held = db.ingest("T0001", original.batch())
+    assert (held["stored"], held["quarantined"]) == (0, 1)
+    assert sum(e["sales_total_minor"] for e in db.report()["merchants"]) == 3000
+    again = db.ingest("T0001", original.batch())  # sent again: held once, not twice
+    assert again["duplicates"] == 3 and again["quarantined"] == 0
+    run = [sys.executable, "-m", "tools.host.backend"]
+    shown = subprocess.run(
+        run + ["report", "--db", db._path], cwd=ROOT, capture_output=True, text=True
+    )
+    assert shown.stdout.startswith("SUSPECTED CLONE: terminal T0001: clone"), shown.stdout
+    cleared = subprocess.run(
+        run + ["terminals", "clear", "--db", db._path, "--tid", "T0001"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert cleared.returncode == 0 and "cleared" in cleared.stdout
+    original.book(SALE, 1, 4000)
+    assert db.ingest("T0001", original.batch())["stored"] == 1  # money again
+
+
+def test_forged_frames_and_fault_logs_are_bounded_per_terminal(db, terminal, monkeypatch):
+    from tools.host import ledgerdb
+
+    monkeypatch.setattr(ledgerdb, "MAX_QUARANTINE_PER_TERMINAL", 3)
+    monkeypatch.setattr(ledgerdb, "MAX_FAULT_LOGS_PER_TERMINAL", 2)
+    frames = [bytearray(frame) for _, frame in terminal.ledger.queue.unsent()]
+    for forged in frames:  # every tag broken, every CRC good again
+        forged[10] ^= 0x40
+        forged[-4:] = zlib.crc32(bytes(forged[:-4])).to_bytes(4, "little")
+    result = db.ingest("T0001", b"".join(bytes(f) for f in frames))
+    # The oldest three are kept; the fourth does not fit, so the batch stops before it and
+    # nothing forged ever moves the ack.
+    assert (result["quarantined"], result["refused"], result["ack"]) == (3, 1, 0)
+    for number in range(5):
+        db.store_faults("T0001", "fault log %d" % number)
+    kept = db._db.execute("SELECT text FROM faults ORDER BY rowid").fetchall()
+    assert kept == [("fault log 0",), ("fault log 1",)]
+    assert db.report()["alerts"]["T0001"] == {
+        "suspected": None,
+        "quarantine_dropped": 1,
+        "faults_dropped": 3,
+    }
+
+
+def test_refusals_are_logged_at_most_once_a_minute():
+    import io
+
+    from tools.host.backend import RefusalLog
+
+    out = io.StringIO()
+    log = RefusalLog(every_s=60, out=out)
+    for _ in range(1000):
+        log.refused()
+    assert out.getvalue() == "" and log.total == 1000
+    log._since -= 61  # a minute later
+    log.refused()
+    assert out.getvalue().count("\n") == 1 and "1001 unauthenticated" in out.getvalue()

@@ -197,7 +197,8 @@ class App:
         depth, oldest = self._queue_after_batch()
         now = board.unix_time()
         return (
-            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;cmd=%d%s"
+            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
+            "cmd=%d%s"
             % (
                 depth,
                 max(0, now - oldest) if oldest and now else -1,
@@ -208,6 +209,7 @@ class App:
                 FIRMWARE_VERSION,
                 self.config_version,
                 self.blacklist.version if self.blacklist is not None else 0,
+                self.blacklist.digest if self.blacklist is not None else "-",
                 self.command_done,
                 self.received.refused_text if self.received is not None else "",
             )
@@ -246,6 +248,8 @@ class App:
 
         uplink = self.board.uplink
         uplink.status = self.heartbeat
+        # Requests signed, replies checked, with keys from the link key (pos.uplink).
+        uplink.authenticate(self.board.store.read("downlink.key"), self.board.store)
         wait_ms = SYNC_EVERY_MS
         while True:
             asked = self._sync_now

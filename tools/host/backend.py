@@ -15,6 +15,7 @@ encrypted and MACed with the terminal's downlink key (derived from the BDK and i
 """
 
 import argparse
+import asyncio
 import datetime
 import json
 import os
@@ -33,6 +34,7 @@ from tools.host.ledgerdb import (  # noqa: E402
     IngestError,
     LedgerDB,
     LedgerError,
+    RegistrationError,
 )
 
 DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K"}
@@ -42,10 +44,50 @@ class CommandError(Exception):
     """A user's mistake on the command line; the message says what, in one line."""
 
 
-def make_app(db):
-    """The HTTP API over a LedgerDB."""
-    from fastapi import FastAPI, HTTPException, Query, Request, Response
+# Bounds on what a stranger can make the back end hold or wait for.
+MAX_HEADER_BYTES = 8192  # h11's limit on a request's head
+HEADER_TIMEOUT_S = 10  # a connection that has not sent a whole head by then is closed
+BODY_TIMEOUT_S = 10  # a body not whole by then: 408
+KEEP_ALIVE_S = 5
+MAX_CONNECTIONS_PER_SOURCE = 64
+UNAUTHENTICATED = "not authenticated"
+
+
+class RefusalLog:
+    """Counts refused requests and says so at most once a minute: a flood of forged
+    requests must not become a flood of log lines."""
+
+    def __init__(self, every_s=60, out=None):
+        self.every_s = every_s
+        self.out = out or sys.stderr
+        self.count = 0
+        self.total = 0
+        self._since = time.monotonic()
+
+    def refused(self):
+        self.count += 1
+        self.total += 1
+        now = time.monotonic()
+        if now - self._since >= self.every_s:
+            self.out.write(
+                "tools/backend: %d unauthenticated requests refused in the last %d s\n"
+                % (self.count, now - self._since)
+            )
+            self.count = 0
+            self._since = now
+
+
+def make_app(db, docs=False):
+    """The HTTP API over a LedgerDB. Every terminal route depends on `caller` (the request
+    authenticated before its body is read); /docs and /openapi.json only with docs=True."""
+    import hashlib
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
     from pydantic import BaseModel
+    from starlette.concurrency import run_in_threadpool
+
+    from tools.host.ledgerdb import EMPTY_BODY_HASH, AuthError, Caller, StaleRequest
 
     class BatchReply(BaseModel):
         ack: int
@@ -57,43 +99,105 @@ def make_app(db):
         config: int
         blacklist: int
         commands: int
+        blacklist_whole: bool
 
     class Versions(BaseModel):
         server_time: int
         config: int
         blacklist: int
         commands: int
+        blacklist_whole: bool
 
-    import threading
+    refusals = RefusalLog()
+    unauthorized = {401: {"description": "not authenticated (the same for every terminal ID)"}}
 
-    from starlette.concurrency import run_in_threadpool
+    def signed(caller, payload, status=200):
+        """A JSON reply tagged for the request it answers (X-OneTill-Reply)."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return Response(
+            body,
+            status_code=status,
+            media_type="application/json",
+            headers={"X-OneTill-Reply": caller.reply_tag(body).hex()},
+        )
 
-    lock = threading.Lock()
+    def refuse():
+        refusals.refused()
+        return HTTPException(401, UNAUTHENTICATED, headers={"WWW-Authenticate": "OneTill"})
 
-    def ingest(tid, body, status):
-        with lock:
-            result = db.ingest(tid, body)
-            if status:
-                db.heartbeat(tid, status)
-            result.update(db.versions(tid))
-            return result
+    async def caller(tid: str, request: Request):
+        """The authenticated terminal of a request (a dependency of every terminal route):
+        401, with nothing read past the head, unless the request is signed with the
+        terminal's request key and its counter is new."""
+        scope = request.scope
+        path = scope["path"]
+        if scope.get("query_string"):
+            path += "?" + scope["query_string"].decode("latin-1")
+        try:
+            return await run_in_threadpool(
+                db.authenticate,
+                tid,
+                request.method,
+                path,
+                request.headers.get("x-onetill-status", ""),
+                request.headers.get("x-onetill-auth"),
+            )
+        except StaleRequest as exc:
+            raise Stale(exc) from None
+        except AuthError:
+            raise refuse() from None
 
-    def versions(tid, status):
-        with lock:
-            result = db.versions(tid)
-            if status:
-                db.heartbeat(tid, status)
-            return result
+    class Stale(Exception):
+        def __init__(self, error):
+            self.error = error
 
-    def sealed(tid, kind, since):
-        with lock:
-            return db.sealed_document(tid, kind, since)
+    Authenticated = Annotated[Caller, Depends(caller)]  # noqa: N806  (every terminal route)
 
-    def faults(tid, text):
-        with lock:
-            db.store_faults(tid, text)
+    app = FastAPI(
+        title="OneTill back end",
+        version="1",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
 
-    app = FastAPI(title="OneTill back end", version="1")
+    @app.exception_handler(Stale)
+    async def stale(request, exc):
+        # A replay, or a terminal whose counter fell behind: told where the counter is, in
+        # a tagged reply only that terminal can check.
+        refusals.refused()
+        return signed(exc.error.caller, {"detail": "stale request", "last": exc.error.last}, 401)
+
+    async def body_of(request, who, limit, what):
+        """The body, at most `limit` bytes (413 from Content-Length before reading a
+        byte), whole within BODY_TIMEOUT_S (408), and matching the hash it was signed
+        with (401)."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/octet-stream":
+            raise HTTPException(415, "send %s as application/octet-stream" % what)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise HTTPException(413, "%s larger than %d bytes" % (what, limit))
+
+        async def read():
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise HTTPException(413, "%s larger than %d bytes" % (what, limit))
+            return bytes(body)
+
+        try:
+            body = await asyncio.wait_for(read(), BODY_TIMEOUT_S)
+        except TimeoutError:
+            raise HTTPException(408, "%s not sent within %d s" % (what, BODY_TIMEOUT_S)) from None
+        if hashlib.sha256(body).digest() != who.body_hash:
+            raise refuse()
+        return body
+
+    def no_body(who):
+        if who.body_hash != EMPTY_BODY_HASH:
+            raise refuse()
 
     @app.get("/v1/health")
     def health() -> dict:
@@ -103,8 +207,10 @@ def make_app(db):
         "/v1/terminals/{tid}/records",
         response_model=BatchReply,
         responses={
+            **unauthorized,
             400: {"description": "an empty batch"},
             404: {"description": "unknown terminal"},
+            408: {"description": "the batch did not arrive in time"},
             413: {"description": "batch larger than 64 KiB"},
             415: {"description": "not application/octet-stream"},
         },
@@ -112,41 +218,63 @@ def make_app(db):
             MAX_BATCH_BYTES, "sealed records exactly as the terminal's queue stores them"
         ),
     )
-    async def records(tid: str, request: Request) -> BatchReply:
+    async def records(tid: str, request: Request, who: Authenticated) -> BatchReply:
         """Sealed records exactly as the terminal's queue stores them (binary body)."""
-        body = await _binary(request, "the batch")
-        if len(body) > MAX_BATCH_BYTES:
-            raise HTTPException(413, "batch larger than %d bytes" % MAX_BATCH_BYTES)
+        body = await body_of(request, who, MAX_BATCH_BYTES, "the batch")
         if not body:
             raise HTTPException(400, "an empty batch")
+        status = request.headers.get("x-onetill-status", "")
+
+        def work():
+            result = db.ingest(tid, body, who, status)
+            result.update(db.versions(tid))
+            result["blacklist_whole"] = db.blacklist_whole(tid)
+            return result
+
         try:
-            # Key derivation is CPU work and SQLite blocks: off the event loop, one batch
-            # at a time on the one connection.
-            status = request.headers.get("x-onetill-status", "")
-            result = await run_in_threadpool(ingest, tid, body, status)
+            # Key derivation is CPU work and SQLite blocks: off the event loop, on this
+            # thread's own connection.
+            result = await run_in_threadpool(work)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
-        return BatchReply(server_time=int(time.time()), **result)
+        result["server_time"] = int(time.time())
+        return signed(who, result)
 
     @app.get(
         "/v1/terminals/{tid}/versions",
         response_model=Versions,
-        responses={404: {"description": "unknown terminal"}},
+        responses={**unauthorized, 404: {"description": "unknown terminal"}},
     )
-    async def terminal_versions(tid: str, request: Request) -> Versions:
+    async def terminal_versions(tid: str, request: Request, who: Authenticated) -> Versions:
         """The newest config, blacklist and command versions for a terminal (a poll: the
         X-OneTill-Status heartbeat is kept as with a batch)."""
+        no_body(who)
         status = request.headers.get("x-onetill-status", "")
+
+        def work():
+            result = db.poll(tid, who, status)
+            result["blacklist_whole"] = db.blacklist_whole(tid)
+            return result
+
         try:
-            result = await run_in_threadpool(versions, tid, status)
+            result = await run_in_threadpool(work)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
-        return Versions(server_time=int(time.time()), **result)
+        result["server_time"] = int(time.time())
+        return signed(who, result)
 
     def document_route(kind):
-        async def document(tid: str, since: int = Query(0, ge=0, le=0xFFFFFFFF)):
+        async def document(
+            tid: str, who: Authenticated, since: int = Query(0, ge=0, le=0xFFFFFFFF)
+        ):
+            no_body(who)
+
+            def work():
+                db.take(who)
+                return db.sealed_document(tid, DOCUMENT_KINDS[kind], since)
+
             try:
-                body = await run_in_threadpool(sealed, tid, DOCUMENT_KINDS[kind], since)
+                body = await run_in_threadpool(work)
             except IngestError as exc:
                 raise HTTPException(404, str(exc)) from None
             if body is None:
@@ -165,6 +293,7 @@ def make_app(db):
                     "description": "a sealed document (pos.downlink)",
                     "content": {"application/octet-stream": {"schema": {"type": "string"}}},
                 },
+                **unauthorized,
                 404: {"description": "unknown terminal, or no such document"},
             },
         )(document)
@@ -175,26 +304,27 @@ def make_app(db):
     @app.post(
         "/v1/terminals/{tid}/faults",
         responses={
+            **unauthorized,
             400: {"description": "an empty body"},
             404: {"description": "unknown terminal"},
+            408: {"description": "the body did not arrive in time"},
             413: {"description": "larger than 4 KiB"},
             415: {"description": "not application/octet-stream"},
         },
         openapi_extra=_binary_body(MAX_FAULT_LOG_BYTES, "the tail of the fault log"),
     )
-    async def terminal_faults(tid: str, request: Request) -> dict:
+    async def terminal_faults(tid: str, request: Request, who: Authenticated) -> dict:
         """The tail of the terminal's fault log (the faultlog command)."""
-        body = await _binary(request, "the fault log")
+        body = await body_of(request, who, MAX_FAULT_LOG_BYTES, "the fault log")
         if not body:
             raise HTTPException(400, "an empty fault log")
-        if len(body) > MAX_FAULT_LOG_BYTES:
-            raise HTTPException(413, "fault log larger than %d bytes" % MAX_FAULT_LOG_BYTES)
         try:
-            await run_in_threadpool(faults, tid, body.decode("utf-8", "replace"))
+            await run_in_threadpool(db.store_faults, tid, body.decode("utf-8", "replace"), who)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
-        return {"ok": True}
+        return signed(who, {"ok": True})
 
+    app.state.refusals = refusals
     return app
 
 
@@ -210,14 +340,53 @@ def _binary_body(max_bytes, description):
     }
 
 
-async def _binary(request, what):
-    """The raw body of a request; 415 unless it is sent as application/octet-stream."""
-    from fastapi import HTTPException
+def guarded_protocol():
+    """uvicorn's h11 protocol with what it lacks against strangers: a deadline for a
+    request's head (a connection that sends nothing, or a byte at a time, is closed) and a
+    cap on connections from one address."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/octet-stream":
-        raise HTTPException(415, "send %s as application/octet-stream" % what)
-    return await request.body()
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._head_deadline = None
+            peer = self.client[0] if self.client else None
+            same = sum(1 for c in self.connections if c.client and c.client[0] == peer)
+            if peer is not None and same > MAX_CONNECTIONS_PER_SOURCE:
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self):
+            self._head_deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._head_too_slow)
+
+        def _disarm(self):
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _head_too_slow(self):
+            self._head_deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+        def data_received(self, data):
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._disarm()
+                self._arm()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
 
 
 def make_certs(out, hosts=("localhost", "127.0.0.1")):
@@ -367,6 +536,23 @@ def read_bdk(path):
     if len(bdk) != 16:
         raise CommandError("the BDK in %s must be 16 bytes" % path)
     return bdk
+
+
+def print_alerts(report, out):
+    """What an operator must see first: terminals suspected of being cloned (their records
+    are held in quarantine), and bounds that dropped what a terminal sent."""
+    for tid, alert in sorted(report.get("alerts", {}).items()):
+        if alert["suspected"]:
+            out.write(
+                "SUSPECTED CLONE: terminal %s: %s; its records are held in quarantine until "
+                "tools/backend terminals clear --tid %s\n" % (tid, alert["suspected"], tid)
+            )
+    for tid, alert in sorted(report.get("alerts", {}).items()):
+        if alert["quarantine_dropped"] or alert["faults_dropped"]:
+            out.write(
+                "terminal %s: %d forged frames and %d fault logs dropped (bounds full)\n"
+                % (tid, alert["quarantine_dropped"], alert["faults_dropped"])
+            )
 
 
 def money(amount_minor, currency_numeric):
@@ -559,8 +745,10 @@ def certs_command(args):
 
 
 def terminals_command(args):
+    if args.action == "clear":
+        return clear_command(args)
     try:
-        ik_id = unhexlify(args.ik_id)
+        ik_id = unhexlify(args.ik_id or "")
     except ValueError:
         ik_id = b""
     if len(ik_id) != 8:
@@ -579,9 +767,29 @@ def terminals_command(args):
                 '"name", ...}, ...]})' % args.merchants
             ) from None
     db = LedgerDB(args.db)  # registering the first terminal makes the ledger
-    db.add_terminal(args.tid, ik_id, merchants)
-    db.close()
+    try:
+        db.add_terminal(args.tid, ik_id, merchants, replace=args.replace)
+    except RegistrationError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        db.close()
     print("terminal %s registered with %d merchants" % (args.tid, len(merchants)))
+    return 0
+
+
+def clear_command(args):
+    db = LedgerDB(args.db, mode="write")
+    try:
+        reason = db.clear_terminal(args.tid)
+    finally:
+        db.close()
+    if reason is None:
+        print("terminal %s was not suspected" % args.tid)
+    else:
+        print(
+            "terminal %s cleared (was: %s); its held records stay in quarantine"
+            % (args.tid, reason)
+        )
     return 0
 
 
@@ -597,6 +805,7 @@ def report_command(args):
         json.dump(result, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
+        print_alerts(result, sys.stdout)
         print_report(result, sys.stdout, args.merchant)
     return 0
 
@@ -621,12 +830,17 @@ def serve_command(args):
     import uvicorn
 
     uvicorn.run(
-        make_app(db),
+        make_app(db, docs=args.docs),
         host=args.host,
         port=args.port,
         ssl_certfile=args.tls_cert,
         ssl_keyfile=args.tls_key,
-        log_level="warning",
+        # Not "warning": uvicorn warns once per malformed request, which a stranger could
+        # turn into a flood of log lines (refusals are counted by RefusalLog instead).
+        log_level="error",
+        http=guarded_protocol(),
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     return 0
 
@@ -647,12 +861,20 @@ def main(argv):
     commands = parser.add_subparsers(dest="command", required=True)
     certs = commands.add_parser("certs", help="make a throwaway CA and server certificate")
     certs.add_argument("--out", required=True)
-    terminals = commands.add_parser("terminals", help="register terminals")
-    terminals.add_argument("action", choices=["add"])
+    terminals = commands.add_parser(
+        "terminals", help="register terminals; clear one suspected of being cloned"
+    )
+    terminals.add_argument("action", choices=["add", "clear"])
     terminals.add_argument("--db", required=True)
     terminals.add_argument("--tid", required=True)
-    terminals.add_argument("--ik-id", required=True, help="16 hex digits")
+    terminals.add_argument("--ik-id", help="16 hex digits (add)")
     terminals.add_argument("--merchants", help="the terminal's merchants.json")
+    terminals.add_argument(
+        "--replace",
+        action="store_true",
+        help="the ID is registered with another IK ID: start it afresh (old records kept "
+        "under TID@OLDIKID)",
+    )
     serve = commands.add_parser("serve", help="serve the API over TLS")
     serve.add_argument("--db", required=True)
     serve.add_argument("--bdk-file", required=True)
@@ -660,6 +882,7 @@ def main(argv):
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", required=True)
     serve.add_argument("--tls-key", required=True)
+    serve.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
     report = commands.add_parser("report", help="per-merchant totals and settlements")
     report.add_argument("--db", required=True)
     report.add_argument("--merchant", type=int)

@@ -147,14 +147,19 @@ def open_records(image, bdk, ik_id):
     return rows, report
 
 
-def upload(rows, url, tid, ca_file, batch_bytes=2048):
-    """POST the unsent records, oldest first, in batches as the terminal would; returns the
-    back end's last ack. Records that do not open are sent too: the back end quarantines
-    what it cannot verify, and the decision is its, not this tool's."""
+def upload(rows, url, tid, ca_file, bdk, ik_id, batch_bytes=2048):
+    """POST the unsent records, oldest first, in batches as the terminal would (signed with
+    its request key, from the BDK and IK ID: pos.uplink); returns the back end's last ack.
+    Records that do not open are sent too: the back end quarantines what it cannot verify,
+    and the decision is its, not this tool's."""
     import ssl
 
     import httpx
 
+    from tools.host.linkclient import TerminalSigner
+
+    signer = TerminalSigner(bdk, ik_id)
+    path = "/v1/terminals/%s/records" % tid
     try:
         context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -168,11 +173,20 @@ def upload(rows, url, tid, ca_file, batch_bytes=2048):
                 while frames and size + len(frames[0]) <= batch_bytes:
                     size += len(frames[0])
                     batch.append(frames.pop(0))
-                reply = client.post(
-                    "/v1/terminals/%s/records" % tid,
-                    content=b"".join(batch),
-                    headers={"Content-Type": "application/octet-stream"},
-                )
+                body = b"".join(batch)
+                for _ in range(2):  # once more if the back end says where the counter is
+                    reply = client.post(
+                        path,
+                        content=body,
+                        headers=dict(
+                            signer.headers("POST", path, body),
+                            **{"Content-Type": "application/octet-stream"},
+                        ),
+                    )
+                    tag = reply.headers.get("x-onetill-reply")
+                    if reply.status_code != 401 or not signer.reply_ok(tag, reply.content):
+                        break
+                    signer.nonce = max(signer.nonce, reply.json().get("last", 0))
                 if reply.status_code != 200:
                     raise RecoverError(
                         "the back end answered %d: %s" % (reply.status_code, reply.text[:200])
@@ -322,7 +336,7 @@ def run(args):
     bdk = read_hex_file(bdk_file, 16, "the BDK")
     rows, report = open_records(image, bdk, ik_id)
     if args.upload:
-        ack = upload(rows, args.upload, args.tid, args.ca)
+        ack = upload(rows, args.upload, args.tid, args.ca, bdk, ik_id)
         sys.stderr.write("uploaded: the back end acked up to counter %d\n" % ack)
     if args.unsent:
         rows = [row for row in rows if not row["acked"]]

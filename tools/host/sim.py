@@ -120,6 +120,8 @@ def demo_config(terminal_id, token_key, salt):
 def prepare_state(state):
     """Make STATE/flash.bin and, the first time, the demo terminal's provisioning file and the
     back end's key file. Returns a line saying what was done."""
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    os.chmod(state, 0o700)  # flash.bin holds the terminal's keys, backend/ the BDK
     image = os.path.join(state, "flash.bin")
     if os.path.exists(image):
         if os.path.getsize(image) != FLASH_SIZE:
@@ -168,7 +170,7 @@ def prepare_state(state):
         os.open(os.path.join(state, "provision.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
     ) as out:
         json.dump(provision, out)
-    with open(image, "wb") as out:
+    with open(os.open(image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         blank = b"\xff" * 65536
         for _ in range(FLASH_SIZE // len(blank)):
             out.write(blank)

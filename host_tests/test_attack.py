@@ -380,9 +380,10 @@ def test_a_server_without_the_bdk_cannot_make_the_terminal_drop_sales(tmp_path):
     server = ServerWithoutTheBdk(os.path.join(state, "backend"))
     try:
         sim.use_backend(state, "https://127.0.0.1:%d" % server.port)
-        firmware = sim.Firmware(state, sim.parse_heap("96k") + sim.TLS_ALLOWANCE)
+        lock = sim.StateLock(state)
+        firmware = sim.Firmware(state, sim.parse_heap("96k") + sim.TLS_ALLOWANCE, lock)
         try:
-            firmware.wait_for_events(0)
+            firmware.wait_for_start()
             events = 0
             for key in "1 1 1 1 # 2 # 1 2 3 4 # 4 # # 2 # 5 0 0 # 4 #".split():
                 firmware.send("key " + key)
@@ -392,6 +393,7 @@ def test_a_server_without_the_bdk_cannot_make_the_terminal_drop_sales(tmp_path):
             assert firmware.unsent == 2
         finally:
             firmware.stop()
+            lock.release()
     finally:
         server.stop()
     assert any(line.startswith(b"POST /v1/terminals/") for line in server.requests)

@@ -1,11 +1,14 @@
 """The ESP32 board: hands pos.app the txq partition, the /state store, the keypad, the
-display, the printer, the buzzer, the clock and the watchdog."""
+display, the printer, the buzzer, the clock and the watchdog. It implements the board
+contract (lib/pos/board_contract.pyi; main.py declares it so and the type check holds it to
+it), and makes every Pin, bus, UART and PWM the drivers take from lib/board/pins.py."""
 
 import asyncio
 import time
 
 import esp32
-from machine import I2C, RTC, WDT, Pin
+import machine
+from machine import I2C, PWM, RTC, UART, WDT, Pin
 from micropython import const
 
 from board import pins
@@ -20,6 +23,23 @@ _CLOCK_SET_YEAR = const(2024)  # an RTC before this year has not been set
 FAULT_LOG = "/state/faults.log"
 _FAULT_LOG_BYTES = const(8192)
 WATCHDOG_MS = const(8000)
+
+
+def reset_word():
+    """machine.reset_cause() as one word for the heartbeat. On the ESP32 "soft" is also a
+    restart by machine.reset() after a crash (see the fault log) and a panic; "power"
+    includes a brown-out."""
+    cause = machine.reset_cause()
+    for value, word in (
+        (machine.PWRON_RESET, "power"),
+        (machine.WDT_RESET, "watchdog"),
+        (machine.SOFT_RESET, "soft"),
+        (machine.HARD_RESET, "hard"),
+        (machine.DEEPSLEEP_RESET, "deepsleep"),
+    ):
+        if cause == value:
+            return word
+    return "-"
 
 
 def find_txq():
@@ -40,16 +60,26 @@ class Esp32Board:
     def __init__(self, lcd=False):
         i2c = I2C(pins.I2C_ID, sda=Pin(pins.I2C_SDA), scl=Pin(pins.I2C_SCL), freq=pins.I2C_FREQ_HZ)
         self.display = make_display(i2c, lcd)
-        self.keypad = Keypad()
-        self.printer = Printer()
-        self.buzzer = Buzzer()
+        self.keypad = Keypad(*pins.keypad_pins())
+        self.printer = Printer(
+            UART(
+                pins.PRINTER_UART_ID,
+                baudrate=pins.PRINTER_BAUD,
+                tx=pins.PRINTER_TX,
+                rx=pins.PRINTER_RX,
+            )
+        )
+        self.buzzer = Buzzer(PWM(Pin(pins.BUZZER), freq=pins.BUZZER_HZ, duty_u16=0))
         self.bdev = find_txq()
         self.store = FileStore("/state")
         self.blacklist_path = "/state/blacklist"
+        self.fault_log_path = FAULT_LOG
         self.config_folder = "/config"
+        self.reset_cause = reset_word()
         self._rtc = RTC()
         self._watchdog = WDT(timeout=WATCHDOG_MS)
         self.uplink = None
+        self.wifi = None
 
     def connect(self, queue):
         """The uplink, from /config/uplink.json ({"host", "port", "tid"}) and the back
@@ -75,6 +105,10 @@ class Esp32Board:
         if networks:
             self.wifi = Wifi(networks)
             asyncio.create_task(self.wifi.run(lambda up: self._link(app, up)))
+
+    def rssi(self):
+        """The Wi-Fi signal in dBm, 0 without Wi-Fi (no wifi.json) or while not joined."""
+        return self.wifi.rssi() if self.wifi is not None else 0
 
     def _link(self, app, up):
         if up and not self.unix_time():
@@ -141,3 +175,11 @@ def log_fault(text):
         pass
     with open(FAULT_LOG, "a") as log:
         log.write("%d %s\n" % (time.time(), text))
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Esp32Board declared against the board contract; nothing at run time
+    from pos.board_contract import Board
+
+    def _implements_the_contract(board: Esp32Board) -> Board:
+        return board

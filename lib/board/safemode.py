@@ -7,6 +7,7 @@ ACTIVE = False
 def check():
     global ACTIVE
     from board.keypad import Keypad
+    from board.pins import keypad_pins
 
-    ACTIVE = Keypad().held("*")
+    ACTIVE = Keypad(*keypad_pins()).held("*")
     return ACTIVE

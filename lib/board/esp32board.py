@@ -56,20 +56,29 @@ def make_display(i2c, lcd):
     return Lcd2004(i2c) if lcd else Oled(i2c)
 
 
+def make_parts(lcd=False):
+    """(keypad, display, printer, buzzer) of the reference board, each driver given the Pin,
+    bus, UART or PWM it drives, made from lib/board/pins.py (also used by the device smoke
+    test, tools/emu/smoke.py, which must not start the watchdog a board would)."""
+    i2c = I2C(pins.I2C_ID, sda=Pin(pins.I2C_SDA), scl=Pin(pins.I2C_SCL), freq=pins.I2C_FREQ_HZ)
+    uart = UART(
+        pins.PRINTER_UART_ID,
+        baudrate=pins.PRINTER_BAUD,
+        tx=pins.PRINTER_TX,
+        rx=pins.PRINTER_RX,
+        timeout=pins.PRINTER_TIMEOUT_MS,
+    )
+    return (
+        Keypad(*pins.keypad_pins()),
+        make_display(i2c, lcd),
+        Printer(uart),
+        Buzzer(PWM(Pin(pins.BUZZER), freq=pins.BUZZER_HZ, duty_u16=0)),
+    )
+
+
 class Esp32Board:
     def __init__(self, lcd=False):
-        i2c = I2C(pins.I2C_ID, sda=Pin(pins.I2C_SDA), scl=Pin(pins.I2C_SCL), freq=pins.I2C_FREQ_HZ)
-        self.display = make_display(i2c, lcd)
-        self.keypad = Keypad(*pins.keypad_pins())
-        self.printer = Printer(
-            UART(
-                pins.PRINTER_UART_ID,
-                baudrate=pins.PRINTER_BAUD,
-                tx=pins.PRINTER_TX,
-                rx=pins.PRINTER_RX,
-            )
-        )
-        self.buzzer = Buzzer(PWM(Pin(pins.BUZZER), freq=pins.BUZZER_HZ, duty_u16=0))
+        self.keypad, self.display, self.printer, self.buzzer = make_parts(lcd)
         self.bdev = find_txq()
         self.store = FileStore("/state")
         self.blacklist_path = "/state/blacklist"

@@ -18,6 +18,7 @@ PRINTER_UART_ID = const(2)
 PRINTER_TX = const(17)
 PRINTER_RX = const(16)
 PRINTER_BAUD = const(9600)
+PRINTER_TIMEOUT_MS = const(200)  # a read (the status byte) waits this long for an answer
 
 BUZZER = const(4)
 BUZZER_HZ = const(2700)  # the PWM's frequency at start; silent (duty 0) until a beep

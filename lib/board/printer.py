@@ -35,12 +35,12 @@ def encode_1252(text, out):
 
 class Printer:
     def __init__(self, uart):
-        self._uart = uart
+        self.uart = uart  # public: the smoke test asks the printer its status
         self._line = bytearray(_LINE_BYTES)  # reused for every line
         self._view = memoryview(self._line)
 
     def print_lines(self, lines):
-        uart = self._uart
+        uart = self.uart
         uart.write(_INIT)
         uart.write(_CODE_PAGE)
         for index, text in enumerate(lines):

@@ -34,11 +34,21 @@ MEMBERS = {
 }
 
 
+CACHE = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def mypy_cache(tmp_path_factory):
+    """One cache for this module's runs (one after the other), not the project's."""
+    CACHE.append(str(tmp_path_factory.mktemp("mypy_cache")))
+    yield
+    CACHE.pop()
+
+
 def mypy(*args, cwd=ROOT):
-    """mypy with the project's settings (pyproject.toml) on the given files; no cache, so
-    concurrent runs cannot disturb each other."""
+    """mypy with the project's settings (pyproject.toml) on the given files."""
     return subprocess.run(
-        [MYPY, "--config-file", os.path.join(ROOT, "pyproject.toml"), "--cache-dir", os.devnull]
+        [MYPY, "--config-file", os.path.join(ROOT, "pyproject.toml"), "--cache-dir", CACHE[-1]]
         + list(args),
         cwd=cwd,
         capture_output=True,

@@ -5,19 +5,8 @@ the board's events (keys, card reads, scans, link changes) and one ticks the clo
 the watchdog and collects garbage when idle. After every event the screen goes to the
 display, but only when it changed; an input that changed nothing beeps (pos.runner).
 
-A board is any object with:
-    bdev            the txq partition (readblocks/writeblocks/ioctl)
-    store           a pos.store.FileStore for /state (journal state, device key)
-    config_folder   where terminal.json, merchants.json and cashiers.json live
-    async next_event()  -> an event tuple for the terminal, or None when input has ended
-    show(screen), print_lines(lines), beep(kind), fault(text)
-    unix_time()     -> seconds since 1970 UTC, or 0 while the clock is not set
-    feed_watchdog()
-    uplink          a pos.uplink.Uplink, or None for a terminal without a back end
-    set_time(unix)  optional: set the clock from the back end's time when it is not set
-    start(app)      optional: start the board's own tasks (Wi-Fi) once the loop runs
-    blacklist_path  optional: the card blacklist file (pos.blacklist)
-    fault_log_path  optional: the fault log, sent to the back end when it asks (faultlog)
+The board is described, member by member, in pos/board_contract.pyi: a Protocol the type
+checker reads (tools/test types), so a board that lacks a member the app uses fails the check.
 
 The downlink (pos.downlink, loaded only while it fetches): every reply of the back end says
 which config, blacklist and command versions it holds; the uplink task fetches what is newer
@@ -37,6 +26,10 @@ from pos.runner import Runner
 from pos.terminal import Settings, Terminal
 from pos.txq import QueueError, TxQueue
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # read by the type checker only: the contract costs no heap
+    from pos.board_contract import Board  # noqa: F401 (a type comment uses it)
+
 FIRMWARE_VERSION = "0.1.0"
 TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
@@ -52,7 +45,7 @@ DEVICE_KEY = "device.key"
 
 class App:
     def __init__(self, board):
-        self.board = board
+        self.board = board  # type: Board
         self.terminal = None
         self.runner = None
         self.ledger = None
@@ -127,7 +120,7 @@ class App:
 
     def _risk(self):
         """Risk rules with the blacklist file the board names (none: nothing blocked)."""
-        path = getattr(self.board, "blacklist_path", None)
+        path = self.board.blacklist_path
         if path is None:
             return Risk()
         from pos.blacklist import Blacklist, BlacklistError
@@ -180,12 +173,11 @@ class App:
 
     def _correct_clock(self, server_time):
         """Set the clock from the back end's when it is unset or off by CLOCK_DRIFT_S."""
-        set_time = getattr(self.board, "set_time", None)
-        if not server_time or set_time is None:
+        if not server_time:
             return
         now = self.board.unix_time()
         if not now or abs(now - server_time) > CLOCK_DRIFT_S:
-            set_time(server_time)
+            self.board.set_time(server_time)
             self.board.fault("clock set from the back end: %d (was %d)" % (server_time, now))
 
     def heartbeat(self):
@@ -204,8 +196,8 @@ class App:
                 max(0, now - oldest) if oldest and now else -1,
                 ledger.journal.next_counter,
                 mem_free(),
-                getattr(board, "reset_cause", "-"),
-                board.rssi() if hasattr(board, "rssi") else 0,
+                board.reset_cause,
+                board.rssi(),
                 FIRMWARE_VERSION,
                 self.config_version,
                 self.blacklist.version if self.blacklist is not None else 0,
@@ -305,12 +297,10 @@ class App:
         return downlink
 
     async def main(self):
-        start = getattr(self.board, "start", None)
-        if start is not None:
-            start(self)
+        self.board.start(self)
         clock = asyncio.create_task(self.clock())
         uplink = None
-        if self.ledger is not None and getattr(self.board, "uplink", None) is not None:
+        if self.ledger is not None and self.board.uplink is not None:
             uplink = asyncio.create_task(self.uplink())
         await self.events()
         clock.cancel()

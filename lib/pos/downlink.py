@@ -346,7 +346,7 @@ def _refuse(app, text):
 
 
 def _fault_tail(board):
-    path = getattr(board, "fault_log_path", None)
+    path = board.fault_log_path
     if path is None:
         return b"(this board keeps no fault log)"
     try:

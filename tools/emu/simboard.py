@@ -112,6 +112,7 @@ class SimBoard:
         self.store = FileStore(MOUNT + "/state")
         self.blacklist_path = MOUNT + "/state/blacklist"
         self.fault_log_path = MOUNT + "/state/faults.log"
+        self.reset_cause = "power"  # every start of the simulator is a power-on
         if provision_only:
             self._provision()
             return
@@ -136,11 +137,11 @@ class SimBoard:
 
     def _mount(self):
         try:
-            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)
+            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)  # type: ignore[attr-defined]  # unix port
         except OSError:
             # A blank vfs: format it, as MicroPython does on a new ESP32.
-            os.VfsLfs2.mkfs(self._vfs_flash)
-            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)
+            os.VfsLfs2.mkfs(self._vfs_flash)  # type: ignore[attr-defined]
+            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)  # type: ignore[attr-defined]
 
     def _provision(self):
         path = self.state_dir + "/provision.json"
@@ -256,6 +257,23 @@ class SimBoard:
 
     def feed_watchdog(self):
         self._report_link()  # every tick: the uplink changes the link between inputs
+
+    def set_time(self, unix):
+        pass  # the simulator's clock is the PC's, already right
+
+    def start(self, app):
+        pass  # no tasks of its own: stdin is read by next_event
+
+    def rssi(self):
+        return 0  # no radio
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # SimBoard declared against the board contract (pos/board_contract.pyi)
+    from pos.board_contract import Board
+
+    def _implements_the_contract(board: SimBoard) -> Board:
+        return board
 
 
 def early_uplink(state_dir):

@@ -38,8 +38,11 @@ if IS_MICROPYTHON:
         return asyncio.sleep_ms(ms)
 
     def mem_free():
+        """Free heap after a collection: without one, garbage waiting to be collected
+        counts as used and the figure says more about the last few keys than the heap."""
         import gc
 
+        gc.collect()
         return gc.mem_free()
 
 else:

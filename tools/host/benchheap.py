@@ -163,6 +163,8 @@ class Day:
             if firmware is not None:
                 code = firmware.stop()
                 if code:
+                    if os.getenv("BENCH_HEAP_VERBOSE"):
+                        sys.stderr.write(firmware.crash_report() + "\n")
                     return "%s: exit %d: %s" % (
                         self.where,
                         code,

@@ -149,6 +149,7 @@ class Day:
         shutil.copytree(self.template, self.state)
         backend = None
         firmware = None
+        failure = None
         try:
             heap = self.heap_k * 1024
             if self.with_backend:
@@ -156,22 +157,19 @@ class Day:
                 heap += sim.TLS_ALLOWANCE
             firmware = sim.Firmware(self.state, heap)
             firmware.wait_for_events(0)
-            return self._play(firmware, steps)
+            failure = self._play(firmware, steps)
         except sim.SimError as exc:
-            return "%s: %s" % (self.where, _last_line(str(exc)))
+            failure = "%s: %s" % (self.where, _last_line(str(exc)))
         finally:
-            if firmware is not None:
-                code = firmware.stop()
-                if code:
-                    if os.getenv("BENCH_HEAP_VERBOSE"):
-                        sys.stderr.write(firmware.crash_report() + "\n")
-                    return "%s: exit %d: %s" % (
-                        self.where,
-                        code,
-                        _last_line(firmware.crash_report()),
-                    )
+            code = firmware.stop() if firmware is not None else 0
             if backend is not None:
                 backend.stop()
+        if code:
+            report = firmware.crash_report()
+            if os.getenv("BENCH_HEAP_VERBOSE"):
+                sys.stderr.write(report + "\n")
+            failure = "%s: exit %d: %s" % (self.where, code, _last_line(report))
+        return failure
 
     def _play(self, firmware, steps):
         events = 0

@@ -263,7 +263,10 @@ class Terminal:
         self.result_since = 0
         self.result = None  # (headline, detail rows) of the RESULT screen
         self.functions = None  # pos.functions.Functions while the function menu is in use
-        self._menu_room = None  # see configure()
+        # Room for the menu's code, taken while the heap is whole (after start it has no
+        # block this large): loading the menu needs blocks of about 600 bytes, which a day
+        # of sales leaves nowhere else (tools/bench heap). Handed over when the menu loads.
+        self._menu_room = reserve(_MENU_ROOM)
         self.booking = None  # the record handed to the ledger, until it answers
         self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
         self.configure(settings, merchants, cashiers, tokenizer, risk, config_error, fault_title)
@@ -291,11 +294,6 @@ class Terminal:
         self.state = CONFIG_ERROR if config_error else LOGIN
         if self.ledger is not None:
             self.ledger.utc_offset_min = settings.utc_offset_min  # "today" for daily limits
-        # Room for the menu's code, taken once the config is in (parsing needs the heap
-        # first): loading the menu needs blocks of about 600 bytes, which a day of sales
-        # leaves nowhere else (tools/bench heap). Handed over when the menu loads.
-        if self._menu_room is None and config_error is None:
-            self._menu_room = reserve(_MENU_ROOM)
         self.draw()
 
     # --- events --------------------------------------------------------------------------

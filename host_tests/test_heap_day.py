@@ -5,9 +5,10 @@ and a last sale, each step showing the screen it should and no "Low memory".
 
 This is issue 14's acceptance ("tools/sim --offline at the default heap can sell, log out,
 log in, void, refund and open every function of the menu after a 40-sale day on any freshly
-provisioned terminal"). It does not hold yet: the code's own objects take about 80 KiB of
-the 96 (README, "Memory"), and the rest is in holes too small for the function menu. The
-mark is strict, so the test fails the day the day passes, and the mark must go.
+provisioned terminal"). It does not hold yet: the code's own objects take about 60 KiB of
+the 96 and most of the rest is in holes too small for the blocks a busy day asks for
+(README, "Memory"). The mark is strict: the test fails the day the day passes, and then
+the mark must go.
 """
 
 import os

@@ -18,15 +18,6 @@ def unload(name):
     gc.collect()
 
 
-def reserve(size):
-    """A block of size bytes, held so that a later large allocation finds one contiguous
-    region when it lets it go (by then the heap is in small holes); None if there is none."""
-    try:
-        return bytearray(size)
-    except MemoryError:
-        return None
-
-
 # Block-cipher modes, numbered as MicroPython's cryptolib numbers them.
 AES_ECB = 1
 AES_CBC = 2

@@ -29,7 +29,7 @@ from pos.card import (
     luhn_ok,
 )
 from pos.clock import is_set
-from pos.compat import const, reserve, ticks_diff, unload
+from pos.compat import const, ticks_diff, unload
 from pos.money import AmountEntry, format_minor
 from pos.receipt import CUSTOMER_COPY, MERCHANT_COPY, sale_receipt
 from pos.record import (
@@ -48,8 +48,6 @@ from pos.record import (
 )
 from pos.risk import APPROVED, UNUSUAL_AMOUNT, reason_text
 from pos.screen import HINT, TITLE, Screen
-
-_MENU_ROOM = const(2048)
 
 # The words this module shows, as one bytes constant of 16-byte rows (NUL-padded): a
 # literal each would be an object of its own on the heap, about 40 bytes apiece on the
@@ -263,10 +261,6 @@ class Terminal:
         self.result_since = 0
         self.result = None  # (headline, detail rows) of the RESULT screen
         self.functions = None  # pos.functions.Functions while the function menu is in use
-        # Room for the menu's code, taken while the heap is whole (after start it has no
-        # block this large): loading the menu needs blocks of about 600 bytes, which a day
-        # of sales leaves nowhere else (tools/bench heap). Handed over when the menu loads.
-        self._menu_room = reserve(_MENU_ROOM)
         self.booking = None  # the record handed to the ledger, until it answers
         self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
         self.configure(settings, merchants, cashiers, tokenizer, risk, config_error, fault_title)
@@ -452,7 +446,6 @@ class Terminal:
         """Key A: load the function menu (pos.functions) for as long as it is in use. If
         its code does not fit in the heap even after a collection, say so and stay."""
         if self.functions is None:
-            self._menu_room = None  # the collection a failed allocation makes frees it
             try:
                 from pos.functions import Functions
             except MemoryError:
@@ -477,8 +470,6 @@ class Terminal:
         if self.functions is not None:
             self.functions = None
             unload("pos.functions")
-            if self._menu_room is None:
-                self._menu_room = reserve(_MENU_ROOM)
 
     def _pages(self, count, rows):
         return (count + rows - 1) // rows if count else 1

@@ -9,7 +9,8 @@ and a last login and sale. It runs offline and with the back end (whose TLS gets
 simulator's own allowance on top of the app heap).
 
 A day passes when every step shows the screen it should (no "Low memory" anywhere, the
-status screen opens), the firmware reports no memory fault, and it exits cleanly. The
+status screen opens), the firmware reports no memory fault, and it exits cleanly; with the
+back end, the back end also gets every record, at mid-day and at the end. The
 lowest app heap at which the day passes on every one of the terminals is found by
 bisection (a day takes a few seconds); the margin is the default 96 KiB minus it.
 
@@ -97,6 +98,7 @@ def day_script():
         sale((number - 1) % 3 + 1, 500 + 37 * (number % 11), (number - 1) % 4 + 1, number)
         if number == SALES // 2:
             status()
+            steps.append(("drain", None))  # with the back end: a sync on a worn heap
     keys("A", (0, "Functions"))
     keys("7", (2, "Cashier PIN"))
     login("2222")  # Noodle Bar only
@@ -129,6 +131,7 @@ def day_script():
     keys("7", (2, "Cashier PIN"))
     login("1111")
     sale(2, 1250, 4, SALES + 2)
+    steps.append(("drain", None))
     return steps
 
 
@@ -174,6 +177,17 @@ class Day:
     def _play(self, firmware, steps):
         events = 0
         for index, (token, check) in enumerate(steps):
+            if token == "drain":
+                # With the back end, wait until it has every record: the day's syncs (TLS
+                # and all) then really happened, on the heap as the day has left it.
+                if self.with_backend and not firmware.drain(timeout_s=30):
+                    last = firmware.faults[-1] if firmware.faults else "no fault"
+                    return "step %d (drain): the back end lacks records (%s)" % (index, last)
+                if self.with_backend:
+                    failure = _memory_fault(firmware, "step %d (drain)" % index)
+                    if failure:
+                        return failure
+                continue
             match = sim.TOKEN_RE.match(token)
             if token in sim.KEY_TOKENS:
                 firmware.send("key " + token)
@@ -186,12 +200,19 @@ class Day:
             screen = firmware.screen
             if any("Low memory" in row for row in screen):
                 return "%s: Low memory" % where
-            for fault in firmware.faults:
-                if "emory" in fault:
-                    return "%s: fault %s" % (where, fault)
+            failure = _memory_fault(firmware, where)
+            if failure:
+                return failure
             if check is not None and not screen[check[0]].startswith(check[1]):
                 return "%s: row %d is %r, not %r" % (where, check[0], screen[check[0]], check[1])
         return None
+
+
+def _memory_fault(firmware, where):
+    for fault in firmware.faults:
+        if "emory" in fault:  # MemoryError, "memory allocation failed"
+            return "%s: fault %s" % (where, fault)
+    return None
 
 
 def _wait(firmware, count, timeout_s=20):

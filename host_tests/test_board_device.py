@@ -18,6 +18,7 @@ import pytest
 
 from tools.host import devicetest, testrun
 from tools.host.backend import Server, make_certs
+from tools.host.ledgerdb import LedgerDB
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
@@ -55,6 +56,7 @@ def backend(tmp_path):
     certs = str(tmp_path / "certs")
     make_certs(certs)
     (tmp_path / "bdk.key").write_text("00" * 16)
+    LedgerDB(str(tmp_path / "ledger.db")).close()  # serve needs a ledger; this makes one
     server = Server(str(tmp_path / "ledger.db"), str(tmp_path / "bdk.key"), certs)
     yield server, certs
     server.stop()

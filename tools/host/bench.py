@@ -6,6 +6,9 @@ queue   flash cost and speed of the transaction queue: bytes and erases per sale
         MicroPython unix port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
 blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPython.
+heap    the lowest app heap at which the firmware gets through a scripted busy day in the
+        simulator on five fresh terminals, offline and with the back end, and the margin
+        that leaves below the default 96 KiB (tools/host/benchheap.py).
 uplink  what signing a request and checking its reply cost the terminal on MicroPython
         (heap kept, garbage, time); records per second one back-end process ingests from 50
         concurrent terminals over TLS on loopback (CPython clients, signed as terminals
@@ -258,7 +261,7 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "uplink", "blacklist"],
+        choices=["queue", "sale", "heap", "uplink", "blacklist"],
         help="which benchmark to run",
     )
     args = parser.parse_args(argv)
@@ -267,6 +270,10 @@ def main(argv):
         queue_speed()
     elif args.suite == "sale":
         sale_heap()
+    elif args.suite == "heap":
+        from tools.host import benchheap
+
+        benchheap.run()
     elif args.suite == "uplink":
         run_on_micropython("import uplink_auth; uplink_auth.main()")
         backend_auth()

@@ -277,6 +277,10 @@ def build(key_folder, version, out, min_version=0, image_path=None, say=print):
         raise ReleaseToolError("--version must be a whole number from 1 to 4294967295")
     if not 0 <= min_version < version:
         raise ReleaseToolError("--min-version must be below --version")
+    if not os.path.isfile(os.path.join(key_folder, PRIVATE_KEY_FILE)):
+        raise ReleaseToolError("%s holds no release key (%s)" % (key_folder, PRIVATE_KEY_FILE))
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise ReleaseToolError("no folder for %s" % out)
     image = read_file(image_path or build_image(), "image")
     if not image.startswith(ROMFS_MAGIC):
         raise ReleaseToolError("%s is not a ROMFS image" % image_path)
@@ -377,7 +381,7 @@ def main(argv):
     args = parser.parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except ReleaseToolError as exc:
+    except (ReleaseToolError, OSError) as exc:
         sys.stderr.write("tools/release: %s\n" % exc)
         return 2
     return 0

@@ -6,6 +6,8 @@ queue   flash cost and speed of the transaction queue: bytes and erases per sale
         MicroPython unix port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
 blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPython.
+update  signature size, verify time and peak heap of the terminal's release check on
+        MicroPython (tools/release keys), and a W8 key's verify time for comparison.
 uplink  records per second one back-end process ingests from 50 concurrent terminals over
         TLS on loopback (CPython clients), batch latency p50/p99, bytes on the wire per sale.
 """
@@ -216,11 +218,41 @@ def blacklist(entries=10_000):
         )
 
 
+def update(releases=8):
+    """The terminal's check of a release made by tools/release, on MicroPython: signature
+    size, mean verify time over releases signed with different leaves, peak heap."""
+    from hsslms import LMOTS_ALGORITHM_TYPE, LMS_ALGORITHM_TYPE, HSS_Priv
+
+    from tools.host import release
+
+    quiet = lambda text: None  # noqa: E731
+    with tempfile.TemporaryDirectory() as scratch:
+        key = os.path.join(scratch, "key")
+        release.keygen(key, say=quiet)
+        image = release.build_image()
+        paths = [os.path.join(scratch, "%d.bin" % version) for version in range(1, releases + 1)]
+        for version, path in enumerate(paths, 1):
+            release.build(key, version, path, image_path=image, say=quiet)
+        w8_key = HSS_Priv(
+            [LMS_ALGORITHM_TYPE.LMS_SHA256_M32_H5], LMOTS_ALGORITHM_TYPE.LMOTS_SHA256_N32_W8
+        )
+        w8_fixture = os.path.join(scratch, "w8.bin")
+        with open(w8_fixture, "wb") as out:
+            out.write(w8_key.gen_pub().get_pubkey())
+            for number in range(releases):
+                message = b"release header %d" % number
+                out.write(len(message).to_bytes(2, "big") + message + w8_key.sign(message))
+        public_key = os.path.join(key, release.PUBLIC_KEY_FILE)
+        run_on_micropython(
+            "import update_bench; update_bench.main(%r, %r, %r)" % (public_key, paths, w8_fixture)
+        )
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "uplink", "blacklist"],
+        choices=["queue", "sale", "uplink", "blacklist", "update"],
         help="which benchmark to run",
     )
     args = parser.parse_args(argv)
@@ -233,6 +265,8 @@ def main(argv):
         uplink_load()
     elif args.suite == "blacklist":
         blacklist()
+    elif args.suite == "update":
+        update()
     return 0
 
 

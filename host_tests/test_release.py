@@ -317,11 +317,16 @@ def test_damaged_key_refused_and_missing_tree_rebuilt(tmp_path, capsys):
     argv = ["build", "--key", folder, "--version", "2", "--image", image, "--out", good]
     assert release.main(argv) == 2
     assert "damaged (checksum)" in capsys.readouterr().err
-    for argv in (
-        ["build", "--key", folder, "--version", "0", "--image", image, "--out", good],
-        ["build", "--key", folder, "--version", "2", "--image", key_path, "--out", good],
-        ["build", "--key", str(tmp_path / "none"), "--version", "2", "--image", image, "--out",
-         good],
-    ):  # fmt: skip
-        assert release.main(argv) == 2, argv
-    assert capsys.readouterr().err.count("\n") == 3
+    big = tmp_path / "big.romfs"
+    big.write_bytes(release.ROMFS_MAGIC + bytes(0x20000))  # one byte past the partition
+    for argv, reason in (
+        (["--version", "0", "--image", image], "--version must be"),
+        (["--version", "2", "--image", key_path], "is not a ROMFS image"),
+        (["--version", "2", "--image", str(big)], "bytes, the romfs partition 131072"),
+    ):
+        assert release.main(["build", "--key", folder, "--out", good] + argv) == 2, argv
+        err = capsys.readouterr().err
+        assert reason in err and err.count("\n") == 1, err
+    argv = ["build", "--key", str(tmp_path / "none"), "--version", "2", "--out", good]
+    assert release.main(argv) == 2
+    assert "holds no release key" in capsys.readouterr().err

@@ -27,8 +27,14 @@ leaf at worst and never uses one twice; a key with no leaf left is refused. The 
 signatures and the leaf public keys come from hsslms (PyPI; LM-OTS keys drawn from SEED as
 RFC 8554 Appendix A says); the tree, the key file and the release format are ours. Each
 signature is checked with the terminal's own code (pos.release, pos.lms) before the release
-file is written (temporary file and rename: FILE is whole or absent). The release file
-format is described in lib/pos/release.py; verify checks a file exactly as a terminal would.
+file is written (temporary file and rename: FILE is whole or absent).
+
+The release file (lib/pos/release.py has the details, where the terminal reads it):
+    header     52 bytes, >4sHHIII32s: magic b"OTRL", format 1, signature length, version,
+               lowest installed version it may replace, image length, image SHA-256
+    signature  the HSS signature of the 52 header bytes (2,512 bytes with an H10 key)
+    image      the ROMFS image of the core
+verify checks a file with the terminal's own code, exactly as a terminal would.
 """
 
 import argparse
@@ -281,9 +287,17 @@ def build(key_folder, version, out, min_version=0, image_path=None, say=print):
         raise ReleaseToolError("%s holds no release key (%s)" % (key_folder, PRIVATE_KEY_FILE))
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise ReleaseToolError("no folder for %s" % out)
-    image = read_file(image_path or build_image(), "image")
+    image_path = image_path or build_image()
+    image = read_file(image_path, "image")
     if not image.startswith(ROMFS_MAGIC):
         raise ReleaseToolError("%s is not a ROMFS image" % image_path)
+    from tools.host import deploy
+
+    capacity = deploy.romfs_partition_size()
+    if len(image) > capacity:
+        raise ReleaseToolError(
+            "%s is %d bytes, the romfs partition %d" % (image_path, len(image), capacity)
+        )
     # The private key is needed from here on: one build at a time per key folder.
     with open(os.path.join(key_folder, LOCK_FILE), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -97,9 +97,11 @@ class _Lms:
         if self.valid:
             params = _ots_params(_u32(public_key, 4))
             self._type_offset = 8 + _N * (params[1] + 1)
-            self.valid = _u32(signature, self._type_offset) == _u32(public_key, 0) and _u32(
-                signature, 0
-            ) < (1 << _lms_height(_u32(public_key, 0)))
+            leaf_count = 1 << _lms_height(_u32(public_key, 0))
+            self.valid = (
+                _u32(signature, self._type_offset) == _u32(public_key, 0)  # the key's LMS type
+                and _u32(signature, 0) < leaf_count
+            )
 
     def start(self):
         """The message hash, fed with I || u32(q) || D_MESG || C: feed it the message."""

@@ -9,6 +9,8 @@ blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPy
 heap    the lowest app heap at which the firmware gets through a scripted busy day in the
         simulator on five fresh terminals, offline and with the back end, and the margin
         that leaves below the default 96 KiB (tools/host/benchheap.py).
+update  signature size, verify time and peak heap of the terminal's release check on
+        MicroPython (tools/release keys), and a W8 key's verify time for comparison.
 uplink  what signing a request and checking its reply cost the terminal on MicroPython
         (heap kept, garbage, time); records per second one back-end process ingests from 50
         concurrent terminals over TLS on loopback (CPython clients, signed as terminals
@@ -257,11 +259,41 @@ def blacklist(entries=10_000):
         )
 
 
+def update(releases=8):
+    """The terminal's check of a release made by tools/release, on MicroPython: signature
+    size, mean verify time over releases signed with different leaves, peak heap."""
+    from hsslms import LMOTS_ALGORITHM_TYPE, LMS_ALGORITHM_TYPE, HSS_Priv
+
+    from tools.host import release
+
+    quiet = lambda text: None  # noqa: E731
+    with tempfile.TemporaryDirectory() as scratch:
+        key = os.path.join(scratch, "key")
+        release.keygen(key, say=quiet)
+        image = release.build_image()
+        paths = [os.path.join(scratch, "%d.bin" % version) for version in range(1, releases + 1)]
+        for version, path in enumerate(paths, 1):
+            release.build(key, version, path, image_path=image, say=quiet)
+        w8_key = HSS_Priv(
+            [LMS_ALGORITHM_TYPE.LMS_SHA256_M32_H5], LMOTS_ALGORITHM_TYPE.LMOTS_SHA256_N32_W8
+        )
+        w8_fixture = os.path.join(scratch, "w8.bin")
+        with open(w8_fixture, "wb") as out:
+            out.write(w8_key.gen_pub().get_pubkey())
+            for number in range(releases):
+                message = b"release header %d" % number
+                out.write(len(message).to_bytes(2, "big") + message + w8_key.sign(message))
+        public_key = os.path.join(key, release.PUBLIC_KEY_FILE)
+        run_on_micropython(
+            "import update_bench; update_bench.main(%r, %r, %r)" % (public_key, paths, w8_fixture)
+        )
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "heap", "uplink", "blacklist"],
+        choices=["queue", "sale", "heap", "uplink", "blacklist", "update"],
         help="which benchmark to run",
     )
     args = parser.parse_args(argv)
@@ -280,6 +312,8 @@ def main(argv):
         uplink_load()
     elif args.suite == "blacklist":
         blacklist()
+    elif args.suite == "update":
+        update()
     return 0
 
 

@@ -109,7 +109,7 @@ class App:
             self.ledger,
             board.print_lines,
             board.beep,
-            self._request_sync,
+            self.request_sync,
             board.fault,
         )
         done = board.store.read("command.id")
@@ -162,8 +162,13 @@ class App:
                 unload("pos.received")
             gc.collect()  # between events, so a sale never waits for a collection
 
-    def _request_sync(self):
+    def request_sync(self):
+        """Send what waits now (a settle booked its Z records, a cashier asked)."""
         self._sync_now = True
+
+    def handled(self, versions):
+        """The back end's versions are dealt with: fetched, or refused and reported."""
+        self._handled = versions
 
     def wake_uplink(self):
         """The network is back (the board's Wi-Fi): contact the back end now, whatever the

@@ -122,8 +122,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     from pos.ledger import Ledger
     from pos.record import CREDIT, SALE, Record
     from pos.txq import TxQueue
-    from tools.host.backend import Server, make_certs
-    from tools.host.ledgerdb import LedgerDB
+    from tools.host.backend import LedgerDB, Server, make_certs
     from tools.host.linkclient import TerminalSigner
 
     bdk = bytes(range(16))
@@ -213,7 +212,7 @@ def backend_auth(rounds=2000):
     thread: the head only, before any body is read)."""
     import time
 
-    from tools.host.ledgerdb import LedgerDB
+    from tools.host.backend import LedgerDB
     from tools.host.linkclient import TerminalSigner
 
     bdk, ik_id = bytes(range(16)), bytes(8)

@@ -110,6 +110,8 @@ class SQLiteStorage:
             raise
         self._bdk = bdk
         self._sealer_local = threading.local()
+        self.commit_seconds = 0.0  # spent in ingest's COMMITs, and how many
+        self.commits = 0
 
     @property
     def _db(self):

@@ -109,7 +109,6 @@ class SQLiteStorage:
             self.close()
             raise
         self._bdk = bdk
-        self._sealer_local = threading.local()
         self.commit_seconds = 0.0  # spent in ingest's COMMITs, and how many
         self.commits = 0
 

@@ -134,6 +134,26 @@ def open_sealed(body, data_key, mac_key):
     )
 
 
+class _Batch:
+    """One batch's transaction: its terminal, whether the terminal is held (suspected of
+    being cloned), and what is stored already under the batch's counters, read in two
+    queries rather than two a record; the records to insert at the end."""
+
+    def __init__(self, db, tid, ik_id, held, now, frames):
+        self.db, self.tid, self.ik_id, self.held, self.now = db, tid, ik_id, held, now
+        self.rows = []
+        self.stored, self.kept = {}, set()
+        if frames:
+            span = (tid, frames[0][0], frames[-1][0])
+            where = " WHERE tid = ? AND counter BETWEEN ? AND ?"
+            for counter, frame in db.execute("SELECT counter, frame FROM records" + where, span):
+                self.stored[counter] = bytes(frame)
+            for counter, frame in db.execute(
+                "SELECT counter, frame FROM quarantine" + where, span
+            ):
+                self.kept.add((counter, bytes(frame)))
+
+
 class IngestMixin:
     """LedgerDB's ingest."""
 
@@ -169,11 +189,10 @@ class IngestMixin:
                     raise IngestError("unknown terminal %s" % tid)
                 self._take(db, caller)
                 ik_id, ack = bytes(row[0]), row[1]
-                self._held = row[2] is not None
                 top = db.execute("SELECT MAX(counter) FROM records WHERE tid = ?", (tid,))
                 known = max(ack, top.fetchone()[0] or 0)
+                frames = []
                 offset = previous = 0
-                dealt = ack
                 while offset < len(body):
                     frame = _frame_at(body, offset)
                     counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
@@ -184,13 +203,23 @@ class IngestMixin:
                         break
                     offset += len(frame)
                     previous = counter
-                    outcome = self._store(db, tid, ik_id, counter, frame, now)
+                    frames.append((counter, frame))
+                batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
+                dealt = ack
+                for counter, frame in frames:
+                    outcome = self._store(batch, counter, frame)
                     if outcome == "dropped":  # a forged frame the quarantine has no room for
                         result["refused"] = 1
                         break
                     result[outcome] += 1
                     if outcome != "forged":
                         dealt = max(dealt, counter)
+                if batch.rows:
+                    db.executemany(
+                        "INSERT INTO records VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        batch.rows,
+                    )
                 result["quarantined"] += result.pop("forged")
                 if dealt > ack:
                     db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))
@@ -207,27 +236,22 @@ class IngestMixin:
         result["ack"] = dealt
         return result
 
-    def _store(self, db, tid, ik_id, counter, frame, now):
+    def _store(self, batch, counter, frame):
         """stored, duplicates (this very frame is here already, as money or in quarantine),
         quarantined (a tag that checks: a different record under a stored counter, which
         marks the terminal suspected of being cloned, or any record of a suspected
         terminal), forged (a tag that does not check, kept in quarantine) or dropped
         (forged, and the terminal's quarantine is full)."""
-        known = db.execute(
-            "SELECT frame FROM records WHERE tid = ? AND counter = ?", (tid, counter)
-        ).fetchone()
-        if known is not None and bytes(known[0]) == frame:
+        db, tid, now = batch.db, batch.tid, batch.now
+        known = batch.stored.get(counter)
+        if known is not None and known == frame:
             return "duplicates"
-        kept = db.execute(
-            "SELECT 1 FROM quarantine WHERE tid = ? AND counter = ? AND frame = ?",
-            (tid, counter, frame),
-        ).fetchone()
-        if kept is not None:
+        if (counter, frame) in batch.kept:
             return "duplicates"
         try:
-            data_key, mac_key = self._deriver.keys(ik_id, counter)
+            data_key, mac_key = self._deriver.keys(batch.ik_id, counter)
             plain = open_sealed(frame[1:-4], data_key, mac_key)
-            record = Record.unpack(bytes(plain))
+            record = Record.unpack(plain)
         except (SealError, RecordError, DukptError) as exc:
             return self._quarantine(db, tid, counter, frame, str(exc), now, "forged")
         if known is not None:
@@ -238,13 +262,12 @@ class IngestMixin:
                 "UPDATE terminals SET suspected = ? WHERE tid = ? AND suspected IS NULL",
                 ("%s (%s)" % (reason, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now))), tid),
             )
-            self._held = True
+            batch.held = True
             return self._quarantine(db, tid, counter, frame, reason, now, "quarantined", False)
-        if self._held:
+        if batch.held:
             reason = "held: the terminal is suspected of being cloned (terminals clear)"
             return self._quarantine(db, tid, counter, frame, reason, now, "quarantined", False)
-        db.execute(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        batch.rows.append(
             (
                 tid,
                 counter,
@@ -263,7 +286,7 @@ class IngestMixin:
                 record.last_four,
                 frame,
                 now,
-            ),
+            )
         )
         return "stored"
 

@@ -110,14 +110,10 @@ def make_app(db, docs=False):
                 request.headers.get("x-onetill-status", ""),
                 request.headers.get("x-onetill-auth"),
             )
-        except StaleRequest as exc:
-            raise Stale(exc) from None
+        except StaleRequest:
+            raise
         except AuthError:
             raise refuse() from None
-
-    class Stale(Exception):
-        def __init__(self, error):
-            self.error = error
 
     Authenticated = Annotated[Caller, Depends(caller)]  # noqa: N806  (every terminal route)
 
@@ -129,12 +125,13 @@ def make_app(db, docs=False):
         openapi_url="/openapi.json" if docs else None,
     )
 
-    @app.exception_handler(Stale)
+    @app.exception_handler(StaleRequest)
     async def stale(request, exc):
-        # A replay, or a terminal whose counter fell behind: told where the counter is, in
-        # a tagged reply only that terminal can check.
+        # A replay, a terminal whose counter fell behind, or a copy of a request that another
+        # one signed later overtook on its way to the ledger (several workers, or threads):
+        # told where the counter is, in a tagged reply only that terminal can check.
         refusals.refused()
-        return signed(exc.error.caller, {"detail": "stale request", "last": exc.error.last}, 401)
+        return signed(exc.caller, {"detail": "stale request", "last": exc.last}, 401)
 
     async def body_of(request, who, limit, what):
         """The body, at most `limit` bytes (413 from Content-Length before reading a
@@ -311,47 +308,27 @@ def _binary_body(max_bytes, description):
 def guarded_protocol():
     """uvicorn's h11 protocol with what it lacks against strangers: a deadline for a
     request's head (a connection that sends nothing, or a byte at a time, is closed) and a
-    cap on connections from one address."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class GuardedH11Protocol(H11Protocol):
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._head_deadline = None
-            peer = self.client[0] if self.client else None
-            same = sum(1 for c in self.connections if c.client and c.client[0] == peer)
-            if peer is not None and same > MAX_CONNECTIONS_PER_SOURCE:
-                transport.close()
-                return
-            self._arm()
-
-        def _arm(self):
-            self._head_deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._head_too_slow)
-
-        def _disarm(self):
-            if self._head_deadline is not None:
-                self._head_deadline.cancel()
-                self._head_deadline = None
-
-        def _head_too_slow(self):
-            self._head_deadline = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-        def data_received(self, data):
-            super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:
-                self._disarm()
-
-        def on_response_complete(self):
-            super().on_response_complete()
-            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-                self._disarm()
-                self._arm()
-
-        def connection_lost(self, exc):
-            self._disarm()
-            super().connection_lost(exc)
+    cap on connections from one address (tools/host/backend/protocol.py: a module of its
+    own so that worker processes can name it)."""
+    from tools.host.backend.protocol import GuardedH11Protocol
 
     return GuardedH11Protocol
+
+
+# How `serve --workers N` tells its worker processes what to serve: uvicorn starts each
+# from an import string, so the ledger and the BDK file's path (never the key) go by name.
+ENV_DB = "ONETILL_BACKEND_DB"
+ENV_BDK_FILE = "ONETILL_BACKEND_BDK_FILE"
+ENV_DOCS = "ONETILL_BACKEND_DOCS"
+
+
+def app_from_environment():
+    """The app of one worker process of `serve --workers N` (uvicorn's factory): its own
+    LedgerDB over the shared ledger, the BDK read from its file."""
+    import os
+
+    from tools.host.backend.cli import read_bdk
+    from tools.host.backend.ledger import LedgerDB
+
+    db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
+    return make_app(db, docs=os.environ.get(ENV_DOCS) == "1")

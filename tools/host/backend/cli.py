@@ -21,6 +21,7 @@ import sqlite3
 import sys
 from binascii import unhexlify
 
+from tools.host.backend import api
 from tools.host.backend.api import KEEP_ALIVE_S, MAX_HEADER_BYTES, guarded_protocol, make_app
 from tools.host.backend.documents import card_tokens
 from tools.host.backend.errors import (
@@ -165,12 +166,13 @@ def serve_command(args):
             "cannot use %s and %s as the TLS certificate and key: %s"
             % (args.tls_cert, args.tls_key, exc)
         ) from None
+    if args.workers < 1:
+        raise CommandError("--workers must be 1 or more")
     bdk = read_bdk(args.bdk_file)
     db = LedgerDB(args.db, bdk, mode="write")  # terminals add makes the ledger first
     import uvicorn
 
-    uvicorn.run(
-        make_app(db, docs=args.docs),
+    options = dict(
         host=args.host,
         port=args.port,
         ssl_certfile=args.tls_cert,
@@ -181,6 +183,25 @@ def serve_command(args):
         http=guarded_protocol(),
         timeout_keep_alive=KEEP_ALIVE_S,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
+    if args.workers == 1:
+        uvicorn.run(make_app(db, docs=args.docs), **options)
+        return 0
+    # uvicorn's process model: one listening socket, N worker processes each with its own
+    # LedgerDB over the one ledger; exactly-once holds across them in the database.
+    db.close()
+    os.environ.update(
+        {
+            api.ENV_DB: os.path.abspath(args.db),
+            api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
+            api.ENV_DOCS: "1" if args.docs else "0",
+        }
+    )
+    uvicorn.run(
+        "tools.host.backend.api:app_from_environment",
+        factory=True,
+        workers=args.workers,
+        **options,
     )
     return 0
 
@@ -223,6 +244,12 @@ def main(argv):
     serve.add_argument("--tls-cert", required=True)
     serve.add_argument("--tls-key", required=True)
     serve.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on the one port and ledger (uvicorn's process model)",
+    )
     report = commands.add_parser("report", help="per-merchant totals and settlements")
     report.add_argument("--db", required=True)
     report.add_argument("--merchant", type=int)

@@ -179,60 +179,63 @@ class IngestMixin:
         db = self._db
         result = {"stored": 0, "duplicates": 0, "quarantined": 0, "refused": 0, "forged": 0}
         now = int(time.time())
-        with self._writer:  # writers queue here, not in SQLite's busy-wait sleeps
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?", (tid,)
-                ).fetchone()
-                if row is None:
-                    raise IngestError("unknown terminal %s" % tid)
-                self._take(db, caller)
-                ik_id, ack = bytes(row[0]), row[1]
-                top = db.execute("SELECT MAX(counter) FROM records WHERE tid = ?", (tid,))
-                known = max(ack, top.fetchone()[0] or 0)
-                frames = []
-                offset = previous = 0
-                while offset < len(body):
-                    frame = _frame_at(body, offset)
-                    counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
-                    # Not a frame, out of order, or far beyond what this terminal has used:
-                    # the rest is not stored and the ack stays before it.
-                    if frame is None or counter <= previous or counter > known + MAX_COUNTER_JUMP:
-                        result["refused"] = 1
-                        break
-                    offset += len(frame)
-                    previous = counter
-                    frames.append((counter, frame))
-                batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
-                dealt = ack
-                for counter, frame in frames:
-                    outcome = self._store(batch, counter, frame)
-                    if outcome == "dropped":  # a forged frame the quarantine has no room for
-                        result["refused"] = 1
-                        break
-                    result[outcome] += 1
-                    if outcome != "forged":
-                        dealt = max(dealt, counter)
-                if batch.rows:
-                    db.executemany(
-                        "INSERT INTO records VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        batch.rows,
-                    )
-                result["quarantined"] += result.pop("forged")
-                if dealt > ack:
-                    db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))
-                if caller is not None and status:
-                    self._beat(db, tid, status, now)
-                committing = time.perf_counter()
-                db.execute("COMMIT")
-                # What the durable commit costs (tools/bench ingest reads it).
-                self.commit_seconds += time.perf_counter() - committing
-                self.commits += 1
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        # Exactly-once comes from the database, not from a lock here: the batch is one write
+        # transaction (IMMEDIATE: the write lock from its first read, so two workers, or two
+        # processes, racing with the same batch see each other's records whole or not at
+        # all), records are keyed (tid, counter), and the ack moves in the same transaction.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?", (tid,)
+            ).fetchone()
+            if row is None:
+                raise IngestError("unknown terminal %s" % tid)
+            self._take(db, caller)
+            ik_id, ack = bytes(row[0]), row[1]
+            top = db.execute("SELECT MAX(counter) FROM records WHERE tid = ?", (tid,))
+            known = max(ack, top.fetchone()[0] or 0)
+            frames = []
+            offset = previous = 0
+            while offset < len(body):
+                frame = _frame_at(body, offset)
+                counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
+                # Not a frame, out of order, or far beyond what this terminal has used:
+                # the rest is not stored and the ack stays before it.
+                if frame is None or counter <= previous or counter > known + MAX_COUNTER_JUMP:
+                    result["refused"] = 1
+                    break
+                offset += len(frame)
+                previous = counter
+                frames.append((counter, frame))
+            batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
+            dealt = ack
+            for counter, frame in frames:
+                outcome = self._store(batch, counter, frame)
+                if outcome == "dropped":  # a forged frame the quarantine has no room for
+                    result["refused"] = 1
+                    break
+                result[outcome] += 1
+                if outcome != "forged":
+                    dealt = max(dealt, counter)
+            if batch.rows:
+                db.executemany(
+                    "INSERT INTO records VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    batch.rows,
+                )
+            result["quarantined"] += result.pop("forged")
+            if dealt > ack:
+                db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))
+            if caller is not None and status:
+                self._beat(db, tid, status, now)
+            committing = time.perf_counter()
+            db.execute("COMMIT")
+            # What the durable commit costs (tools/bench ingest reads it).
+            self.commit_seconds += time.perf_counter() - committing
+            self.commits += 1
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         result["ack"] = dealt
         return result
 

@@ -94,7 +94,7 @@ class Server:
     """`tools/backend serve` in a child process on a free loopback port, until stop().
     For the simulator, the benchmarks and the tests: one way to start and wait for it."""
 
-    def __init__(self, db_path, bdk_file, cert_dir, timeout_s=15):
+    def __init__(self, db_path, bdk_file, cert_dir, timeout_s=15, workers=1):
         import socket
         import ssl
         import subprocess
@@ -120,6 +120,8 @@ class Server:
                 os.path.join(cert_dir, "server.pem"),
                 "--tls-key",
                 os.path.join(cert_dir, "server.key"),
+                "--workers",
+                str(workers),
             ],
             cwd=ROOT,
             preexec_fn=_end_with_parent(os.getpid()),

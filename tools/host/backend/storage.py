@@ -82,7 +82,6 @@ class SQLiteStorage:
         self._connections_lock = threading.Lock()
         self._keys = {}  # IK ID -> (request key, reply key): derived once per terminal
         self._digests = {}  # blacklist version -> digest of the whole list at it
-        self._writer = threading.Lock()  # write transactions, one at a time; reads never wait
         try:
             db = self._db
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
@@ -142,37 +141,36 @@ class SQLiteStorage:
         if len(ik_id) != 8:
             raise ValueError("IK ID must be 8 bytes")
         db = self._db
-        with self._writer:  # writers queue here, not in SQLite's busy-wait sleeps
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT ik_id FROM terminals WHERE tid = ?", (tid,)).fetchone()
-                if row is not None and bytes(row[0]) != bytes(ik_id):
-                    if not replace:
-                        raise RegistrationError(
-                            "terminal %s is registered with IK ID %s; give --replace to start it "
-                            "afresh with %s" % (tid, bytes(row[0]).hex(), bytes(ik_id).hex())
-                        )
-                    retired = "%s@%s" % (tid, bytes(row[0]).hex())
-                    for table in ("records", "quarantine"):
-                        db.execute("UPDATE %s SET tid = ? WHERE tid = ?" % table, (retired, tid))
-                    db.execute(
-                        "UPDATE terminals SET ik_id = ?, ack = 0, nonce = 0 WHERE tid = ?",
-                        (ik_id, tid),
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT ik_id FROM terminals WHERE tid = ?", (tid,)).fetchone()
+            if row is not None and bytes(row[0]) != bytes(ik_id):
+                if not replace:
+                    raise RegistrationError(
+                        "terminal %s is registered with IK ID %s; give --replace to start it "
+                        "afresh with %s" % (tid, bytes(row[0]).hex(), bytes(ik_id).hex())
                     )
+                retired = "%s@%s" % (tid, bytes(row[0]).hex())
+                for table in ("records", "quarantine"):
+                    db.execute("UPDATE %s SET tid = ? WHERE tid = ?" % table, (retired, tid))
                 db.execute(
-                    "INSERT INTO terminals (tid, ik_id, registered) VALUES (?, ?, ?) "
-                    "ON CONFLICT(tid) DO NOTHING",
-                    (tid, ik_id, int(time.time())),
+                    "UPDATE terminals SET ik_id = ?, ack = 0, nonce = 0 WHERE tid = ?",
+                    (ik_id, tid),
                 )
-                for number, merchant_id, name in merchants:
-                    db.execute(
-                        "INSERT OR REPLACE INTO merchants VALUES (?, ?, ?, ?)",
-                        (tid, number, merchant_id, name),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            db.execute(
+                "INSERT INTO terminals (tid, ik_id, registered) VALUES (?, ?, ?) "
+                "ON CONFLICT(tid) DO NOTHING",
+                (tid, ik_id, int(time.time())),
+            )
+            for number, merchant_id, name in merchants:
+                db.execute(
+                    "INSERT OR REPLACE INTO merchants VALUES (?, ?, ?, ?)",
+                    (tid, number, merchant_id, name),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def clear_terminal(self, tid):
         """An operator's word that a suspected terminal was investigated: its next records
@@ -210,14 +208,13 @@ class SQLiteStorage:
 
     def _transaction(self, work):
         db = self._db
-        with self._writer:  # writers queue here, not in SQLite's busy-wait sleeps
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         return result
 
     def heartbeat(self, tid, status):

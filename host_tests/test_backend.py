@@ -19,8 +19,16 @@ from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
-from tools.host.backend import Server, make_app, make_certs
-from tools.host.ledgerdb import AuthError, IngestError, LedgerDB, RegistrationError, StaleRequest
+from tools.host.backend import (
+    AuthError,
+    IngestError,
+    LedgerDB,
+    RegistrationError,
+    Server,
+    StaleRequest,
+    make_app,
+    make_certs,
+)
 from tools.host.linkclient import TerminalSigner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -518,10 +526,10 @@ def test_a_cloned_terminal_is_suspected_and_held_until_cleared(db, tmp_path):
 
 
 def test_forged_frames_and_fault_logs_are_bounded_per_terminal(db, terminal, monkeypatch):
-    from tools.host import ledgerdb
+    from tools.host.backend import documents, ingest
 
-    monkeypatch.setattr(ledgerdb, "MAX_QUARANTINE_PER_TERMINAL", 3)
-    monkeypatch.setattr(ledgerdb, "MAX_FAULT_LOGS_PER_TERMINAL", 2)
+    monkeypatch.setattr(ingest, "MAX_QUARANTINE_PER_TERMINAL", 3)
+    monkeypatch.setattr(documents, "MAX_FAULT_LOGS_PER_TERMINAL", 2)
     frames = [bytearray(frame) for _, frame in terminal.ledger.queue.unsent()]
     for forged in frames:  # every tag broken, every CRC good again
         forged[10] ^= 0x40

@@ -239,8 +239,7 @@ class Backend:
     simulated terminal (its keys and certificates live in STATE/backend/)."""
 
     def __init__(self, state):
-        from tools.host.backend import Server, make_certs
-        from tools.host.ledgerdb import LedgerDB
+        from tools.host.backend import LedgerDB, Server, make_certs
 
         keys = os.path.join(state, "backend")
         if not os.path.exists(os.path.join(keys, "ca.der")):

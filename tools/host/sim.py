@@ -336,6 +336,7 @@ class Firmware:
         self.link_up = None  # as the terminal shows it ("L" lines)
         self.printed = []  # slips printed since the last look
         self.faults = []
+        self.beeps = []  # "ok" | "error", as the board's buzzer sounds them
         self.stray = []
         self.unsent = None
 
@@ -377,7 +378,7 @@ class Firmware:
         elif line.startswith("F "):
             self.faults.append(line[2:])
         elif line.startswith("B "):
-            pass  # a beep: the simulator is silent
+            self.beeps.append(line[2:])
         elif line.startswith("U "):
             self.unsent = int(line[2:])
         elif line.startswith("A "):
@@ -551,6 +552,16 @@ def interactive_message(char, network):
     return "key " + key, network
 
 
+ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|O.)")
+
+
+def without_escape_sequences(typed):
+    """What was typed, less the terminal's escape sequences (arrows, F keys, Home...): a
+    lone Esc is `*`, but an arrow key must not arrive as `*` and letters (Up would clear
+    the amount and open the function menu)."""
+    return ESCAPE_SEQUENCE.sub("", typed)
+
+
 def interactive(firmware, state, out, header, network):
     import shutil
     import termios
@@ -567,6 +578,9 @@ def interactive(firmware, state, out, header, network):
         while True:
             while firmware.read_message(0):  # everything that came, then one drawing
                 dirty = True
+            if "error" in firmware.beeps:
+                out.write("\a")  # the terminal's bell: a key was refused or ignored
+            firmware.beeps.clear()
             if dirty:
                 if firmware.printed:
                     last_slip = firmware.printed[-1]
@@ -598,7 +612,7 @@ def interactive(firmware, state, out, header, network):
             typed = os.read(fd, 1024)
             if not typed:
                 return network
-            for char in typed.decode("latin-1"):
+            for char in without_escape_sequences(typed.decode("latin-1")):
                 if char == "q":
                     return network
                 message, network = interactive_message(char, network)
@@ -708,6 +722,7 @@ def run(args, heap, steps, out, header, say, lock):
                 "heap %d KiB for the app + %d KiB for mbedTLS (which the unix port takes "
                 "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
             )
+        say("building the code image and starting the firmware")
         firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
         try:
             firmware.wait_for_start()

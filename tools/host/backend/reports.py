@@ -185,12 +185,13 @@ def print_report(report, out, merchant=None):
         heartbeat = report.get("terminals", {}).get(tid)
         if heartbeat:
             fields = heartbeat["status"]
+            oldest = fields.get("oldest_s", "?")
             out.write(
-                "  Link: %s unsent, oldest %s s, counter %s, heap %s, firmware %s "
+                "  Link: %s unsent, oldest %s, counter %s, heap %s, firmware %s "
                 "(heard %s)\n"
                 % (
                     fields.get("depth", "?"),
-                    fields.get("oldest_s", "?"),
+                    "-" if oldest == "-1" else oldest + " s",
                     fields.get("counter", "?"),
                     fields.get("heap", "?"),
                     fields.get("fw", "?"),

@@ -16,8 +16,8 @@ Every decision is a reason code, shown to the cashier in words and kept in the s
 "Today" is the merchant's local day at terminal.json's utc_offset_min, never earlier than
 the day of the merchant's newest sale: while the clock is not set, or is put back, sales
 count towards the last day the terminal knew (counters never reset on an unknown time or
-by turning the clock back), velocity looks at every use it remembers, and the age of unsent sales cannot
-be told, so the offline count and total limits carry on alone.
+by turning the clock back), velocity looks at every use it remembers, and the age of unsent
+sales cannot be told, so the offline count and total limits carry on alone.
 
 The activity is kept with each merchant's totals in the ledger's sealed state, stored with
 every record (ledger.py), so a power cut rebuilds it exactly: a restart never resets it.

@@ -188,19 +188,18 @@ class App:
             return
         board = self.board
         now = board.unix_time()
-        sale = self.ledger.recent.last_sale() if self.ledger is not None else None
-        floor = sale[2] if sale is not None else 0
-        if (
-            unix < floor - CLOCK_BACK_MAX_S
-            or (not trusted and (now or unix < floor))
-            or (now and unix < now - CLOCK_BACK_MAX_S)
-        ):
-            board.fault("clock: %d refused (now %d, floor %d)" % (unix, now, floor))
-            return
-        unix = max(unix, floor)
-        if not now or abs(now - unix) > CLOCK_DRIFT_S:
+        sale = self.ledger.recent.last_sale() if self.ledger else None
+        floor = sale[2] if sale else 0
+        back = CLOCK_BACK_MAX_S if trusted else 0
+        if unix < floor - back or now and (not trusted or unix < now - back):
+            verb = "refused"
+        elif abs(now - max(unix, floor)) > CLOCK_DRIFT_S:  # an unset clock (0) is that far
+            unix = max(unix, floor)
             board.set_time(unix)
-            board.fault("clock set: %d (was %d)" % (unix, now))
+            verb = "set"
+        else:
+            return
+        board.fault("clock %s: %d (now %d, floor %d)" % (verb, unix, now, floor))
 
     def heartbeat(self):
         """The terminal's state for the back end, sent with every batch."""

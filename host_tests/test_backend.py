@@ -1,6 +1,7 @@
 """tools/backend: ingest exactly once, quarantine, reports that match the terminal's own
 totals, the HTTP API, the CLI, and a TLS server on loopback."""
 
+import io
 import json
 import os
 import ssl
@@ -17,7 +18,7 @@ from norflash import CutStore, NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
-from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
+from pos.record import CASH, CREDIT, FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
 from tools.host.backend import (
     AuthError,
@@ -29,6 +30,7 @@ from tools.host.backend import (
     make_app,
     make_certs,
 )
+from tools.host.backend.reports import print_report
 from tools.host.linkclient import TerminalSigner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +105,24 @@ def test_z_settlement_reconciles(db, terminal):
     (z,) = by_number(db.report())[1]["settlements"]
     assert z["batch"] == 1 and z["reconciles"]
     assert (z["sales_count"], z["sales_total_minor"]) == (1, 1250)
+
+
+def test_report_names_the_supervisor_who_approved_a_sale(db, terminal):
+    terminal.ledger.book(
+        Record(SALE, 2, 9000, 978, method=CASH, reason=11, flags=FLAG_SUPERVISOR, reference=9)
+    )
+    db.ingest("T0001", terminal.batch())
+    report = db.report()
+    (approved,) = by_number(report)[2]["supervisor_approved"]
+    assert approved == {
+        "counter": terminal.ledger.queue.last_counter,
+        "amount_minor": 9000,
+        "supervisor": 9,
+    }
+    assert by_number(report)[1]["supervisor_approved"] == []
+    out = io.StringIO()
+    print_report(report, out)
+    assert "approved by supervisor 9" in out.getvalue()
 
 
 def test_altered_record_is_quarantined_and_does_not_block_the_rest(db, terminal):

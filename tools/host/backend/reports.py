@@ -5,6 +5,7 @@ import struct
 import time
 
 from pos.record import (
+    FLAG_SUPERVISOR,
     KIND_NAMES,
     METHOD_NAMES,
     REFUND,
@@ -39,12 +40,12 @@ class ReportsMixin:
                 )
         query = (
             "SELECT tid, merchant, counter, kind, method, amount_minor, currency, token,"
-            " last_four, reference FROM records"
+            " last_four, reference, flags FROM records"
         )
         rows = db.execute(query + " ORDER BY tid, merchant, counter").fetchall()
         merchants = {}
         for row in rows:
-            tid, number, counter, kind, method, amount, currency, token, last_four, reference = row
+            tid, number, counter, kind, method, amount, currency, token, last_four = row[:9]
             if merchant is not None and number != merchant:
                 continue
             entry = merchants.get((tid, number))
@@ -52,7 +53,11 @@ class ReportsMixin:
                 merchant_id, name = names.get((tid, number), ("", ""))
                 entry = merchants[(tid, number)] = _empty_entry(tid, number, merchant_id, name)
                 entry["currency"] = currency  # ISO 4217 numeric, as the records carry it
-            _count(entry, counter, kind, method, amount, token, last_four, reference)
+            _count(entry, counter, kind, method, amount, token, last_four, row[9])
+            if kind == SALE and row[10] & FLAG_SUPERVISOR:  # reference: who approved it
+                entry["supervisor_approved"].append(
+                    {"counter": counter, "amount_minor": amount, "supervisor": row[9]}
+                )
         quarantined = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         out = []
         for entry in merchants.values():
@@ -83,6 +88,8 @@ def _empty_entry(tid, number, merchant_id, name):
         "net_total_minor": 0,
         "by_method": {},
         "settlements": [],
+        # Sales a supervisor approved over a risk rule (an unusual amount), and who did.
+        "supervisor_approved": [],
         # Since the last Z: [sales net of voids count, total, refund count, total].
         "_batch": [0, 0, 0, 0],
     }
@@ -242,6 +249,11 @@ def _print_merchant(entry, out):
                 "%s %s %s" % (key.split("_")[1], key.split("_")[0], money(total, currency))
                 for key, total in sorted(entry["by_method"].items())
             )
+        )
+    for sale in entry["supervisor_approved"]:
+        out.write(
+            "    Sale %d of %s approved by supervisor %d\n"
+            % (sale["counter"], money(sale["amount_minor"], currency), sale["supervisor"])
         )
     for z in entry["settlements"]:
         out.write(

@@ -56,6 +56,7 @@ def make_app(db, docs=False):
     from starlette.concurrency import run_in_threadpool
 
     from tools.host.backend.auth import EMPTY_BODY_HASH, AuthError, Caller, StaleRequest
+    from tools.host.backend.storage import StoreUnavailable
 
     class BatchReply(BaseModel):
         ack: int
@@ -124,6 +125,17 @@ def make_app(db, docs=False):
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(request, exc):
+        # The database is restarting or out of reach: nothing was stored by this request,
+        # and the terminal keeps its records and sends them again.
+        return Response(
+            json.dumps({"detail": "the ledger is unavailable; send again later"}),
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(StaleRequest)
     async def stale(request, exc):
@@ -324,7 +336,8 @@ ENV_DOCS = "ONETILL_BACKEND_DOCS"
 
 def app_from_environment():
     """The app of one worker process of `serve --workers N` (uvicorn's factory): its own
-    LedgerDB over the shared ledger, the BDK read from its file."""
+    LedgerDB over the shared ledger (SQLite file or PostgreSQL URL), the BDK read from its
+    file."""
     import os
 
     from tools.host.backend.cli import read_bdk

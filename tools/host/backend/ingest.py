@@ -176,17 +176,18 @@ class IngestMixin:
             raise IngestError("the back end has no BDK loaded")
         if len(body) > MAX_BATCH_BYTES:
             raise IngestError("batch larger than %d bytes" % MAX_BATCH_BYTES)
-        db = self._db
-        result = {"stored": 0, "duplicates": 0, "quarantined": 0, "refused": 0, "forged": 0}
         now = int(time.time())
         # Exactly-once comes from the database, not from a lock here: the batch is one write
-        # transaction (IMMEDIATE: the write lock from its first read, so two workers, or two
-        # processes, racing with the same batch see each other's records whole or not at
-        # all), records are keyed (tid, counter), and the ack moves in the same transaction.
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        # transaction that locks its terminal first (SQLite: BEGIN IMMEDIATE, the ledger's
+        # write lock; PostgreSQL: the terminal's row, FOR UPDATE), so two workers, processes
+        # or hosts racing with the same batch see each other's records whole or not at all;
+        # records are keyed (tid, counter), and the ack moves in the same transaction.
+        lock = self._store.for_update
+
+        def work(db):
+            result = {"stored": 0, "duplicates": 0, "quarantined": 0, "refused": 0, "forged": 0}
             row = db.execute(
-                "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?", (tid,)
+                "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?" + lock, (tid,)
             ).fetchone()
             if row is None:
                 raise IngestError("unknown terminal %s" % tid)
@@ -210,7 +211,7 @@ class IngestMixin:
             batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
             dealt = ack
             for counter, frame in frames:
-                outcome = self._store(batch, counter, frame)
+                outcome = self._store_record(batch, counter, frame)
                 if outcome == "dropped":  # a forged frame the quarantine has no room for
                     result["refused"] = 1
                     break
@@ -228,18 +229,12 @@ class IngestMixin:
                 db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))
             if caller is not None and status:
                 self._beat(db, tid, status, now)
-            committing = time.perf_counter()
-            db.execute("COMMIT")
-            # What the durable commit costs (tools/bench ingest reads it).
-            self.commit_seconds += time.perf_counter() - committing
-            self.commits += 1
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        result["ack"] = dealt
-        return result
+            result["ack"] = dealt
+            return result
 
-    def _store(self, batch, counter, frame):
+        return self._transaction(work)
+
+    def _store_record(self, batch, counter, frame):
         """stored, duplicates (this very frame is here already, as money or in quarantine),
         quarantined (a tag that checks: a different record under a stored counter, which
         marks the terminal suspected of being cloned, or any record of a suspected

@@ -108,6 +108,24 @@ class PostgresServer:
         time.sleep(down_s)
         self.start()
 
+    def cpu_seconds(self):
+        """CPU time the server's processes have used (user and system; the postmaster,
+        its live children, and the children it has reaped)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        with open(os.path.join(self.data, "postmaster.pid")) as source:
+            postmaster = int(source.readline())
+        total = 0
+        for pid in [postmaster, *_children(postmaster)]:
+            try:
+                with open("/proc/%d/stat" % pid) as source:
+                    fields = source.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile: its time is in the postmaster's reaped total
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            if pid == postmaster:
+                total += int(fields[13]) + int(fields[14])  # cutime, cstime
+        return total / tick
+
     def new_database(self, name=None):
         """A new, empty database; its URL."""
         import psycopg
@@ -139,3 +157,11 @@ class PostgresServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as source:
+            return [int(child) for child in source.read().split()]
+    except OSError:
+        return []

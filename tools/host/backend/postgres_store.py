@@ -98,6 +98,14 @@ class PostgresStore:
         self.commit_seconds = 0.0
         self.commits = 0
         self._sql = {}
+        try:
+            # One connection first, so that a wrong URL or a server that is away is one line
+            # here (the pool would retry it in the background, and log each try).
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
+        except psycopg.Error as exc:
+            raise LedgerError(
+                "cannot open the ledger %s: %s" % (self.label, _first_line(exc))
+            ) from None
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=POOL_MIN,
@@ -109,22 +117,16 @@ class PostgresStore:
         )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-        except (psycopg.Error, psycopg_pool.PoolTimeout):
-            reason = self._why_not()
+        except psycopg_pool.PoolTimeout:
             self._pool.close()
-            raise LedgerError("cannot open the ledger %s: %s" % (self.label, reason)) from None
+            raise LedgerError(
+                "cannot open the ledger %s: no connection within %d s"
+                % (self.label, CONNECT_TIMEOUT_S)
+            ) from None
         self.db = _Reader(self)
         if mode != "create" and not self.has_table(self.db, "terminals"):
             self.close()
             raise LedgerError(self.no_ledger())
-
-    def _why_not(self):
-        """What the server said when the pool could not connect (one line)."""
-        try:
-            psycopg.connect(self._pool.conninfo, connect_timeout=CONNECT_TIMEOUT_S).close()
-        except psycopg.Error as exc:
-            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return "no connection within %d s" % CONNECT_TIMEOUT_S
 
     def _translate(self, sql):
         translated = self._sql.get(sql)

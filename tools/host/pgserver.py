@@ -126,15 +126,19 @@ class PostgresServer:
                 total += int(fields[13]) + int(fields[14])  # cutime, cstime
         return total / tick
 
-    def new_database(self, name=None):
-        """A new, empty database; its URL."""
+    def new_database(self, name=None, icu_locale=None):
+        """A new, empty database; its URL. icu_locale ("en-US"): text ordered as people
+        order it (a before T), not by code point as this server's C locale does."""
         import psycopg
 
         if name is None:
             self._databases += 1
             name = "ledger_%d" % self._databases
+        create = 'CREATE DATABASE "%s"' % name
+        if icu_locale:
+            create += " TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '%s'" % icu_locale
         with psycopg.connect(self.url, autocommit=True) as connection:
-            connection.execute('CREATE DATABASE "%s"' % name)
+            connection.execute(create)
         return "postgresql://%s@127.0.0.1:%d/%s" % (USER, self.port, name)
 
     def drop_database(self, url):

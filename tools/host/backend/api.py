@@ -204,8 +204,7 @@ def make_app(db, docs=False):
 
         def work():
             result = db.ingest(tid, body, who, status)
-            result.update(db.versions(tid))
-            result["blacklist_whole"] = db.blacklist_whole(tid)
+            result.update(db.offer(tid))
             return result
 
         try:
@@ -229,9 +228,8 @@ def make_app(db, docs=False):
         status = request.headers.get("x-onetill-status", "")
 
         def work():
-            result = db.poll(tid, who, status)
-            result["blacklist_whole"] = db.blacklist_whole(tid)
-            return result
+            db.poll(tid, who, status)
+            return db.offer(tid)
 
         try:
             result = await run_in_threadpool(work)

@@ -22,7 +22,7 @@ class DocumentsMixin:
     """LedgerDB's downlink."""
 
     def poll(self, tid, caller, status):
-        """An authenticated poll: its counter taken and its heartbeat kept; the versions."""
+        """An authenticated poll: its counter taken and its heartbeat kept."""
 
         def work(db):
             self._take(db, caller)
@@ -31,7 +31,6 @@ class DocumentsMixin:
 
         self._terminal(tid)
         self._transaction(work)
-        return self.versions(tid)
 
     def set_config(self, tid, doc):
         """Store a new config for a terminal ({"merchants": ..., "cashiers": ...}, as the
@@ -125,16 +124,27 @@ class DocumentsMixin:
 
     def versions(self, tid):
         """{"config", "blacklist", "commands"}: the newest of each the terminal can fetch."""
-        self._terminal(tid)
-        db = self._db
-        config = db.execute("SELECT MAX(version) FROM configs WHERE tid = ?", (tid,)).fetchone()
-        listed = db.execute("SELECT value FROM counters WHERE name = 'blacklist'").fetchone()
-        command = db.execute("SELECT MAX(id) FROM commands WHERE tid = ?", (tid,)).fetchone()
-        return {
-            "config": config[0] or 0,
-            "blacklist": listed[0] if listed else 0,
-            "commands": command[0] or 0,
-        }
+        return self._versions_and_status(tid)[0]
+
+    def offer(self, tid):
+        """What a batch reply or a poll tells the terminal: versions and blacklist_whole,
+        read in one statement (every reply carries them)."""
+        versions, status = self._versions_and_status(tid)
+        versions["blacklist_whole"] = self._whole(versions["blacklist"], status)
+        return versions
+
+    def _versions_and_status(self, tid):
+        row = self._db.execute(
+            "SELECT (SELECT MAX(version) FROM configs WHERE tid = ?), "
+            "(SELECT value FROM counters WHERE name = 'blacklist'), "
+            "(SELECT MAX(id) FROM commands WHERE tid = ?), "
+            "(SELECT status FROM heartbeats WHERE tid = ?) FROM terminals WHERE tid = ?",
+            (tid,) * 4,
+        ).fetchone()
+        if row is None:
+            raise IngestError("unknown terminal %s" % tid)
+        versions = {"config": row[0] or 0, "blacklist": row[1] or 0, "commands": row[2] or 0}
+        return versions, row[3]
 
     def document(self, tid, kind, since):
         """(version, payload) of the newest document of a kind for a terminal, from `since`
@@ -201,11 +211,13 @@ class DocumentsMixin:
     def blacklist_whole(self, tid):
         """Whether the terminal says it has the newest list but its digest (bld= in its
         heartbeat) is another: then it is offered the whole list again."""
-        newest = self.versions(tid)["blacklist"]
-        row = self._db.execute("SELECT status FROM heartbeats WHERE tid = ?", (tid,)).fetchone()
-        if not newest or row is None:
+        versions, status = self._versions_and_status(tid)
+        return self._whole(versions["blacklist"], status)
+
+    def _whole(self, newest, status):
+        if not newest or status is None:
             return False
-        fields = dict(p.split("=", 1) for p in row[0].split(";") if "=" in p)
+        fields = dict(p.split("=", 1) for p in status.split(";") if "=" in p)
         if fields.get("bl") != str(newest) or len(fields.get("bld", "")) != 8:
             return False
         return fields["bld"] != self.blacklist_digest(newest)

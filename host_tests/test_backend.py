@@ -11,8 +11,9 @@ import zlib
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from flashregion import Region
 
-from norflash import CutStore, NorFlash
+from norflash import NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
@@ -31,10 +32,10 @@ class Terminal:
     """A terminal's ledger on the flash model, as the firmware keeps it."""
 
     def __init__(self):
-        flash = NorFlash(8, sector_size=1024)
-        store = CutStore(flash)
-        Journal.provision(store, b"storage-key-0003", derive_initial_key(BDK, IK_ID), IK_ID)
-        self.ledger = Ledger(TxQueue(flash), store, b"storage-key-0003")
+        flash = NorFlash(16, sector_size=1024)
+        queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
+        Journal.provision(log, b"storage-key-0003", derive_initial_key(BDK, IK_ID), IK_ID)
+        self.ledger = Ledger(TxQueue(queue), log, b"storage-key-0003")
 
     def book(self, kind, merchant, amount, method=CASH, reference=0):
         self.ledger.book(Record(kind, merchant, amount, 978, method=method, reference=reference))

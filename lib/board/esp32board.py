@@ -1,5 +1,5 @@
-"""The ESP32 board: hands pos.app the txq partition, the /state store, the keypad, the
-display, the printer, the buzzer, the clock and the watchdog."""
+"""The ESP32 board: hands pos.app the txq and statelog partitions, the /state store, the
+keypad, the display, the printer, the buzzer, the clock and the watchdog."""
 
 import asyncio
 import time
@@ -22,10 +22,10 @@ _FAULT_LOG_BYTES = const(8192)
 WATCHDOG_MS = const(8000)
 
 
-def find_txq():
-    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="txq")
+def find_partition(label):
+    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
     if not found:
-        raise OSError("no txq partition: flash the OneTill partition table (tools/flash)")
+        raise OSError("no %s partition: flash the OneTill partition table (tools/flash)" % label)
     return found[0]
 
 
@@ -43,7 +43,8 @@ class Esp32Board:
         self.keypad = Keypad()
         self.printer = Printer()
         self.buzzer = Buzzer()
-        self.bdev = find_txq()
+        self.bdev = find_partition("txq")
+        self.statelog = find_partition("statelog")
         self.store = FileStore("/state")
         self.blacklist_path = "/state/blacklist"
         self.config_folder = "/config"

@@ -7,7 +7,8 @@ display, but only when it changed.
 
 A board is any object with:
     bdev            the txq partition (readblocks/writeblocks/ioctl)
-    store           a pos.store.FileStore for /state (journal state, device key)
+    statelog        the statelog partition (the same protocol): DUKPT registers, ledger
+    store           a pos.store.FileStore for /state (device key, downlink key, ...)
     config_folder   where terminal.json, merchants.json and cashiers.json live
     async next_event()  -> an event tuple for the terminal, or None when input has ended
     show(screen), print_lines(lines), beep(kind), fault(text)
@@ -80,7 +81,7 @@ class App:
             key = board.store.read(DEVICE_KEY)
             if key is None or len(key) != 16:
                 raise JournalError("no device key: provision this terminal")
-            self.ledger = Ledger(TxQueue(board.bdev), board.store, key)
+            self.ledger = Ledger(TxQueue(board.bdev), board.statelog, key)
         except (JournalError, QueueError, ValueError) as exc:
             fault = exc
             board.fault("start: %r" % (exc,))

@@ -277,8 +277,10 @@ class RecentRecords:
         return offset
 
     @classmethod
-    def from_bytes(cls, data, offset=0):
-        recent = cls()
+    def from_bytes(cls, data, offset=0, into=None):
+        """(RecentRecords, offset after them); into: an empty one to fill (its 1 KiB made
+        before the heap broke up)."""
+        recent = cls() if into is None else into
         count = data[offset]
         offset += 1
         if count > RECENT_SIZE:

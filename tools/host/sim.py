@@ -119,6 +119,10 @@ def prepare_state(state):
     if os.path.exists(image):
         if os.path.getsize(image) != FLASH_SIZE:
             raise SimError("%s is not a 4 MiB flash image" % image)
+        if "statelog" not in partitions.read_image_table(image):
+            # Made before the state log had its partition: no migration for a pre-release
+            # simulator state, a new terminal is made instead.
+            raise SimError("%s has an older partition table: remove %s" % (image, state))
         return "using %s" % image
     keys_dir = os.path.join(state, "backend")
     os.makedirs(keys_dir, mode=0o700, exist_ok=True)

@@ -13,7 +13,7 @@ import json
 from appkit import Board, config_folder
 from pos.app import App
 from pos.compat import unload
-from pos.terminal import AMOUNT, METHOD
+from pos.states import AMOUNT, METHOD
 
 
 class Offered:
@@ -112,11 +112,11 @@ def test_pushed_config_waits_for_the_sale_then_is_in_force():
     idle_moment(app)
     assert terminal.merchants.get(1).name == "Noodles" and app.received.config is None
     assert terminal.cashier is not None  # same cashier, same PIN: still logged in
-    keys(app, "1 # 2 0 0 0 #")  # 20.00 is over the new 10.00 cap: refused at the amount
+    keys(app, "1 # 2 0 0 0")  # 20.00 is over the new 10.00 cap: the last 0 is refused
     assert terminal.state == AMOUNT and terminal.screen.text()[6] == "Max 10.00"
-    keys(app, "B #")  # 2.00 is within it
+    keys(app, "#")  # 2.00 is within it
     assert terminal.state == METHOD
-    app.board.uplink = Offered((1, 0, 0))
+    app.board.uplink = Offered((1, 0, 0, 0))
     assert "cfg=1" in app.heartbeat() and not wanted(app)[0]  # not fetched again
 
 
@@ -154,7 +154,7 @@ def test_settle_command_runs_once():
     assert (
         app.ledger.totals.sum(1, 1)[0] == 0 and app.command_done == 1 and not app.received.commands
     )
-    app.board.uplink = Offered((0, 0, 1))  # the back end still lists it: not fetched again
+    app.board.uplink = Offered((0, 0, 1, 0))  # the back end still lists it: not fetched again
     assert wanted(app) == (False, False, False)
     idle_moment(app)
     assert app.ledger.unsent_count() == unsent + 1

@@ -1,7 +1,10 @@
 """The back end's published OpenAPI spec, fuzzed with schemathesis in-process: every
 operation answers within its documented responses and never with a server error, whatever
-bytes arrive as a batch."""
+arrives. Half the requests go as the fuzzer made them (unsigned: every terminal route must
+answer 401, never 500), half are signed on the way in as terminal T0001 would sign them,
+so the fuzzed batches, paths and queries reach the real ingest behind the authentication."""
 
+import hashlib
 import os
 import tempfile
 
@@ -10,6 +13,9 @@ from hypothesis import HealthCheck, settings
 
 from tools.host.backend import make_app
 from tools.host.ledgerdb import LedgerDB
+from tools.host.linkclient import TerminalSigner
+
+BDK = bytes(range(16))
 
 
 class CountingDB(LedgerDB):
@@ -18,17 +24,64 @@ class CountingDB(LedgerDB):
 
     batches = 0
 
-    def ingest(self, tid, body):
+    def ingest(self, tid, body, caller=None, status=None):
         if body:
             CountingDB.batches += 1
-        return super().ingest(tid, body)
+        return super().ingest(tid, body, caller, status)
+
+
+def signing(app, signers):
+    """ASGI middleware standing in for the terminals: signs every other terminal request
+    as a terminal of `signers` ({tid: TerminalSigner}; T0001 when it names another), over
+    the body, path, query and heartbeat exactly as they arrive."""
+    state = {"count": 0}
+
+    async def wrapped(scope, receive, send):
+        parts = scope.get("path", "").split("/")
+        if scope["type"] != "http" or parts[:3] != ["", "v1", "terminals"] or len(parts) < 5:
+            return await app(scope, receive, send)
+        state["count"] += 1
+        if state["count"] % 2:
+            return await app(scope, receive, send)
+        if parts[3] not in signers:  # signed requests go as a registered terminal
+            parts[3] = "T0001"
+        signer = signers[parts[3]]
+        path = "/".join(parts)
+        scope = dict(scope, path=path, raw_path=path.encode())
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = scope.get("query_string", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        status = headers.get(b"x-onetill-status", b"").decode("latin-1").strip()
+        signed = signer.headers(
+            scope["method"], path + ("?" + query if query else ""), body, status
+        )
+        scope["headers"] = [h for h in scope["headers"] if h[0] != b"x-onetill-auth"] + [
+            (b"x-onetill-auth", signed["X-OneTill-Auth"].encode())
+        ]
+
+        async def replay():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        return await app(scope, replay, send)
+
+    return wrapped
 
 
 _folder = tempfile.mkdtemp(prefix="onetill-fuzz-")
-_db = CountingDB(os.path.join(_folder, "fuzz.db"), bytes(range(16)))
+_db = CountingDB(os.path.join(_folder, "fuzz.db"), BDK)
+_signers = {}
 for tid in ("T0001", "0", "A"):  # short IDs the fuzzer is likely to try
-    _db.add_terminal(tid, bytes(8))
-schema = schemathesis.openapi.from_asgi("/openapi.json", make_app(_db))
+    _ik_id = hashlib.sha256(tid.encode()).digest()[:8]
+    _db.add_terminal(tid, _ik_id)
+    _signers[tid] = TerminalSigner(BDK, _ik_id)
+_app = signing(make_app(_db, docs=True), _signers)
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
 
 @schema.parametrize()

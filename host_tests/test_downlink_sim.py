@@ -60,7 +60,7 @@ def test_config_blacklist_and_settle_reach_the_terminal_once():
     assert backend("command", "settle", "--db", db, "--terminal", tid).returncode == 0
     second = sim(
         state,
-        "wait:4000 1 1 1 1 # 1 # 2 0 0 0 # B # 1 card:4111111111111111 #",
+        "wait:4000 1 1 1 1 # 1 # 2 0 0 0 # 1 card:4111111111111111 #",  # 20.00: last 0 refused
         "--drain",
     )
     assert second.returncode == 0, second.stdout + second.stderr

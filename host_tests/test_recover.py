@@ -13,7 +13,7 @@ from norflash import NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
-from pos.record import CASH, CREDIT, SALE, Record
+from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
 from tools.host import partitions
 
@@ -23,9 +23,9 @@ IK_ID = bytes.fromhex("0102030405060708")
 STORAGE_KEY = b"storage-key-0002"
 
 
-@pytest.fixture()
-def image(tmp_path):
-    """A 4 MiB image: the partition table, then three sales in txq, the first two acked."""
+def make_image(tmp_path, busy=False):
+    """A 4 MiB image: the partition table, then three sales in txq, the first two acked;
+    busy: then a void, a refund and merchant 1's Z, none of them acked."""
     path = str(tmp_path / "dump.bin")
     with open(path, "wb") as out:
         out.write(b"\xff" * 0x400000)
@@ -42,11 +42,25 @@ def image(tmp_path):
     ledger.book(Record(SALE, 2, 990, 978, method=CREDIT, token=b"\x07" * 6, last_four=4242))
     ledger.queue.ack(ledger.queue.last_counter)
     ledger.book(Record(SALE, 3, 50, 978, method=CASH, time=1_795_000_000))
+    if busy:
+        ledger.book(Record(VOID, 2, 990, 978, method=CREDIT, reference=2, last_four=4242))
+        ledger.book(Record(REFUND, 1, 250, 978, method=CASH, reference=1, time=1_795_000_600))
+        ledger.book(ledger.totals.settlement(1, 978))
     flash.close()
     log.close()
     key_file = tmp_path / "bdk.key"
     key_file.write_text(hexlify(BDK).decode())
     return path, str(key_file)
+
+
+@pytest.fixture()
+def image(tmp_path):
+    return make_image(tmp_path)
+
+
+@pytest.fixture()
+def busy_image(tmp_path):
+    return make_image(tmp_path, busy=True)
 
 
 def recover(*args):
@@ -99,8 +113,14 @@ def test_wrong_bdk_says_which_records_it_cannot_open(image, tmp_path):
     wrong.write_text("ff" * 16)
     result = recover("--flash", path, "--bdk-file", str(wrong), "--ik-id", IK_ID.hex())
     assert result.returncode == 1
-    assert result.stdout.count("UNREADABLE") == 3
-    assert "unreadable 3" in result.stdout
+    lines = result.stdout.splitlines()
+    # which records the back end has is known from the queue, keys or no keys
+    assert [line.split()[:3] for line in lines[1:4]] == [
+        ["1", "yes", "UNREADABLE:"],
+        ["2", "yes", "UNREADABLE:"],
+        ["3", "no", "UNREADABLE:"],
+    ]
+    assert "3 records: 2 acked by the back end, 1 not yet, 3 unreadable" in lines
 
 
 def test_bad_inputs_are_refused_clearly(image, tmp_path):
@@ -128,3 +148,102 @@ def test_partition_table_round_trips_to_the_csv():
     assert names == ["nvs", "phy_init", "factory", "txq", "romfs", "statelog"]
     txq = rows[names.index("txq")]
     assert txq[3] % 4096 == 0 and txq[4] == 512 * 1024
+
+
+def common(image):
+    path, key_file = image
+    return ("--flash", path, "--bdk-file", key_file, "--ik-id", IK_ID.hex())
+
+
+def test_text_shows_money_as_the_receipt_does_and_a_z_has_no_card(busy_image):
+    result = recover(*common(busy_image))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:7]}
+    assert rows["1"].split()[:7] == ["1", "yes", "sale", "1", "cash", "EUR", "12.50"]
+    assert rows["2"].endswith("card ****4242") and "EUR 9.90  000002" in rows["2"]
+    assert "EUR -9.90  000004" in rows["4"] and rows["4"].endswith(
+        "of receipt 000002 card ****4242"
+    )
+    assert "EUR -2.50  000005  2026-11-18 11:16 of receipt 000001" in rows["5"]
+    z = rows["6"]
+    assert z.split()[:4] == ["6", "no", "settlement", "1"]
+    assert z.endswith("Z 1: sales 1 EUR 12.50, refunds 1 EUR 2.50")
+    assert "****" not in z
+    assert not any(str(minor) in result.stdout for minor in (1250, 990, 250))
+    assert lines[-2] == "6 records: 2 acked by the back end, 4 not yet, 0 unreadable"
+    rows = json.loads(recover(*common(busy_image), "--json").stdout)
+    assert rows[5]["type"] == "settlement" and rows[5]["last_four"] is None
+    assert rows[5]["amount_minor"] == 1250  # the JSON keeps minor units
+
+
+def test_output_into_a_closed_pipe_ends_quietly(busy_image):
+    for form in ("text", "json", "csv"):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tools.host.recover", *common(busy_image), "--format", form],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        process.stdout.close()  # as `| head` does once it has its lines
+        _, err = process.communicate(timeout=60)
+        assert (process.returncode, err) == (0, b""), form
+
+
+@pytest.mark.parametrize(
+    "change, text",
+    [
+        (("--flash", "/nonexistent/dump.bin"), "/nonexistent/dump.bin: No such file"),
+        (("--flash", "/"), "/: Is a directory"),
+        (("--bdk-file", "/nonexistent/bdk.key"), "cannot read the BDK from /nonexistent/bdk.key"),
+        (("--bdk-file", "DUMP"), "must be 32 hex digits, and it is not hex"),
+        (("--bdk-file", "SHORT"), "must be 32 hex digits (16 bytes)"),
+        (("--ik-id", "zz"), "--ik-id must be hex"),
+        (("--upload", "https://127.0.0.1:1"), "--upload needs --tid and --ca"),
+        (
+            ("--upload", "https://127.0.0.1:1", "--tid", "T1", "--ca", "/nonexistent/ca.pem"),
+            "cannot read the CA from /nonexistent/ca.pem",
+        ),
+        (
+            ("--upload", "not a url", "--tid", "T1", "--ca", "CA"),
+            "upload to not a url failed",
+        ),
+    ],
+)
+def test_a_users_mistake_gets_one_line_and_exit_2(image, tmp_path, change, text):
+    path, key_file = image
+    short = tmp_path / "short.key"
+    short.write_text("0011")
+    ca = tmp_path / "ca.pem"
+    from tools.host.backend import make_certs
+
+    if "CA" in change:
+        make_certs(str(tmp_path / "certs"))
+        ca = tmp_path / "certs" / "ca.pem"
+    names = {"DUMP": path, "SHORT": str(short), "CA": str(ca)}
+    args = dict(zip(common(image)[::2], common(image)[1::2], strict=True))
+    extra = []
+    for name, value in zip(change[::2], change[1::2], strict=True):
+        value = names.get(value, value)
+        if name in args:
+            args[name] = value
+        else:
+            extra += [name, value]
+    before = digest(path)
+    result = recover(*[item for pair in args.items() for item in pair], *extra)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("tools/recover: ") and result.stderr.count("\n") == 1
+    assert text in result.stderr
+    assert result.stdout == ""
+    assert digest(path) == before
+
+
+def test_a_wrong_state_folder_gets_one_line(tmp_path):
+    result = recover("--state", str(tmp_path / "nope"))
+    assert result.returncode == 2 and result.stderr == (
+        "tools/recover: no simulator state folder %s\n" % (tmp_path / "nope")
+    )
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "backend" / "terminals.json").write_text("[]")
+    result = recover("--state", str(tmp_path))
+    assert result.returncode == 2 and "terminals.json names none" in result.stderr

@@ -22,6 +22,7 @@ import asyncio, struct, sys
 sys.path[:0] = ["build/mpy/lib", "build/mpy/emu"]
 from flashregion import Region
 from norflash import NorFlash
+from pos.downlink import derive_downlink_key
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
@@ -35,6 +36,7 @@ Journal.provision(log, b"storage-key-0004", derive_initial_key(BDK, IK_ID), IK_I
 ledger = Ledger(TxQueue(queue), log, b"storage-key-0004")
 ledger.book(Record(SALE, 1, 700, 978, method=CASH))
 uplink = Uplink(ledger.queue, HOST, PORT, "T0007", tls_context(open(CA, "rb").read()))
+uplink.authenticate(derive_downlink_key(BDK, IK_ID))
 uplink.timeout_s = 3
 
 async def main():

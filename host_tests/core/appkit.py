@@ -61,7 +61,8 @@ def config_folder(merchants_ok=True):
 
 
 class Board:
-    """A board at the edge: events from a list, everything shown or printed kept."""
+    """A board at the edge: events from a list, everything shown or printed kept. It has
+    every member of the board contract (pos/board_contract.pyi): pos.app reads them all."""
 
     def __init__(self, folder, provisioned=True, events=()):
         self.flash = chip()
@@ -72,6 +73,10 @@ class Board:
             self.store.write(DEVICE_KEY, STORAGE_KEY)
             Journal.provision(self.statelog, STORAGE_KEY, IK, IK_ID)
         self.config_folder = folder
+        self.blacklist_path = None
+        self.fault_log_path = None
+        self.uplink = None
+        self.reset_cause = "power"
         self.events = list(events)
         self.shown = 0
         self.printed = 0
@@ -99,3 +104,12 @@ class Board:
 
     def feed_watchdog(self):
         pass
+
+    def set_time(self, unix):
+        pass
+
+    def start(self, app):
+        pass
+
+    def rssi(self):
+        return -61

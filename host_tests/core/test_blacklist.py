@@ -78,3 +78,21 @@ def test_bytes_per_entry():
     import os
 
     assert os.stat(listing.path)[6] == HEADER_SIZE + 500 * TOKEN_SIZE  # 6 bytes an entry
+
+
+def test_digest_is_of_the_whole_file_and_follows_every_change():
+    from binascii import hexlify
+    from hashlib import sha256
+
+    path = scratch("bl")
+    listing = Blacklist(path)
+    assert listing.digest == "-"  # no list yet
+    listing.apply(1, list(tokens(0, 30)), [])
+    with open(path, "rb") as source:
+        assert listing.digest == hexlify(sha256(source.read()).digest()[:4]).decode()
+    first = listing.digest
+    listing.apply(2, [], [token(3)])
+    assert listing.digest != first and Blacklist(path).digest == listing.digest
+    listing.apply(2, list(tokens(0, 30)), [], replace=True)  # the whole list again
+    assert listing.digest != first  # the same tokens, but the file says version 2
+    assert (listing.version, listing.count) == (2, 30)

@@ -19,10 +19,15 @@ from pos.downlink import (
 )
 from pos.uplink import Uplink
 
+_uplink = []
+
 
 def downlink(folder):
-    uplink = Uplink(None, "127.0.0.1", PORT, "T0042", None)
-    return Downlink(uplink, KEY, folder, None)
+    # One uplink for the process, as on a terminal (its 2 KiB batch buffer made once).
+    if not _uplink:
+        _uplink.append(Uplink(None, "127.0.0.1", PORT, "T0042", None))
+        _uplink[0].authenticate(KEY)
+    return Downlink(_uplink[0], KEY, folder, None)
 
 
 def fresh_folder():
@@ -107,8 +112,8 @@ def test_blacklist_delta_is_merged_from_the_list_version():
     listing.apply(4, [b"\x00\x00\x00\x00\x00\x07"], [])
     add = [b"\x00\x00\x00\x00\x00\x05", b"\x00\x00\x00\x00\x00\x09"]
     remove = [b"\x00\x00\x00\x00\x00\x07"]
-    payload = struct.pack(">II", 2, 1) + b"".join(add) + b"".join(remove)
-    bad = struct.pack(">II", 1, 0) + add[1] + add[0]  # counts and size agree, not sorted
+    payload = struct.pack(">III", 4, 2, 1) + b"".join(add) + b"".join(remove)
+    bad = struct.pack(">III", 4, 1, 0) + add[1] + add[0]  # counts and size disagree
     link = downlink(fresh_folder())
 
     async def work():
@@ -140,7 +145,7 @@ def test_unsorted_delta_changes_nothing():
     listing = Blacklist(path)
     listing.apply(1, [b"\x00\x00\x00\x00\x00\x07"], [])
     token_a, token_b = b"\x00\x00\x00\x00\x00\x09", b"\x00\x00\x00\x00\x00\x05"
-    payload = struct.pack(">II", 2, 0) + token_a + token_b
+    payload = struct.pack(">III", 1, 2, 0) + token_a + token_b
     link = downlink(fresh_folder())
 
     async def work():
@@ -154,6 +159,39 @@ def test_unsorted_delta_changes_nothing():
     again = Blacklist(path)
     assert (again.version, again.count) == (1, 1) and not again.contains(token_b)
     assert not exists(path + ".new") and not exists(path + ".delta")
+
+
+def test_a_delta_binds_its_base_and_a_whole_list_replaces():
+    path = fresh_folder() + "/bl"
+    listing = Blacklist(path)
+    listing.apply(3, [b"\x00\x00\x00\x00\x00\x07"], [])
+    token = b"\x00\x00\x00\x00\x00\x05"
+    link = downlink(fresh_folder())
+
+    async def work():
+        outcomes = []
+        for whole in (False, True, True):
+            try:
+                outcomes.append(await link.blacklist(listing, whole))
+            except DownlinkError as exc:
+                outcomes.append(str(exc))
+        return outcomes
+
+    replies = [
+        # A delta from version 1 (served to a list at 3): the list at 1 lacked what 2 and 3
+        # added, and taking it would lose them for good.
+        http(200, seal_document(KEY, "B", 4, struct.pack(">III", 1, 1, 0) + token)),
+        # The whole list, at the version the terminal has: ours was found damaged.
+        http(200, seal_document(KEY, "B", 3, struct.pack(">III", 0, 1, 0) + token)),
+        # A whole list older than ours (a replay): refused.
+        http(200, seal_document(KEY, "B", 2, struct.pack(">III", 0, 0, 0))),
+    ]
+    outcomes, seen = serve(replies, work)
+    assert "a delta from 1, the list is at 3" in outcomes[0]
+    assert outcomes[1] == (3, 1, 0) and "not newer" in outcomes[2]
+    assert b"blacklist?since=3 " in seen[0] and b"blacklist?since=0 " in seen[2]
+    assert listing.contains(token) and not listing.contains(b"\x00\x00\x00\x00\x00\x07")
+    assert (listing.version, listing.count) == (3, 1)
 
 
 def test_commands_after_the_last_taken():

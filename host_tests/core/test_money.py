@@ -81,19 +81,19 @@ def test_currency_lookup():
 
 def test_entry_fills_from_the_right():
     entry = AmountEntry()
-    for digit in (1, 2, 3, 4):
-        entry.push_digit(digit)
+    for digit in "1234":
+        entry.push(digit)
     assert entry.amount_minor == 1234
     assert format_minor(entry.amount_minor) == "12.34"
 
 
 def test_entry_backspace_and_leading_zeros():
     entry = AmountEntry()
-    entry.push_digit(0)
-    entry.push_digit(0)
-    assert entry.amount_minor == 0 and entry.digit_count == 0
-    entry.push_digit(5)
-    entry.push_digit(0)
+    entry.push("0")
+    entry.push("0")
+    assert entry.amount_minor == 0 and entry.length == 0
+    entry.push("5")
+    entry.push("0")
     assert entry.amount_minor == 50
     assert entry.backspace()
     assert entry.amount_minor == 5
@@ -102,17 +102,23 @@ def test_entry_backspace_and_leading_zeros():
     assert entry.amount_minor == 0
 
 
-def test_entry_stops_at_max_digits():
-    entry = AmountEntry(max_digits=4)
-    for digit in (9, 9, 9, 9):
-        assert entry.push_digit(digit)
-    assert not entry.push_digit(9)
-    assert entry.amount_minor == 9999
+def test_entry_refuses_the_digit_that_passes_the_limit():
+    entry = AmountEntry()
+    for digit in "5000":
+        assert entry.push(digit, 50000)
+    assert entry.push("0", 50000)  # 500.00: the cap itself is allowed
+    assert not entry.push("0", 50000)  # 5000.00 would pass it: refused, nothing changed
+    assert (entry.amount_minor, entry.length) == (50000, 5)
+    entry.wipe()
+    for digit in "5001":
+        assert entry.push(digit, 50000)
+    assert not entry.push("0", 50000)  # 500.10
+    assert entry.amount_minor == 5001
 
 
 def test_entry_never_passes_the_maximum():
-    entry = AmountEntry(max_digits=12)
+    entry = AmountEntry()
     for _ in range(12):
-        entry.push_digit(9)
-    assert entry.amount_minor == MAX_AMOUNT_MINOR
-    raises(MoneyError, entry.push_digit, 10)
+        entry.push("9")
+    assert entry.amount_minor == MAX_AMOUNT_MINOR and entry.length == 9
+    raises(MoneyError, entry.push, ":")

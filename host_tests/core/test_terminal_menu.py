@@ -16,7 +16,7 @@ def test_void_last_sale():
     kit.keys("#")
     rows = kit.keys("A 1")
     assert rows[0] == "Tea House"
-    assert rows[1] == "Void receipt   1"
+    assert rows[1] == "Void no. 1"
     assert rows[2] == "EUR        12.34"
     rows = kit.keys("#")
     assert rows[1] == "VOIDED"
@@ -47,7 +47,7 @@ def test_refund_with_supervisor():
     rows = kit.keys("A 2")
     assert rows[2] == "Supervisor PIN"
     rows = kit.keys("1 1 1 1 #")  # a cashier's PIN is not a supervisor's
-    assert rows[6] == "Wrong PIN 2 left"
+    assert rows[6] == "Not a supervisor"
     rows = kit.keys("9 9 9 9 #")
     assert rows[2] == "Orig. receipt no"
     rows = kit.keys("7 #")
@@ -57,7 +57,7 @@ def test_refund_with_supervisor():
     rows = kit.keys("1 2 3 5 #")
     assert rows[6] == "Max 12.34"
     rows = kit.keys("B B B B 5 0 0 #")
-    assert rows[1] == "Refund receipt 1"
+    assert rows[1] == "Refund no. 1"
     assert rows[4] == "**** 1111"
     rows = kit.keys("#")
     assert rows[1] == "REFUNDED"

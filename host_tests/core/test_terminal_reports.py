@@ -20,9 +20,10 @@ def test_x_report_shows_and_prints_totals_without_reset():
     kit.printed.clear()
     rows = kit.keys("A 3 2 #")
     assert rows[0] == "X Tea House"
-    assert rows[1] == "Sales 2    12.50"
-    assert rows[2] == "  Credit 1  2.50"
-    assert rows[3] == "  Cash 1   10.00"
+    assert rows[1] == "Sales less voids"
+    assert rows[2] == "Sales 2    12.50"
+    assert rows[3] == "  Credit 1  2.50"
+    assert rows[4] == "  Cash 1   10.00"
     (slip,) = kit.printed
     assert slip[0].strip() == "X REPORT"
     text = "\n".join(slip)
@@ -56,11 +57,41 @@ def test_z_settlement_numbers_batches_and_resets():
     assert kit.shows("Settle batch   2")
 
 
+def test_x_and_z_count_sales_net_of_voids_and_say_so():
+    kit = Kit()
+    kit.login()
+    kit.sale(merchant="2", amount="1 0 0 0")
+    kit.keys("#")
+    kit.card_sale("2", "5 0 0")
+    kit.keys("# A 1 # #")  # the card sale of 5.00 is voided
+    kit.printed.clear()
+    rows = kit.keys("A 3 2 #")
+    assert rows[1] == "Sales less voids"
+    assert rows[2] == "Sales 1    10.00"
+    assert rows[3] == "  Cash 1   10.00"  # the voided card sale is in no sales line
+    assert rows[4] == "Voids 1     5.00"
+    x_slip = kit.printed[-1]
+    sales = x_slip.index("Sales less voids")
+    assert x_slip[sales + 1 : sales + 5] == [
+        "Sales 1                    10.00",
+        "  Cash 1                   10.00",
+        "Voids 1                     5.00",
+        "  Credit 1                  5.00",
+    ]
+    kit.keys("#")
+    rows = kit.keys("A 4 9 9 9 9 # 2 #")
+    assert rows[3] == "Sales          1"  # the Z's screen counts as the X does
+    kit.keys("# #")
+    z_slip = "\n".join(kit.printed[-1])
+    assert z_slip.index("Sales less voids") < z_slip.index("Sales 1                    10.00")
+    assert stored(kit)[-1].settlement_counts()[:2] == (1, 1000)  # and so does the Z record
+
+
 def test_z_needs_a_supervisor():
     kit = Kit()
     kit.login()
     rows = kit.keys("A 4 2 2 2 2 #")
-    assert rows[6] == "Wrong PIN 2 left"
+    assert rows[6] == "Not a supervisor"
     assert rows[2] == "Supervisor PIN"
 
 

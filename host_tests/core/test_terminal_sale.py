@@ -58,7 +58,8 @@ def test_card_sale_keeps_only_token_and_last_four():
     kit.login()
     kit.keys("1 # 5 0 0 # 1")
     rows = kit.keys(" ".join(CARD))
-    assert rows[3] == "************1111"
+    assert rows[2] == "Read or key card"
+    assert rows[3] == "4111 1111 1111" and rows[4] == "1111"  # for the cashier to check
     rows = kit.keys("#")
     assert rows[1] == "Confirm sale"
     assert rows[3] == "Credit card"
@@ -90,7 +91,7 @@ def test_mobile_sale_by_scan_and_by_keys():
     kit = Kit()
     kit.login()
     kit.keys("1 # 2 5 0 # 3")
-    assert kit.shows("Payment code")
+    assert kit.shows("Scan or key code")
     kit.feed(("scan", "28761234567890"))
     kit.keys("#")
     kit.keys("#")
@@ -110,3 +111,28 @@ def test_bad_card_number_is_refused_and_wiped():
     assert rows[6] == "Invalid card no."
     assert kit.terminal.card.length == 0
     assert stored(kit) == []
+
+
+def test_card_screen_says_read_or_key_and_shows_keyed_digits_until_ok():
+    kit = Kit()
+    kit.login()
+    rows = kit.keys("1 # 5 0 0 # 1")
+    assert rows[2] == "Read or key card"
+    rows = kit.keys("4 1 1 1 1")
+    assert rows[3] == "4111 1"  # the cashier checks what was keyed against the card
+    rows = kit.keys("B")
+    assert rows[3] == "4111"
+    assert kit.terminal.screen.lcd_rows()[1:3] == ["Read or key card", "4111"]
+    rows = kit.keys(" ".join("111111111111"))
+    assert rows[3] == "4111 1111 1111" and rows[4] == "1111"
+    assert kit.terminal.screen.lcd_rows()[1:3] == ["4111 1111 1111", "1111"]  # all of them
+    rows = kit.keys("#")  # taken: the screen shows the last four only
+    assert rows[1] == "Confirm sale" and rows[4] == "**** 1111"
+    assert "4111" not in "".join(rows) and "1111 1111" not in "".join(rows)
+    kit.keys("#")
+    for receipt in kit.printed:
+        assert "**** 1111" in "\n".join(receipt) and CARD[:6] not in "\n".join(receipt)
+    rows = kit.keys("# 1 # 5 0 0 # 3")
+    assert rows[2] == "Scan or key code"
+    rows = kit.keys(" ".join("1234567890123"))
+    assert rows[3] == "1234 5678 9012" and rows[4] == "3"

@@ -1,16 +1,31 @@
-"""pos.uplink against a real HTTP server on loopback (plain TCP here; TLS is tested on
-CPython against the real back end): acks only what the back end answers, and a bad or
-missing answer changes nothing."""
+"""pos.uplink against an HTTP server on loopback (plain TCP here; TLS is tested on CPython
+against the real back end): every request is signed, only a reply tagged by the back end
+for that request is acted on, and a bad, missing, forged or replayed answer changes
+nothing."""
 
 import asyncio
 import struct
+from binascii import hexlify, unhexlify
+from hashlib import sha256
 
 from expect import loopback_port, raises
-from norflash import NorFlash
+from norflash import CutStore, NorFlash
+from pos.seal import Cmac
 from pos.txq import TxQueue
-from pos.uplink import Uplink, UplinkError
+from pos.uplink import (
+    NONCE_FILE,
+    NONCE_STEP,
+    Uplink,
+    UplinkError,
+    link_keys,
+    reply_tag,
+    signed_message,
+)
 
 PORT = loopback_port()
+LINK_KEY = b"link-key-for-t01"
+REQUEST_KEY, REPLY_KEY = link_keys(LINK_KEY)
+_cmac = Cmac()
 
 
 def queue_with(count):
@@ -22,32 +37,66 @@ def queue_with(count):
     return queue
 
 
-def run(reply, queue, port=PORT):
-    """Start a one-shot server that answers `reply` (bytes, or a function of the request
-    body), then sync once; returns (result or exception, request body seen)."""
+class Request:
+    """One request as the fake back end saw it, and whether its signature checks."""
+
+    def __init__(self, line, headers, body):
+        self.method, self.path = line.split(b" ")[:2]
+        self.headers, self.body = headers, body
+        self.status = headers.get(b"x-onetill-status", b"")
+        nonce, body_hash, tag = headers[b"x-onetill-auth"].split(b":")
+        self.nonce, self.tag = int(nonce), unhexlify(tag)
+        message = signed_message(
+            self.method.decode(),
+            self.path.decode(),
+            self.nonce,
+            unhexlify(body_hash),
+            self.status.decode(),
+        )
+        expected = _cmac.digest(REQUEST_KEY, message)
+        self.signed = bytes(expected) == self.tag and unhexlify(body_hash) == sha256(body).digest()
+
+
+def tagged(status, body, request, key=REPLY_KEY, tag_of=None):
+    """An HTTP reply whose X-OneTill-Reply tag binds it to `request` (or to `tag_of`)."""
+    tag = reply_tag(key, request.tag if tag_of is None else tag_of, body)
+    return b"HTTP/1.1 %d X\r\nX-OneTill-Reply: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        status,
+        hexlify(tag),
+        len(body),
+        body,
+    )
+
+
+def run(reply, queue, uplink=None, port=PORT):
+    """Start a one-shot server that answers reply(request), then sync once; returns
+    (result or exception, requests seen)."""
     seen = []
 
     async def handle(reader, writer):
-        length = 0
+        line = await reader.readline()
+        headers = {}
         while True:
-            line = await reader.readline()
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-            if line.lower().startswith(b"x-onetill-status:"):
-                seen.append(line.split(b":", 1)[1].strip())
-            if line in (b"\r\n", b""):
+            header = await reader.readline()
+            if header in (b"\r\n", b""):
                 break
-        body = await reader.readexactly(length) if length else b""
-        seen.append(body)
-        writer.write(reply(body) if callable(reply) else reply)
+            name, _, value = header.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get(b"content-length", b"0"))
+        request = Request(line, headers, await reader.readexactly(length) if length else b"")
+        seen.append(request)
+        writer.write(reply(request))
         await writer.drain()
         writer.close()
         await writer.wait_closed()
 
+    if uplink is None:
+        uplink = Uplink(queue, "127.0.0.1", port, "T0001", None)
+        uplink.authenticate(LINK_KEY)
+    uplink.status = lambda: "depth=%d;fw=test" % queue.unsent_count()
+
     async def main():
         server = await asyncio.start_server(handle, "127.0.0.1", port)
-        uplink = Uplink(queue, "127.0.0.1", port, "T0001", None)
-        uplink.status = lambda: "depth=%d;fw=test" % queue.unsent_count()
         try:
             return await uplink.sync()
         except UplinkError as exc:
@@ -59,34 +108,110 @@ def run(reply, queue, port=PORT):
     return asyncio.run(main()), seen
 
 
-def http(status, body):
-    return b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
-
-
 def test_acked_records_leave_the_queue():
     queue = queue_with(5)
-    result, seen = run(http(200, b'{"ack": 3, "server_time": 1795000000}'), queue)
+    result, seen = run(lambda r: tagged(200, b'{"ack": 3, "server_time": 1795000000}', r), queue)
     assert result == 3
-    assert seen[0] == b"depth=5;fw=test"  # the heartbeat rides with the batch
-    assert len(seen[1]) == 5 * 49  # the frames exactly as stored
+    assert seen[0].signed and seen[0].path == b"/v1/terminals/T0001/records"
+    assert seen[0].status == b"depth=5;fw=test"  # the heartbeat rides with the batch
+    assert len(seen[0].body) == 5 * 49  # the frames exactly as stored
     assert [c for c, _ in queue.unsent()] == [4, 5]
+
+
+def test_a_reply_not_tagged_for_this_request_changes_nothing():
+    ack = b'{"ack": 2, "server_time": 1795000000, "config": 7}'
+    for reply in (
+        lambda r: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ack), ack),
+        lambda r: tagged(200, ack, r, key=REQUEST_KEY),  # a key without the BDK behind it
+        lambda r: tagged(200, ack, r, tag_of=bytes(16)),  # made for another request
+        lambda r: tagged(200, b'{"ack": 1}', r)[:-10] + ack[-10:],  # body swapped after
+    ):
+        queue = queue_with(2)
+        uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+        uplink.authenticate(LINK_KEY)
+        result, _ = run(reply, queue, uplink)
+        assert isinstance(result, UplinkError), result
+        assert queue.unsent_count() == 2
+        assert uplink.server_time == 0 and uplink.versions == (0, 0, 0, 0)
+
+
+def test_a_replayed_reply_is_refused():
+    queue = queue_with(3)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+    uplink.authenticate(LINK_KEY)
+    kept = []
+
+    def first(request):
+        kept.append(tagged(200, b'{"ack": 1}', request))
+        return kept[0]
+
+    result, seen = run(first, queue, uplink)
+    assert result == 1
+    result, again = run(lambda r: kept[0], queue, uplink)  # the same reply, word for word
+    assert isinstance(result, UplinkError) and queue.unsent_count() == 2
+    assert again[0].nonce == seen[0].nonce + 1 and again[0].tag != seen[0].tag
+
+
+def test_counter_is_reserved_in_the_store_and_never_reused():
+    store = CutStore(NorFlash(2, sector_size=512))
+    nonces = []
+    for _ in range(3):  # three starts, a sync each: a power cut may come at any point
+        queue = queue_with(1)
+        uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+        uplink.authenticate(LINK_KEY, store)
+        _, seen = run(lambda r: tagged(200, b'{"ack": 1}', r), queue, uplink)
+        nonces.append(seen[0].nonce)
+    assert nonces[0] < nonces[1] < nonces[2]
+    assert int.from_bytes(store.read(NONCE_FILE), "big") >= nonces[2]
+    writes = store.writes
+    for _ in range(3):  # within a reservation, no flash write per request
+        uplink.head("GET", "versions", b"")
+    assert store.writes == writes and NONCE_STEP > 3
+
+
+def test_a_tagged_stale_answer_moves_the_counter_on():
+    queue = queue_with(1)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+    uplink.authenticate(LINK_KEY)
+    result, _ = run(lambda r: tagged(401, b'{"last": 5000}', r), queue, uplink)
+    assert isinstance(result, UplinkError) and "moved" in str(result)
+    assert uplink.nonce == 5000
+    result, seen = run(lambda r: tagged(200, b'{"ack": 1}', r), queue, uplink)
+    assert result == 1 and seen[0].nonce == 5001
+    # An untagged 401 (anyone can send one) moves nothing.
+    queue = queue_with(1)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+    uplink.authenticate(LINK_KEY)
+    body = b'{"last": 90000}'
+    result, _ = run(
+        lambda r: b"HTTP/1.1 401 X\r\nContent-Length: 15\r\n\r\n" + body, queue, uplink
+    )
+    assert isinstance(result, UplinkError) and uplink.nonce == 1
+
+
+def test_without_a_link_key_nothing_is_sent():
+    queue = queue_with(1)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+    uplink.authenticate(None)
+    result, seen = run(lambda r: tagged(200, b'{"ack": 1}', r), queue, uplink)
+    assert isinstance(result, UplinkError) and "link key" in str(result) and seen == []
 
 
 def test_error_status_changes_nothing():
     queue = queue_with(2)
-    result, _ = run(http(500, b"oops"), queue)
+    result, _ = run(lambda r: tagged(500, b"oops", r), queue)
     assert isinstance(result, UplinkError) and "500" in str(result)
     assert queue.unsent_count() == 2
 
 
 def test_malformed_replies_change_nothing():
     for reply in (
-        b"garbage\r\n\r\n",
-        http(200, b"not json"),
-        http(200, b'{"no_ack": 1}'),
-        http(200, b'{"ack": 9}'),  # above anything sent
-        b'HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{"ack": 1}',  # cut short
-        b"HTTP/1.1 200 OK\r\n\r\n{}",  # no length
+        lambda r: b"garbage\r\n\r\n",
+        lambda r: tagged(200, b"not json", r),
+        lambda r: tagged(200, b'{"no_ack": 1}', r),
+        lambda r: tagged(200, b'{"ack": 9}', r),  # above anything sent
+        lambda r: tagged(200, b'{"ack": 1}', r)[:-3],  # cut short
+        lambda r: b"HTTP/1.1 200 OK\r\n\r\n{}",  # no length
     ):
         queue = queue_with(2)
         result, _ = run(reply, queue)
@@ -97,13 +222,14 @@ def test_malformed_replies_change_nothing():
 def test_nothing_unsent_sends_nothing():
     queue = queue_with(1)
     queue.ack(1)
-    result, seen = run(http(200, b'{"ack": 1}'), queue)
+    result, seen = run(lambda r: tagged(200, b'{"ack": 1}', r), queue)
     assert result == 0 and seen == []  # no batch, no request
 
 
 def test_no_server_is_a_clear_error():
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT + 1, "T0001", None)
+    uplink.authenticate(LINK_KEY)
 
     async def main():
         try:

@@ -1,25 +1,26 @@
-"""A piezo buzzer on a PWM pin: short beeps that never hold up the app."""
+"""A piezo buzzer on a PWM channel it is given: short beeps that never hold up the app."""
 
 import asyncio
 
-from machine import PWM, Pin
 from micropython import const
 
-from board import pins
-
-_OK_HZ = const(2700)
+_OK_HZ = const(2700)  # near a common piezo's resonance: loudest for the least current
 _ERROR_HZ = const(900)
+_BEEP_MS = const(80)
+_HALF_DUTY = const(32768)  # a square wave: the loudest a piezo gets
 
 
 class Buzzer:
-    def __init__(self, pin=pins.BUZZER):
-        self._pwm = PWM(Pin(pin), freq=_OK_HZ, duty_u16=0)
+    def __init__(self, pwm):
+        """pwm: a machine.PWM on the buzzer's pin; silenced here (duty 0) until a beep."""
+        self._pwm = pwm
+        pwm.duty_u16(0)
 
     def beep(self, kind):
-        asyncio.create_task(self._beep(_ERROR_HZ if kind == "error" else _OK_HZ, 80))
+        asyncio.create_task(self._beep(_ERROR_HZ if kind == "error" else _OK_HZ, _BEEP_MS))
 
     async def _beep(self, frequency, duration_ms):
         self._pwm.freq(frequency)
-        self._pwm.duty_u16(32768)
+        self._pwm.duty_u16(_HALF_DUTY)
         await asyncio.sleep_ms(duration_ms)
         self._pwm.duty_u16(0)

@@ -1,11 +1,14 @@
 """The ESP32 board: hands pos.app the txq and statelog partitions, the /state store, the
-keypad, the display, the printer, the buzzer, the clock and the watchdog."""
+keypad, the display, the printer, the buzzer, the clock and the watchdog. It implements the
+board contract (lib/pos/board_contract.pyi; main.py declares it so and the type check holds it
+to it), and makes every Pin, bus, UART and PWM the drivers take from lib/board/pins.py."""
 
 import asyncio
 import time
 
 import esp32
-from machine import I2C, RTC, WDT, Pin
+import machine
+from machine import I2C, PWM, RTC, UART, WDT, Pin
 from micropython import const
 
 from board import pins
@@ -22,6 +25,23 @@ _FAULT_LOG_BYTES = const(8192)
 WATCHDOG_MS = const(8000)
 
 
+def reset_word():
+    """machine.reset_cause() as one word for the heartbeat. On the ESP32 "soft" is also a
+    restart by machine.reset() after a crash (see the fault log) and a panic; "power"
+    includes a brown-out."""
+    cause = machine.reset_cause()
+    for value, word in (
+        (machine.PWRON_RESET, "power"),
+        (machine.WDT_RESET, "watchdog"),
+        (machine.SOFT_RESET, "soft"),
+        (machine.HARD_RESET, "hard"),
+        (machine.DEEPSLEEP_RESET, "deepsleep"),
+    ):
+        if cause == value:
+            return word
+    return "-"
+
+
 def find_partition(label):
     found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
     if not found:
@@ -36,21 +56,40 @@ def make_display(i2c, lcd):
     return Lcd2004(i2c) if lcd else Oled(i2c)
 
 
+def make_parts(lcd=False):
+    """(keypad, display, printer, buzzer) of the reference board, each driver given the Pin,
+    bus, UART or PWM it drives, made from lib/board/pins.py (also used by the device smoke
+    test, tools/emu/smoke.py, which must not start the watchdog a board would)."""
+    i2c = I2C(pins.I2C_ID, sda=Pin(pins.I2C_SDA), scl=Pin(pins.I2C_SCL), freq=pins.I2C_FREQ_HZ)
+    uart = UART(
+        pins.PRINTER_UART_ID,
+        baudrate=pins.PRINTER_BAUD,
+        tx=pins.PRINTER_TX,
+        rx=pins.PRINTER_RX,
+        timeout=pins.PRINTER_TIMEOUT_MS,
+    )
+    return (
+        Keypad(*pins.keypad_pins()),
+        make_display(i2c, lcd),
+        Printer(uart),
+        Buzzer(PWM(Pin(pins.BUZZER), freq=pins.BUZZER_HZ, duty_u16=0)),
+    )
+
+
 class Esp32Board:
     def __init__(self, lcd=False):
-        i2c = I2C(pins.I2C_ID, sda=Pin(pins.I2C_SDA), scl=Pin(pins.I2C_SCL), freq=pins.I2C_FREQ_HZ)
-        self.display = make_display(i2c, lcd)
-        self.keypad = Keypad()
-        self.printer = Printer()
-        self.buzzer = Buzzer()
+        self.keypad, self.display, self.printer, self.buzzer = make_parts(lcd)
         self.bdev = find_partition("txq")
         self.statelog = find_partition("statelog")
         self.store = FileStore("/state")
         self.blacklist_path = "/state/blacklist"
+        self.fault_log_path = FAULT_LOG
         self.config_folder = "/config"
+        self.reset_cause = reset_word()
         self._rtc = RTC()
         self._watchdog = WDT(timeout=WATCHDOG_MS)
         self.uplink = None
+        self.wifi = None
 
     def connect(self, queue):
         """The uplink, from /config/uplink.json ({"host", "port", "tid"}) and the back
@@ -76,6 +115,10 @@ class Esp32Board:
         if networks:
             self.wifi = Wifi(networks)
             asyncio.create_task(self.wifi.run(lambda up: self._link(app, up)))
+
+    def rssi(self):
+        """The Wi-Fi signal in dBm, 0 without Wi-Fi (no wifi.json) or while not joined."""
+        return self.wifi.rssi() if self.wifi is not None else 0
 
     def _link(self, app, up):
         if up and not self.unix_time():
@@ -142,3 +185,11 @@ def log_fault(text):
         pass
     with open(FAULT_LOG, "a") as log:
         log.write("%d %s\n" % (time.time(), text))
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Esp32Board declared against the board contract; nothing at run time
+    from pos.board_contract import Board
+
+    def _implements_the_contract(board: Esp32Board) -> Board:
+        return board

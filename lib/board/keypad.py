@@ -1,10 +1,7 @@
 """The 4x4 matrix keypad: scanned every few milliseconds, debounced, scan codes into a
 preallocated ring, one table from scan codes to the terminal's logical keys."""
 
-from machine import Pin
 from micropython import const
-
-from board import pins
 
 SCAN_MS = const(10)
 DEBOUNCE_MS = const(30)  # a key must read the same for this long to count
@@ -16,9 +13,11 @@ KEYMAP = "123A456B789C*0#D"
 
 
 class Keypad:
-    def __init__(self, rows=pins.KEYPAD_ROWS, cols=pins.KEYPAD_COLS):
-        self._rows = [Pin(p, Pin.OUT, value=1) for p in rows]
-        self._cols = [Pin(p, Pin.IN, Pin.PULL_UP) for p in cols]
+    def __init__(self, rows, cols):
+        """rows: 4 output Pins, high when idle (driven low one at a time); cols: 4 input
+        Pins with pull-ups (board.pins.keypad_pins() makes both for the reference board)."""
+        self._rows = rows
+        self._cols = cols
         self._ring = bytearray(_RING)  # scan codes waiting for the app
         self._head = 0
         self._tail = 0

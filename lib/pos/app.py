@@ -3,22 +3,10 @@
 It builds the terminal from what the board provides, then runs two asyncio tasks: one takes
 the board's events (keys, card reads, scans, link changes) and one ticks the clock, feeds
 the watchdog and collects garbage when idle. After every event the screen goes to the
-display, but only when it changed.
+display, but only when it changed; an input that changed nothing beeps (pos.runner).
 
-A board is any object with:
-    bdev            the txq partition (readblocks/writeblocks/ioctl)
-    statelog        the statelog partition (the same protocol): DUKPT registers, ledger
-    store           a pos.store.FileStore for /state (device key, downlink key, ...)
-    config_folder   where terminal.json, merchants.json and cashiers.json live
-    async next_event()  -> an event tuple for the terminal, or None when input has ended
-    show(screen), print_lines(lines), beep(kind), fault(text)
-    unix_time()     -> seconds since 1970 UTC, or 0 while the clock is not set
-    feed_watchdog()
-    uplink          a pos.uplink.Uplink, or None for a terminal without a back end
-    set_time(unix)  optional: set the clock from the back end's time when it is not set
-    start(app)      optional: start the board's own tasks (Wi-Fi) once the loop runs
-    blacklist_path  optional: the card blacklist file (pos.blacklist)
-    fault_log_path  optional: the fault log, sent to the back end when it asks (faultlog)
+The board is described, member by member, in pos/board_contract.pyi: a Protocol the type
+checker reads (tools/test types), so a board that lacks a member the app uses fails the check.
 
 The downlink (pos.downlink, loaded only while it fetches): every reply of the back end says
 which config, blacklist and command versions it holds; the uplink task fetches what is newer
@@ -38,6 +26,10 @@ from pos.runner import Runner
 from pos.terminal import Settings, Terminal
 from pos.txq import QueueError, TxQueue
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # read by the type checker only: the contract costs no heap
+    from pos.board_contract import Board  # noqa: F401 (a type comment uses it)
+
 FIRMWARE_VERSION = "0.1.0"
 TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
@@ -53,8 +45,7 @@ DEVICE_KEY = "device.key"
 
 class App:
     def __init__(self, board):
-        self.board = board
-        self._shown = bytearray(128)
+        self.board = board  # type: Board
         self.terminal = None
         self.runner = None
         self.ledger = None
@@ -66,6 +57,8 @@ class App:
         self.received = None  # pos.downlink.Received: what waits for an idle moment
         self._handled = None  # the back end's versions last dealt with
         self._contact_ms = None
+        self._wake = False  # the network came back: try now, not after the backoff
+        self._batch_in_flight = False  # the heartbeat goes with a batch (not a poll)
 
     def start(self):
         """Load keys and config; on any fault the terminal shows it and sells nothing.
@@ -127,7 +120,7 @@ class App:
 
     def _risk(self):
         """Risk rules with the blacklist file the board names (none: nothing blocked)."""
-        path = getattr(self.board, "blacklist_path", None)
+        path = self.board.blacklist_path
         if path is None:
             return Risk()
         from pos.blacklist import Blacklist, BlacklistError
@@ -144,10 +137,9 @@ class App:
         return Risk(self.blacklist)
 
     def feed(self, event):
-        self.runner.feed(event)
-        buf = self.terminal.screen.buf
-        if buf != self._shown:
-            self._shown[:] = buf
+        runner = self.runner
+        runner.feed(event)
+        if runner.changed:  # the display only when the screen changed (the Runner tells)
             self.board.show(self.terminal.screen)
 
     async def events(self):
@@ -173,14 +165,19 @@ class App:
     def _request_sync(self):
         self._sync_now = True
 
+    def wake_uplink(self):
+        """The network is back (the board's Wi-Fi): contact the back end now, whatever the
+        backoff said; a poll if nothing waits, so the link shown is the link found."""
+        self._contact_ms = None
+        self._wake = True
+
     def _correct_clock(self, server_time):
         """Set the clock from the back end's when it is unset or off by CLOCK_DRIFT_S."""
-        set_time = getattr(self.board, "set_time", None)
-        if not server_time or set_time is None:
+        if not server_time:
             return
         now = self.board.unix_time()
         if not now or abs(now - server_time) > CLOCK_DRIFT_S:
-            set_time(server_time)
+            self.board.set_time(server_time)
             self.board.fault("clock set from the back end: %d (was %d)" % (server_time, now))
 
     def heartbeat(self):
@@ -189,24 +186,53 @@ class App:
 
         ledger = self.ledger
         board = self.board
-        oldest = ledger.oldest_unsent_time()
+        depth, oldest = self._queue_after_batch()
         now = board.unix_time()
         return (
-            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;cmd=%d%s"
+            "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
+            "cmd=%d%s"
             % (
-                ledger.unsent_count(),
+                depth,
                 max(0, now - oldest) if oldest and now else -1,
                 ledger.journal.next_counter,
                 mem_free(),
-                getattr(board, "reset_cause", "-"),
-                board.rssi() if hasattr(board, "rssi") else 0,
+                board.reset_cause,
+                board.rssi(),
                 FIRMWARE_VERSION,
                 self.config_version,
                 self.blacklist.version if self.blacklist is not None else 0,
+                self.blacklist.digest if self.blacklist is not None else "-",
                 self.command_done,
                 self.received.refused_text if self.received is not None else "",
             )
         )
+
+    def _queue_after_batch(self):
+        """(unsent count, time of the oldest unsent sale or 0) as the queue will stand once
+        the batch this heartbeat travels with is acked: the back end stores the heartbeat
+        with that batch, so counting the batch would show it unsent for ever. The batch is
+        the oldest frames that fit pos.uplink's buffer, as Uplink._fill takes them."""
+        ledger = self.ledger
+        if not self._batch_in_flight:
+            return ledger.unsent_count(), ledger.oldest_unsent_time()
+        from pos.uplink import BATCH_BYTES
+
+        in_batch = size = 0
+        oldest = 0
+        looked = 0
+        for counter, frame in ledger.queue.unsent():
+            if looked == 0 and size + len(frame) <= BATCH_BYTES:
+                size += len(frame)
+                in_batch += 1
+                continue
+            # The first few after the batch, as Ledger.oldest_unsent_time looks at them.
+            time = ledger.recent.time_of(counter)
+            looked += 1
+            if time is not None:
+                oldest = time
+            if oldest or looked >= 4:
+                break
+        return ledger.unsent_count() - in_batch, oldest
 
     async def uplink(self):
         """Send what waits, now and then; back off (with jitter) while the link is down."""
@@ -214,6 +240,8 @@ class App:
 
         uplink = self.board.uplink
         uplink.status = self.heartbeat
+        # Requests signed, replies checked, with keys from the link key (pos.uplink).
+        uplink.authenticate(self.board.store.read("downlink.key"), self.board.store)
         wait_ms = SYNC_EVERY_MS
         while True:
             asked = self._sync_now
@@ -227,7 +255,11 @@ class App:
             if sending or polling or (received is not None and received.upload_faults):
                 try:
                     if sending:
-                        await uplink.sync()
+                        self._batch_in_flight = True
+                        try:
+                            await uplink.sync()
+                        finally:
+                            self._batch_in_flight = False
                     else:
                         await uplink.poll()
                     self._contact_ms = ticks_ms()
@@ -251,9 +283,12 @@ class App:
             # Jitter, so terminals that lost the link together do not all return together.
             jitter = urandom(1)[0] * wait_ms // 1024
             waited = 0
-            while waited < wait_ms + jitter and not self._sync_now:
+            while waited < wait_ms + jitter and not self._sync_now and not self._wake:
                 await sleep_ms(TICK_MS)
                 waited += TICK_MS
+            if self._wake:
+                self._wake = False
+                wait_ms = SYNC_EVERY_MS
 
     def _with_downlink(self):
         """pos.downlink, loaded for the moment: the caller unloads it when done."""
@@ -262,12 +297,10 @@ class App:
         return downlink
 
     async def main(self):
-        start = getattr(self.board, "start", None)
-        if start is not None:
-            start(self)
+        self.board.start(self)
         clock = asyncio.create_task(self.clock())
         uplink = None
-        if self.ledger is not None and getattr(self.board, "uplink", None) is not None:
+        if self.ledger is not None and self.board.uplink is not None:
             uplink = asyncio.create_task(self.uplink())
         await self.events()
         clock.cancel()

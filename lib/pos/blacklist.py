@@ -6,11 +6,16 @@ cards take 60 KB of the vfs partition and no heap (a set would not fit the app's
 
 A delta from the back end carries a version above the file's and sorted lists of tokens to
 add and to remove; it is merged into a new file and renamed into place, so a power cut
-leaves the old list or the new one, and a stale or malformed delta changes nothing.
+leaves the old list or the new one, and a stale or malformed delta changes nothing. A whole
+list (replace=True) takes the place of the file, at the same version or a newer one: the
+back end sends one when the list's digest (the first 4 bytes of SHA-256 over the file, in
+every heartbeat) is not the one it expects.
 """
 
 import os
 import struct
+from binascii import hexlify
+from hashlib import sha256
 
 from pos.compat import const
 
@@ -29,6 +34,7 @@ class Blacklist:
         self._token = bytearray(TOKEN_SIZE)
         self.version = 0
         self.count = 0
+        self.digest = "-"  # of the file as it is, 8 hex digits ("-": no list)
         try:
             with open(path, "rb") as source:
                 header = source.read(HEADER_SIZE)
@@ -40,6 +46,19 @@ class Blacklist:
         self.version, self.count = struct.unpack_from(">II", header, 2)
         if size != HEADER_SIZE + self.count * TOKEN_SIZE:
             raise BlacklistError("blacklist file is cut short or too long")
+        self._digest()
+
+    def _digest(self):
+        """The first 4 bytes of SHA-256 over the file, read 60 bytes at a time."""
+        hashed = sha256()
+        chunk = bytearray(60)
+        with open(self.path, "rb") as source:
+            while True:
+                size = source.readinto(chunk)
+                if not size:
+                    break
+                hashed.update(memoryview(chunk)[:size])
+        self.digest = hexlify(hashed.digest()[:4]).decode()
 
     def contains(self, token):
         """Whether a 6-byte token is blocked: a binary search by seeking in the file."""
@@ -61,12 +80,13 @@ class Blacklist:
                     high = middle - 1
         return False
 
-    def apply(self, version, add, remove):
+    def apply(self, version, add, remove, replace=False):
         """Merge a delta into a new file and swap it in atomically. add and remove are
         iterables of 6-byte tokens in ascending order (lists, or tokens read one at a time
         from a file: nothing here holds more than one of each); they are checked as they
-        are merged, and a fault removes the new file and leaves the list as it was."""
-        if version <= self.version:
+        are merged, and a fault removes the new file and leaves the list as it was. With
+        replace, `add` is the whole list, at this version or a newer one."""
+        if version < self.version + (not replace):
             message = "blacklist delta %d is not newer than %d"
             raise BlacklistError(message % (version, self.version))
         temporary = self.path + ".new"
@@ -74,7 +94,8 @@ class Blacklist:
         try:
             with open(temporary, "wb") as out:
                 out.write(_MAGIC + struct.pack(">II", version, 0))
-                for token in self._merged(_checked(add), _checked(remove)):
+                current = iter(()) if replace else self._all()
+                for token in self._merged(current, _checked(add), _checked(remove)):
                     out.write(token)
                     count += 1
                 out.seek(2)
@@ -88,11 +109,11 @@ class Blacklist:
             raise
         os.rename(temporary, self.path)
         self.version, self.count = version, count
+        self._digest()
 
-    def _merged(self, add, remove):
+    def _merged(self, current_tokens, add, remove):
         """The current tokens with `add` merged in and `remove` taken out, in order: three
         sorted streams walked once together."""
-        current_tokens = self._all()
         current = next(current_tokens, None)
         adding = next(add, None)
         removing = next(remove, None)

@@ -23,8 +23,10 @@ class DigitBuffer:
         self.buf = bytearray(capacity)
         self.length = 0
 
-    def push(self, digit_char):
-        if self.length >= len(self.buf):
+    def push(self, digit_char, limit=255):
+        """Append an ASCII digit; False (and nothing changed) when limit digits or the
+        buffer's capacity are in already."""
+        if self.length >= limit or self.length >= len(self.buf):
             return False
         self.buf[self.length] = ord(digit_char)
         self.length += 1

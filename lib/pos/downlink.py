@@ -143,16 +143,13 @@ class Downlink:
 
     async def _fetch(self, kind, current, since, out):
         name = KIND_PATHS[kind]
+        head = self.uplink.head("GET", "%s?since=%d" % (name, since), b"")
         reader, writer = await self.uplink.connect()
         try:
-            writer.write(
-                (
-                    "GET %s/%s?since=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                    % (self.uplink.base_path, name, since, self.uplink.host)
-                ).encode()
-            )
+            writer.write(head)
+            head = None
             await writer.drain()
-            status, length = await read_head(reader, 1 << 20)
+            status, length, _ = await read_head(reader, 1 << 20)
             if status != 200:
                 raise DownlinkError("%s: back end answered %d" % (name, status))
             header = await reader.readexactly(HEADER_SIZE)
@@ -210,27 +207,37 @@ class Downlink:
         os.rename(temporary, path)
         return parsed
 
-    async def blacklist(self, blacklist):
-        """Fetch the delta from the list's version to the newest and merge it in."""
+    async def blacklist(self, blacklist, whole=False):
+        """Fetch the delta from the list's version to the newest (whole: the whole list, at
+        this version or newer) and merge it in. The payload: the base version the delta
+        applies to (0: the whole list, which replaces ours), the counts of tokens to add and
+        to remove (4 bytes each), then the tokens. A delta from any other base is refused."""
         from pos.blacklist import TOKEN_SIZE, BlacklistError
 
         path = blacklist.path + ".delta"
+        current = blacklist.version
         try:
             with open(path, "wb") as out:
-                version = await self.fetch(BLACKLIST, blacklist.version, blacklist.version, out)
+                since = 0 if whole else current
+                version = await self.fetch(BLACKLIST, current - (1 if whole else 0), since, out)
             with open(path, "rb") as source:
-                counts = source.read(8)
+                counts = source.read(12)
                 size = source.seek(0, 2)
-            if len(counts) != 8:
+            if len(counts) != 12:
                 raise DownlinkError("blacklist %d: no counts" % version)
-            adding, removing = struct.unpack(">II", counts)
-            if size != 8 + (adding + removing) * TOKEN_SIZE:
+            base, adding, removing = struct.unpack(">III", counts)
+            if base and base != current:
+                raise DownlinkError(
+                    "blacklist %d: a delta from %d, the list is at %d" % (version, base, current)
+                )
+            if size != 12 + (adding + removing) * TOKEN_SIZE:
                 raise DownlinkError("blacklist %d: counts do not match its size" % version)
             try:
                 blacklist.apply(
                     version,
-                    _FileTokens(path, 8, adding),
-                    _FileTokens(path, 8 + adding * TOKEN_SIZE, removing),
+                    _FileTokens(path, 12, adding),
+                    _FileTokens(path, 12 + adding * TOKEN_SIZE, removing),
+                    not base,
                 )
             except BlacklistError as exc:
                 raise DownlinkError("blacklist %d refused: %s" % (version, exc)) from None
@@ -297,7 +304,7 @@ async def catch_up(app):
     key = board.store.read(DOWNLINK_KEY)
     if todo[0] or todo[1] or todo[2]:
         if key is None or len(key) != 16:
-            received.refused[:] = versions
+            received.refused[:] = versions[:3]
             _refuse(app, "no downlink key: provision this terminal again")
             app._handled = versions
             return
@@ -315,7 +322,8 @@ async def catch_up(app):
                     parsed = None
                 elif index == 1:
                     board.fault(
-                        "blacklist %d: %d added, %d removed" % await link.blacklist(app.blacklist)
+                        "blacklist %d: %d added, %d removed"
+                        % await link.blacklist(app.blacklist, versions[3])
                     )
                 else:
                     last = received.commands[-1][0] if received.commands else app.command_done
@@ -338,7 +346,7 @@ def _refuse(app, text):
 
 
 def _fault_tail(board):
-    path = getattr(board, "fault_log_path", None)
+    path = board.fault_log_path
     if path is None:
         return b"(this board keeps no fault log)"
     try:

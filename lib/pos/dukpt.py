@@ -214,6 +214,7 @@ class DukptTerminal:
         self._in_use = bytearray(_NUM_REG)
         self._tc = bytearray(4)  # the counter big-endian, so bit tests need no 32-bit int
         self._data = bytearray(16)  # derivation data, reused for every derivation
+        self._block = bytearray(_KEY_LEN)  # each derived register, before it is stored
         self._counter = _EXHAUSTED
 
     @classmethod
@@ -271,12 +272,16 @@ class DukptTerminal:
         data = self._data
         _fill(data, USAGE_KEY_DERIVATION, ALG_AES128, self.ik_id)
         data[12:16] = self._tc
-        keys = memoryview(self._keys)
+        keys = self._keys
+        block = self._block
         for j in range(top - 1, bottom - 1, -1):
             i = 15 - (j >> 3)
             mask = 1 << (j & 7)
             data[i] |= mask
-            cipher.encrypt(data, keys[j * _KEY_LEN : (j + 1) * _KEY_LEN])
+            # Into a block made once, then copied: a memoryview slice per register would
+            # be 32 more objects of garbage per sale.
+            cipher.encrypt(data, block)
+            keys[j * _KEY_LEN : (j + 1) * _KEY_LEN] = block
             data[i] ^= mask
             self._in_use[j] = 1
 
@@ -292,21 +297,24 @@ class DukptTerminal:
         data = self._data
         _fill(data, USAGE_KEY_DERIVATION, algorithm, self.ik_id)  # usage set per key below
         data[12:16] = self._tc
+        # One cipher object for the current key serves the working keys and the children:
+        # each is 320 bytes of heap in one piece, the largest block a sale asks for.
         cipher = aes(self._register(low), AES_ECB)
         keys = []
         for usage in usages:
             struct.pack_into(">H", data, 2, usage)
             keys.append(cipher.encrypt(data))
         ksn = self.ik_id + bytes(self._tc)
-        self._update(low)
+        self._update(low, cipher)
         return counter, ksn, keys
 
-    def _update(self, low):
-        """Update State for Next Transaction: derive the children, then erase the used key."""
+    def _update(self, low, cipher):
+        """Update State for Next Transaction: derive the children, then erase the used key.
+        cipher holds the current counter's key (register low)."""
         counter = self._counter
         if _ones(self._tc, 0) < _MAX_ONES:
             if low:
-                self._derive(aes(self._register(low), AES_ECB), low, 0)
+                self._derive(cipher, low, 0)
             self._erase(low)
             self._set_counter(counter + 1)
         else:

@@ -10,21 +10,25 @@ from pos.compat import const, mem_free
 from pos.money import format_minor
 from pos.receipt import center, pair
 from pos.record import FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
-from pos.reports import METHOD_LABELS
+from pos.reports import METHOD_LABELS, VOIDED
 from pos.risk import today
 from pos.screen import HINT, TITLE
-from pos.terminal import (
-    MENU,
-    PICK_MERCHANT,
-    REFUND_AMOUNT,
-    REFUND_CONFIRM,
-    REFUND_RECEIPT,
-    REPORT_VIEW,
-    STATUS,
-    SUPERVISOR_PIN,
-    VOID_CONFIRM,
-    Z_CONFIRM,
-)
+
+# The screens this menu shows and what Terminal.edit returns: pos.states' numbers as
+# private constants, inlined at no heap cost (importing pos.states would load it with
+# this module, about 1 KB more). host_tests/test_states.py checks that they match.
+_MENU = const(10)
+_SUPERVISOR_PIN = const(11)
+_REFUND_RECEIPT = const(12)
+_REFUND_AMOUNT = const(13)
+_REFUND_CONFIRM = const(14)
+_VOID_CONFIRM = const(15)
+_PICK_MERCHANT = const(16)
+_REPORT_VIEW = const(17)
+_Z_CONFIRM = const(18)
+_STATUS = const(19)
+_DONE = const(3)
+_BACK = const(4)
 
 # The words this menu shows: 16-byte rows of one bytes constant, as in pos.terminal.
 _TEXT = (
@@ -39,10 +43,10 @@ _TEXT = (
     b"Merchant removed"  # 8
     b"Sync started\0\0\0\0"  # 9
     b"Logged out\0\0\0\0\0\0"  # 10
-    b"Not a supervisor"  # 11
+    b"Not a sale\0\0\0\0\0\0"  # 11
     b"No such receipt\0"  # 12
     b"Already refunded"  # 13
-    b"Over refund cap\0"  # 14
+    b"Sale voided\0\0\0\0\0"  # 14
     b"Daily refund cap"  # 15
     b"Totals reset\0\0\0\0"  # 16
     b"Functions\0\0\0\0\0\0\0"  # 17
@@ -51,23 +55,21 @@ _TEXT = (
     b"#OK *back\0\0\0\0\0\0\0"  # 20
     b"Refund\0\0\0\0\0\0\0\0\0\0"  # 21
     b"Orig. receipt no"  # 22
-    b"Void receipt\0\0\0\0"  # 23
-    b"Refund receipt\0\0"  # 24
-    b"Settle batch\0\0\0\0"  # 25
-    b"Sales\0\0\0\0\0\0\0\0\0\0\0"  # 26
-    b"#settle *back\0\0\0"  # 27
-    b"C/D page #done\0\0"  # 28
-    b"Status\0\0\0\0\0\0\0\0\0\0"  # 29
-    b"Link\0\0\0\0\0\0\0\0\0\0\0\0"  # 30
-    b"up\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 31
-    b"DOWN\0\0\0\0\0\0\0\0\0\0\0\0"  # 32
-    b"Unsent\0\0\0\0\0\0\0\0\0\0"  # 33
-    b"Oldest min\0\0\0\0\0\0"  # 34
-    b"-\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 35
-    b"Key counter\0\0\0\0\0"  # 36
-    b"Free mem\0\0\0\0\0\0\0\0"  # 37
-    b"n/a\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 38
-    b"#OK\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 39
+    b"Settle batch\0\0\0\0"  # 23
+    b"Sales\0\0\0\0\0\0\0\0\0\0\0"  # 24
+    b"#settle *back\0\0\0"  # 25
+    b"C/D page #done\0\0"  # 26
+    b"Status\0\0\0\0\0\0\0\0\0\0"  # 27
+    b"Link\0\0\0\0\0\0\0\0\0\0\0\0"  # 28
+    b"up\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 29
+    b"DOWN\0\0\0\0\0\0\0\0\0\0\0\0"  # 30
+    b"Unsent\0\0\0\0\0\0\0\0\0\0"  # 31
+    b"Oldest min\0\0\0\0\0\0"  # 32
+    b"-\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 33
+    b"Key counter\0\0\0\0\0"  # 34
+    b"Free mem\0\0\0\0\0\0\0\0"  # 35
+    b"n/a\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 36
+    b"#OK\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 37
 )
 _T_1_VOID_LAST = const(0)
 _T_2_REFUND = const(1)
@@ -80,10 +82,10 @@ _T_NOT_ASSIGNED = const(7)
 _T_MERCHANT_REMOVED = const(8)
 _T_SYNC_STARTED = const(9)
 _T_LOGGED_OUT = const(10)
-_T_NOT_A_SUPERVISOR = const(11)
+_T_NOT_A_SALE = const(11)
 _T_NO_SUCH_RECEIPT = const(12)
 _T_ALREADY_REFUNDED = const(13)
-_T_OVER_REFUND_CAP = const(14)
+_T_SALE_VOIDED = const(14)
 _T_DAILY_REFUND_CAP = const(15)
 _T_TOTALS_RESET = const(16)
 _T_FUNCTIONS = const(17)
@@ -92,23 +94,21 @@ _T_SUPERVISOR_PIN = const(19)
 _T_OK_BACK = const(20)
 _T_REFUND = const(21)
 _T_ORIG_RECEIPT_NO = const(22)
-_T_VOID_RECEIPT = const(23)
-_T_REFUND_RECEIPT = const(24)
-_T_SETTLE_BATCH = const(25)
-_T_SALES = const(26)
-_T_SETTLE_BACK = const(27)
-_T_C_D_PAGE_DONE = const(28)
-_T_STATUS = const(29)
-_T_LINK = const(30)
-_T_UP = const(31)
-_T_DOWN = const(32)
-_T_UNSENT = const(33)
-_T_OLDEST_MIN = const(34)
-_T_BLANK = const(35)
-_T_KEY_COUNTER = const(36)
-_T_FREE_MEM = const(37)
-_T_N_A = const(38)
-_T_OK = const(39)
+_T_SETTLE_BATCH = const(23)
+_T_SALES = const(24)
+_T_SETTLE_BACK = const(25)
+_T_C_D_PAGE_DONE = const(26)
+_T_STATUS = const(27)
+_T_LINK = const(28)
+_T_UP = const(29)
+_T_DOWN = const(30)
+_T_UNSENT = const(31)
+_T_OLDEST_MIN = const(32)
+_T_BLANK = const(33)
+_T_KEY_COUNTER = const(34)
+_T_FREE_MEM = const(35)
+_T_N_A = const(36)
+_T_OK = const(37)
 
 
 def _text(number):
@@ -116,16 +116,25 @@ def _text(number):
 
 
 _REPORT_ROWS = 5
+_RECEIPT_DIGITS = const(8)
 
 
 def report_lines(totals, merchant, exponent):
-    """(label, value) pairs of an X or Z report."""
-    lines = []
-    for kind, label in ((SALE, "Sales"), (REFUND, "Refunds"), (VOID, "Voids")):
+    """(label, value) pairs of an X or Z report. Sales are net of voids, as the Z record
+    counts them (pos.reports.Totals.settlement) and as the Z screen shows them: the first
+    line says so, and the Voids line after them tells what was taken off."""
+    lines = [("Sales less voids", "")]
+    for kind, label in ((SALE, "Sales"), (VOID, "Voids"), (REFUND, "Refunds")):
         count, total = totals.sum(merchant, kind)
+        if kind == SALE:
+            voided = totals.sum(merchant, VOID)
+            count, total = count - voided[0], total - voided[1]
         lines.append(("%s %d" % (label, count), format_minor(total, exponent)))
         for method in range(1, 5):
             c, t = totals.count_total(merchant, kind, method)
+            if kind == SALE:
+                voided = totals.count_total(merchant, VOID, method)
+                c, t = c - voided[0], t - voided[1]
             if c:
                 lines.append(("  %s %d" % (METHOD_LABELS[method], c), format_minor(t, exponent)))
     lines.append(("Declines %d" % totals.declines(merchant), ""))
@@ -151,6 +160,9 @@ def report_receipt(title, merchant, terminal_id, now, lines, columns=32, utc_off
 
 
 class Functions:
+    """The menu's screens, each key handler next to its drawing. It reads the terminal and
+    moves it only through its verbs (go, say, book, to_merchants, open_menu, edit)."""
+
     def __init__(self, terminal):
         self.t = terminal
         self.supervisor = None  # who entered a supervisor PIN for this refund or Z
@@ -159,23 +171,41 @@ class Functions:
         self.original = None  # the recent-sale entry a void or refund refers to
         self.report_lines = None
         self.report_merchant = None
-
-    # --- keys ---------------------------------------------------------------------------
+        self.page = 0  # of the X report on screen
 
     def key(self, key):
         state = self.t.state
-        if state == MENU:
+        if state == _MENU:
             self._menu_key(key)
-        elif state == SUPERVISOR_PIN:
+        elif state == _SUPERVISOR_PIN:
             self._supervisor_key(key)
-        elif state == REFUND_RECEIPT:
+        elif state == _REFUND_RECEIPT:
             self._refund_receipt_key(key)
-        elif state == REFUND_CONFIRM or state == VOID_CONFIRM or state == Z_CONFIRM:
+        elif state == _REFUND_CONFIRM or state == _VOID_CONFIRM or state == _Z_CONFIRM:
             self._confirm_key(key)
-        elif state == REPORT_VIEW:
+        elif state == _REPORT_VIEW:
             self._report_key(key)
-        elif state == STATUS and (key == "#" or key == "*"):
+        elif state == _STATUS and (key == "#" or key == "*"):
             self.t.to_merchants()
+
+    def draw(self, screen):
+        state = self.t.state
+        if state == _MENU:
+            self._draw_menu(screen)
+        elif state == _SUPERVISOR_PIN:
+            self._draw_supervisor(screen)
+        elif state == _REFUND_RECEIPT:
+            self._draw_refund_receipt(screen)
+        elif state == _REFUND_CONFIRM or state == _VOID_CONFIRM:
+            self._draw_confirm(screen)
+        elif state == _Z_CONFIRM:
+            self._draw_z_confirm(screen)
+        elif state == _REPORT_VIEW:
+            self._draw_report(screen)
+        elif state == _STATUS:
+            self._draw_status(screen)
+
+    # --- the menu -------------------------------------------------------------------------
 
     def _menu_key(self, key):
         t = self.t
@@ -184,155 +214,157 @@ class Functions:
         elif key == "1":
             original = t.ledger.last_voidable_sale()
             if original is None:
-                t.message = _text(_T_NO_SALE_TO_VOID)
+                t.say(_text(_T_NO_SALE_TO_VOID))
             elif not t.cashier.may_use(original[4]):
-                t.message = _text(_T_NOT_ASSIGNED)
+                t.say(_text(_T_NOT_ASSIGNED))
             elif t.merchants.get(original[4]) is None:
-                t.message = _text(_T_MERCHANT_REMOVED)
+                t.say(_text(_T_MERCHANT_REMOVED))
             else:
                 self.original = original
-                t.merchant = t.merchants.get(original[4])
-                t.state = VOID_CONFIRM
+                t.go(_VOID_CONFIRM, t.merchants.get(original[4]))
         elif key == "2" or key == "4":
-            self.after_supervisor = REFUND_RECEIPT if key == "2" else PICK_MERCHANT
-            self.after_pick = Z_CONFIRM
-            t.state = SUPERVISOR_PIN
+            self.after_supervisor = _REFUND_RECEIPT if key == "2" else _PICK_MERCHANT
+            self.after_pick = _Z_CONFIRM
+            t.go(_SUPERVISOR_PIN)
         elif key == "3":
-            self.after_pick = REPORT_VIEW
-            t.page = 0
-            t.state = PICK_MERCHANT
+            self.after_pick = _REPORT_VIEW
+            t.go(_PICK_MERCHANT)
         elif key == "5":
-            t.state = STATUS
+            t.go(_STATUS)
         elif key == "6":
             t.effects.append(("upload",))
-            t.message = _text(_T_SYNC_STARTED)
+            t.say(_text(_T_SYNC_STARTED), None)
         elif key == "7":
             t.logout(_text(_T_LOGGED_OUT))
 
+    def _draw_menu(self, screen):
+        screen.put(TITLE, _text(_T_FUNCTIONS))
+        for row in range(6):
+            screen.put(row + 1, _text(_T_1_VOID_LAST + row))  # the six items, in order
+        screen.put(HINT, _text(_T_7_LOG_OUT_BACK))
+
+    # --- supervisor PIN (a refund and a Z need one) ---------------------------------------
+
     def _supervisor_key(self, key):
         t = self.t
-        if t.locked():
-            return
-        if key == "*":
-            if t.entry.length:
-                t.entry.wipe()
-            else:
-                t.open_menu()
-            return
-        pin = t.pin_entry_key(key)
-        if pin is None:
-            return
-        supervisor = t.cashiers.by_pin(pin)
-        if supervisor is None or not supervisor.is_supervisor():
-            t.wrong_pin()
-            if t.state == SUPERVISOR_PIN and not t.message:
-                t.message = _text(_T_NOT_A_SUPERVISOR)
-            return
-        t.wrong_pins = 0
-        self.supervisor = supervisor
-        t.page = 0
-        t.state = self.after_supervisor
+        supervisor = t.supervisor_key(key)
+        if supervisor == _BACK:
+            t.open_menu()
+        elif supervisor is not None:
+            self.supervisor = supervisor
+            t.go(self.after_supervisor)
+
+    def _draw_supervisor(self, screen):
+        screen.put(2, _text(_T_SUPERVISOR_PIN))
+        self.t.draw_masked(3, self.t.entry.length)
+        screen.put(HINT, _text(_T_OK_BACK))
+        screen.focus = 2
+
+    # --- refund: the original receipt, then the amount (on the terminal's amount screen) ---
 
     def _refund_receipt_key(self, key):
         t = self.t
-        if key >= "0" and key <= "9":
-            t.entry.push(key)
-        elif key == "B":
-            t.entry.backspace()
-        elif key == "*":
-            if t.entry.length:
-                t.entry.wipe()
-            else:
-                t.open_menu()
-        elif key == "#" and t.entry.length:
-            receipt = int(bytes(t.entry.view()).decode())
-            t.entry.wipe()
-            original = t.ledger.sale_for_refund(receipt)
-            merchant = t.merchants.get(original[4]) if original else None
-            if original is None or merchant is None:
-                t.message = _text(_T_NO_SUCH_RECEIPT)
-            elif not t.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
-                t.message = _text(_T_NOT_ASSIGNED)
-            elif original[7] - original[8] <= 0:
-                t.message = _text(_T_ALREADY_REFUNDED)
-            else:
-                self.original = original
-                t.merchant = merchant
-                t.amount.clear()
-                t.state = REFUND_AMOUNT
+        entry = t.entry
+        outcome = t.edit(entry, key, _RECEIPT_DIGITS)
+        if outcome == _BACK:
+            t.open_menu()
+        if outcome != _DONE:
+            return
+        receipt = int(bytes(entry.view()).decode())
+        entry.wipe()
+        ledger = t.ledger
+        original = ledger.recent.find_sale(receipt)
+        if original is None:
+            # Every receipt number below the next was given to some record: one that the
+            # recent sales would hold, were it a sale, was a void, refund, decline or Z.
+            issued = 0 < receipt < ledger.next_receipt
+            known = issued and ledger.recent.holds_sales_from(receipt)
+            t.say(_text(_T_NOT_A_SALE) if known else _text(_T_NO_SUCH_RECEIPT))
+        elif original[6] & VOIDED:
+            t.say(_text(_T_SALE_VOIDED))
+        elif t.merchants.get(original[4]) is None:
+            t.say(_text(_T_MERCHANT_REMOVED))
+        elif not t.cashier.may_use(original[4]) or not self.supervisor.may_use(original[4]):
+            t.say(_text(_T_NOT_ASSIGNED))
+        elif original[7] - original[8] <= 0:
+            t.say(_text(_T_ALREADY_REFUNDED))
+        else:
+            self.original = original
+            t.amount.wipe()
+            t.go(_REFUND_AMOUNT, t.merchants.get(original[4]))
+
+    def _draw_refund_receipt(self, screen):
+        screen.put(TITLE, _text(_T_REFUND))
+        screen.put(2, _text(_T_ORIG_RECEIPT_NO))
+        screen.put(3, self.t.entry.view(), right=True)
+        screen.put(HINT, _text(_T_OK_BACK))
+        screen.focus = 2
 
     def refund_amount(self, value):
-        """The refund amount keyed (not zero): check it against the original and the cap."""
+        """The refund amount keyed (not zero, within the merchant's refund cap, which the
+        amount screen keeps to): check it against the original and the day's refunds."""
         t = self.t
         merchant = t.merchant
         remaining = self.original[7] - self.original[8]
         if value > remaining:
-            t.message = "Max " + format_minor(remaining, merchant.exponent)
-        elif value > merchant.limit("max_refund_minor"):
-            t.message = _text(_T_OVER_REFUND_CAP)
+            t.say("Max " + format_minor(remaining, merchant.exponent))
         elif today(t.ledger, merchant.number, t.now())[2] + value > merchant.limit(
             "max_refund_day_minor"
         ):
-            t.message = _text(_T_DAILY_REFUND_CAP)
+            t.say(_text(_T_DAILY_REFUND_CAP))
         else:
-            t.state = REFUND_CONFIRM
+            t.go(_REFUND_CONFIRM)
 
-    def picked(self, merchant):
-        """A merchant chosen for an X report or a Z settlement."""
-        t = self.t
-        self.report_merchant = merchant
-        t.merchant = merchant
-        if self.after_pick == Z_CONFIRM:
-            t.state = Z_CONFIRM
-            return
-        settings = t.settings
-        self.report_lines = report_lines(t.ledger.totals, merchant.number, merchant.exponent)
-        t.page = 0
-        t.state = REPORT_VIEW
-        t.effects.append(
-            (
-                "print",
-                report_receipt(
-                    "X REPORT",
-                    merchant,
-                    settings.terminal_id,
-                    t.now(),
-                    self.report_lines,
-                    settings.receipt_columns,
-                    settings.utc_offset_min,
-                ),
-            )
-        )
-
-    def _report_key(self, key):
-        t = self.t
-        pages = (len(self.report_lines) + _REPORT_ROWS - 1) // _REPORT_ROWS
-        if key == "C" and t.page > 0:
-            t.page -= 1
-        elif key == "D" and t.page + 1 < pages:
-            t.page += 1
-        elif key == "#" or key == "*":
-            t.to_merchants()
+    # --- confirm a void, a refund or a Z --------------------------------------------------
 
     def _confirm_key(self, key):
         t = self.t
         state = t.state
         if key == "*":
-            if state == REFUND_CONFIRM:
-                t.state = REFUND_AMOUNT
+            if state == _REFUND_CONFIRM:
+                t.go(_REFUND_AMOUNT)
             else:
                 t.open_menu()
             return
         if key != "#":
             return
-        if state == VOID_CONFIRM:
+        if state == _VOID_CONFIRM:
             self._book_against_original(VOID, self.original[7])
-        elif state == REFUND_CONFIRM:
+        elif state == _REFUND_CONFIRM:
             self._book_against_original(REFUND, t.amount.amount_minor)
         else:
             self._book_settlement()
 
-    # --- booking --------------------------------------------------------------------------
+    def _draw_confirm(self, screen):
+        t = self.t
+        original = self.original
+        void = t.state == _VOID_CONFIRM
+        # "Refund no. 12", or without "no." once the number needs the room (16 columns).
+        text = "%s no. %d" % ("Void" if void else "Refund", original[0])
+        if len(text) > 16:
+            text = text.replace(" no.", "")
+        screen.put(1, text)
+        if void:
+            screen.put(2, t.merchant.currency_code)
+            screen.put_digits(2, original[7], t.merchant.exponent)
+        else:
+            t.draw_amount_line(2)
+        t.draw_card_line(3, original[5], original[10])
+        screen.put(HINT, _text(_T_OK_BACK))
+        screen.focus = 1
+
+    def _draw_z_confirm(self, screen):
+        merchant = self.report_merchant
+        totals = self.t.ledger.totals
+        screen.put(1, _text(_T_SETTLE_BATCH))
+        screen.put_digits(1, totals.batch(merchant.number), 0)
+        screen.put(2, "Net " + merchant.currency_code)
+        screen.put(2, format_minor(totals.net(merchant.number), merchant.exponent), right=True)
+        count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
+        screen.put(3, _text(_T_SALES))  # net of voids, as the report and the Z record say
+        screen.put_digits(3, count, 0)
+        screen.put(HINT, _text(_T_SETTLE_BACK))
+        screen.focus = 1
 
     def _book_against_original(self, kind, value):
         t = self.t
@@ -363,15 +395,14 @@ class Functions:
             time=t.now(),
             flags=t.flags() | FLAG_SUPERVISOR,
         )
-        t.merchant = merchant
         t.book(record)
 
     def settled(self, record):
-        """The Z record is stored: print the report of the totals it closed."""
+        """The Z record is stored: print the report of the totals it closed. Returns the
+        result screen's (headline, detail)."""
         t = self.t
         settings = t.settings
         batch = record.reference
-        t.result = ("Z BATCH %d DONE" % batch, _text(_T_TOTALS_RESET))
         t.effects.append(
             (
                 "print",
@@ -387,68 +418,48 @@ class Functions:
             )
         )
         t.effects.append(("beep", "ok"))
+        return ("Z BATCH %d DONE" % batch, _text(_T_TOTALS_RESET))
 
-    # --- drawing --------------------------------------------------------------------------
+    # --- X report -------------------------------------------------------------------------
 
-    def draw(self, screen):
+    def picked(self, merchant):
+        """A merchant chosen for an X report or a Z settlement."""
         t = self.t
-        state = t.state
-        if state == MENU:
-            screen.put(TITLE, _text(_T_FUNCTIONS))
-            for row in range(6):
-                screen.put(row + 1, _text(_T_1_VOID_LAST + row))  # the six items, in order
-            screen.put(HINT, _text(_T_7_LOG_OUT_BACK))
-        elif state == SUPERVISOR_PIN:
-            screen.put(2, _text(_T_SUPERVISOR_PIN))
-            t.draw_masked(3, t.entry.length)
-            screen.put(HINT, _text(_T_OK_BACK))
-            screen.focus = 2
-        elif state == REFUND_RECEIPT:
-            screen.put(TITLE, _text(_T_REFUND))
-            screen.put(2, _text(_T_ORIG_RECEIPT_NO))
-            screen.put(3, t.entry.view(), right=True)
-            screen.put(HINT, _text(_T_OK_BACK))
-            screen.focus = 2
-        elif state == REFUND_CONFIRM or state == VOID_CONFIRM:
-            self._draw_confirm(screen)
-        elif state == Z_CONFIRM:
-            self._draw_z_confirm(screen)
-        elif state == REPORT_VIEW:
-            self._draw_report(screen)
-        elif state == STATUS:
-            self._draw_status(screen)
+        self.report_merchant = merchant
+        if self.after_pick == _Z_CONFIRM:
+            t.go(_Z_CONFIRM, merchant)
+            return
+        settings = t.settings
+        self.report_lines = report_lines(t.ledger.totals, merchant.number, merchant.exponent)
+        self.page = 0
+        t.go(_REPORT_VIEW, merchant)
+        t.effects.append(
+            (
+                "print",
+                report_receipt(
+                    "X REPORT",
+                    merchant,
+                    settings.terminal_id,
+                    t.now(),
+                    self.report_lines,
+                    settings.receipt_columns,
+                    settings.utc_offset_min,
+                ),
+            )
+        )
 
-    def _draw_confirm(self, screen):
-        t = self.t
-        original = self.original
-        void = t.state == VOID_CONFIRM
-        screen.put(1, _text(_T_VOID_RECEIPT) if void else _text(_T_REFUND_RECEIPT))
-        screen.put_digits(1, original[0], 0)
-        if void:
-            screen.put(2, t.merchant.currency_code)
-            screen.put_digits(2, original[7], t.merchant.exponent)
-        else:
-            t.draw_amount_line(2)
-        t.draw_card_line(3, original[5], original[10])
-        screen.put(HINT, _text(_T_OK_BACK))
-        screen.focus = 1
-
-    def _draw_z_confirm(self, screen):
-        merchant = self.report_merchant
-        totals = self.t.ledger.totals
-        screen.put(1, _text(_T_SETTLE_BATCH))
-        screen.put_digits(1, totals.batch(merchant.number), 0)
-        screen.put(2, "Net " + merchant.currency_code)
-        screen.put(2, format_minor(totals.net(merchant.number), merchant.exponent), right=True)
-        count = totals.sum(merchant.number, SALE)[0] - totals.sum(merchant.number, VOID)[0]
-        screen.put(3, _text(_T_SALES))
-        screen.put_digits(3, count, 0)
-        screen.put(HINT, _text(_T_SETTLE_BACK))
-        screen.focus = 1
+    def _report_key(self, key):
+        pages = (len(self.report_lines) + _REPORT_ROWS - 1) // _REPORT_ROWS
+        if key == "C" and self.page > 0:
+            self.page -= 1
+        elif key == "D" and self.page + 1 < pages:
+            self.page += 1
+        elif key == "#" or key == "*":
+            self.t.to_merchants()
 
     def _draw_report(self, screen):
         screen.put(TITLE, b"X " + self.report_merchant.label)
-        first = self.t.page * _REPORT_ROWS
+        first = self.page * _REPORT_ROWS
         lines = self.report_lines
         for row in range(_REPORT_ROWS):
             if first + row >= len(lines):
@@ -459,6 +470,8 @@ class Functions:
                 screen.put(row + 1, value, right=True)
         screen.put(HINT, _text(_T_C_D_PAGE_DONE))
         screen.focus = 1
+
+    # --- status ---------------------------------------------------------------------------
 
     def _draw_status(self, screen):
         t = self.t

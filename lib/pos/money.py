@@ -116,38 +116,37 @@ def _strip_zeros(text):
 class AmountEntry:
     """The amount the cashier keys in: digits fill from the right, so 1 2 3 4 shows 12.34.
 
-    Holds an int and never allocates on a keystroke; max_digits stops input before the
-    amount could pass MAX_AMOUNT_MINOR.
+    Holds an int and never allocates on a keystroke. It has DigitBuffer's (pos.card) entry
+    methods, so the terminal's one key rule (Terminal.edit) serves both.
     """
 
-    def __init__(self, max_digits=9):
-        self.max_digits = max_digits
+    def __init__(self):
         self.amount_minor = 0
-        self.digit_count = 0
+        self.length = 0  # digits typed (leading zeros are not)
 
-    def clear(self):
+    def wipe(self):
         self.amount_minor = 0
-        self.digit_count = 0
+        self.length = 0
 
-    def push_digit(self, digit):
-        """Append a digit; return False (and change nothing) when the entry is full."""
+    def push(self, digit_char, limit=MAX_AMOUNT_MINOR):
+        """Append a digit ("0".."9"); return False (and change nothing) when the amount would
+        pass limit (the merchant's cap) or MAX_AMOUNT_MINOR."""
+        digit = ord(digit_char) - 48
         if digit < 0 or digit > 9:
             raise MoneyError("not a digit")
-        if self.digit_count == 0 and digit == 0:
+        if self.length == 0 and digit == 0:
             return True  # leading zeros change nothing
-        if self.digit_count >= self.max_digits:
-            return False
         amount = self.amount_minor * 10 + digit
-        if amount > MAX_AMOUNT_MINOR:
+        if amount > MAX_AMOUNT_MINOR or amount > limit:
             return False
         self.amount_minor = amount
-        self.digit_count += 1
+        self.length += 1
         return True
 
     def backspace(self):
         """Delete the last digit; return False when there was none."""
-        if self.digit_count == 0:
+        if self.length == 0:
             return False
         self.amount_minor //= 10
-        self.digit_count -= 1
+        self.length -= 1
         return True

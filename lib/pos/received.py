@@ -32,15 +32,16 @@ class Received:
 
 
 def wanted(app):
-    """Which of config, blacklist, commands the back end has newer (and not refused)."""
-    config, listed, command = app.board.uplink.versions
+    """Which of config, blacklist, commands the back end has newer (and not refused); the
+    blacklist also when the back end asks for it whole (its digest of ours did not match)."""
+    config, listed, command, whole = app.board.uplink.versions
     received = app.received
     refused = received.refused if received is not None else (0, 0, 0)
     last = received.commands[-1][0] if received is not None and received.commands else 0
     blacklist = app.blacklist
     return (
         config > app.config_version and config != refused[0],
-        blacklist is not None and listed > blacklist.version and listed != refused[1],
+        blacklist is not None and (listed > blacklist.version or whole) and listed != refused[1],
         command > max(last, app.command_done) and command != refused[2],
     )
 

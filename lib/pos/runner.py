@@ -3,6 +3,10 @@ for uploads, feeding each outcome back to the terminal as an event.
 
 The device's asyncio app and the tests drive the terminal through the same Runner, so what a
 test sees is what a cashier sees.
+
+An ignored input (a key, card read or scan after which the screen is unchanged and nothing
+else happened: Backspace on an empty field, a tenth amount digit, a card off the card
+screen) beeps "error", as a terminal does, so the cashier knows the key was not lost.
 """
 
 from pos.reports import TotalsFull
@@ -28,12 +32,26 @@ class Runner:
         self.beeper = beeper  # callable("ok" | "error")
         self.uploader = uploader  # callable(): start an upload; its result comes as "synced"
         self.faults = faults  # callable(text): the fault log
+        # The screen as it was last given out (made once, no heap per event): the display
+        # is updated only when it changed, and an input that left it unchanged was ignored.
+        self.shown = bytearray(len(terminal.screen.buf))
+        self.changed = False  # by the last feed(): the display needs the screen again
 
     def feed(self, event):
         """Give the terminal one event and carry out everything that follows from it."""
         terminal = self.terminal
         terminal.handle(event)
         effects = terminal.effects
+        kind = event[0]
+        if (
+            not effects
+            and (kind == "key" or kind == "card" or kind == "scan")
+            and terminal.screen.buf == self.shown
+        ):
+            self.changed = False
+            if self.beeper is not None:
+                self.beeper("error")
+            return terminal.screen
         index = 0
         while index < len(effects):
             effect = effects[index]
@@ -59,4 +77,8 @@ class Runner:
             elif kind == "upload":
                 if self.uploader is not None:
                     self.uploader()
+        buf = terminal.screen.buf
+        self.changed = buf != self.shown
+        if self.changed:
+            self.shown[:] = buf
         return terminal.screen

@@ -30,7 +30,7 @@ from pos.card import (
 )
 from pos.clock import is_set
 from pos.compat import const, ticks_diff, unload
-from pos.money import AmountEntry, format_minor
+from pos.money import MAX_AMOUNT_MINOR, AmountEntry, format_minor
 from pos.receipt import CUSTOMER_COPY, MERCHANT_COPY, sale_receipt
 from pos.record import (
     CASH,
@@ -95,8 +95,8 @@ _TEXT = (
     b"Sale amount\0\0\0\0\0"  # 39
     b"Refund amount\0\0\0"  # 40
     b"#OK B del *back\0"  # 41
-    b"Card number\0\0\0\0\0"  # 42
-    b"Payment code\0\0\0\0"  # 43
+    b"Read or key card"  # 42
+    b"Scan or key code"  # 43
     b"****\0\0\0\0\0\0\0\0\0\0\0\0"  # 44
     b"Confirm sale\0\0\0\0"  # 45
     b"#OK *back\0\0\0\0\0\0\0"  # 46
@@ -104,6 +104,7 @@ _TEXT = (
     b"Receipt\0\0\0\0\0\0\0\0\0"  # 48
     b"OFFLINE\0\0\0\0\0\0\0\0\0"  # 49
     b"# next\0\0\0\0\0\0\0\0\0\0"  # 50
+    b"Not a supervisor"  # 51
 )
 _T_CREDIT_CARD = const(0)
 _T_DEBIT_CARD = const(1)
@@ -147,8 +148,8 @@ _T_OK_C_D_BACK = const(38)
 _T_SALE_AMOUNT = const(39)
 _T_REFUND_AMOUNT = const(40)
 _T_OK_B_DEL_BACK = const(41)
-_T_CARD_NUMBER = const(42)
-_T_PAYMENT_CODE = const(43)
+_T_READ_OR_KEY_CARD = const(42)
+_T_SCAN_OR_KEY_CODE = const(43)
 _T_STARS = const(44)
 _T_CONFIRM_SALE = const(45)
 _T_OK_BACK = const(46)
@@ -156,34 +157,39 @@ _T_CODE = const(47)
 _T_RECEIPT = const(48)
 _T_OFFLINE = const(49)
 _T_NEXT = const(50)
+_T_NOT_A_SUPERVISOR = const(51)
 
 
 def _text(number):
     return memoryview(_TEXT)[number * 16 : number * 16 + 16]
 
 
-# States.
-CONFIG_ERROR = const(0)
-LOGIN = const(1)
-MERCHANTS = const(2)
-AMOUNT = const(3)
-METHOD = const(4)
-CARD = const(5)
-MOBILE_CODE = const(6)
-CONFIRM = const(7)
-BOOKING = const(8)
-RESULT = const(9)
-MENU = const(10)
-SUPERVISOR_PIN = const(11)
-REFUND_RECEIPT = const(12)
-REFUND_AMOUNT = const(13)
-REFUND_CONFIRM = const(14)
-VOID_CONFIRM = const(15)
-PICK_MERCHANT = const(16)
-REPORT_VIEW = const(17)
-Z_CONFIRM = const(18)
-STATUS = const(19)
-SALE_SUPERVISOR = const(20)  # an unusual amount waits for a supervisor's PIN
+# The screens (pos.states has the whole list) as private constants: const() inlines these
+# here at no heap cost, where importing the names would keep a module and its table on
+# the sale path (about 1.7 KB). host_tests/test_states.py checks that they match.
+_CONFIG_ERROR = const(0)
+_LOGIN = const(1)
+_MERCHANTS = const(2)
+_AMOUNT = const(3)
+_METHOD = const(4)
+_CARD = const(5)
+_MOBILE_CODE = const(6)
+_CONFIRM = const(7)
+_BOOKING = const(8)
+_RESULT = const(9)
+_MENU = const(10)
+_REFUND_RECEIPT = const(12)
+_REFUND_AMOUNT = const(13)
+_PICK_MERCHANT = const(16)
+_REPORT_VIEW = const(17)
+_SALE_SUPERVISOR = const(20)
+# What edit() did with a key (pos.states says what each means).
+_EDITED = const(0)
+_REFUSED = const(1)
+_EMPTY = const(2)
+_DONE = const(3)
+_BACK = const(4)
+_OTHER = const(5)
 
 _MESSAGE_ROW = const(6)
 _PIN_MIN = const(4)
@@ -224,6 +230,10 @@ class Settings:
 
 
 class Terminal:
+    """One method per event kind, then the screens: each screen's key handler (_x_key) sits
+    next to its drawing (_draw_x). Entry screens share one key rule (edit); pos.functions
+    moves the terminal through its verbs (go, say, book, to_merchants, open_menu)."""
+
     def __init__(
         self,
         settings,
@@ -259,7 +269,7 @@ class Terminal:
         self.locked_until = None
         self.last_activity = 0
         self.result_since = 0
-        self.result = None  # (headline, detail rows) of the RESULT screen
+        self.result = None  # (headline, detail rows) of the _RESULT screen
         self.functions = None  # pos.functions.Functions while the function menu is in use
         self.booking = None  # the record handed to the ledger, until it answers
         self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
@@ -285,7 +295,7 @@ class Terminal:
         self._tokenizer = tokenizer
         self.config_error = config_error  # any start-up fault: the terminal will not sell
         self.fault_title = fault_title
-        self.state = CONFIG_ERROR if config_error else LOGIN
+        self.state = _CONFIG_ERROR if config_error else _LOGIN
         if self.ledger is not None:
             self.ledger.utc_offset_min = settings.utc_offset_min  # "today" for daily limits
         self.draw()
@@ -298,9 +308,8 @@ class Terminal:
         kind = event[0]
         if kind == "key":
             self.last_activity = self.now_ms
-            previous = self.message
             self.message = None
-            self._key(event[1], previous)
+            self._key(event[1])
         elif kind == "tick":
             self._tick(event[1], event[2])
         elif kind == "card" or kind == "scan":
@@ -318,66 +327,240 @@ class Terminal:
         self.draw()
         return self.screen, self.effects
 
-    def _key(self, key, previous_message):
+    def _key(self, key):
         state = self.state
-        if state == CONFIG_ERROR or state == BOOKING:
+        if state == _CONFIG_ERROR or state == _BOOKING:
             return
-        if state == LOGIN:
+        if state == _LOGIN:
             self._login_key(key)
-        elif state == MERCHANTS or state == PICK_MERCHANT:
+        elif state == _MERCHANTS or state == _PICK_MERCHANT:
             self._merchant_key(key)
-        elif state == AMOUNT or state == REFUND_AMOUNT:
+        elif state == _AMOUNT or state == _REFUND_AMOUNT:
             self._amount_key(key)
-        elif state == METHOD:
+        elif state == _METHOD:
             self._method_key(key)
-        elif state == CARD or state == MOBILE_CODE:
+        elif state == _CARD or state == _MOBILE_CODE:
             self._card_key(key)
-        elif state == CONFIRM:
+        elif state == _CONFIRM:
             self._confirm_key(key)
-        elif state == SALE_SUPERVISOR:
+        elif state == _SALE_SUPERVISOR:
             self._sale_supervisor_key(key)
-        elif state == RESULT:
+        elif state == _RESULT:
             if key == "#" or key == "*":
                 self.to_merchants()
         elif self.functions is not None:
             self.functions.key(key)
 
+    def draw(self):
+        screen = self.screen
+        screen.clear()
+        state = self.state
+        title = self.merchant.label if self.merchant is not None else _text(_T_ONETILL)
+        screen.put(TITLE, title)
+        if state == _CONFIG_ERROR:
+            self._draw_config_error()
+        elif state == _LOGIN:
+            self._draw_login()
+        elif state == _MERCHANTS or state == _PICK_MERCHANT:
+            self._draw_merchants()
+        elif state == _AMOUNT or state == _REFUND_AMOUNT:
+            self._draw_amount()
+        elif state == _METHOD:
+            self._draw_method()
+        elif state == _CARD or state == _MOBILE_CODE:
+            self._draw_card()
+        elif state == _CONFIRM:
+            self._draw_confirm()
+        elif state == _SALE_SUPERVISOR:
+            self._draw_sale_supervisor()
+        elif state == _BOOKING:
+            self.draw_amount_line(1)
+            screen.put(3, _text(_T_PROCESSING))
+            screen.focus = 2
+        elif state == _RESULT:
+            self._draw_result()
+        elif self.functions is not None:
+            self.functions.draw(screen)
+        if self.message:
+            screen.put(_MESSAGE_ROW, self.message)
+        return screen
+
     def _tick(self, now_ms, unix):
         self.now_ms = now_ms
         if unix:
             self.unix = unix
-        if self.cashier is not None and self.state != BOOKING:
+        if self.cashier is not None and self.state != _BOOKING:
             idle_ms = self.settings.idle_logout_s * 1000
             if ticks_diff(now_ms, self.last_activity) >= idle_ms:
-                decline = self._refuse_unusual()
                 self.logout(_text(_T_IDLE_LOGGED_OUT))
-                if decline is not None:
-                    self.effects.append(decline)
                 return
-        if self.state == RESULT:
+        if self.state == _RESULT:
             if ticks_diff(now_ms, self.result_since) >= self.settings.result_timeout_s * 1000:
                 self.to_merchants()
         if self.locked_until is not None and ticks_diff(self.locked_until, now_ms) <= 0:
             self.locked_until = None
 
-    # --- login and lockout ----------------------------------------------------------------
+    # --- verbs: how the screens (and pos.functions) move the terminal ---------------------
+
+    def go(self, state, merchant=None):
+        """Show another screen (on its first page), for merchant if one is given."""
+        self.state = state
+        self.page = 0
+        if merchant is not None:
+            self.merchant = merchant
+
+    def say(self, message, beep="error"):
+        """A word on the message row, with a beep: an error beep, refusing what was asked,
+        unless told otherwise (None: no beep)."""
+        self.message = message
+        if beep:
+            self.effects.append(("beep", beep))
+
+    def edit(self, entry, key, limit, empty=None):
+        """The key rule every entry screen shares (a DigitBuffer or an AmountEntry): a digit
+        is typed unless it passes limit (refused with a beep), B deletes, * clears what is
+        typed, # commits; # with nothing typed says `empty` ("Type a number" by default).
+        Returns what happened (pos.states); the screen itself acts only on _DONE, _BACK (*
+        with nothing typed) and _OTHER (its own keys)."""
+        if key >= "0" and key <= "9":
+            if entry.push(key, limit):
+                return _EDITED
+            self.effects.append(("beep", "error"))
+            return _REFUSED
+        if key == "B":
+            entry.backspace()
+            return _EDITED
+        if key == "*":
+            if not entry.length:
+                return _BACK
+            entry.wipe()
+            return _EDITED
+        if key == "#":
+            if entry.length:
+                return _DONE
+            self.message = empty or _text(_T_TYPE_A_NUMBER)
+            return _EMPTY
+        return _OTHER
+
+    def book(self, record):
+        self.booking = record
+        self.state = _BOOKING
+        self.effects.append(("book", record))
+
+    def to_merchants(self):
+        self._wipe_payment()
+        self.entry.wipe()
+        self.merchant = None
+        self.result = None
+        self.go(_MERCHANTS)
+        self._close_functions()
+
+    def open_menu(self):
+        """Key A: load the function menu (pos.functions) for as long as it is in use. If
+        its code does not fit in the heap even after a collection, say so and stay."""
+        if self.functions is None:
+            try:
+                from pos.functions import Functions
+            except MemoryError:
+                unload("pos.functions")  # collects, too
+                try:
+                    from pos.functions import Functions
+                except MemoryError:
+                    unload("pos.functions")
+                    self.say(_text(_T_LOW_MEMORY))
+                    return
+            self.functions = Functions(self)
+        self._wipe_payment()
+        self.entry.wipe()
+        self.merchant = None
+        self.state = _MENU
+
+    def _close_functions(self):
+        if self.functions is not None:
+            self.functions = None
+            unload("pos.functions")
+
+    def logout(self, message):
+        # An unusual amount left without a supervisor (idle logout, lockout) is declined,
+        # and the decline booked all the same: its "book" effect goes last, as the runner
+        # wants, after the logout.
+        decline = None
+        if self.state == _SALE_SUPERVISOR:
+            self._book_sale(refused=True)
+            decline = self.effects.pop()
+        self._wipe_payment()
+        self.entry.wipe()
+        self.cashier = None
+        self.merchant = None
+        self.allowed = []
+        self.state = _LOGIN
+        self.message = message
+        self._close_functions()
+        if decline is not None:
+            self.effects.append(decline)
+
+    def flags(self):
+        return 0 if self.link_up else FLAG_OFFLINE
+
+    def now(self):
+        return self.unix if is_set(self.unix) else 0
+
+    # --- config error ---------------------------------------------------------------------
+
+    def _draw_config_error(self):
+        screen = self.screen
+        screen.put(1, self.fault_title)
+        screen.put(2, _text(_T_NOT_SELLING))
+        text = str(self.config_error)
+        for row in range(3, 7):
+            start = (row - 3) * 16
+            if start < len(text):
+                screen.put(row, text[start : start + 16])
+        screen.put(HINT, _text(_T_CALL_OPERATOR))
+        screen.focus = 1
+
+    # --- login, PINs and lockout ----------------------------------------------------------
 
     def locked(self):
         return self.locked_until is not None and ticks_diff(self.locked_until, self.now_ms) > 0
 
-    def pin_entry_key(self, key):
-        """Shared by login and supervisor PINs; returns the PIN text on # (else None)."""
-        if key >= "0" and key <= "9":
-            self.entry.push(key)
-        elif key == "B":
-            self.entry.backspace()
-        elif key == "#":
-            if self.entry.length < _PIN_MIN:
-                self.message = _text(_T_PIN_TOO_SHORT)
-                return None
-            pin = bytes(self.entry.view()).decode()
-            self.entry.wipe()
+    def pin_key(self, key):
+        """A PIN screen's keys: returns the PIN (text) on #, _BACK on * with nothing typed,
+        else None."""
+        entry = self.entry
+        outcome = self.edit(entry, key, _PIN_MAX, _text(_T_PIN_TOO_SHORT))
+        if outcome == _BACK:
+            return _BACK
+        if outcome != _DONE:
+            return None
+        if entry.length < _PIN_MIN:
+            self.message = _text(_T_PIN_TOO_SHORT)
+            return None
+        pin = bytes(entry.view()).decode()
+        entry.wipe()
+        return pin
+
+    def supervisor_key(self, key, merchant_number=0):
+        """A supervisor PIN screen's keys (an unusual amount's, a refund's, a Z's): returns
+        the supervisor once one's PIN is in (one assigned to merchant_number, unless 0),
+        _BACK on * with nothing typed, else None. A cashier's PIN, or a supervisor's for
+        another merchant, is a known PIN: it is refused with a word, and only unknown PINs
+        count towards the lockout."""
+        if self.locked():
+            return None
+        pin = self.pin_key(key)
+        if pin is None or pin == _BACK:
             return pin
+        person = self.cashiers.by_pin(pin)
+        if person is None:
+            self.wrong_pin()
+        elif not person.is_supervisor():
+            self.say(_text(_T_NOT_A_SUPERVISOR))
+        elif merchant_number and not person.may_use(merchant_number):
+            self.say(_text(_T_NOT_ASSIGNED))
+        else:
+            self.wrong_pins = 0
+            return person
         return None
 
     def wrong_pin(self):
@@ -397,11 +580,8 @@ class Terminal:
     def _login_key(self, key):
         if self.locked():
             return
-        if key == "*":
-            self.entry.wipe()
-            return
-        pin = self.pin_entry_key(key)
-        if pin is None:
+        pin = self.pin_key(key)
+        if pin is None or pin == _BACK:
             return
         cashier = self.cashiers.by_pin(pin)
         if cashier is None:
@@ -414,174 +594,165 @@ class Terminal:
         self.effects.append(("beep", "ok"))
         self.to_merchants()
 
-    def logout(self, message):
-        self._wipe_payment()
-        self.entry.wipe()
-        self.cashier = None
-        self.merchant = None
-        self.allowed = []
-        self.state = LOGIN
-        self.message = message
-        self._close_functions()
+    def _draw_login(self):
+        screen = self.screen
+        if self.locked():
+            screen.put(2, _text(_T_LOGIN_LOCKED))
+            seconds = (ticks_diff(self.locked_until, self.now_ms) + 999) // 1000
+            screen.put(3, _text(_T_WAIT))
+            screen.put_digits(3, seconds, 0, 15)
+            screen.put(3, _text(_T_S), 15)
+        else:
+            screen.put(2, _text(_T_CASHIER_PIN))
+            self.draw_masked(3, self.entry.length)
+            screen.put(HINT, _text(_T_OK_B_DEL))
+        screen.focus = 2
 
-    # --- merchant menu --------------------------------------------------------------------
+    def draw_masked(self, row, count):
+        for col in range(count):
+            self.screen.buf[row * 16 + col] = 42  # "*"
 
-    def to_merchants(self):
-        self._wipe_payment()
-        self.entry.wipe()
-        self.merchant = None
-        self.result = None
-        self.page = 0
-        self.state = MERCHANTS
-        self._close_functions()
+    # --- merchant menu (also picks the merchant of an X or Z) -----------------------------
 
     def _supervisor_may_use(self, number):
         """A Z needs the supervisor who authorised it to be assigned to the merchant too."""
         functions = self.functions
-        if self.state != PICK_MERCHANT or functions.supervisor is None:
+        if self.state != _PICK_MERCHANT or functions.supervisor is None:
             return True
         return functions.supervisor.may_use(number)
-
-    def open_menu(self):
-        """Key A: load the function menu (pos.functions) for as long as it is in use. If
-        its code does not fit in the heap even after a collection, say so and stay."""
-        if self.functions is None:
-            try:
-                from pos.functions import Functions
-            except MemoryError:
-                import gc
-
-                unload("pos.functions")
-                gc.collect()
-                try:
-                    from pos.functions import Functions
-                except MemoryError:
-                    unload("pos.functions")
-                    self.message = _text(_T_LOW_MEMORY)
-                    self.effects.append(("beep", "error"))
-                    return
-            self.functions = Functions(self)
-        self._wipe_payment()
-        self.entry.wipe()
-        self.merchant = None
-        self.state = MENU
-
-    def _close_functions(self):
-        if self.functions is not None:
-            self.functions = None
-            unload("pos.functions")
 
     def _pages(self, count, rows):
         return (count + rows - 1) // rows if count else 1
 
     def _merchant_key(self, key):
-        rows = self.settings.menu_rows
-        if key >= "0" and key <= "9":
-            if self.entry.length < 2:
-                self.entry.push(key)
-        elif key == "B":
-            self.entry.backspace()
-        elif key == "C":
-            if self.page > 0:
-                self.page -= 1
-        elif key == "D":
-            if self.page + 1 < self._pages(len(self.allowed), rows):
-                self.page += 1
-        elif key == "A" and self.state == MERCHANTS:
-            self.open_menu()
-        elif key == "*":
-            if self.entry.length:
-                self.entry.wipe()
-            elif self.state == PICK_MERCHANT:
+        outcome = self.edit(self.entry, key, 2)
+        if outcome == _BACK:
+            if self.state == _PICK_MERCHANT:
                 self.open_menu()
             else:
                 self.logout(_text(_T_LOGGED_OUT))
-        elif key == "#":
-            if not self.entry.length:
-                self.message = _text(_T_TYPE_A_NUMBER)
-                return
+        elif outcome == _DONE:
             number = int(bytes(self.entry.view()).decode())
             self.entry.wipe()
             merchant = self.merchants.get(number)
             if merchant is None:
                 self.message = "No merchant %d" % number
             elif not self.cashier.may_use(number) or not self._supervisor_may_use(number):
-                self.message = _text(_T_NOT_ASSIGNED)
-                self.effects.append(("beep", "error"))
-            elif self.state == MERCHANTS:
-                self.merchant = merchant
-                self.amount.clear()
-                self.state = AMOUNT
+                self.say(_text(_T_NOT_ASSIGNED))
+            elif self.state == _MERCHANTS:
+                self.amount.wipe()
+                self.go(_AMOUNT, merchant)
             else:
                 self.functions.picked(merchant)
+        elif key == "C":
+            if self.page > 0:
+                self.page -= 1
+        elif key == "D":
+            if self.page + 1 < self._pages(len(self.allowed), self.settings.menu_rows):
+                self.page += 1
+        elif key == "A" and self.state == _MERCHANTS:
+            self.open_menu()
 
-    # --- sale -----------------------------------------------------------------------------
+    def _draw_merchants(self):
+        screen = self.screen
+        rows = self.settings.menu_rows
+        if self.state == _PICK_MERCHANT:
+            x_report = self.functions.after_pick == _REPORT_VIEW
+            screen.put(TITLE, _text(_T_X_REPORT) if x_report else _text(_T_Z_SETTLE))
+        else:
+            screen.put(TITLE, _text(_T_MERCHANT))
+        screen.put(TITLE, self.entry.view(), right=True)
+        first = self.page * rows
+        # Menu numbers take one column while they are all below 10, else two.
+        width = 1 if not self.allowed or self.allowed[-1].number < 10 else 2
+        for row in range(rows):
+            index = first + row
+            if index >= len(self.allowed):
+                break
+            merchant = self.allowed[index]
+            screen.put_digits(row + 1, merchant.number, 0, width)
+            screen.put(row + 1, merchant.name, width + 1)
+        screen.put(
+            HINT, _text(_T_OK_C_D_PG_OUT) if self.state == _MERCHANTS else _text(_T_OK_C_D_BACK)
+        )
+        screen.focus = 1
+
+    # --- amount (of a sale, or of a refund: pos.functions checks that one) ---------------
 
     def _amount_key(self, key):
-        amount = self.amount
-        if key >= "0" and key <= "9":
-            amount.push_digit(ord(key) - 48)
-        elif key == "B":
-            amount.backspace()
-        elif key == "*":
-            if amount.amount_minor:
-                amount.clear()
-            elif self.state == REFUND_AMOUNT:
-                self.state = REFUND_RECEIPT
+        merchant = self.merchant
+        refund = self.state == _REFUND_AMOUNT
+        # The merchant's cap refuses the digit that would pass it, as it is typed.
+        cap = merchant.limit("max_refund_minor" if refund else "max_sale_minor")
+        if cap > MAX_AMOUNT_MINOR:
+            cap = MAX_AMOUNT_MINOR
+        outcome = self.edit(self.amount, key, cap, _text(_T_ENTER_AN_AMOUNT))
+        if outcome == _REFUSED:
+            self.message = "Max " + format_minor(cap, merchant.exponent)
+        elif outcome == _BACK:
+            if refund:
+                self.go(_REFUND_RECEIPT)
             else:
                 self.to_merchants()
-        elif key == "A" and self.state == AMOUNT:
-            self.open_menu()
-        elif key == "#":
-            value = amount.amount_minor
-            merchant = self.merchant
-            if not value:
-                self.message = _text(_T_ENTER_AN_AMOUNT)
-            elif self.state == AMOUNT:
-                if value > merchant.limit("max_sale_minor"):
-                    self.message = "Max " + format_minor(
-                        merchant.limit("max_sale_minor"), merchant.exponent
-                    )
-                    self.effects.append(("beep", "error"))
-                else:
-                    self.state = METHOD
+        elif outcome == _DONE:
+            if refund:
+                self.functions.refund_amount(self.amount.amount_minor)
             else:
-                self.functions.refund_amount(value)
+                self.go(_METHOD)
+        elif key == "A" and not refund:
+            self.open_menu()
+
+    def _draw_amount(self):
+        screen = self.screen
+        screen.put(2, _text(_T_SALE_AMOUNT) if self.state == _AMOUNT else _text(_T_REFUND_AMOUNT))
+        self.draw_amount_line(3)
+        screen.put(HINT, _text(_T_OK_B_DEL_BACK))
+        screen.focus = 2
+
+    def draw_amount_line(self, row):
+        merchant = self.merchant
+        value = self.amount.amount_minor
+        self.screen.put(row, merchant.currency_code)
+        self.screen.put_digits(row, value, merchant.exponent)
+
+    # --- method ---------------------------------------------------------------------------
 
     def _method_key(self, key):
         if key == "*":
-            self.state = AMOUNT
+            self.go(_AMOUNT)
             return
         if key < "1" or key > "4":
             return
         self.method = ord(key) - 48
         self._wipe_card()
         if self.method == CASH:
-            self.state = CONFIRM
+            self.go(_CONFIRM)
         elif self.method == MOBILE:
-            self.state = MOBILE_CODE
+            self.go(_MOBILE_CODE)
         else:
-            self.state = CARD
+            self.go(_CARD)
+
+    def _draw_method(self):
+        screen = self.screen
+        self.draw_amount_line(1)
+        screen.put(2, _text(_T_1_CREDIT_2_DEBIT))
+        screen.put(3, _text(_T_3_MOBILE_4_CASH))
+        screen.put(HINT, _text(_T_1_4_PICK_BACK))
+        screen.focus = 2
+
+    # --- card number or payment code: read, scanned or keyed -----------------------------
 
     def _card_key(self, key):
-        card = self.card
-        limit = MAX_CARD_DIGITS if self.state == CARD else MAX_CODE_DIGITS
-        if key >= "0" and key <= "9":
-            if card.length < limit:
-                card.push(key)
-        elif key == "B":
-            card.backspace()
-        elif key == "*":
-            if card.length:
-                card.wipe()
-            else:
-                self.state = METHOD
-        elif key == "#":
+        limit = MAX_CARD_DIGITS if self.state == _CARD else MAX_CODE_DIGITS
+        outcome = self.edit(self.card, key, limit)
+        if outcome == _BACK:
+            self.go(_METHOD)
+        elif outcome == _DONE:
             self._take_card_data(True)
 
     def _card_data(self, kind, text):
-        if (kind == "card" and self.state != CARD) or (
-            kind == "scan" and self.state != MOBILE_CODE
+        if (kind == "card" and self.state != _CARD) or (
+            kind == "scan" and self.state != _MOBILE_CODE
         ):
             self.message = _text(_T_PICK_METHOD_1ST)
             return
@@ -593,7 +764,7 @@ class Terminal:
     def _take_card_data(self, keyed):
         """Check the digits, keep only the token and the last four, wipe the buffer."""
         card = self.card
-        if self.state == CARD:
+        if self.state == _CARD:
             ok = MIN_CARD_DIGITS <= card.length <= MAX_CARD_DIGITS and luhn_ok(card.view())
             failure = "Invalid card no."
         else:
@@ -601,15 +772,14 @@ class Terminal:
             failure = "Code invalid"
         if not ok:
             card.wipe()
-            self.message = failure
-            self.effects.append(("beep", "error"))
+            self.say(failure)
             return
         self._tokenizer.token(card.view(), self.token)
         self.last_four = card.last_four()
         card.wipe()
         self.has_token = True
         self.keyed = keyed
-        self.state = CONFIRM
+        self.go(_CONFIRM)
 
     def _wipe_card(self):
         self.card.wipe()
@@ -621,58 +791,68 @@ class Terminal:
 
     def _wipe_payment(self):
         self._wipe_card()
-        self.amount.clear()
+        self.amount.wipe()
         self.method = 0
         self.booking = None
+
+    def _draw_card(self):
+        screen = self.screen
+        self.draw_amount_line(1)
+        card = self.state == _CARD
+        screen.put(2, _text(_T_READ_OR_KEY_CARD) if card else _text(_T_SCAN_OR_KEY_CODE))
+        # The digits keyed so far, in groups of four, twelve to a row (rows 3 and 4), for the
+        # cashier to check against the card: only this screen shows them, and only until #
+        # (then the buffer is wiped and the confirm screen shows the last four).
+        buf = screen.buf
+        digits = self.card.buf
+        for i in range(self.card.length):
+            place = i % 12
+            buf[(3 + i // 12) * 16 + place + place // 4] = digits[i]
+        screen.put(HINT, _text(_T_OK_B_DEL_BACK))
+        # A 20x4 LCD shows two body rows: both rows of digits once there are more than 12.
+        screen.focus = 2 if self.card.length <= 12 else 3
+
+    def draw_card_line(self, row, method, last_four):
+        screen = self.screen
+        screen.put(row, _text(_T_CREDIT_CARD + method - 1))  # methods 1-4, in order
+        if last_four != LAST_FOUR_NONE:
+            screen.put(row + 1, _text(_T_STARS))
+            screen.put_digits(row + 1, last_four, 0, 9, 4)
+
+    # --- confirm, the supervisor for an unusual amount, booking ---------------------------
 
     def _confirm_key(self, key):
         if key == "*":
             self._wipe_card()
-            self.state = METHOD
+            self.go(_METHOD)
         elif key == "#":
             self._book_sale()
 
-    def flags(self):
-        return 0 if self.link_up else FLAG_OFFLINE
-
-    def now(self):
-        return self.unix if is_set(self.unix) else 0
+    def _draw_confirm(self):
+        screen = self.screen
+        screen.put(1, _text(_T_CONFIRM_SALE))
+        self.draw_amount_line(2)
+        self.draw_card_line(3, self.method, self.last_four)
+        screen.put(HINT, _text(_T_OK_BACK))
+        screen.focus = 1
 
     def _sale_supervisor_key(self, key):
         """An unusual amount: a supervisor assigned to the merchant approves it with a PIN;
         * with nothing typed declines it (and the decline is recorded)."""
-        if key == "*":
-            if self.entry.length:
-                self.entry.wipe()
-            else:
-                self._book_sale(refused=True)
-            return
-        pin = self.pin_entry_key(key)
-        if pin is None:
-            return
-        supervisor = self.cashiers.by_pin(pin)
-        if (
-            supervisor is None
-            or not supervisor.is_supervisor()
-            or not supervisor.may_use(self.merchant.number)
-        ):
-            # Three in a row lock the terminal, as at login; the sale is declined first.
-            decline = self._refuse_unusual() if self.wrong_pins + 1 >= _MAX_WRONG_PINS else None
-            self.wrong_pin()
-            if decline is not None:
-                self.effects.append(decline)
-            return
-        self.wrong_pins = 0
-        self._book_sale(supervised=True)
+        supervisor = self.supervisor_key(key, self.merchant.number)
+        if supervisor == _BACK:
+            self._book_sale(refused=True)
+        elif supervisor is not None:
+            self._book_sale(supervised=True)
 
-    def _refuse_unusual(self):
-        """Leaving an unusual amount without a supervisor (idle logout, lockout): its decline
-        is booked all the same. Returns the "book" effect, for the caller to put last, after
-        the logout (the runner wants it last); None when no such sale waits."""
-        if self.state != SALE_SUPERVISOR:
-            return None
-        self._book_sale(refused=True)
-        return self.effects.pop()
+    def _draw_sale_supervisor(self):
+        screen = self.screen
+        self.draw_amount_line(1)
+        screen.put(2, _text(_T_UNUSUAL_AMOUNT))
+        screen.put(3, _text(_T_SUPERVISOR_PIN))
+        self.draw_masked(4, self.entry.length)
+        screen.put(HINT, _text(_T_OK_DECLINE))
+        screen.focus = 2
 
     def _book_sale(self, supervised=False, refused=False):
         merchant = self.merchant
@@ -683,7 +863,7 @@ class Terminal:
             reason = self.risk.check_sale(self, merchant, value, supervised)
             if reason == UNUSUAL_AMOUNT:
                 self.entry.wipe()
-                self.state = SALE_SUPERVISOR
+                self.state = _SALE_SUPERVISOR
                 self.effects.append(("beep", "error"))
                 return
         record = self._record
@@ -708,19 +888,16 @@ class Terminal:
             record.last_four = LAST_FOUR_NONE
         self.book(record)
 
-    def book(self, record):
-        self.booking = record
-        self.state = BOOKING
-        self.effects.append(("book", record))
+    # --- result ---------------------------------------------------------------------------
 
     def _to_result(self):
-        """The ledger answered: the record being booked, now on the RESULT screen (None if
+        """The ledger answered: the record being booked, now on the _RESULT screen (None if
         no booking was waiting for that answer)."""
         record = self.booking
-        if self.state != BOOKING or record is None:
+        if self.state != _BOOKING or record is None:
             return None
         self._wipe_card()
-        self.state = RESULT
+        self.state = _RESULT
         self.result_since = self.now_ms
         return record
 
@@ -737,7 +914,7 @@ class Terminal:
             self.effects.append(("beep", "error"))
             return
         if record.kind == SETTLEMENT:
-            self.functions.settled(record)
+            self.result = self.functions.settled(record)
             return
         headline = _text(_T_APPROVED)
         if record.kind == VOID:
@@ -769,149 +946,6 @@ class Terminal:
         else:
             self.result = (_NOT_TAKEN, message)
         self.effects.append(("beep", "error"))
-
-    # --- drawing --------------------------------------------------------------------------
-
-    def draw(self):
-        screen = self.screen
-        screen.clear()
-        state = self.state
-        title = self.merchant.label if self.merchant is not None else _text(_T_ONETILL)
-        screen.put(TITLE, title)
-        if state == CONFIG_ERROR:
-            self._draw_config_error()
-        elif state == LOGIN:
-            self._draw_login()
-        elif state == MERCHANTS or state == PICK_MERCHANT:
-            self._draw_merchants()
-        elif state == AMOUNT or state == REFUND_AMOUNT:
-            self._draw_amount()
-        elif state == METHOD:
-            self.draw_amount_line(1)
-            screen.put(2, _text(_T_1_CREDIT_2_DEBIT))
-            screen.put(3, _text(_T_3_MOBILE_4_CASH))
-            screen.put(HINT, _text(_T_1_4_PICK_BACK))
-            screen.focus = 2
-        elif state == CARD or state == MOBILE_CODE:
-            self._draw_card()
-        elif state == CONFIRM:
-            self._draw_confirm()
-        elif state == SALE_SUPERVISOR:
-            self.draw_amount_line(1)
-            screen.put(2, _text(_T_UNUSUAL_AMOUNT))
-            screen.put(3, _text(_T_SUPERVISOR_PIN))
-            self.draw_masked(4, self.entry.length)
-            screen.put(HINT, _text(_T_OK_DECLINE))
-            screen.focus = 2
-        elif state == BOOKING:
-            self.draw_amount_line(1)
-            screen.put(3, _text(_T_PROCESSING))
-            screen.focus = 2
-        elif state == RESULT:
-            self._draw_result()
-        elif self.functions is not None:
-            self.functions.draw(screen)
-        if self.message:
-            screen.put(_MESSAGE_ROW, self.message)
-        return screen
-
-    def _draw_config_error(self):
-        screen = self.screen
-        screen.put(1, self.fault_title)
-        screen.put(2, _text(_T_NOT_SELLING))
-        text = str(self.config_error)
-        for row in range(3, 7):
-            start = (row - 3) * 16
-            if start < len(text):
-                screen.put(row, text[start : start + 16])
-        screen.put(HINT, _text(_T_CALL_OPERATOR))
-        screen.focus = 1
-
-    def _draw_login(self):
-        screen = self.screen
-        if self.locked():
-            screen.put(2, _text(_T_LOGIN_LOCKED))
-            seconds = (ticks_diff(self.locked_until, self.now_ms) + 999) // 1000
-            screen.put(3, _text(_T_WAIT))
-            screen.put_digits(3, seconds, 0, 15)
-            screen.put(3, _text(_T_S), 15)
-        else:
-            screen.put(2, _text(_T_CASHIER_PIN))
-            self.draw_masked(3, self.entry.length)
-            screen.put(HINT, _text(_T_OK_B_DEL))
-        screen.focus = 2
-
-    def draw_masked(self, row, count):
-        for col in range(count):
-            self.screen.buf[row * 16 + col] = 42  # "*"
-
-    def _draw_merchants(self):
-        screen = self.screen
-        rows = self.settings.menu_rows
-        if self.state == PICK_MERCHANT:
-            x_report = self.functions.after_pick == REPORT_VIEW
-            screen.put(TITLE, _text(_T_X_REPORT) if x_report else _text(_T_Z_SETTLE))
-        else:
-            screen.put(TITLE, _text(_T_MERCHANT))
-        screen.put(TITLE, self.entry.view(), right=True)
-        first = self.page * rows
-        # Menu numbers take one column while they are all below 10, else two.
-        width = 1 if not self.allowed or self.allowed[-1].number < 10 else 2
-        for row in range(rows):
-            index = first + row
-            if index >= len(self.allowed):
-                break
-            merchant = self.allowed[index]
-            screen.put_digits(row + 1, merchant.number, 0, width)
-            screen.put(row + 1, merchant.name, width + 1)
-        screen.put(
-            HINT, _text(_T_OK_C_D_PG_OUT) if self.state == MERCHANTS else _text(_T_OK_C_D_BACK)
-        )
-        screen.focus = 1
-
-    def draw_amount_line(self, row):
-        merchant = self.merchant
-        value = self.amount.amount_minor
-        self.screen.put(row, merchant.currency_code)
-        self.screen.put_digits(row, value, merchant.exponent)
-
-    def _draw_amount(self):
-        screen = self.screen
-        screen.put(2, _text(_T_SALE_AMOUNT) if self.state == AMOUNT else _text(_T_REFUND_AMOUNT))
-        self.draw_amount_line(3)
-        screen.put(HINT, _text(_T_OK_B_DEL_BACK))
-        screen.focus = 2
-
-    def _draw_card(self):
-        screen = self.screen
-        self.draw_amount_line(1)
-        screen.put(2, _text(_T_CARD_NUMBER) if self.state == CARD else _text(_T_PAYMENT_CODE))
-        # Show how many digits are in, and only the last four of them.
-        length = self.card.length
-        shown = length if length < 16 else 16
-        for col in range(shown):
-            position = length - shown + col
-            if position >= length - 4:
-                screen.buf[3 * 16 + col] = self.card.buf[position]
-            else:
-                screen.buf[3 * 16 + col] = 42
-        screen.put(HINT, _text(_T_OK_B_DEL_BACK))
-        screen.focus = 2
-
-    def draw_card_line(self, row, method, last_four):
-        screen = self.screen
-        screen.put(row, _text(_T_CREDIT_CARD + method - 1))  # methods 1-4, in order
-        if last_four != LAST_FOUR_NONE:
-            screen.put(row + 1, _text(_T_STARS))
-            screen.put_digits(row + 1, last_four, 0, 9, 4)
-
-    def _draw_confirm(self):
-        screen = self.screen
-        screen.put(1, _text(_T_CONFIRM_SALE))
-        self.draw_amount_line(2)
-        self.draw_card_line(3, self.method, self.last_four)
-        screen.put(HINT, _text(_T_OK_BACK))
-        screen.focus = 1
 
     def _draw_result(self):
         screen = self.screen

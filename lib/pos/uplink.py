@@ -5,21 +5,73 @@ reply read with bounded header and body sizes, strict parsing, and a timeout on 
 TLS pins the back end's CA (DER), with CERT_REQUIRED and the host name checked; micropython-
 lib's requests turns verification off, so it is not used. A reply that does not parse, or
 an ack outside what was sent, changes nothing: the batch is simply sent again later.
+
+Every request is signed, and every reply the terminal acts on is checked (TLS alone trusts
+anyone holding the server's certificate, or a TLS-terminating proxy). The keys:
+
+    request key = AES-128(link key, 0x13 x 16)    reply key = AES-128(link key, 0x14 x 16)
+
+where the link key is /state/downlink.key, derived from the BDK and the IK ID
+(pos.downlink.derive_downlink_key): the back end recomputes all three, nothing is
+registered and no key is in its database. Two keys, so a reply tag is never a request tag.
+The request header
+
+    X-OneTill-Auth: NONCE:SHA256HEX:TAGHEX
+
+carries a request counter (NONCE, decimal, above every one the back end has seen from this
+terminal), the SHA-256 of the body (64 hex digits, of b"" when there is none) and
+TAG = AES-CMAC(request key, signed_message(method, path, nonce, body hash, heartbeat)), 32
+hex digits; the heartbeat is the X-OneTill-Status header exactly as sent. The back end
+checks the tag and the counter before it reads the body, then the body against its hash.
+Its reply carries
+
+    X-OneTill-Reply: AES-CMAC(reply key, request tag | reply body), 32 hex digits
+
+so a reply is bound to the request it answers: a replayed or forged reply changes nothing.
+A 401 with a good reply tag and {"last": N} says the counter is behind (a lost counter
+file, a copied terminal): the counter moves past N and the next request goes through.
+
+The counter lives in /state/request.counter as a reservation: at start, and every
+NONCE_STEP requests, the file is moved NONCE_STEP ahead before those counters are used, so
+a power cut never reuses one and the flash sees one small write per NONCE_STEP requests.
 """
 
 import asyncio
 import json
+from binascii import hexlify, unhexlify
+from hashlib import sha256
 
-from pos.compat import const
+from pos.compat import AES_ECB, aes, const
+from pos.seal import Cmac
 
 BATCH_BYTES = const(2048)  # about 40 records of 49 bytes on the wire
 MAX_HEADER_BYTES = const(1024)
 MAX_BODY_BYTES = const(512)
 TIMEOUT_S = const(10)
+NONCE_STEP = const(64)
+NONCE_FILE = "request.counter"
+_TAG_SIZE = const(16)
 
 
 class UplinkError(Exception):
     """A batch that did not get through; the message says why (for the fault log)."""
+
+
+def link_keys(link_key):
+    """(request key, reply key) of a terminal's 16-byte link key (its downlink key)."""
+    derive = aes(bytes(link_key), AES_ECB)
+    return derive.encrypt(b"\x13" * 16), derive.encrypt(b"\x14" * 16)
+
+
+def signed_message(method, path, nonce, body_hash, status):
+    """What a request tag covers: method, path with its query, the counter, the body's
+    SHA-256 (32 bytes) and the heartbeat, in one unambiguous byte string."""
+    return ("%s %s\n%d\n" % (method, path, nonce)).encode() + bytes(body_hash) + status.encode()
+
+
+def reply_tag(reply_key, request_tag, body):
+    """The back end's tag of a reply body, bound to the request's tag (16 bytes)."""
+    return bytes(Cmac().digest(reply_key, bytes(request_tag) + bytes(body)))
 
 
 def tls_context(ca_der):
@@ -47,8 +99,59 @@ class Uplink:
         self.server_time = 0
         # What the back end holds for this terminal, from its last reply: the newest config
         # version, blacklist version and command id (pos.downlink fetches what is newer).
-        self.versions = (0, 0, 0)
+        self.versions = (0, 0, 0, 0)  # and 1 when the back end sends the blacklist whole
         self.timeout_s = TIMEOUT_S
+        self._keys = None  # (request key, reply key); None: not provisioned, nothing is sent
+        self._store = None
+        self._request_tag = b""  # of the request in flight: its reply must name it
+        self.nonce = 0
+        self._reserved = 0
+
+    def authenticate(self, link_key, store=None):
+        """Take the terminal's link key (/state/downlink.key) and the state store that
+        keeps the request counter (None: the counter is kept in RAM only, for tests)."""
+        if link_key is None or len(link_key) != 16:
+            self._keys = None
+            return
+        self._keys = link_keys(link_key)
+        self._store = store
+        stored = store.read(NONCE_FILE) if store is not None else None
+        # Counters up to the stored one may have been used: the first request reserves more.
+        self.nonce = self._reserved = int.from_bytes(stored or b"", "big")
+
+    def head(self, method, path, body):
+        """The request head for `path` under the terminal's base path, signed over the
+        body (bytes or a memoryview) and the heartbeat. UplinkError without a key."""
+        keys = self._keys
+        if keys is None:
+            raise UplinkError("no link key: provision this terminal again")
+        status = self.status()[:200] if self.status is not None else ""
+        path = self.base_path + "/" + path
+        self.nonce += 1
+        if self.nonce > self._reserved:  # reserved in flash before it is used
+            self._reserved = self.nonce + NONCE_STEP
+            if self._store is not None:
+                self._store.write(NONCE_FILE, self._reserved.to_bytes(4, "big"))
+        body_hash = sha256(body).digest()
+        # A Cmac of its own each time: nothing long-lived on the heap for it.
+        tag = self._request_tag = bytes(
+            Cmac().digest(keys[0], signed_message(method, path, self.nonce, body_hash, status))
+        )
+        return (
+            "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
+            "X-OneTill-Status: %s\r\nX-OneTill-Auth: %d:%s:%s\r\nContent-Length: %d\r\n"
+            "Connection: close\r\n\r\n"
+            % (
+                method,
+                path,
+                self.host,
+                status,
+                self.nonce,
+                hexlify(body_hash).decode(),
+                hexlify(tag).decode(),
+                len(body),
+            )
+        ).encode()
 
     def _fill(self):
         """Copy the oldest unsent frames into the batch buffer; (size, highest counter)."""
@@ -67,13 +170,8 @@ class Uplink:
         size, top = self._fill()
         if not size:
             return 0
-        try:
-            status, body = await asyncio.wait_for(self._post(size), self.timeout_s)
-        except UplinkError:
-            raise
-        except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
-            raise UplinkError("no answer: %r" % (exc,)) from None
-        ack = self._reply(status, body).get("ack")
+        reply = await self._request("POST", "records", memoryview(self._batch)[:size])
+        ack = reply.get("ack")
         if not isinstance(ack, int) or ack > top or ack < 0:
             raise UplinkError("ack %r outside the batch" % (ack,))
         before = self.queue.unsent_count()
@@ -84,33 +182,50 @@ class Uplink:
     async def poll(self):
         """Ask the back end for its versions (and the time) without a batch: the heartbeat
         and the downlink of a terminal that has nothing to send. UplinkError on failure."""
-        try:
-            status, body = await asyncio.wait_for(
-                self._request("GET", "versions", 0), self.timeout_s
-            )
-        except UplinkError:
-            raise
-        except Exception as exc:
-            raise UplinkError("no answer: %r" % (exc,)) from None
-        self._reply(status, body)
+        await self._request("GET", "versions", b"")
 
-    def _reply(self, status, body):
-        """The decoded JSON reply; its time and versions kept. UplinkError if it is not one."""
-        if status != 200:
+    async def send(self, name, body):
+        """POST a small body (the fault log) to NAME under the terminal's path; UplinkError
+        unless the back end answers 200 with a good tag."""
+        await self._request("POST", name, body)
+
+    def _reply(self, status, body, tag):
+        """The decoded JSON reply, its time and versions kept, once its tag proves that the
+        back end made it for this request. UplinkError otherwise, and nothing changes."""
+        if status not in (200, 401):
             raise UplinkError("back end answered %d" % status)
         try:
+            tag = unhexlify(tag) if tag else b""
+        except ValueError:
+            tag = b""
+        expected = reply_tag(self._keys[1], self._request_tag, body)
+        difference = len(tag) ^ _TAG_SIZE  # in constant time
+        for i in range(min(len(tag), _TAG_SIZE)):
+            difference |= tag[i] ^ expected[i]
+        if difference:
+            raise UplinkError("back end answered %d, not tagged for this request" % status)
+        try:
             reply = json.loads(body)
-            self.server_time = int(reply.get("server_time", 0))
+            if status == 401:
+                last = reply["last"]
+                if not isinstance(last, int) or last < 0 or last > 0xFFFFFFFF:
+                    raise ValueError
+            server_time = int(reply.get("server_time", 0))
             versions = (
                 reply.get("config", 0),
                 reply.get("blacklist", 0),
                 reply.get("commands", 0),
+                1 if reply.get("blacklist_whole") is True else 0,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UplinkError("reply does not parse") from None
+        if status == 401:  # the counter is behind the back end's: move past it
+            self.nonce = max(self.nonce, last)
+            raise UplinkError("request counter moved to %d" % last)
         for version in versions:
             if not isinstance(version, int) or version < 0:
                 raise UplinkError("reply does not parse")
+        self.server_time = server_time
         self.versions = versions
         return reply
 
@@ -122,57 +237,47 @@ class Uplink:
             self.host, self.port, ssl=self.context, server_hostname=self.host
         )
 
-    async def _post(self, size):
-        return await self._request("POST", "records", size)
+    async def _request(self, method, name, body):
+        """The checked reply to a signed request (pos.uplink's docstring)."""
+        try:
+            reply = await asyncio.wait_for(self._exchange(method, name, body), self.timeout_s)
+        except UplinkError:
+            raise
+        except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
+            raise UplinkError("no answer: %r" % (exc,)) from None
+        return self._reply(*reply)
 
-    async def _request(self, method, name, size, body=None):
+    async def _exchange(self, method, name, body):
+        head = self.head(method, name, body)
         reader, writer = await self.connect()
         try:
-            status = self.status() if self.status is not None else ""
-            head = (
-                "%s %s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
-                "X-OneTill-Status: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-                % (method, self.base_path, name, self.host, status[:200], size)
-            )
-            writer.write(head.encode())
-            if size:
-                writer.write(memoryview(self._batch if body is None else body)[:size])
+            writer.write(head)
+            head = None
+            if len(body):
+                writer.write(body)
             await writer.drain()
             return await read_response(reader)
         finally:
             writer.close()
             await writer.wait_closed()
 
-    async def send(self, name, body):
-        """POST a small body (the fault log) to NAME under the terminal's path; UplinkError
-        unless the back end answers 200."""
-        try:
-            status, _ = await asyncio.wait_for(
-                self._request("POST", name, len(body), body), self.timeout_s
-            )
-        except UplinkError:
-            raise
-        except Exception as exc:
-            raise UplinkError("no answer: %r" % (exc,)) from None
-        if status != 200:
-            raise UplinkError("back end answered %d" % status)
-
 
 async def read_response(reader):
-    """(status, body) of an HTTP/1.1 reply with Content-Length, within the size bounds."""
-    status, length = await read_head(reader, MAX_BODY_BYTES)
+    """(status, body, reply tag) of an HTTP/1.1 reply with Content-Length, within the
+    size bounds."""
+    status, length, tag = await read_head(reader, MAX_BODY_BYTES)
     body = b""
     while len(body) < length:
         chunk = await reader.read(length - len(body))
         if not chunk:
             raise UplinkError("reply cut short")
         body += chunk
-    return status, body
+    return status, body, tag
 
 
 async def read_head(reader, max_body):
-    """(status, Content-Length) of an HTTP/1.1 reply, the body left to read (at most
-    max_body bytes: pos.downlink streams larger ones to a file)."""
+    """(status, Content-Length, X-OneTill-Reply value or None) of an HTTP/1.1 reply, the
+    body left to read (at most max_body bytes: pos.downlink streams larger ones to a file)."""
     line = await reader.readline()
     parts = line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -181,7 +286,7 @@ async def read_head(reader, max_body):
         status = int(parts[1])
     except ValueError:
         raise UplinkError("bad status line") from None
-    length = None
+    length = tag = None
     seen = len(line)
     while True:
         line = await reader.readline()
@@ -191,11 +296,14 @@ async def read_head(reader, max_body):
         if line in (b"\r\n", b"\n", b""):
             break
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             try:
                 length = int(value.strip())
             except ValueError:
                 raise UplinkError("bad Content-Length") from None
+        elif name == b"x-onetill-reply":
+            tag = value.strip()
     if length is None or length < 0 or length > max_body:
         raise UplinkError("reply body missing or too long")
-    return status, length
+    return status, length, tag

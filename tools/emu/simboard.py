@@ -10,11 +10,21 @@ provisioned by a tool before it sells: STATE/provision.json becomes /flash/confi
 
 It talks to tools/sim over stdin/stdout, one line a message:
   in:   key K | card NUMBER | scan CODE | link 0|1 | frame | unsent | quit
-  out:  S <events> then 8 lines "|row"   the screen after that many events
+  out:  S <events> then 8 lines "|row"   the screen after that many events (sent only when
+                                         it changed, or when asked with "frame")
         P <n> then n lines "|text"       a receipt or report that printed
         B ok|error                       a beep
         F text                           a fault
         U n                              records not yet acked by the back end
+        A <events>                       every event so far is handled: sent once per input
+                                         line, after what it showed, printed or beeped, so
+                                         tools/sim never waits for a screen that will not
+                                         change
+        L 0|1                            the link as the terminal shows it, on every change
+
+"link 0|1" is the simulated Wi-Fi: while it is off, every connection the firmware opens
+fails with OSError, as it would on a device without a network, and the terminal is told the
+link is down; when it comes back the uplink tries again at once.
 """
 
 import asyncio
@@ -31,6 +41,32 @@ FLASH_SIZE = 0x400000
 TABLE_OFFSET = 0x8000
 SECTOR = 4096
 MOUNT = "/flash"
+
+
+_NETWORK_DOWN = "network down (the simulator's link switch)"
+
+
+class _Connection:
+    """A connection to the back end that fails once the simulated network goes down, as one
+    would when Wi-Fi drops: the step under way fails, and so does its end (wait_closed), so
+    an exchange that began before the switch never reports the link up after it."""
+
+    def __init__(self, board, stream):
+        self._board = board
+        self._stream = stream
+
+    def __getattr__(self, name):
+        if not self._board.network:
+            raise OSError(_NETWORK_DOWN)
+        return getattr(self._stream, name)
+
+    def close(self):
+        self._stream.close()
+
+    async def wait_closed(self):
+        await self._stream.wait_closed()
+        if not self._board.network:
+            raise OSError(_NETWORK_DOWN)
 
 
 def read_partitions(path):
@@ -85,22 +121,36 @@ class SimBoard:
         self.store = FileStore(MOUNT + "/state")
         self.blacklist_path = MOUNT + "/state/blacklist"
         self.fault_log_path = MOUNT + "/state/faults.log"
+        self.reset_cause = "power"  # every start of the simulator is a power-on
         if provision_only:
             self._provision()
             return
         self._stdin = asyncio.StreamReader(sys.stdin)
         self.events = 0
-        self.link = False
+        self._acked = 0
+        self._link_shown = None
         self.uplink = uplink
+        # The simulated Wi-Fi: on from the start when there is a back end to reach.
+        self.network = uplink is not None
+        if uplink is not None:
+            connect = uplink.connect
+
+            async def connect_if_network():
+                if not self.network:
+                    raise OSError(_NETWORK_DOWN)
+                stream = _Connection(self, (await connect())[1])
+                return stream, stream
+
+            uplink.connect = connect_if_network  # the seam pos.uplink and pos.downlink use
         self.app = None
 
     def _mount(self):
         try:
-            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)
+            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)  # type: ignore[attr-defined]  # unix port
         except OSError:
             # A blank vfs: format it, as MicroPython does on a new ESP32.
-            os.VfsLfs2.mkfs(self._vfs_flash)
-            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)
+            os.VfsLfs2.mkfs(self._vfs_flash)  # type: ignore[attr-defined]
+            os.mount(os.VfsLfs2(self._vfs_flash), MOUNT)  # type: ignore[attr-defined]
 
     def _provision(self):
         path = self.state_dir + "/provision.json"
@@ -135,8 +185,22 @@ class SimBoard:
 
     # --- the board interface of pos.app ------------------------------------------------------
 
+    def _acknowledge(self):
+        """Tell tools/sim the events so far are handled (and the link, if it changed)."""
+        self._report_link()
+        if self._acked != self.events:
+            self._acked = self.events
+            print("A %d" % self.events)
+
+    def _report_link(self):
+        terminal = self.app.terminal if self.app is not None else None
+        if terminal is not None and terminal.link_up != self._link_shown:
+            self._link_shown = terminal.link_up
+            print("L %d" % terminal.link_up)
+
     async def next_event(self):
         while True:
+            self._acknowledge()
             line = await self._stdin.readline()
             if not line:
                 return None
@@ -154,9 +218,12 @@ class SimBoard:
                 print("U %d" % (ledger.unsent_count() if ledger else -1))
                 continue
             if verb == "link":
-                self.link = words[1] == "1"
+                self.network = words[1] == "1"
                 self.events += 1
-                return ("link", self.link)
+                if self.network and self.app is not None:
+                    self.app.wake_uplink()  # as Wi-Fi coming back does on the device
+                # Up only with a back end to reach (--offline has none).
+                return ("link", self.network and self.uplink is not None)
             if verb in ("key", "card", "scan") and len(words) == 2:
                 self.events += 1
                 return (verb, words[1])
@@ -198,7 +265,24 @@ class SimBoard:
         return int(time.time())  # the unix port's epoch is 1970, as records want
 
     def feed_watchdog(self):
-        pass
+        self._report_link()  # every tick: the uplink changes the link between inputs
+
+    def set_time(self, unix):
+        pass  # the simulator's clock is the PC's, already right
+
+    def start(self, app):
+        pass  # no tasks of its own: stdin is read by next_event
+
+    def rssi(self):
+        return 0  # no radio
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # SimBoard declared against the board contract (pos/board_contract.pyi)
+    from pos.board_contract import Board
+
+    def _implements_the_contract(board: SimBoard) -> Board:
+        return board
 
 
 def early_uplink(state_dir):

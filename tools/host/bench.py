@@ -8,8 +8,13 @@ queue   flash cost and speed of the whole sale (queue + state log, through the r
         port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
 blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPython.
-uplink  records per second one back-end process ingests from 50 concurrent terminals over
-        TLS on loopback (CPython clients), batch latency p50/p99, bytes on the wire per sale.
+heap    the lowest app heap at which the firmware gets through a scripted busy day in the
+        simulator on five fresh terminals, offline and with the back end, and the margin
+        that leaves below the default 96 KiB (tools/host/benchheap.py).
+uplink  what signing a request and checking its reply cost the terminal on MicroPython
+        (heap kept, garbage, time); records per second one back-end process ingests from 50
+        concurrent terminals over TLS on loopback (CPython clients, signed as terminals
+        sign), batch latency p50/p99, bytes on the wire per sale.
 """
 
 import argparse
@@ -32,6 +37,9 @@ HEAP = "96k"
 # W25Q32JV's typical figures (tools/emu/norflash.py): a program command 30 us for its first
 # byte and 2.5 us for each further one, at most 0.7 ms for a whole 256-byte page; a 4 KiB
 # sector erase 45 ms. Reads (microseconds over SPI) are not priced.
+HEARTBEAT = (
+    "depth=10;oldest_s=12;counter=80;heap=8000;reset=power;rssi=-60;fw=0.1.0;cfg=1;bl=1;cmd=0"
+)
 
 
 def line(name, value, unit):
@@ -184,6 +192,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     from pos.txq import TxQueue
     from tools.host.backend import Server, make_certs
     from tools.host.ledgerdb import LedgerDB
+    from tools.host.linkclient import TerminalSigner
 
     bdk = bytes(range(16))
     with tempfile.TemporaryDirectory() as scratch:
@@ -212,7 +221,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
                     )
                     frames.append(bytes(next(f for c, f in ledger.queue.unsent() if c == counter)))
                 bodies.append(b"".join(frames))
-            work.append((tid, bodies))
+            work.append((tid, bodies, TerminalSigner(bdk, ik_id)))
         db.close()
         server = Server(db_path, os.path.join(scratch, "bdk.key"), scratch)
         trust = ssl.create_default_context(cafile=os.path.join(scratch, "ca.pem"))
@@ -221,22 +230,28 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
             latencies = []
             wire = []
 
-            async def terminal(client, tid, bodies):
+            async def terminal(client, tid, bodies, signer):
+                path = "/v1/terminals/%s/records" % tid
                 for body in bodies:
                     started = time.perf_counter()
+                    # Signed as pos.uplink signs (a heartbeat of the usual length).
+                    signed = signer.headers("POST", path, body, HEARTBEAT)
                     reply = await client.post(
-                        "/v1/terminals/%s/records" % tid,
+                        path,
                         content=body,
-                        headers={"Content-Type": "application/octet-stream"},
+                        headers=dict(signed, **{"Content-Type": "application/octet-stream"}),
                     )
                     latencies.append(time.perf_counter() - started)
                     assert reply.status_code == 200 and reply.json()["stored"] == batch_records
+                    assert signer.reply_ok(reply.headers["x-onetill-reply"], reply.content)
                     head = (
-                        "POST /v1/terminals/%s/records HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n"
-                        "Connection: close\r\n\r\n" % (tid, len(body))
+                        "Connection: close\r\n\r\n" % (path, len(body))
                     )
-                    wire.append(len(head) + len(body) + len(reply.content) + 120)
+                    head += "".join("%s: %s\r\n" % item for item in signed.items())
+                    reply_head = 40 + len("x-onetill-reply: \r\n") + 32
+                    wire.append(len(head) + len(body) + len(reply.content) + reply_head + 120)
 
             async def run_all():
                 limits = httpx.Limits(max_connections=terminals)
@@ -244,7 +259,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
                     base_url=url, verify=trust, limits=limits, timeout=30
                 ) as client:
                     started = time.perf_counter()
-                    await asyncio.gather(*(terminal(client, t, b) for t, b in work))
+                    await asyncio.gather(*(terminal(client, *w) for w in work))
                     return time.perf_counter() - started
 
             elapsed = asyncio.run(run_all())
@@ -259,6 +274,32 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     # The terminal's request as pos.uplink sends it, the reply, and about 120 bytes of TLS
     # records and reply headers a batch; the handshake (about 1.5 KiB) is not counted.
     line("uplink_bytes_per_sale", "%.0f" % (sum(wire) / records), "bytes")
+
+
+def backend_auth(rounds=2000):
+    """What checking a terminal's request signature costs the back end (in-process, one
+    thread: the head only, before any body is read)."""
+    import time
+
+    from tools.host.ledgerdb import LedgerDB
+    from tools.host.linkclient import TerminalSigner
+
+    bdk, ik_id = bytes(range(16)), bytes(8)
+    with tempfile.TemporaryDirectory() as scratch:
+        db = LedgerDB(os.path.join(scratch, "auth.db"), bdk)
+        db.add_terminal("B00001", ik_id)
+        signer = TerminalSigner(bdk, ik_id)
+        path = "/v1/terminals/B00001/records"
+        signed = [
+            signer.headers("POST", path, bytes(490), HEARTBEAT)["X-OneTill-Auth"]
+            for _ in range(rounds)
+        ]
+        started = time.perf_counter()
+        for auth in signed:
+            db.authenticate("B00001", "POST", path, HEARTBEAT, auth)
+        elapsed = time.perf_counter() - started
+        db.close()
+    line("backend_auth_check_us", "%.0f" % (elapsed / rounds * 1e6), "us")
 
 
 def blacklist(entries=10_000):
@@ -285,7 +326,7 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "uplink", "blacklist"],
+        choices=["queue", "sale", "heap", "uplink", "blacklist"],
         help="which benchmark to run",
     )
     args = parser.parse_args(argv)
@@ -293,7 +334,13 @@ def main(argv):
         queue_speed(queue_wear())
     elif args.suite == "sale":
         sale_heap()
+    elif args.suite == "heap":
+        from tools.host import benchheap
+
+        benchheap.run()
     elif args.suite == "uplink":
+        run_on_micropython("import uplink_auth; uplink_auth.main()")
+        backend_auth()
         uplink_load()
     elif args.suite == "blacklist":
         blacklist()

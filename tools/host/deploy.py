@@ -34,7 +34,8 @@ MIP_TARGET = "lib"  # where the deploy puts code on the board's filesystem (/lib
 ENTRY_POINTS = ("boot.py", "main.py")
 ROMFS_PARTITION = "romfs"  # the label the ESP32 port looks for
 
-# Run on the board: the SHA-256 of every file under lib/ and of the entry points, as JSON.
+# Run on the board: the SHA-256 of every file under FOLDERS (lib/, and tests/ for
+# tools/test device) and of the entry points, as JSON.
 _HASHES = """
 import os, hashlib, binascii, json
 def walk(path, out):
@@ -46,10 +47,11 @@ def walk(path, out):
             with open(name, "rb") as f:
                 out[name] = binascii.hexlify(hashlib.sha256(f.read()).digest()).decode()
 out = {}
-try:
-    walk("lib", out)
-except OSError:
-    pass
+for folder in FOLDERS:
+    try:
+        walk(folder, out)
+    except OSError:
+        pass
 for name in ("boot.py", "main.py"):
     try:
         with open(name, "rb") as f:
@@ -200,9 +202,9 @@ def build_romfs_image(base, target, capacity):
     return image
 
 
-def board_state(deploy, image_length=None):
+def board_state(deploy, image_length=None, folders=("lib",)):
     """(hashes of the board's files, (romfs status, partition size, SHA-256) or None)."""
-    script = _HASHES
+    script = _HASHES.replace("FOLDERS", repr(list(folders)))
     if image_length is not None:
         script += _ROMFS.replace("LENGTH", str(image_length))
     out = deploy.query([["exec", script]])

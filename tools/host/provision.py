@@ -58,6 +58,15 @@ class _FsStore:
             out.write(bytes(data))
 
 
+def private(path, mode):
+    """Open a file for writing that only its owner can read (0600, whatever the umask and
+    whatever mode an earlier file of that name had): the vfs and flash images hold the
+    device key, the DUKPT registers and the link key."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return open(descriptor, mode)
+
+
 def vfs_geometry():
     """(offset, size) of the vfs: from the end of the last partition to the end of flash."""
     end = max(offset + size for _, _, _, offset, size in partitions.read_csv())
@@ -129,13 +138,12 @@ def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
         "statelog": statelog_image(device_key, derive_initial_key(bdk, ik_id), ik_id),
     }
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "vfs.img"), "wb") as out:
+        os.makedirs(out_dir, mode=0o700, exist_ok=True)
+        with private(os.path.join(out_dir, "vfs.img"), "wb") as out:
             out.write(result["vfs"])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        with open(os.open(os.path.join(out_dir, "statelog.img"), flags, 0o600), "wb") as out:
+        with private(os.path.join(out_dir, "statelog.img"), "wb") as out:
             out.write(result["statelog"])
-        with open(os.path.join(out_dir, "identity.json"), "w") as out:
+        with private(os.path.join(out_dir, "identity.json"), "w") as out:
             json.dump(identity, out, indent=1)
         if flash_image:
             write_flash_image(
@@ -148,7 +156,7 @@ def write_flash_image(path, vfs, statelog):
     offset, size = vfs_geometry()
     if len(vfs) != size:
         raise ProvisionError("the vfs image is %d bytes, the partition %d" % (len(vfs), size))
-    with open(path, "wb") as out:
+    with private(path, "wb") as out:
         out.write(b"\xff" * FLASH_SIZE)
         out.seek(partitions.TABLE_OFFSET)
         out.write(partitions.table_bytes(partitions.read_csv()))
@@ -166,6 +174,11 @@ def main(argv):
     parser.add_argument("--out", help="output folder (not needed with --dry-run)")
     parser.add_argument("--register", metavar="DB", help="add the terminal to this back end")
     parser.add_argument("--flash-image", action="store_true", help="also write OUT/flash.bin")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --register: the ID is registered with another IK ID; start it afresh",
+    )
     parser.add_argument("--dry-run", action="store_true", help="check and build, write nothing")
     args = parser.parse_args(argv)
     if not args.dry_run and not args.out:
@@ -189,11 +202,23 @@ def main(argv):
         return 2
     identity = result["identity"]
     if args.register and not args.dry_run:
-        from tools.host.ledgerdb import LedgerDB
+        from tools.host.ledgerdb import LedgerDB, RegistrationError
 
         db = LedgerDB(args.register)
-        db.add_terminal(identity["terminal_id"], unhexlify(identity["ik_id"]), result["merchants"])
-        db.close()
+        try:
+            db.add_terminal(
+                identity["terminal_id"],
+                unhexlify(identity["ik_id"]),
+                result["merchants"],
+                replace=args.replace,
+            )
+        except RegistrationError as exc:
+            sys.stderr.write(
+                "tools/provision: wrote %s, but not registered: %s\n" % (args.out, exc)
+            )
+            return 2
+        finally:
+            db.close()
     print(
         "%s terminal %s, IK ID %s, %d merchants, vfs image %d bytes%s"
         % (

@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import sys
+import time
 from binascii import unhexlify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +31,8 @@ from pos.dukpt import (  # noqa: E402
     derive_working_key,
     ksn_bytes,
 )
-from pos.record import KIND_NAMES, METHOD_NAMES, Record, RecordError  # noqa: E402
+from pos.money import MoneyError, currency, currency_code, format_minor  # noqa: E402
+from pos.record import KIND_NAMES, METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
 from pos.seal import Sealer, SealError  # noqa: E402
 from pos.txq import QueueError, TxQueue  # noqa: E402
 from tools.host import partitions  # noqa: E402
@@ -62,10 +64,16 @@ def read_hex_file(path, size, what):
     try:
         with open(path) as source:
             value = unhexlify(source.read().strip())
-    except (OSError, ValueError) as exc:
-        raise RecoverError("cannot read %s from %s: %s" % (what, path, exc)) from None
+    except OSError as exc:
+        raise RecoverError("cannot read %s from %s: %s" % (what, path, exc.strerror)) from None
+    except ValueError:
+        raise RecoverError(
+            "%s in %s must be %d hex digits, and it is not hex" % (what, path, 2 * size)
+        ) from None
     if len(value) != size:
-        raise RecoverError("%s in %s must be %d bytes" % (what, path, size))
+        raise RecoverError(
+            "%s in %s must be %d hex digits (%d bytes)" % (what, path, 2 * size, size)
+        )
     return value
 
 
@@ -73,7 +81,9 @@ def open_records(image, bdk, ik_id):
     """(rows, recovery report) for the queue in a flash image."""
     try:
         table = partitions.read_image_table(image)
-    except (OSError, partitions.PartitionError) as exc:
+    except OSError as exc:
+        raise RecoverError("%s: %s" % (image, exc.strerror)) from None
+    except partitions.PartitionError as exc:
         raise RecoverError("%s: %s" % (image, exc)) from None
     if "txq" not in table:
         raise RecoverError("%s has no txq partition" % image)
@@ -118,6 +128,10 @@ def open_records(image, bdk, ik_id):
             flags=record.flags,
             last_four=None if record.last_four == 0xFFFF else record.last_four,
         )
+        if record.kind == SETTLEMENT:
+            # A Z has no card: its last-four field carries the refund count.
+            row["last_four"] = None
+            row["_z"] = record.settlement_counts()
         rows.append(row)
     report = {
         "records": queue.found_records,
@@ -133,34 +147,55 @@ def open_records(image, bdk, ik_id):
     return rows, report
 
 
-def upload(rows, url, tid, ca_file, batch_bytes=2048):
-    """POST the unsent records, oldest first, in batches as the terminal would; returns the
-    back end's last ack. Records that do not open are sent too: the back end quarantines
-    what it cannot verify, and the decision is its, not this tool's."""
+def upload(rows, url, tid, ca_file, bdk, ik_id, batch_bytes=2048):
+    """POST the unsent records, oldest first, in batches as the terminal would (signed with
+    its request key, from the BDK and IK ID: pos.uplink); returns the back end's last ack.
+    Records that do not open are sent too: the back end quarantines what it cannot verify,
+    and the decision is its, not this tool's."""
     import ssl
 
     import httpx
 
-    context = ssl.create_default_context(cafile=ca_file)
+    from tools.host.linkclient import TerminalSigner
+
+    signer = TerminalSigner(bdk, ik_id)
+    path = "/v1/terminals/%s/records" % tid
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise RecoverError("cannot read the CA from %s: %s" % (ca_file, exc)) from None
     frames = [row["_frame"] for row in rows if not row["acked"]]
     ack = 0
-    with httpx.Client(base_url=url, verify=context, timeout=30) as client:
-        while frames:
-            batch, size = [], 0
-            while frames and size + len(frames[0]) <= batch_bytes:
-                size += len(frames[0])
-                batch.append(frames.pop(0))
-            try:
-                reply = client.post(
-                    "/v1/terminals/%s/records" % tid,
-                    content=b"".join(batch),
-                    headers={"Content-Type": "application/octet-stream"},
-                )
-            except httpx.HTTPError as exc:
-                raise RecoverError("upload failed: %s" % exc) from None
-            if reply.status_code != 200:
-                raise RecoverError("back end answered %d: %s" % (reply.status_code, reply.text))
-            ack = reply.json()["ack"]
+    try:
+        with httpx.Client(base_url=url, verify=context, timeout=30) as client:
+            while frames:
+                batch, size = [], 0
+                while frames and size + len(frames[0]) <= batch_bytes:
+                    size += len(frames[0])
+                    batch.append(frames.pop(0))
+                body = b"".join(batch)
+                for _ in range(2):  # once more if the back end says where the counter is
+                    reply = client.post(
+                        path,
+                        content=body,
+                        headers=dict(
+                            signer.headers("POST", path, body),
+                            **{"Content-Type": "application/octet-stream"},
+                        ),
+                    )
+                    tag = reply.headers.get("x-onetill-reply")
+                    if reply.status_code != 401 or not signer.reply_ok(tag, reply.content):
+                        break
+                    signer.nonce = max(signer.nonce, reply.json().get("last", 0))
+                if reply.status_code != 200:
+                    raise RecoverError(
+                        "the back end answered %d: %s" % (reply.status_code, reply.text[:200])
+                    )
+                ack = reply.json()["ack"]
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise RecoverError("upload to %s failed: %s" % (url, exc)) from None
+    except (ValueError, KeyError, TypeError):
+        raise RecoverError("the back end at %s did not answer with an ack" % url) from None
     return ack
 
 
@@ -168,31 +203,77 @@ def _read_only(*_args):
     raise RecoverError("recovery tried to write to the flash image")
 
 
+def money(amount_minor, currency_numeric):
+    """Minor units as the receipt prints them: 21710, 978 -> 'EUR 217.10'."""
+    try:
+        code = currency_code(currency_numeric)
+        return "%s %s" % (code, format_minor(amount_minor, currency(code)[1]))
+    except MoneyError:
+        return "%d minor units of currency %s" % (amount_minor, currency_numeric)
+
+
 def write_text(rows, report, out):
+    """One line a record for an operator: money as the receipt prints it (a void or refund
+    below zero), the time in UTC
+    (none before the terminal's clock was set), the card's last four digits where there
+    was a card, and a Z's own figures."""
     out.write(
-        "%-8s %-5s %-10s %3s %-7s %12s %8s %s\n"
-        % ("counter", "acked", "type", "mer", "method", "amount", "receipt", "note")
+        "%7s %-5s %-10s %3s %-6s %15s %7s  %-16s %s\n"
+        % ("counter", "acked", "type", "mer", "method", "amount", "receipt", "time (UTC)", "note")
     )
     for row in rows:
+        acked = "yes" if row["acked"] else "no"
         if row["error"]:
-            out.write(
-                "%-8d %-5s %s\n" % (row["counter"], row["acked"], "UNREADABLE: " + row["error"])
-            )
+            out.write("%7d %-5s UNREADABLE: %s\n" % (row["counter"], acked, row["error"]))
             continue
-        out.write(
-            "%-8d %-5s %-10s %3d %-7s %12d %8d %s\n"
-            % (
-                row["counter"],
-                "yes" if row["acked"] else "no",
-                row["type"],
-                row["merchant_number"],
-                row["method"] or "-",
-                row["amount_minor"],
-                row["receipt"],
-                "card ****%04d" % row["last_four"] if row["last_four"] is not None else "",
+        if "_z" in row:
+            sales_count, sales_total, refunds_count, refunds_total = row["_z"]
+            note = "Z %d: sales %d %s, refunds %d %s" % (
+                row["reference"],
+                sales_count,
+                money(sales_total, row["currency"]),
+                refunds_count,
+                money(refunds_total, row["currency"]),
             )
+        else:
+            note = "card ****%04d" % row["last_four"] if row["last_four"] is not None else ""
+            if row["reference"] and row["type"] in ("void", "refund"):
+                note = ("of receipt %06d %s" % (row["reference"], note)).strip()
+        line = "%7d %-5s %-10s %3d %-6s %15s %7s  %-16s %s" % (
+            row["counter"],
+            acked,
+            row["type"],
+            row["merchant_number"],
+            row["method"] or "-",
+            money(
+                -row["amount_minor"] if row["type"] in ("void", "refund") else row["amount_minor"],
+                row["currency"],
+            ),
+            "%06d" % row["receipt"],
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["time"])) if row["time"] else "-",
+            note,
         )
-    out.write("recovered: %s\n" % ", ".join("%s %s" % item for item in report.items()))
+        out.write(line.rstrip() + "\n")
+    out.write(
+        "%d records: %d acked by the back end, %d not yet, %d unreadable\n"
+        % (
+            report["records"],
+            report["records"] - report["unsent"],
+            report["unsent"],
+            report["unreadable"],
+        )
+    )
+    out.write(
+        "queue: acked up to counter %d; ack records %d, corrupt frames %d, stale sectors %d, "
+        "unknown sectors %d\n"
+        % (
+            report["ack_watermark"],
+            report["acks"],
+            report["corrupt"],
+            report["stale_sectors"],
+            report["unknown_sectors"],
+        )
+    )
 
 
 def main(argv):
@@ -209,57 +290,72 @@ def main(argv):
     parser.add_argument("--ca", help="the back end's CA, PEM (with --upload)")
     args = parser.parse_args(argv)
     try:
-        if args.state:
-            image = args.flash or os.path.join(args.state, "flash.bin")
-            bdk_file = args.bdk_file or os.path.join(args.state, "backend", "bdk.key")
-            if args.ik_id is None:
-                try:
-                    with open(os.path.join(args.state, "backend", "terminals.json")) as source:
-                        args.ik_id = next(iter(json.load(source).values()))["ik_id"]
-                except (OSError, ValueError, StopIteration, KeyError) as exc:
-                    raise RecoverError(
-                        "no terminal in %s/backend: %s" % (args.state, exc)
-                    ) from None
-        else:
-            image, bdk_file = args.flash, args.bdk_file
-        if not image or not bdk_file or not args.ik_id:
-            raise RecoverError("give --state DIR, or --flash, --bdk-file and --ik-id")
-        try:
-            ik_id = unhexlify(args.ik_id)
-        except ValueError:
-            raise RecoverError("--ik-id must be hex") from None
-        if len(ik_id) != 8:
-            raise RecoverError("--ik-id must be 8 bytes (16 hex digits)")
-        bdk = read_hex_file(bdk_file, 16, "the BDK")
-        rows, report = open_records(image, bdk, ik_id)
+        return run(args)
     except RecoverError as exc:
         sys.stderr.write("tools/recover: %s\n" % exc)
         return 2
+    except BrokenPipeError:
+        # `tools/recover ... | head`: the reader has what it wanted; nothing left to say
+        # (and stdout cannot be flushed again at exit).
+        os._exit(0)
+
+
+def keys_of_state(state):
+    """(flash image, BDK file, IK ID) of a simulator state folder."""
+    if not os.path.isdir(state):
+        raise RecoverError("no simulator state folder %s" % state)
+    try:
+        with open(os.path.join(state, "backend", "terminals.json")) as source:
+            ik_id = next(iter(json.load(source).values()))["ik_id"]
+    except OSError as exc:
+        raise RecoverError("no terminal in %s: %s" % (state, exc.strerror)) from None
+    except (ValueError, StopIteration, KeyError, TypeError, AttributeError):
+        raise RecoverError(
+            "no terminal in %s: backend/terminals.json names none" % state
+        ) from None
+    return os.path.join(state, "flash.bin"), os.path.join(state, "backend", "bdk.key"), ik_id
+
+
+def run(args):
+    if args.upload and (not args.tid or not args.ca):
+        raise RecoverError("--upload needs --tid and --ca")
+    image, bdk_file, ik_hex = args.flash, args.bdk_file, args.ik_id
+    if args.state:
+        from_state = keys_of_state(args.state)
+        image = image or from_state[0]
+        bdk_file = bdk_file or from_state[1]
+        ik_hex = ik_hex or from_state[2]
+    if not image or not bdk_file or not ik_hex:
+        raise RecoverError("give --state DIR, or --flash, --bdk-file and --ik-id")
+    try:
+        ik_id = unhexlify(ik_hex)
+    except ValueError:
+        raise RecoverError("--ik-id must be hex") from None
+    if len(ik_id) != 8:
+        raise RecoverError("--ik-id must be 8 bytes (16 hex digits)")
+    bdk = read_hex_file(bdk_file, 16, "the BDK")
+    rows, report = open_records(image, bdk, ik_id)
     if args.upload:
-        if not args.tid or not args.ca:
-            sys.stderr.write("tools/recover: --upload needs --tid and --ca\n")
-            return 2
-        try:
-            ack = upload(rows, args.upload, args.tid, args.ca)
-        except RecoverError as exc:
-            sys.stderr.write("tools/recover: %s\n" % exc)
-            return 2
+        ack = upload(rows, args.upload, args.tid, args.ca, bdk, ik_id)
         sys.stderr.write("uploaded: the back end acked up to counter %d\n" % ack)
-    for row in rows:
-        del row["_frame"]
     if args.unsent:
         rows = [row for row in rows if not row["acked"]]
     form = "json" if args.json else args.format
-    if form == "json":
-        json.dump(rows, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        sys.stderr.write("recovered: %s\n" % json.dumps(report))
-    elif form == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
+    if form == "text":
         write_text(rows, report, sys.stdout)
+    else:
+        for row in rows:
+            del row["_frame"]
+            row.pop("_z", None)
+        if form == "json":
+            json.dump(rows, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+            sys.stderr.write("recovered: %s\n" % json.dumps(report))
+        else:
+            writer = csv.DictWriter(sys.stdout, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    sys.stdout.flush()  # a closed pipe shows here, not at exit
     return 1 if report["unreadable"] else 0
 
 

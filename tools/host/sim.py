@@ -8,6 +8,7 @@ prepares the state folder, starts the firmware and speaks its line protocol
 """
 
 import argparse
+import fcntl
 import json
 import os
 import queue
@@ -41,6 +42,11 @@ TOKEN_RE = re.compile(r"^(card|scan):(\d{1,24})$|^wait:(\d{1,7})$|^link:(up|down
 
 class SimError(Exception):
     """Something stopped the simulator; the message says what, for the person at the keys."""
+
+
+class UsageError(SimError):
+    """A mistake in how the simulator was started (a token, a flag, a state folder): nothing
+    was changed, and tools/sim exits 2."""
 
 
 # --- the state folder ---------------------------------------------------------------------
@@ -114,15 +120,25 @@ def demo_config(terminal_id, token_key, salt):
 def prepare_state(state):
     """Make STATE/flash.bin and, the first time, the demo terminal's provisioning file and the
     back end's key file. Returns a line saying what was done."""
-    os.makedirs(state, exist_ok=True)
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    os.chmod(state, 0o700)  # flash.bin holds the terminal's keys, backend/ the BDK
     image = os.path.join(state, "flash.bin")
     if os.path.exists(image):
         if os.path.getsize(image) != FLASH_SIZE:
-            raise SimError("%s is not a 4 MiB flash image" % image)
-        if "statelog" not in partitions.read_image_table(image):
+            raise UsageError("%s is not a 4 MiB flash image" % image)
+        try:
+            table = partitions.read_image_table(image)
+            if "txq" not in table:
+                raise partitions.PartitionError("no txq partition")
+        except partitions.PartitionError as exc:
+            raise UsageError(
+                "%s is not a terminal's flash image (%s): move it away or use another --state"
+                % (image, exc)
+            ) from None
+        if "statelog" not in table:
             # Made before the state log had its partition: no migration for a pre-release
             # simulator state, a new terminal is made instead.
-            raise SimError("%s has an older partition table: remove %s" % (image, state))
+            raise UsageError("%s has an older partition table: remove %s" % (image, state))
         return "using %s" % image
     keys_dir = os.path.join(state, "backend")
     os.makedirs(keys_dir, mode=0o700, exist_ok=True)
@@ -159,7 +175,7 @@ def prepare_state(state):
         os.open(os.path.join(state, "provision.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
     ) as out:
         json.dump(provision, out)
-    with open(image, "wb") as out:
+    with open(os.open(image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         blank = b"\xff" * 65536
         for _ in range(FLASH_SIZE // len(blank)):
             out.write(blank)
@@ -171,6 +187,46 @@ def prepare_state(state):
 # --- the firmware process ------------------------------------------------------------------
 
 
+class StateLock:
+    """The state folder, locked (fcntl.flock on the folder itself, no file left behind)
+    while a simulator runs on it: two firmwares on one flash.bin would overwrite each
+    other's writes. The kernel lets go when the process ends, however it ends, so a killed
+    simulator never leaves a stale lock."""
+
+    def __init__(self, state, wait_s=3):
+        if os.path.exists(state) and not os.path.isdir(state):
+            raise UsageError("--state %s is a file, not a folder" % state)
+        try:
+            os.makedirs(state, exist_ok=True)
+            self.fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise UsageError(
+                "cannot use %s as the state folder: %s" % (state, exc.strerror or exc)
+            ) from None
+        # A firmware whose simulator was killed holds the lock (it inherits it) until it
+        # has read the end of its input and finished its last event: a moment, worth
+        # waiting for.
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise UsageError(
+                        "another tools/sim is running on %s: stop it first, or use another "
+                        "--state" % state
+                    ) from None
+                time.sleep(0.1)
+        if not os.access(state, os.W_OK):
+            self.release()
+            raise UsageError("cannot use %s as the state folder: it is read-only" % state)
+
+    def release(self):
+        os.close(self.fd)  # closing it lets go of the lock
+
+
 def build_image():
     out_dir = mpybuild.build_for_unix_port()
     return mpybuild.build_romfs(out_dir)
@@ -179,7 +235,7 @@ def build_image():
 def parse_heap(text):
     match = re.fullmatch(r"(\d+)([kK]?)", text)
     if not match:
-        raise SimError("--heap takes a size like 96k or 98304")
+        raise UsageError("--heap takes a size like 96k or 98304")
     return int(match.group(1)) * (1024 if match.group(2) else 1)
 
 
@@ -222,10 +278,10 @@ def use_backend(state, url):
 
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname or not parts.port:
-        raise SimError("--backend wants https://HOST:PORT, not %r" % url)
+        raise UsageError("--backend wants https://HOST:PORT, not %r" % url)
     keys = os.path.join(state, "backend")
     if not os.path.exists(os.path.join(keys, "ca.der")):
-        raise SimError("no CA in %s: start tools/sim once without --backend first" % keys)
+        raise UsageError("no CA in %s: start tools/sim once without --backend first" % keys)
     with open(os.path.join(keys, "terminals.json")) as source:
         tid = next(iter(json.load(source)))
     with open(os.path.join(state, "uplink.json"), "w") as out:
@@ -235,7 +291,7 @@ def use_backend(state, url):
 class Firmware:
     """The MicroPython process and its line protocol."""
 
-    def __init__(self, state, heap):
+    def __init__(self, state, heap, lock):
         image = build_image()
         process_heap = heap + os.path.getsize(image) + 32 * 1024
         env = dict(os.environ, MICROPYPATH=".frozen")
@@ -261,6 +317,9 @@ class Firmware:
             )
             if done.returncode or os.path.exists(os.path.join(state, "provision.json")):
                 raise SimError("provisioning failed:\n" + done.stdout + done.stderr)
+        # A session of its own: Ctrl-C in the terminal stops the simulator, which then
+        # stops the firmware between events; if the simulator is killed, the firmware reads
+        # the end of its input and stops by itself.
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -270,6 +329,8 @@ class Firmware:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            start_new_session=True,
+            pass_fds=(lock.fd,),  # the state folder stays locked while the firmware runs
         )
         # A thread moves the firmware's output lines into a queue: select() on a buffered
         # pipe would miss lines that already sit in Python's buffer.
@@ -277,6 +338,8 @@ class Firmware:
         threading.Thread(target=self._pump, daemon=True).start()
         self.screen = [""] * 8
         self.events_shown = -1
+        self.events_acked = 0
+        self.link_up = None  # as the terminal shows it ("L" lines)
         self.printed = []  # slips printed since the last look
         self.faults = []
         self.stray = []
@@ -323,6 +386,10 @@ class Firmware:
             pass  # a beep: the simulator is silent
         elif line.startswith("U "):
             self.unsent = int(line[2:])
+        elif line.startswith("A "):
+            self.events_acked = int(line[2:])
+        elif line.startswith("L "):
+            self.link_up = line[2:] == "1"
         elif line == "Q":
             return "quit"
         else:
@@ -336,22 +403,36 @@ class Firmware:
             raise SimError("the firmware stopped in the middle of a message")
         return line[1:] if line.startswith("|") else line
 
-    def wait_for_events(self, count, timeout_s=30):
-        """Read messages until the screen shows the effect of `count` events."""
+    def _wait(self, done, timeout_s):
         deadline = time.monotonic() + timeout_s
-        while self.events_shown < count:
+        while not done():
             left = deadline - time.monotonic()
             if left <= 0 or self.read_message(left) is False:
                 raise SimError("the firmware did not answer within %d s" % timeout_s)
-        # Whatever followed at once (receipts, beeps) belongs to this step too.
-        while self.read_message(0.05):
+
+    def wait_for_start(self, timeout_s=30):
+        """Read messages until the firmware has shown its first screen."""
+        self._wait(lambda: self.events_shown >= 0, timeout_s)
+        while self.read_message(0.05):  # start-up faults and the link that follow at once
             pass
+
+    def wait_for_events(self, count, timeout_s=30):
+        """Read messages until the firmware has acknowledged `count` events: by then it has
+        sent everything they showed, printed or beeped (tools/emu/simboard.py)."""
+        self._wait(lambda: self.events_acked >= count, timeout_s)
 
     def refresh(self):
         self.send("frame")
         shown = self.events_shown
         self.events_shown = -1
-        self.wait_for_events(shown)
+        self._wait(lambda: self.events_shown >= shown, 30)
+
+    def unsent_count(self, timeout_s=10):
+        """Records the back end has not acknowledged yet (-1: the terminal cannot tell)."""
+        self.unsent = None
+        self.send("unsent")
+        self._wait(lambda: self.unsent is not None, timeout_s)
+        return self.unsent
 
     def drain(self, timeout_s=60):
         """Wait until the back end has acked every record; False if it has not in time."""
@@ -402,99 +483,136 @@ def frame_text(screen):
     return "\n".join([top] + ["|%-16s|" % row for row in screen] + [top])
 
 
-def run_keys(firmware, script, out):
-    events = 0
+TOKENS_HELP = "0-9 # * A-D card:N scan:N wait:MS link:up|down"
+
+
+def parse_keys(script):
+    """The protocol lines (or ("wait", ms)) for a --keys script, every token checked before
+    the first is sent: a typo at the end must not leave a sale booked and the run failed."""
+    steps = []
     for token in script.split():
         match = TOKEN_RE.match(token)
         if token in KEY_TOKENS:
-            firmware.send("key " + token)
+            line = "key " + token
         elif match and match.group(1):
-            firmware.send("%s %s" % (match.group(1), match.group(2)))
+            line = "%s %s" % (match.group(1), match.group(2))
         elif match and match.group(4):
-            firmware.send("link " + ("1" if match.group(4) == "up" else "0"))
+            line = "link " + ("1" if match.group(4) == "up" else "0")
         elif match and match.group(3):
-            time.sleep(int(match.group(3)) / 1000)
-            firmware.refresh()
-            out.write("> %s\n%s\n" % (token, frame_text(firmware.screen)))
-            continue
+            line = ("wait", int(match.group(3)))
         else:
-            raise SimError(
-                "unknown key token %r (keys: 0-9 # * A-D card:N scan:N wait:MS)" % token
-            )
-        events += 1
-        firmware.wait_for_events(events)
+            raise UsageError("unknown key token %r (keys: %s)" % (token, TOKENS_HELP))
+        steps.append((token, line))
+    return steps
+
+
+def run_keys(firmware, steps, out):
+    events = 0
+    for token, line in steps:
+        if isinstance(line, tuple):
+            time.sleep(line[1] / 1000)
+            firmware.refresh()
+        else:
+            firmware.send(line)
+            events += 1
+            firmware.wait_for_events(events)
         out.write("> %s\n%s\n" % (token, frame_text(firmware.screen)))
         for slip in firmware.printed:
-            out.write("printed:\n" + "\n".join("  " + line for line in slip) + "\n")
+            out.write("printed:\n" + "\n".join("  " + text for text in slip) + "\n")
         firmware.printed.clear()
     out.flush()
 
 
 KEYMAP = {"\r": "#", "\n": "#", "\x1b": "*", "\x7f": "B", "\x08": "B"}
+INTERACTIVE_KEYS = """interactive keys:
+  0-9          digits
+  Enter or #   # (OK)
+  Esc or *     * (back, cancel)
+  Backspace    B (delete a digit)
+  a b c d      A B C D (A: functions, C/D: pages)
+  r            read the demo card 4111 1111 1111 1111
+  s            scan the demo payment code 28761234567890
+  l            switch the simulated network off or on (off: the firmware's connections
+               fail, the terminal sells offline; on: the uplink sends what waits)
+  q            quit (says how many records the back end has not acknowledged yet)
+  Ctrl-C       quit at once"""
 HELP = (
-    "keys: 0-9, Enter=#, Esc=*, Backspace=B, a-d=A-D | r: read demo card | "
-    "s: scan demo QR | l: link up/down | q: quit"
+    "keys: 0-9, Enter=#, Esc=*, Backspace=B, a-d=A-D\n"
+    "r: read demo card | s: scan demo QR | l: network off/on | q: quit"
 )
 
 
-def interactive(firmware, state, out):
+def interactive_message(char, network):
+    """The protocol line for one typed character, or None when it is not a key; the network
+    switch's new state."""
+    if char == "r":
+        return "card " + DEMO_CARD, network
+    if char == "s":
+        return "scan " + DEMO_QR, network
+    if char == "l":
+        return "link " + ("0" if network else "1"), not network
+    key = KEYMAP.get(char, char.upper())
+    if key not in KEY_TOKENS:
+        return None, network
+    return "key " + key, network
+
+
+def interactive(firmware, state, out, header, network):
+    import shutil
     import termios
     import tty
 
     if not sys.stdin.isatty():
-        raise SimError("interactive mode needs a terminal; use --keys for scripts")
-    saved = termios.tcgetattr(sys.stdin)
-    link_up = False
+        raise UsageError("interactive mode needs a terminal; use --keys for scripts")
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
     last_slip = []
     try:
-        tty.setcbreak(sys.stdin.fileno())
-        events = 0
+        tty.setcbreak(fd)
         dirty = True
         while True:
+            while firmware.read_message(0):  # everything that came, then one drawing
+                dirty = True
             if dirty:
-                out.write("\x1b[2J\x1b[H" + frame_text(firmware.screen) + "\n")
-                out.write(
-                    "link %s | receipts go to %s\n%s\n"
-                    % ("up" if link_up else "down", os.path.join(state, "printer.txt"), HELP)
-                )
-                if last_slip:
-                    out.write("last printed:\n")
-                    out.write("\n".join("  " + text for text in last_slip[-16:]) + "\n")
-                out.flush()
-                dirty = False
-            if firmware.read_message(0):
                 if firmware.printed:
                     last_slip = firmware.printed[-1]
                     firmware.printed.clear()
-                dirty = True
-                continue
-            ready, _, _ = select.select([sys.stdin], [], [], 0.2)
+                link = {None: "?", True: "up", False: "down"}[firmware.link_up]
+                lines = header + [frame_text(firmware.screen)]
+                lines.append(
+                    "link %s%s | receipts go to %s"
+                    % (
+                        link,
+                        "" if network else " (network off: l turns it on)",
+                        os.path.join(state, "printer.txt"),
+                    )
+                )
+                lines.append(HELP)
+                room = shutil.get_terminal_size().lines - len("\n".join(lines).split("\n")) - 2
+                if last_slip and room > 2:
+                    lines.append("last printed:")
+                    lines.extend("  " + text for text in last_slip[-(room - 1) :])
+                # Clear and draw from the top, the start-up lines first: they stay in view.
+                out.write("\x1b[2J\x1b[H" + "\n".join(lines) + "\n")
+                out.flush()
+                dirty = False
+            ready, _, _ = select.select([fd], [], [], 0.05)
             if not ready:
                 continue
-            char = sys.stdin.read(1)
-            if char == "q":
-                return
-            if char == "r":
-                message = "card " + DEMO_CARD
-            elif char == "s":
-                message = "scan " + DEMO_QR
-            elif char == "l":
-                link_up = not link_up
-                message = "link " + ("1" if link_up else "0")
-            else:
-                key = KEYMAP.get(char, char.upper())
-                if key not in KEY_TOKENS:
-                    continue
-                message = "key " + key
-            firmware.send(message)
-            events += 1
-            firmware.wait_for_events(events)
-            if firmware.printed:
-                last_slip = firmware.printed[-1]
-                firmware.printed.clear()
+            # The raw fd, every byte of it: a buffered reader would keep a burst of keys in
+            # its own buffer, where select() no longer sees them.
+            typed = os.read(fd, 1024)
+            if not typed:
+                return network
+            for char in typed.decode("latin-1"):
+                if char == "q":
+                    return network
+                message, network = interactive_message(char, network)
+                if message is not None:
+                    firmware.send(message)
             dirty = True
     finally:
-        termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         out.write("\n")
 
 
@@ -503,6 +621,12 @@ def main(argv):
         prog="tools/sim",
         description="Run the OneTill firmware on the MicroPython unix port with a simulated "
         "board (demo terminal: cashier PINs 1111 and 2222, supervisor 9999).",
+        epilog=INTERACTIVE_KEYS
+        + "\n\nscripted keys (--keys): "
+        + TOKENS_HELP
+        + "\n\nexit: 0 done, 1 the firmware stopped or did not answer, 2 a mistake in the "
+        "command (token, flag, state folder, another tools/sim on it) or Ctrl-C",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--state", default=os.path.join(ROOT, ".sim"), help="state folder (default .sim/)"
@@ -530,54 +654,99 @@ def main(argv):
     )
     args = parser.parse_args(argv)
     out = sys.stdout
+    header = []  # the start-up lines, kept above the drawing in interactive mode
+
+    def say(text):
+        header.append("tools/sim: " + text)
+        out.write(header[-1] + "\n")
+        out.flush()
+
+    lock = None
     try:
         heap = parse_heap(args.heap)
-        out.write("tools/sim: %s\n" % prepare_state(args.state))
+        steps = parse_keys(args.keys) if args.keys is not None else None
         if args.offline and args.drain:
-            raise SimError("--drain needs the back end: drop --offline")
+            raise UsageError("--drain needs the back end: drop --offline")
         if args.offline and args.backend:
-            raise SimError("--offline and --backend contradict each other")
-        backend = None
-        uplink_file = os.path.join(args.state, "uplink.json")
-        if os.path.exists(uplink_file):
-            os.remove(uplink_file)  # left by a run that was killed
+            raise UsageError("--offline and --backend contradict each other")
+        if steps is None and not sys.stdin.isatty():
+            raise UsageError("interactive mode needs a terminal; use --keys for scripts")
+        lock = StateLock(args.state)
         try:
-            if args.backend:
-                use_backend(args.state, args.backend)
-                out.write("tools/sim: back end at %s\n" % args.backend)
-            elif not args.offline:
-                backend = Backend(args.state)
-                out.write("tools/sim: back end on https://127.0.0.1:%d\n" % backend.port)
-            if backend is not None or args.backend:
-                out.write(
-                    "tools/sim: heap %d KiB for the app + %d KiB for mbedTLS (which the unix "
-                    "port takes from the same heap)\n" % (heap // 1024, TLS_ALLOWANCE // 1024)
-                )
-            uplinked = backend is not None or bool(args.backend)
-            firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0))
-            try:
-                firmware.wait_for_events(0)
-                for fault in firmware.faults:
-                    out.write("firmware: %s\n" % fault)
-                if args.keys is not None:
-                    run_keys(firmware, args.keys, out)
-                else:
-                    interactive(firmware, args.state, out)
-                if args.drain and not firmware.drain():
-                    raise SimError("the back end has not acked every record within 60 s")
-                if args.drain:
-                    out.write("tools/sim: drained: the back end has every record\n")
-            finally:
-                code = firmware.stop()
-            if code != 0:
-                raise SimError(firmware.crash_report())
-        finally:
-            if backend is not None:
-                backend.stop()
+            say(prepare_state(args.state))
+        except OSError as exc:
+            raise UsageError(
+                "cannot use %s as the state folder: %s" % (args.state, exc.strerror or exc)
+            ) from None
+        run(args, heap, steps, out, header, say, lock)
+    except UsageError as exc:
+        out.write("tools/sim: %s\n" % exc)
+        return 2
     except SimError as exc:
         out.write("tools/sim: %s\n" % exc)
         return 1
+    except KeyboardInterrupt:
+        out.write("tools/sim: interrupted; the terminal keeps what it had stored\n")
+        return 2
+    finally:
+        if lock is not None:
+            lock.release()
     return 0
+
+
+def run(args, heap, steps, out, header, say, lock):
+    """Start the back end (unless --offline) and the firmware, then type the keys or hand
+    the keypad to the person at the terminal."""
+    backend = None
+    uplink_file = os.path.join(args.state, "uplink.json")
+    if os.path.exists(uplink_file):
+        os.remove(uplink_file)  # left by a run that was killed while starting
+    try:
+        if args.backend:
+            use_backend(args.state, args.backend)
+            say("back end at %s" % args.backend)
+        elif not args.offline:
+            backend = Backend(args.state)
+            say("back end on https://127.0.0.1:%d" % backend.port)
+        uplinked = backend is not None or bool(args.backend)
+        if uplinked:
+            say(
+                "heap %d KiB for the app + %d KiB for mbedTLS (which the unix port takes "
+                "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
+            )
+        firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
+        try:
+            firmware.wait_for_start()
+            # The firmware has read it: gone now, so a killed run leaves nothing behind.
+            if os.path.exists(uplink_file):
+                os.remove(uplink_file)
+            for fault in firmware.faults:
+                say("firmware: %s" % fault)
+            if steps is not None:
+                run_keys(firmware, steps, out)
+            else:
+                interactive(firmware, args.state, out, header, uplinked)
+                unsent = firmware.unsent_count()
+                if unsent > 0:
+                    out.write(
+                        "tools/sim: %d record%s not yet acknowledged by the back end; they "
+                        "go with the next run that has it\n" % (unsent, "s" * (unsent != 1))
+                    )
+                elif unsent == 0 and uplinked:
+                    out.write("tools/sim: the back end has every record\n")
+            if args.drain and not firmware.drain():
+                raise SimError("the back end has not acked every record within 60 s")
+            if args.drain:
+                out.write("tools/sim: drained: the back end has every record\n")
+        finally:
+            code = firmware.stop()
+        if code != 0:
+            raise SimError(firmware.crash_report())
+    finally:
+        if backend is not None:
+            backend.stop()
+        if os.path.exists(uplink_file):
+            os.remove(uplink_file)
 
 
 if __name__ == "__main__":

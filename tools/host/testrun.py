@@ -2,6 +2,9 @@
 
 Each stage prints its own output, then the run ends with one line per stage that ran:
 `summary: <stage> <ok|FAIL> <figure>`.
+
+`device` (tools/host/devicetest.py) runs only when named, with its options after it:
+`tools/test device --port /dev/ttyUSB0` (a board must be attached).
 """
 
 import os
@@ -160,33 +163,53 @@ def stage_bundle():
     return "%d files %d bytes" % (len(files), total)
 
 
+def stage_device(options):
+    from tools.host import devicetest
+
+    try:
+        return devicetest.stage(options)
+    except devicetest.DeviceTestError as exc:
+        raise StageError(str(exc)) from exc
+
+
 STAGES = (
     ("lint", stage_lint),
     ("cpython", stage_cpython),
     ("micropython", stage_micropython),
     ("types", stage_types),
     ("bundle", stage_bundle),
+    ("device", stage_device),
 )
+ON_REQUEST = ("device",)  # needs a board: never part of a plain tools/test
 
 
 def main(argv):
-    wanted = argv or [name for name, _ in STAGES]
+    # Stage names first; options (--port ...) belong to the device stage.
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    wanted, options = argv[:first_option], argv[first_option:]
+    wanted = wanted or [name for name, _ in STAGES if name not in ON_REQUEST]
     unknown = [name for name in wanted if name not in dict(STAGES)]
     if unknown:
         print("unknown stage(s): %s; stages: %s" % (unknown, " ".join(n for n, _ in STAGES)))
+        return 2
+    if options and "device" not in wanted:
+        print("options %s are for the device stage only" % " ".join(options))
         return 2
     summary = []
     status = 0
     started = time.monotonic()
     # What earlier runs left in build/scratch goes: tests make their own folders there, and
     # some list them.
-    shutil.rmtree(os.path.join(ROOT, "build", "scratch"), ignore_errors=True)
+    # (Not for the device stage alone: pytest runs it in the middle of the cpython stage.)
+    if any(name not in ON_REQUEST for name in wanted):
+        shutil.rmtree(os.path.join(ROOT, "build", "scratch"), ignore_errors=True)
     for name, stage in STAGES:
         if name not in wanted:
             continue
         print("\n### %s" % name, flush=True)
         try:
-            summary.append("summary: %s ok %s" % (name, stage()))
+            figure = stage(options) if name in ON_REQUEST else stage()
+            summary.append("summary: %s ok %s" % (name, figure))
         except StageError as exc:
             summary.append("summary: %s FAIL %s" % (name, exc))
             status = 1

@@ -1,0 +1,48 @@
+"""The screen numbers: pos.states is the one list, and the modules that keep private const()
+copies of them (inlined at no heap cost, where an imported name costs heap) agree with it.
+Host-only: MicroPython keeps no private constant where a test could read it."""
+
+import re
+from importlib import import_module
+
+import pos.states
+
+OUTCOMES = ("EDITED", "REFUSED", "EMPTY", "DONE", "BACK", "OTHER")
+
+
+def numbers():
+    return {name: value for name, value in vars(pos.states).items() if name.isupper()}
+
+
+def copies(module):
+    listed = numbers()
+    return {
+        name[1:]: value
+        for name, value in vars(module).items()
+        if name.startswith("_") and name[1:] in listed
+    }
+
+
+def test_every_copy_matches_pos_states():
+    listed = numbers()
+    for name, at_least in (("pos.terminal", 22), ("pos.functions", 12), ("pos.received", 2)):
+        module = import_module(name)  # at use: core tests in this process unload some
+        found = copies(module)
+        assert len(found) >= at_least, (module.__name__, sorted(found))
+        for name, value in found.items():
+            assert listed[name] == value, (module.__name__, name)
+
+
+def test_screens_are_numbered_once():
+    screens = [value for name, value in numbers().items() if name not in OUTCOMES]
+    assert len(screens) == 21 and len(set(screens)) == len(screens)
+    outcomes = [numbers()[name] for name in OUTCOMES]
+    assert len(set(outcomes)) == len(outcomes)
+
+
+def test_no_import_circle_between_terminal_and_functions():
+    for name, other in (("pos.functions", "pos.terminal"), ("pos.terminal", "pos.functions")):
+        with open(import_module(name).__file__) as source:
+            text = source.read()
+        # pos.terminal loads pos.functions while the menu is in use, inside a method only.
+        assert not re.search(r"^(from %s |import %s)" % (other, other), text, re.M)

@@ -1,0 +1,315 @@
+"""tools/bench heap: the heap margin of the real firmware over a scripted busy day.
+
+The day runs in the simulator (tools/sim's firmware process: the core from ROMFS on the
+MicroPython unix port, the app heap pinned) on freshly provisioned terminals: a login, 40
+sales over the three demo merchants with every method (cash, credit and debit cards read,
+mobile codes scanned), the status screen during the day, then a logout, another cashier's
+login, a sale, a void, a refund, an X report, a Z, the status screen, a sync and a logout,
+and a last login and sale. It runs offline and with the back end (whose TLS gets the
+simulator's own allowance on top of the app heap).
+
+A day passes when every step shows the screen it should (no "Low memory" anywhere, the
+status screen opens), the firmware reports no memory fault, and it exits cleanly; with the
+back end, the back end also gets every record, at mid-day and at the end. The
+lowest app heap at which the day passes on every one of the terminals is found by
+bisection (a day takes a few seconds); the margin is the default 96 KiB minus it.
+
+The terminals are provisioned once per run and copied for every try, so each try starts
+from the same fresh flash; their state folders have paths of one length, as the firmware's
+heap layout depends on the length of the path it is given.
+"""
+
+import os
+import shutil
+import sys
+import time
+
+from tools.host import sim
+
+ROOT = sim.ROOT
+DEFAULT_HEAP_K = 96
+SALES = 40
+MERCHANTS = ("Noodle Bar", "Tea House", "Dumpling House")
+
+
+def line(name, value, unit):
+    print("%s: %s %s" % (name, value, unit), flush=True)
+
+
+class DayFailed(Exception):
+    """The day did not go as a cashier would expect; the message says at which step."""
+
+
+def _luhn_completed(prefix):
+    """prefix plus the Luhn check digit."""
+    total = 0
+    for position, char in enumerate(reversed(prefix)):
+        value = int(char)
+        if position % 2 == 0:  # doubled: the check digit will be to its right
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return prefix + str((10 - total % 10) % 10)
+
+
+def _card(number):
+    """A distinct valid card number per sale: one card may pay only 3 times in 10 minutes."""
+    return _luhn_completed("411111111%06d" % number)
+
+
+def day_script():
+    """The busy day as (token, check) steps; check is (row, text) that the row must start
+    with after the token, or None."""
+    steps = []
+
+    def keys(text, check=None):
+        tokens = text.split()
+        for token in tokens[:-1]:
+            steps.append((token, None))
+        steps.append((tokens[-1], check))
+
+    def login(pin):
+        keys(" ".join(pin) + " #", (0, "Merchant?"))
+
+    def sale(merchant, amount_minor, method, number):
+        name = MERCHANTS[merchant - 1]
+        keys("%d #" % merchant, (0, name))
+        keys(" ".join(str(amount_minor)) + " #", (2, "1 Credit 2 Debit"))
+        if method in (1, 2):
+            keys(str(method))
+            keys("card:" + _card(number), (1, "Confirm sale"))
+        elif method == 3:
+            keys("3")
+            keys("scan:2876%010d" % number, (1, "Confirm sale"))
+        else:
+            keys("4", (1, "Confirm sale"))
+        keys("#", (1, "APPROVED"))
+        keys("#", (0, "Merchant?"))
+
+    def status():
+        keys("A", (0, "Functions"))
+        keys("5", (0, "Status"))
+        steps[-1] = ("5", (5, "Free mem"))
+        keys("#", (0, "Merchant?"))
+
+    login("1111")
+    for number in range(1, SALES + 1):
+        sale((number - 1) % 3 + 1, 500 + 37 * (number % 11), (number - 1) % 4 + 1, number)
+        if number == SALES // 2:
+            status()
+            steps.append(("drain", None))  # with the back end: a sync on a worn heap
+    keys("A", (0, "Functions"))
+    keys("7", (2, "Cashier PIN"))
+    login("2222")  # Noodle Bar only
+    sale(1, 980, 1, SALES + 1)
+    keys("A", (0, "Functions"))
+    keys("1", (1, "Void receipt"))
+    keys("#", (1, "VOIDED"))
+    keys("#", (0, "Merchant?"))
+    keys("A", (0, "Functions"))
+    keys("2", (2, "Supervisor PIN"))
+    keys("9 9 9 9 #", (2, "Orig. receipt no"))
+    # The last sale of the first cashier's day: Noodle Bar, within the recent-sales ring.
+    keys(" ".join(str(SALES)) + " #", (2, "Refund amount"))
+    keys("1 0 0 #", (1, "Refund receipt"))
+    keys("#", (1, "REFUNDED"))
+    keys("#", (0, "Merchant?"))
+    keys("A", (0, "Functions"))
+    keys("3", (0, "X report"))
+    keys("1 #", (0, "X Noodle Bar"))
+    keys("#", (0, "Merchant?"))
+    keys("A", (0, "Functions"))
+    keys("4", (2, "Supervisor PIN"))
+    keys("9 9 9 9 #", (0, "Z settle"))
+    keys("1 #", (1, "Settle batch"))
+    keys("#", (1, "Z BATCH"))
+    keys("#", (0, "Merchant?"))
+    status()
+    keys("A", (0, "Functions"))
+    keys("6", (6, "Sync started"))
+    keys("7", (2, "Cashier PIN"))
+    login("1111")
+    sale(2, 1250, 4, SALES + 2)
+    steps.append(("drain", None))
+    return steps
+
+
+class Day:
+    """One scripted day on a copy of a provisioned terminal, at one app heap."""
+
+    def __init__(self, template, workdir, heap_k, backend):
+        self.template = template
+        self.state = workdir
+        self.heap_k = heap_k
+        self.with_backend = backend
+        self.where = "start"
+
+    def run(self, steps):
+        """None if the day passed, else what went wrong (one line)."""
+        if os.path.exists(self.state):
+            shutil.rmtree(self.state)
+        shutil.copytree(self.template, self.state)
+        backend = None
+        firmware = None
+        failure = None
+        try:
+            heap = self.heap_k * 1024
+            if self.with_backend:
+                backend = sim.Backend(self.state)
+                heap += sim.TLS_ALLOWANCE
+            firmware = sim.Firmware(self.state, heap)
+            firmware.wait_for_events(0)
+            failure = self._play(firmware, steps)
+        except sim.SimError as exc:
+            failure = "%s: %s" % (self.where, _last_line(str(exc)))
+        finally:
+            code = firmware.stop() if firmware is not None else 0
+            if backend is not None:
+                backend.stop()
+        if code:
+            report = firmware.crash_report()
+            if os.getenv("BENCH_HEAP_VERBOSE"):
+                sys.stderr.write(report + "\n")
+            failure = "%s: exit %d: %s" % (self.where, code, _last_line(report))
+        return failure
+
+    def _play(self, firmware, steps):
+        events = 0
+        for index, (token, check) in enumerate(steps):
+            if token == "drain":
+                # With the back end, wait until it has every record: the day's syncs (TLS
+                # and all) then really happened, on the heap as the day has left it.
+                if self.with_backend and not firmware.drain(timeout_s=30):
+                    last = firmware.faults[-1] if firmware.faults else "no fault"
+                    return "step %d (drain): the back end lacks records (%s)" % (index, last)
+                if self.with_backend:
+                    failure = _memory_fault(firmware, "step %d (drain)" % index)
+                    if failure:
+                        return failure
+                continue
+            match = sim.TOKEN_RE.match(token)
+            if token in sim.KEY_TOKENS:
+                firmware.send("key " + token)
+            else:
+                firmware.send("%s %s" % (match.group(1), match.group(2)))
+            events += 1
+            self.where = where = "step %d (%s)" % (index, token)
+            _wait(firmware, events)
+            firmware.printed.clear()
+            screen = firmware.screen
+            if any("Low memory" in row for row in screen):
+                return "%s: Low memory" % where
+            failure = _memory_fault(firmware, where)
+            if failure:
+                return failure
+            if check is not None and not screen[check[0]].startswith(check[1]):
+                return "%s: row %d is %r, not %r" % (where, check[0], screen[check[0]], check[1])
+        return None
+
+
+def _memory_fault(firmware, where):
+    for fault in firmware.faults:
+        if "emory" in fault:  # MemoryError, "memory allocation failed"
+            return "%s: fault %s" % (where, fault)
+    return None
+
+
+def _wait(firmware, count, timeout_s=20):
+    """Read messages until the screen after `count` events has come. The receipts and
+    beeps of a step come before its screen, so nothing more is waited for (tools/sim waits
+    a little longer after each key, for a person to read it)."""
+    deadline = time.monotonic() + timeout_s
+    while firmware.events_shown < count:
+        left = deadline - time.monotonic()
+        if left <= 0 or firmware.read_message(left) is False:
+            raise sim.SimError("the firmware did not answer within %d s" % timeout_s)
+
+
+def _last_line(text):
+    lines = [text for text in text.strip().splitlines() if text.strip()]
+    return lines[-1] if lines else text
+
+
+def provision(folder, count):
+    """count freshly provisioned terminals (state folders) under folder."""
+    templates = []
+    for number in range(count):
+        template = os.path.join(folder, "fresh%d" % number)
+        sim.prepare_state(template)
+        # Provisioning is the firmware's own first run, as tools/sim does it.
+        sim.Firmware(template, DEFAULT_HEAP_K * 1024).stop()
+        templates.append(template)
+    return templates
+
+
+def passes(templates, heap_k, backend, steps, log):
+    """True if the day passes at heap_k on every terminal (stops at the first failure)."""
+    work = os.path.join(os.path.dirname(templates[0]), "day")
+    for number, template in enumerate(templates):
+        started = time.monotonic()
+        failure = Day(template, work, heap_k, backend).run(steps)
+        log(
+            "heap %d KiB%s terminal %d: %s (%.1f s)"
+            % (
+                heap_k,
+                " with back end" if backend else " offline",
+                number,
+                failure or "ok",
+                time.monotonic() - started,
+            )
+        )
+        if failure:
+            return False
+    return True
+
+
+def lowest_heap_k(templates, backend, steps, log, low=48, high=160):
+    """The lowest heap (KiB) at which the day passes on every terminal, by bisection
+    between low (assumed to fail) and high (checked)."""
+    if not passes(templates, high, backend, steps, log):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if passes(templates, middle, backend, steps, log):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def run(terminals=5, modes=("offline", "backend"), quiet=False):
+    """Print the heap figures; returns {mode: lowest heap in KiB or None}."""
+
+    def log(text):
+        if not quiet:
+            sys.stderr.write("bench heap: %s\n" % text)
+
+    folder = os.path.join(ROOT, "build", "benchheap")
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    sim.build_image()  # once, before the clock starts
+    templates = provision(folder, terminals)
+    steps = day_script()
+    results = {}
+    margins = []
+    for mode in modes:
+        started = time.monotonic()
+        lowest = lowest_heap_k(templates, mode == "backend", steps, log)
+        results[mode] = lowest
+        line(mode + "_terminals", terminals, "terminals")
+        if lowest is None:
+            line(mode + "_lowest_heap_k", "none", "KiB")
+            margins.append(-999)
+            continue
+        line(mode + "_lowest_heap_k", lowest, "KiB")
+        line(mode + "_margin_k", DEFAULT_HEAP_K - lowest, "KiB")
+        line(mode + "_bench_s", "%.0f" % (time.monotonic() - started), "s")
+        margins.append(DEFAULT_HEAP_K - lowest)
+    finite = [results[m] for m in modes if results[m] is not None]
+    if finite:
+        line("lowest_heap_k", max(finite), "KiB")
+    line("margin_k", min(margins), "KiB")
+    shutil.rmtree(folder, ignore_errors=True)
+    return results

@@ -21,15 +21,9 @@ what the ledger rebuilds from comes from the log's copy of each record, not from
 import gc
 
 from pos.compat import unload
-from pos.dukpt import (
-    USAGE_DATA_ENCRYPT,
-    USAGE_MAC_GENERATION,
-    DukptError,
-    DukptTerminal,
-)
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptTerminal
 from pos.record import RECORD_SIZE
-from pos.seal import Sealer, SealError, StateSealer
-from pos.statelog import LogError, StateLog
+from pos.seal import Sealer, StateSealer
 from pos.txq import QueueFull
 
 CHECKPOINT_EVERY = 150  # records between two checkpoints: at most this many replayed at start
@@ -54,41 +48,7 @@ class Journal:
         self._body = bytearray(self._sealer.body_size(RECORD_SIZE))
         from pos import logscan  # start only: the ledger unloads it (end_replay)
 
-        self._dukpt = DukptTerminal(bytes(8))
-        try:
-            self.log = log = StateLog(log_bdev, storage_key)
-            logscan.load_registers(log, self._dukpt)
-            if not log.checkpoint_count:
-                raise JournalError("state log has no checkpoint: provision this terminal")
-            # The checkpoint is read and opened in this buffer; the ledger copies what it
-            # needs and the buffer goes at end_replay(), leaving one piece of room for the
-            # config parser loaded next (a small state gets a small buffer if the heap is
-            # already broken up). A checkpoint, every CHECKPOINT_EVERY records, makes its
-            # own: 1.8 KiB kept for the life of the terminal would be the largest block in
-            # a 96 KiB heap, used once in 150 sales.
-            try:
-                room = StateSealer.blob_size(app_room)
-                self._state_buf = bytearray(max(room, log.checkpoint_size))
-            except MemoryError:
-                self._state_buf = bytearray(log.checkpoint_size)
-            length = logscan.read_checkpoint(log, self._state_buf)
-            sealer = StateSealer(storage_key)
-            start, size = sealer.open_in_place(self._state_buf, length)
-            sealer = None
-        except (LogError, DukptError, SealError) as exc:
-            raise JournalError("journal state unreadable: " + str(exc))  # noqa: B904
-        # The ledger's state at the checkpoint: a view into the buffer, valid until the
-        # first checkpoint is written.
-        self.app_state = memoryview(self._state_buf)[start : start + size]
-        for counter, _, sector, offset in logscan.sales(log):
-            if counter > queue.last_counter:
-                logscan.kill_sale(log, sector, offset)
-        self.skipped_to = 0
-        self.last_counter_used = queue.last_counter
-        if queue.last_counter >= self._dukpt.counter:
-            self._dukpt.skip_past(queue.last_counter)
-            self.skipped_to = self._dukpt.counter
-            log.commit(self._dukpt, 32)
+        logscan.open_journal(self, log_bdev, storage_key, app_room)
 
     @classmethod
     def provision(cls, log_bdev, storage_key, initial_key, ik_id):
@@ -100,19 +60,9 @@ class Journal:
 
         logscan.format_log(log_bdev, storage_key, dukpt, blob)
 
-    def replay(self):
-        """Yield (counter, ack watermark, packed record) for every record booked after the
-        checkpoint, oldest first; the record is a buffer the next step reuses."""
-        from pos import logscan
-
-        last = self.queue.last_counter
-        for counter, watermark, sector, offset in logscan.sales(self.log):
-            if counter <= last:
-                yield counter, watermark, logscan.record_at(self.log, sector, offset, self._plain)
-
     def end_replay(self):
         """The terminal has started: the code and cipher that read the log at start go."""
-        self.log._window = self.log._seq = None
+        self.log._window = self.log._seq = self.log._encrypt = None
         self.app_state = self._state_buf = None
         unload("pos.logscan")
 
@@ -127,8 +77,7 @@ class Journal:
     def checkpoint(self, app_state):
         """Store app_state (bytes, or an object with packed_size() and pack_into(buf,
         offset)) as the state after every record queued so far."""
-        if isinstance(app_state, (bytes, bytearray, memoryview)):
-            app_state = _Bytes(app_state)
+        app_state = _as_state(app_state)
         size = app_state.packed_size()
         needed = StateSealer.blob_size(size)
         buf = self._state_buf
@@ -153,10 +102,7 @@ class Journal:
             unsent = self.queue.unsent_count()
             raise QueueFull("queue full: %d records wait for the back end" % unsent)
         record.pack_into(self._plain)
-        if app_state is None:
-            app_state = _Bytes(b"")
-        elif isinstance(app_state, (bytes, bytearray, memoryview)):
-            app_state = _Bytes(app_state)
+        app_state = _as_state(app_state)
         if self.log.checkpoint_due(
             StateSealer.blob_size(app_state.packed_size()), self.checkpoint_every
         ):
@@ -173,18 +119,15 @@ class Journal:
         return counter
 
 
-class _Bytes:
-    """Plain bytes as an app state (provisioning, tests that book without a ledger)."""
+def _as_state(app_state):
+    """app_state, or plain bytes (or None: empty) as one (provisioning, tests that book
+    without a ledger: the ledger passes itself, so the terminal never loads pos.logscan
+    again for this)."""
+    if app_state is None or isinstance(app_state, (bytes, bytearray, memoryview)):
+        from pos.logscan import StateBytes
 
-    def __init__(self, data):
-        self.data = data
-
-    def packed_size(self):
-        return len(self.data)
-
-    def pack_into(self, buf, offset):
-        buf[offset : offset + len(self.data)] = self.data
-        return offset + len(self.data)
+        return StateBytes(app_state or b"")
+    return app_state
 
 
 def _lowest_bit(counter):

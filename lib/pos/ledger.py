@@ -17,14 +17,13 @@ from pos.reports import (
     MERCHANT_TOTALS_BYTES,
     RECENT_BYTES,
     RECENT_SIZE,
-    V1_SLOTS,
     RecentRecords,
     Totals,
 )
 from pos.risk import count_activity
 from pos.statelog import LogError
 
-_LEDGER_VERSION = 2  # 1: no activity in the totals and no UTC offset (read, written as 2)
+LEDGER_VERSION = 2  # 1: no activity in the totals and no UTC offset (read, written as 2)
 
 
 class Ledger:
@@ -41,31 +40,20 @@ class Ledger:
         # the state, so a record replayed after a power cut counts in the day it was made.
         self.utc_offset_min = 0
         self.totals = Totals()
-        self._load(self.journal.app_state)
-        for counter, watermark, plain in self.journal.replay():
-            self._apply(Record.unpack(plain), counter, watermark)
-        self.journal.end_replay()
+        from pos import logscan  # loaded by the journal; its end_replay() unloads it
 
-    def _load(self, data):
-        if not data:
-            return
-        version = data[0]
-        if version == 1:
-            self.next_receipt = struct.unpack_from(">I", data, 1)[0]
-            self.totals, offset = Totals.from_bytes(data, 5, V1_SLOTS)
-        elif version == _LEDGER_VERSION:
-            self.next_receipt, self.utc_offset_min = struct.unpack_from(">Ih", data, 1)
-            self.totals, offset = Totals.from_bytes(data, 7)
-        else:
-            raise ValueError("ledger state of unknown version %d" % version)
-        self.recent, _ = RecentRecords.from_bytes(data, offset, self.recent)
+        logscan.load_ledger(self, self.journal.app_state)
+        for counter, watermark, plain in logscan.replay(self.journal):
+            self._apply(Record.unpack(plain), counter, watermark)
+        logscan = None
+        self.journal.end_replay()
 
     # The journal stores the ledger's state through these two, into its own buffer.
     def packed_size(self):
         return 7 + self.totals.packed_size() + self.recent.packed_size()
 
     def pack_into(self, buf, offset):
-        buf[offset] = _LEDGER_VERSION
+        buf[offset] = LEDGER_VERSION
         struct.pack_into(">Ih", buf, offset + 1, self.next_receipt, self.utc_offset_min)
         offset = self.totals.pack_into(buf, offset + 7)
         return self.recent.pack_into(buf, offset)

@@ -27,6 +27,8 @@ _ERASED = const(0xFF)
 _NUM_REG = const(32)
 _REG_SIZE = const(16)
 _WINDOW = const(112)
+_MIN_SECTOR_SIZE = const(256)
+_SPARE_SECTORS = const(2)
 
 
 def lowest_bit(counter):
@@ -35,6 +37,18 @@ def lowest_bit(counter):
         counter >>= 1
         bit += 1
     return bit
+
+
+def check(log, storage_key):
+    """Read the partition's geometry into log; LogError if the log cannot live on it."""
+    log.sector_count = n = log._bdev.ioctl(4, 0)
+    log.sector_size = size = log._bdev.ioctl(5, 0)
+    if size < _MIN_SECTOR_SIZE or size % 16:
+        raise LogError("state log partition has unusable %d-byte blocks" % size)
+    if n < 3 + _SPARE_SECTORS:
+        raise LogError("state log partition too small")
+    if len(storage_key) != 16:
+        raise LogError("device storage key must be 16 bytes")
 
 
 def recover(log):
@@ -224,7 +238,6 @@ def load_registers(log, terminal):
         return
     low = lowest_bit(counter)
     keys = memoryview(terminal._keys)
-    clear = log._pending
     for j in range(low, _NUM_REG):
         if j != low and counter >> j & 1:
             continue  # this counter expects no register j
@@ -232,14 +245,13 @@ def load_registers(log, terminal):
             raise LogError("state log lost DUKPT register %d" % j)
         location = log._reg[_NUM_REG + j]
         sector, offset = location >> 16, location & 0xFFFF
-        log._bdev.readblocks(sector, clear, offset + 5)
+        # Opened in place, in the terminal's register: no clear copy anywhere else.
+        register = keys[j * _REG_SIZE : (j + 1) * _REG_SIZE]
+        log._bdev.readblocks(sector, register, offset + 5)
         log.keystream(log._reg[j], log._seq[sector], offset, _TAG_REGISTER, 0)
         for i in range(_REG_SIZE):
-            clear[i] ^= log._block[i]
-        keys[j * _REG_SIZE : (j + 1) * _REG_SIZE] = clear
+            register[i] ^= log._block[i]
         terminal._in_use[j] = 1
-    for i in range(_REG_SIZE):
-        clear[i] = 0
 
 
 def read_checkpoint(log, buf):
@@ -330,3 +342,119 @@ def format_log(bdev, storage_key, dukpt, blob):
     log.ik_id = bytes(dukpt.ik_id)
     log.commit(dukpt, _NUM_REG)
     log.checkpoint(blob, 0)
+
+
+def open_journal(journal, log_bdev, storage_key, app_room):
+    """pos.journal.Journal's start (here, so that its code goes with this module): the
+    registers and the last checkpoint from the log, records whose append never finished
+    killed, the registers moved past the queue's highest counter."""
+    from pos.dukpt import DukptError, DukptTerminal
+    from pos.journal import JournalError
+    from pos.seal import SealError, StateSealer
+    from pos.statelog import StateLog
+
+    queue = journal.queue
+    journal._dukpt = dukpt = DukptTerminal(bytes(8))
+    try:
+        # The log borrows the queue's frame and header buffers (pos.txq): the journal
+        # writes to the log, then to the queue, never to both at once.
+        journal.log = log = StateLog(log_bdev, storage_key, queue._frame, queue._header)
+        load_registers(log, dukpt)
+        if not log.checkpoint_count:
+            raise JournalError("state log has no checkpoint: provision this terminal")
+        # The checkpoint is read and opened in this buffer; the ledger copies what it
+        # needs and the buffer goes at end_replay(), leaving one piece of room for the
+        # config parser loaded next (a small state gets a small buffer if the heap is
+        # already broken up). A checkpoint, every CHECKPOINT_EVERY records, makes its
+        # own: 1.8 KiB kept for the life of the terminal would be the largest block in
+        # a 96 KiB heap, used once in 150 sales.
+        try:
+            room = StateSealer.blob_size(app_room)
+            journal._state_buf = bytearray(max(room, log.checkpoint_size))
+        except MemoryError:
+            journal._state_buf = bytearray(log.checkpoint_size)
+        length = read_checkpoint(log, journal._state_buf)
+        start, size = StateSealer(storage_key).open_in_place(journal._state_buf, length)
+    except (LogError, DukptError, SealError) as exc:
+        raise JournalError("journal state unreadable: " + str(exc))  # noqa: B904
+    # The ledger's state at the checkpoint: a view into the buffer, valid until the
+    # first checkpoint is written.
+    journal.app_state = memoryview(journal._state_buf)[start : start + size]
+    for counter, _, sector, offset in sales(log):
+        if counter > queue.last_counter:
+            kill_sale(log, sector, offset)
+    journal.skipped_to = 0
+    journal.last_counter_used = queue.last_counter
+    if queue.last_counter >= dukpt.counter:
+        dukpt.skip_past(queue.last_counter)
+        journal.skipped_to = dukpt.counter
+        log.commit(dukpt, 32)
+
+
+def replay(journal):
+    """Yield (counter, ack watermark, packed record) for every record booked after the
+    journal's checkpoint whose append finished, oldest first; the record is a buffer the
+    next step reuses."""
+    log = journal.log
+    last = journal.queue.last_counter
+    for counter, watermark, sector, offset in sales(log):
+        if counter <= last:
+            yield counter, watermark, record_at(log, sector, offset, journal._plain)
+
+
+def load_ledger(ledger, data):
+    """pos.ledger.Ledger's state from the checkpoint's data (a ledger packs it itself)."""
+    if not data:
+        return
+    from pos.ledger import LEDGER_VERSION
+    from pos.reports import RECENT_BYTES, RECENT_SIZE, V1_SLOTS
+
+    version = data[0]
+    if version == 1:
+        ledger.next_receipt = struct.unpack_from(">I", data, 1)[0]
+        offset = _load_totals(ledger.totals, data, 5, V1_SLOTS)
+    elif version == LEDGER_VERSION:
+        ledger.next_receipt, ledger.utc_offset_min = struct.unpack_from(">Ih", data, 1)
+        offset = _load_totals(ledger.totals, data, 7, 0)
+    else:
+        raise ValueError("ledger state of unknown version %d" % version)
+    # The recent records into the ledger's own ring (its 1 KiB made before the heap broke
+    # up).
+    recent = ledger.recent
+    count = data[offset]
+    offset += 1
+    if count > RECENT_SIZE:
+        raise ValueError("recent records: bad count %d" % count)
+    recent._buf[: count * RECENT_BYTES] = data[offset : offset + count * RECENT_BYTES]
+    recent.count = count
+    recent._next = count % RECENT_SIZE
+
+
+def _load_totals(totals, data, offset, stored_slots):
+    """Fill totals (an empty pos.reports.Totals) from data; the offset after them.
+    stored_slots per merchant (0: all of today's; fewer: the rest are 0)."""
+    count = data[offset]
+    offset += 1
+    for _ in range(count):
+        slots = totals._of(data[offset])
+        if not stored_slots:
+            stored_slots = len(slots)
+        for i in range(stored_slots):
+            slots[i] = struct.unpack_from(">I", data, offset + 1 + i * 4)[0]
+        offset += 1 + stored_slots * 4
+    return offset
+
+
+class StateBytes:
+    """Plain bytes as a journal's app state (provisioning, tests that book without a
+    ledger)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def packed_size(self):
+        return len(self.data)
+
+    def pack_into(self, buf, offset):
+        buf[offset : offset + len(self.data)] = self.data
+        return offset + len(self.data)

@@ -59,7 +59,6 @@ from pos.txq import _counter_at as u32  # a 4-byte big-endian counter in a buffe
 
 _FORMAT_VERSION = const(1)
 _HEADER_SIZE = const(20)
-_MIN_SECTOR_SIZE = const(256)
 _REGISTER_FRAME = const(25)
 _SALE_FRAME = const(45)
 _CHUNK_OVERHEAD = const(12)
@@ -77,6 +76,7 @@ _REG_SIZE = const(16)
 _RECORD = const(32)
 _WINDOW = const(112)  # the largest frame (a full chunk)
 ZEROS = bytes(_RECORD)
+_WRITE_FAILED = "flash write failed at state log sector %d"
 
 
 # The state log's refusals are the queue's (a class of its own would cost heap): a sale it
@@ -87,31 +87,28 @@ LogError = QueueError
 class StateLog:
     """The log over a block device with readblocks/writeblocks(n, buf, off)/ioctl 4, 5, 6."""
 
-    def __init__(self, bdev, storage_key):
+    def __init__(self, bdev, storage_key, frame=None, header=None):
+        """frame (at least 112 bytes) and header (20 bytes), when given, are scratch buffers
+        the log borrows from the queue: neither is in use while the other writes."""
+        from pos import logscan  # start only: the ledger unloads it (Journal.end_replay)
+
         self._bdev = bdev
-        self.sector_count = n = bdev.ioctl(4, 0)
-        self.sector_size = size = bdev.ioctl(5, 0)
-        if size < _MIN_SECTOR_SIZE or size % 16:
-            raise LogError("state log partition has unusable %d-byte blocks" % size)
-        if n < 3 + _SPARE_SECTORS:
-            raise LogError("state log partition too small")
-        if len(storage_key) != 16:
-            raise LogError("device storage key must be 16 bytes")
-        # One AES context (some 300 bytes of heap) serves sealing and opening (CTR).
-        self._encrypt = aes(aes(storage_key, AES_ECB).encrypt(b"\x03" * 16), AES_ECB)
+        logscan.check(self, storage_key)  # the partition's geometry, or LogError
+        # One AES context (some 300 bytes of heap in one piece) serves sealing and opening
+        # (CTR); it is kept while the log is read at start (Journal.end_replay drops it) and
+        # made again for each commit, so the terminal at rest does not hold it.
+        self._key = aes(storage_key, AES_ECB).encrypt(b"\x03" * 16)
+        self._encrypt = aes(self._key, AES_ECB)
         self.head_seq = 0
         # Each live register's counter by register index (0: none), then where its K frame
         # is (sector << 16 | offset).
         self._reg = array("I", bytes(8 * _NUM_REG))
         self._window = None  # frames are read into it at start only (pos.logscan)
-        self._frame = bytearray(_WINDOW)
-        self._header = bytearray(_HEADER_SIZE)  # also a record's IV, while it is sealed
+        self._frame = bytearray(_WINDOW) if frame is None else frame
+        self._header = bytearray(_HEADER_SIZE) if header is None else header
         self._block = bytearray(16)
-        self._pending = bytearray(16)  # a register moved at reclaim, clear for a moment
         self._reclaiming = False
         self.ik_id = None
-        from pos import logscan
-
         logscan.recover(self)
 
     # --- recovery ------------------------------------------------------------------------
@@ -125,6 +122,15 @@ class StateLog:
 
         It reads the terminal's registers where they are (its _tc, _in_use and _keys), so
         that the sale path copies no 500-byte packed state."""
+        kept = self._encrypt
+        if kept is None:
+            self._encrypt = aes(self._key, AES_ECB)
+        try:
+            self._commit(dukpt, top, counter, watermark, plain)
+        finally:
+            self._encrypt = kept
+
+    def _commit(self, dukpt, top, counter, watermark, plain):
         tc = u32(dukpt._tc, 0)
         keys = memoryview(dukpt._keys)
         # The frames to shred once the new ones are written: a sale replaces one register;
@@ -176,7 +182,10 @@ class StateLog:
         struct.pack_into(">IIHBB", nonce, 0, counter, seq, offset, tag, index)
         for i in range(12, 16):
             nonce[i] = 0
-        self._encrypt.encrypt(memoryview(nonce)[:16], self._block)
+        cipher = self._encrypt
+        if cipher is None:  # a register moved at a checkpoint's reclaim: rare
+            cipher = aes(self._key, AES_ECB)
+        cipher.encrypt(memoryview(nonce)[:16], self._block)
 
     def _write_register(self, j, counter, clear):
         frame = self._frame
@@ -262,7 +271,7 @@ class StateLog:
         self._bdev.writeblocks(sector, view[end:size], offset + end)
         if not self._reads_back(sector, offset, view, size):
             self.head_closed = True
-            raise LogError("flash write failed at state log sector %d" % sector)
+            raise LogError(_WRITE_FAILED % sector)
         return sector, offset
 
     def _reads_back(self, sector, offset, expected, size):
@@ -314,7 +323,7 @@ class StateLog:
         self.head_seq = seq
         if not self._reads_back(sector, 0, header, _HEADER_SIZE):
             self.head_closed = True
-            raise LogError("flash write failed at state log sector %d header" % sector)
+            raise LogError(_WRITE_FAILED % sector)
         if self._reclaiming:
             return
         # Free the oldest sectors while fewer than _SPARE_SECTORS are free and the last
@@ -329,7 +338,9 @@ class StateLog:
             sector = self.tail
             self._bdev.readblocks(sector, self._header, 0)
             seq = struct.unpack_from("<I", self._header, 4)[0]
-            clear = self._pending
+            # The moved register's clear bytes, for a moment: in the scratch frame, past
+            # the register frame it is written into.
+            clear = memoryview(self._frame)[_WINDOW - _REG_SIZE : _WINDOW]
             for j in range(_NUM_REG):
                 location = self._reg[_NUM_REG + j]
                 if self._reg[j] and location >> 16 == sector:

@@ -104,7 +104,7 @@ def day_script():
     login("2222")  # Noodle Bar only
     sale(1, 980, 1, SALES + 1)
     keys("A", (0, "Functions"))
-    keys("1", (1, "Void receipt"))
+    keys("1", (1, "Void no. %d" % (SALES + 1)))
     keys("#", (1, "VOIDED"))
     keys("#", (0, "Merchant?"))
     keys("A", (0, "Functions"))
@@ -112,7 +112,7 @@ def day_script():
     keys("9 9 9 9 #", (2, "Orig. receipt no"))
     # The last sale of the first cashier's day: Noodle Bar, within the recent-sales ring.
     keys(" ".join(str(SALES)) + " #", (2, "Refund amount"))
-    keys("1 0 0 #", (1, "Refund receipt"))
+    keys("1 0 0 #", (1, "Refund no. %d" % SALES))
     keys("#", (1, "REFUNDED"))
     keys("#", (0, "Merchant?"))
     keys("A", (0, "Functions"))
@@ -153,18 +153,20 @@ class Day:
         backend = None
         firmware = None
         failure = None
+        lock = sim.StateLock(self.state)  # as tools/sim holds it while its firmware runs
         try:
             heap = self.heap_k * 1024
             if self.with_backend:
                 backend = sim.Backend(self.state)
                 heap += sim.TLS_ALLOWANCE
-            firmware = sim.Firmware(self.state, heap)
+            firmware = sim.Firmware(self.state, heap, lock)
             firmware.wait_for_events(0)
             failure = self._play(firmware, steps)
         except sim.SimError as exc:
             failure = "%s: %s" % (self.where, _last_line(str(exc)))
         finally:
             code = firmware.stop() if firmware is not None else 0
+            lock.release()
             if backend is not None:
                 backend.stop()
         if code:
@@ -238,7 +240,9 @@ def provision(folder, count):
         template = os.path.join(folder, "fresh%d" % number)
         sim.prepare_state(template)
         # Provisioning is the firmware's own first run, as tools/sim does it.
-        sim.Firmware(template, DEFAULT_HEAP_K * 1024).stop()
+        lock = sim.StateLock(template)
+        sim.Firmware(template, DEFAULT_HEAP_K * 1024, lock).stop()
+        lock.release()
         templates.append(template)
     return templates
 

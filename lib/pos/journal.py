@@ -62,7 +62,7 @@ class Journal:
 
     def end_replay(self):
         """The terminal has started: the code and cipher that read the log at start go."""
-        self.log._window = self.log._seq = self.log._encrypt = None
+        self.log._window = self.log._seq = None
         self.app_state = self._state_buf = None
         unload("pos.logscan")
 

@@ -19,8 +19,7 @@ import pytest
 from test_backend import BDK, IK_ID, Terminal
 
 from pos.record import CREDIT, SALE
-from tools.host.backend import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, Server, make_certs
-from tools.host.ledgerdb import LedgerDB
+from tools.host.backend import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, LedgerDB, Server, make_certs
 from tools.host.linkclient import TerminalSigner
 
 OTHER_IK_ID = bytes.fromhex("c1c2c3c4c5c6c7c8")

@@ -1,6 +1,7 @@
 """tools/backend: ingest exactly once, quarantine, reports that match the terminal's own
 totals, the HTTP API, the CLI, and a TLS server on loopback."""
 
+import io
 import json
 import os
 import ssl
@@ -18,10 +19,19 @@ from norflash import NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
-from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record
+from pos.record import CASH, CREDIT, FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
 from pos.txq import TxQueue
-from tools.host.backend import Server, make_app, make_certs
-from tools.host.ledgerdb import AuthError, IngestError, LedgerDB, RegistrationError, StaleRequest
+from tools.host.backend import (
+    AuthError,
+    IngestError,
+    LedgerDB,
+    RegistrationError,
+    Server,
+    StaleRequest,
+    make_app,
+    make_certs,
+)
+from tools.host.backend.reports import print_report
 from tools.host.linkclient import TerminalSigner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,6 +106,24 @@ def test_z_settlement_reconciles(db, terminal):
     (z,) = by_number(db.report())[1]["settlements"]
     assert z["batch"] == 1 and z["reconciles"]
     assert (z["sales_count"], z["sales_total_minor"]) == (1, 1250)
+
+
+def test_report_names_the_supervisor_who_approved_a_sale(db, terminal):
+    terminal.ledger.book(
+        Record(SALE, 2, 9000, 978, method=CASH, reason=11, flags=FLAG_SUPERVISOR, reference=9)
+    )
+    db.ingest("T0001", terminal.batch())
+    report = db.report()
+    (approved,) = by_number(report)[2]["supervisor_approved"]
+    assert approved == {
+        "counter": terminal.ledger.queue.last_counter,
+        "amount_minor": 9000,
+        "supervisor": 9,
+    }
+    assert by_number(report)[1]["supervisor_approved"] == []
+    out = io.StringIO()
+    print_report(report, out)
+    assert "approved by supervisor 9" in out.getvalue()
 
 
 def test_altered_record_is_quarantined_and_does_not_block_the_rest(db, terminal):
@@ -520,10 +548,10 @@ def test_a_cloned_terminal_is_suspected_and_held_until_cleared(db, tmp_path):
 
 
 def test_forged_frames_and_fault_logs_are_bounded_per_terminal(db, terminal, monkeypatch):
-    from tools.host import ledgerdb
+    from tools.host.backend import documents, ingest
 
-    monkeypatch.setattr(ledgerdb, "MAX_QUARANTINE_PER_TERMINAL", 3)
-    monkeypatch.setattr(ledgerdb, "MAX_FAULT_LOGS_PER_TERMINAL", 2)
+    monkeypatch.setattr(ingest, "MAX_QUARANTINE_PER_TERMINAL", 3)
+    monkeypatch.setattr(documents, "MAX_FAULT_LOGS_PER_TERMINAL", 2)
     frames = [bytearray(frame) for _, frame in terminal.ledger.queue.unsent()]
     for forged in frames:  # every tag broken, every CRC good again
         forged[10] ^= 0x40

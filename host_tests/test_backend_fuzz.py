@@ -11,8 +11,7 @@ import tempfile
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tools.host.backend import make_app
-from tools.host.ledgerdb import LedgerDB
+from tools.host.backend import LedgerDB, make_app
 from tools.host.linkclient import TerminalSigner
 
 BDK = bytes(range(16))

@@ -17,8 +17,7 @@ import time
 import pytest
 
 from tools.host import devicetest, testrun
-from tools.host.backend import Server, make_certs
-from tools.host.ledgerdb import LedgerDB
+from tools.host.backend import LedgerDB, Server, make_certs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")

@@ -113,3 +113,18 @@ def test_the_parts_are_made_from_the_pin_map(make_board):
     pwm = [entry for entry in Made.log if entry[0] == "PWM"]
     assert len(pwm) == 1 and pwm[0][2] == {"freq": 2700, "duty_u16": 0}
     assert pwm[0][1][0].args == (pins.BUZZER,)
+
+
+def test_ntp_only_offers_its_time_to_the_app_which_decides(make_board, monkeypatch):
+    esp32board, board = make_board()
+    ntptime = types.ModuleType("ntptime")
+    ntptime.time = lambda: 1_795_000_000 - 946_684_800  # the port's epoch is 2000
+    ntptime.settime = lambda: pytest.fail("NTP set the clock behind the app's back")
+    monkeypatch.setitem(sys.modules, "ntptime", ntptime)
+    offered = []
+    app = types.SimpleNamespace(set_clock=lambda *a: offered.append(a), feed=lambda event: None)
+    board.unix_time = lambda: 0  # a clock not set: NTP is asked
+    board._link(app, True)
+    board.unix_time = lambda: 1_795_000_000  # a set clock: not asked
+    board._link(app, True)
+    assert offered == [(1_795_000_000, False)]

@@ -8,8 +8,7 @@ import stat
 import pytest
 
 from tools.host import provision, sim
-from tools.host.backend import make_certs
-from tools.host.ledgerdb import LedgerDB
+from tools.host.backend import LedgerDB, make_certs
 
 BDK = bytes(range(16))
 

@@ -41,7 +41,9 @@ def make_image(tmp_path, busy=False):
     ledger.book(Record(SALE, 1, 1250, 978, method=CASH))
     ledger.book(Record(SALE, 2, 990, 978, method=CREDIT, token=b"\x07" * 6, last_four=4242))
     ledger.queue.ack(ledger.queue.last_counter)
-    ledger.book(Record(SALE, 3, 50, 978, method=CASH, time=1_795_000_000))
+    ledger.book(  # an unusual amount a supervisor (number 9) approved
+        Record(SALE, 3, 50, 978, method=CASH, time=1_795_000_000, flags=2, reason=11, reference=9)
+    )
     if busy:
         ledger.book(Record(VOID, 2, 990, 978, method=CREDIT, reference=2, last_four=4242))
         ledger.book(Record(REFUND, 1, 250, 978, method=CASH, reference=1, time=1_795_000_600))
@@ -166,6 +168,7 @@ def test_text_shows_money_as_the_receipt_does_and_a_z_has_no_card(busy_image):
         "of receipt 000002 card ****4242"
     )
     assert "EUR -2.50  000005  2026-11-18 11:16 of receipt 000001" in rows["5"]
+    assert rows["3"].endswith("supervisor 9")
     z = rows["6"]
     assert z.split()[:4] == ["6", "no", "settlement", "1"]
     assert z.endswith("Z 1: sales 1 EUR 12.50, refunds 1 EUR 2.50")

@@ -193,3 +193,11 @@ def test_the_heartbeat_tells_the_queue_after_its_batch():
     (status,) = db.execute("SELECT status FROM heartbeats").fetchone()
     db.close()
     assert status.startswith("depth=0;oldest_s=-1;"), status
+
+
+def test_arrow_and_function_keys_are_not_typed_as_star_and_letters():
+    from tools.host.sim import interactive_message, without_escape_sequences
+
+    typed = "1\x1b[A2\x1bOP3\x1b[15~\x1b"  # 1, Up, 2, F1, 3, F5, a lone Esc
+    messages = [interactive_message(char, True)[0] for char in without_escape_sequences(typed)]
+    assert messages == ["key 1", "key 2", "key 3", "key *"]

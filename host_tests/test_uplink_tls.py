@@ -84,7 +84,7 @@ def backend(tmp_path_factory):
     key_file.write_text(BDK.hex())
     db_path = str(base / "ledger.db")
     sys.path.insert(0, os.path.join(ROOT, "lib"))
-    from tools.host.ledgerdb import LedgerDB
+    from tools.host.backend import LedgerDB
 
     db = LedgerDB(db_path)
     db.add_terminal("T0007", IK_ID)

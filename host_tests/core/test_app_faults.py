@@ -19,19 +19,3 @@ def test_unprovisioned_terminal_says_so():
     app.start()
     assert board.last_screen[1] == "TERMINAL FAULT"
     assert "provision" in "".join(board.last_screen[3:7])
-
-
-def test_clock_is_corrected_only_when_unset_or_drifting():
-    board = Board(config_folder())
-    app = App(board)
-    app.start()
-    set_to = []
-    board.set_time = set_to.append
-    board.unix_time = lambda: 1_795_000_000
-    app._correct_clock(1_795_000_030)  # 30 s apart: left alone
-    app._correct_clock(0)  # no time from the back end
-    assert set_to == []
-    app._correct_clock(1_795_000_500)  # 500 s apart: corrected
-    board.unix_time = lambda: 0
-    app._correct_clock(1_795_000_600)  # unset: set
-    assert set_to == [1_795_000_500, 1_795_000_600]

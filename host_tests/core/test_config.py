@@ -44,6 +44,14 @@ def test_settings_defaults():
     assert settings.receipt_columns == 32
     assert settings.utc_offset_min == 0
     assert settings.menu_rows == 5
+    assert settings.four_eyes is True
+
+
+def test_four_eyes_is_true_or_false():
+    assert parse_settings(_settings_doc(four_eyes=False)).four_eyes is False
+    for value in (0, 1, "yes", None):
+        exc = raises(ConfigError, parse_settings, _settings_doc(four_eyes=value))
+        assert "four_eyes must be true or false" in str(exc)
 
 
 def test_settings_given_values():

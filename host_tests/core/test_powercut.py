@@ -5,7 +5,8 @@ After each cut the terminal reboots (the ledger rebuilt from the state log and t
 and must show: every booking that returned is present exactly once (queued, or delivered
 and acked) and opens with the right keys; nothing acked is offered again beyond the last
 batch; no DUKPT counter is used twice; the totals are exactly those of the records queued;
-the queue takes new records.
+the queue takes new records; the clock's floor (the newest sale's time, pos.app) is that of
+the newest record kept.
 """
 
 import gc
@@ -27,10 +28,11 @@ CHECKPOINT_EVERY = 9
 SALES = 48
 SYNC_EVERY = 6
 BATCH = 4
+NOW = 1_795_000_000  # sale number n is made at NOW + n: the newest kept gives the floor
 
 
 def sale_of(number):
-    return Record(SALE, 1 + number % 3, 100 + number, 978, method=CASH)
+    return Record(SALE, 1 + number % 3, 100 + number, 978, method=CASH, time=NOW + number)
 
 
 def number_of(counter, frame):
@@ -135,6 +137,12 @@ def check_after_cut(flash, world, used_before):
         assert counter > world.durable_ack, "acked record %d offered again" % counter
     assert journal.next_counter > used_before, "counter %d could be reused" % used_before
     check_totals(ledger, world)
+    newest = -1
+    for counter in range(MAX_COUNTER):
+        if world.confirmed[counter] != NONE:
+            newest = world.confirmed[counter]  # counters rise with the numbers until the cut
+    sale = ledger.recent.last_sale()
+    assert (sale[2] if sale else -1) == (NOW + newest if newest >= 0 else -1), "clock floor"
     return ledger
 
 

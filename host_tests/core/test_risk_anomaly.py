@@ -23,6 +23,7 @@ def test_unusual_amount_needs_a_supervisor_assigned_to_the_merchant():
     record = kit.newest()
     assert (record.kind, record.reason, record.amount_minor) == (SALE, UNUSUAL_AMOUNT, 3001)
     assert record.flags & FLAG_SUPERVISOR and record.cashier == 1
+    assert record.reference == 9  # who approved it: Sue
     kit.keys("#")
     kit.sale(amount="9 0 0 0")
     rows = kit.keys("*")  # no supervisor: declined, and the decline is kept
@@ -31,6 +32,35 @@ def test_unusual_amount_needs_a_supervisor_assigned_to_the_merchant():
     assert (record.kind, record.reason, record.amount_minor) == (DECLINE, UNUSUAL_AMOUNT, 9000)
     kit.keys("#")
     assert kit.sale(merchant="3", amount="9 0 0 0")[1] == "APPROVED"  # no anomaly rule there
+
+
+def test_four_eyes_a_supervisor_cannot_approve_their_own_sale():
+    kit = Kit(limits={"anomaly_factor": 3})
+    kit.login("9999")  # Sue, a supervisor, sells
+    for _ in range(5):
+        kit.sale(amount="1 0 0")
+        kit.keys("#")
+    assert kit.sale(amount="9 0 0 0")[3] == "Supervisor PIN"
+    for _ in range(4):  # more than the lockout's three: a known PIN, never counted
+        rows = kit.keys("9 9 9 9 #")
+        assert rows[6] == "Needs 2nd person" and rows[3] == "Supervisor PIN"
+    rows = kit.keys("*")
+    assert rows[1] == "DECLINED"
+    kit.keys("#")
+    rows = kit.keys("A 4 9 9 9 9 #")  # nor her own Z (the same supervisor PIN screen)
+    assert rows[6] == "Needs 2nd person"
+
+
+def test_four_eyes_off_lets_the_supervisor_approve_for_herself():
+    kit = Kit(limits={"anomaly_factor": 3}, four_eyes=False)
+    kit.login("9999")
+    for _ in range(5):
+        kit.sale(amount="1 0 0")
+        kit.keys("#")
+    kit.sale(amount="9 0 0 0")
+    assert kit.keys("9 9 9 9 #")[1] == "APPROVED"
+    record = kit.newest()
+    assert record.cashier == 9 and record.reference == 9 and record.flags & FLAG_SUPERVISOR
 
 
 def test_anomaly_rule_waits_for_a_history():

@@ -91,14 +91,28 @@ def test_counters_are_rebuilt_after_a_power_cut():
         kit = None
 
 
-def test_a_clock_put_back_starts_the_day_again():
+def test_a_clock_put_back_does_not_start_the_day_again():
     kit = Kit(limits={"max_day_count": 1})
     kit.login()
     kit.at(NOON + 10 * 86400)  # a clock ten days ahead
     assert approved(kit)
-    kit.at(NOON)  # put right
-    assert approved(kit)
+    kit.at(NOON)  # put back: the sales count in the day the counters hold
     assert not approved(kit)
+    kit.at(NOON + 11 * 86400)  # the day after that one starts them again
+    assert approved(kit)
+
+
+def test_switching_the_clock_between_two_days_gives_no_more_approvals():
+    kit = Kit(limits={"max_day_count": 2})
+    kit.login()
+    assert approved(kit) and approved(kit)
+    taken = 0
+    for _ in range(6):  # the attack of issue 13: 12 more approvals with a cap of 2
+        kit.at(NOON + 86400)
+        taken += approved(kit)
+        kit.at(NOON)
+        taken += approved(kit)
+    assert taken == 2  # the next day's two, and no more
 
 
 def test_sales_before_the_clock_was_ever_set_count_in_its_first_day():

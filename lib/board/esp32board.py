@@ -122,21 +122,24 @@ class Esp32Board:
 
     def _link(self, app, up):
         if up and not self.unix_time():
-            self._set_time_by_ntp()
+            self._ask_ntp(app)
         app.feed(("link", up))
 
-    def _set_time_by_ntp(self):
-        """The clock from NTP when the link comes up and the clock is not set (the back
-        end's time sets it too, after the first upload)."""
+    def _ask_ntp(self, app):
+        """NTP's time when the link comes up and the clock is not set, offered to the app,
+        which decides (pos.app.App.set_clock: NTP is not authenticated, so it may set only
+        an unset clock, never before the newest sale); the back end's time sets it too."""
         import ntptime
 
         try:
-            ntptime.settime()  # sets the RTC to UTC
+            unix = ntptime.time() + _EPOCH_2000  # the port's epoch (2000) to Unix seconds
         except OSError as exc:
             log_fault("ntp: %r" % (exc,))
+            return
+        app.set_clock(unix, False)
 
     def set_time(self, unix):
-        """Set the RTC from the back end's time (Unix seconds, UTC)."""
+        """Set the RTC (Unix seconds, UTC) as the app decided (pos.app.App.set_clock)."""
         year, month, day, hour, minute, second, weekday, _ = time.gmtime(unix - _EPOCH_2000)
         self._rtc.datetime((year, month, day, weekday, hour, minute, second, 0))
 

@@ -35,6 +35,7 @@ TICK_MS = 250
 SYNC_EVERY_MS = 2000  # while records wait; backoff doubles from here after a failure
 SYNC_BACKOFF_MAX_MS = 60000
 CLOCK_DRIFT_S = 60  # the back end's time replaces a clock this far off (or unset)
+CLOCK_BACK_MAX_S = 300  # how far the back end's time may put the clock back
 POLL_EVERY_MS = 60000  # asks the back end for news (and sends a heartbeat) when idle this long
 DEVICE_KEY = "device.key"
 # The entry points (main.py, the simulator's board) hold a 16 KiB block from their first
@@ -109,7 +110,7 @@ class App:
             self.ledger,
             board.print_lines,
             board.beep,
-            self._request_sync,
+            self.request_sync,
             board.fault,
         )
         done = board.store.read("command.id")
@@ -162,8 +163,13 @@ class App:
                 unload("pos.received")
             gc.collect()  # between events, so a sale never waits for a collection
 
-    def _request_sync(self):
+    def request_sync(self):
+        """Send what waits now (a settle booked its Z records, a cashier asked)."""
         self._sync_now = True
+
+    def handled(self, versions):
+        """The back end's versions are dealt with: fetched, or refused and reported."""
+        self._handled = versions
 
     def wake_uplink(self):
         """The network is back (the board's Wi-Fi): contact the back end now, whatever the
@@ -171,14 +177,29 @@ class App:
         self._contact_ms = None
         self._wake = True
 
-    def _correct_clock(self, server_time):
-        """Set the clock from the back end's when it is unset or off by CLOCK_DRIFT_S."""
-        if not server_time:
+    def set_clock(self, unix, trusted=True):
+        """The one rule for a time the terminal is told (the board only sets it). The floor
+        is the newest sale's time (the ledger's recent ring, stored with every record, so
+        known from the first moment after a restart). The back end's time (trusted: its
+        reply is authenticated) sets a clock unset or CLOCK_DRIFT_S off, forward freely,
+        back CLOCK_BACK_MAX_S at most and not below the floor. NTP's (not authenticated)
+        sets only an unset clock, only at or after the floor. Anything else is a fault."""
+        if not unix:
             return
-        now = self.board.unix_time()
-        if not now or abs(now - server_time) > CLOCK_DRIFT_S:
-            self.board.set_time(server_time)
-            self.board.fault("clock set from the back end: %d (was %d)" % (server_time, now))
+        board = self.board
+        now = board.unix_time()
+        sale = self.ledger.recent.last_sale() if self.ledger else None
+        floor = sale[2] if sale else 0
+        back = CLOCK_BACK_MAX_S if trusted else 0
+        if unix < floor - back or now and (not trusted or unix < now - back):
+            verb = "refused"
+        elif abs(now - max(unix, floor)) > CLOCK_DRIFT_S:  # an unset clock (0) is that far
+            unix = max(unix, floor)
+            board.set_time(unix)
+            verb = "set"
+        else:
+            return
+        board.fault("clock %s: %d (now %d, floor %d)" % (verb, unix, now, floor))
 
     def heartbeat(self):
         """The terminal's state for the back end, sent with every batch."""
@@ -265,7 +286,7 @@ class App:
                     self._contact_ms = ticks_ms()
                     wait_ms = SYNC_EVERY_MS
                     self.feed(("link", True))
-                    self._correct_clock(uplink.server_time)
+                    self.set_clock(uplink.server_time)
                     if asked:
                         self.feed(("synced", True))
                     if uplink.versions != self._handled or (

@@ -65,7 +65,8 @@ class Board(Protocol):
     def unix_time(self) -> int:
         """Seconds since 1970 UTC, or 0 while the clock is not set."""
     def set_time(self, unix: int) -> None:
-        """Set the clock from the back end's time (a board whose clock is right ignores it)."""
+        """Set the clock as the app decided (pos.app.App.set_clock: the only caller, also
+        for the board's own NTP answer); a board whose clock is right ignores it."""
     def feed_watchdog(self) -> None: ...
     def start(self, app: App) -> None:
         """Start the board's own tasks (Wi-Fi) once the event loop runs."""

@@ -8,7 +8,7 @@ than guess which merchant a sale belongs to.
 terminal.json  {"terminal_id": "T0001", "idle_logout_s": 300, "result_timeout_s": 20,
                 "lockout_base_s": 30, "receipt_columns": 32, "utc_offset_min": 60,
                 "menu_rows": 5, "velocity_max_uses": 3, "velocity_window_min": 10,
-                "card_token_key": "<32 hex digits>"}
+                "four_eyes": true, "card_token_key": "<32 hex digits>"}
 merchants.json {"version": 4, "merchants": [{"number": 1, "merchant_id": "100000000000001",
                 "name": "Noodle Bar", "currency": "EUR", "limits": {"max_sale_minor": 50000,
                 "max_day_count": 500, "anomaly_factor": 5}}]}  (every limit: pos.merchants)
@@ -105,7 +105,10 @@ def parse_settings(doc, source="terminal.json"):
     key = _hex(doc.get("card_token_key"), source + ": card_token_key")
     if len(key) != 16:
         raise ConfigError(source + ": card_token_key must be 32 hex digits")
-    return Settings(terminal_id, key, **numbers)
+    four_eyes = doc.get("four_eyes", True)
+    if four_eyes is not True and four_eyes is not False:
+        raise ConfigError(source + ": four_eyes must be true or false")
+    return Settings(terminal_id, key, four_eyes=four_eyes, **numbers)
 
 
 def parse_merchants(doc, source="merchants.json"):

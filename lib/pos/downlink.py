@@ -306,7 +306,7 @@ async def catch_up(app):
         if key is None or len(key) != 16:
             received.refused[:] = versions[:3]
             _refuse(app, "no downlink key: provision this terminal again")
-            app._handled = versions
+            app.handled(versions)
             return
     link = Downlink(uplink, key, board.config_folder, board.store)
     try:
@@ -335,7 +335,7 @@ async def catch_up(app):
             await uplink.send("faults", _fault_tail(board))
             received.upload_faults = False
             board.fault("fault log sent")
-        app._handled = versions
+        app.handled(versions)
     except Exception as exc:  # the link went down: what is missing is fetched again later
         board.fault("downlink: %r" % (exc,))
 

@@ -113,4 +113,4 @@ def _settle(app):
             return
         settled += 1
     app.board.fault("settle: %d merchants settled" % settled)
-    app._sync_now = True
+    app.request_sync()

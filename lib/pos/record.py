@@ -13,8 +13,9 @@ Layout, big-endian (struct ">BBBBBBHIIII6sH"), 32 bytes, one AES block pair:
     8  amount       amount in minor units, 0..MAX_AMOUNT_MINOR
    12  time         seconds since 1970-01-01 UTC; 0 while the clock is not set
    16  receipt      terminal receipt number
-   20  reference    sale/refund/void: receipt number of the original (0 for none);
-                    settlement: the Z batch number
+   20  reference    refund/void: receipt number of the original (0 for none); a sale a
+                    supervisor approved (FLAG_SUPERVISOR): that supervisor's number (else
+                    0); settlement: the Z batch number
    24  token        6-byte keyed card token (zeros for cash); settlement: sale count (H) and
                     refund total in minor units (I)
    30  last_four    last four card digits as a number, LAST_FOUR_NONE when there are none;

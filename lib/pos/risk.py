@@ -13,10 +13,11 @@ Every decision is a reason code, shown to the cashier in words and kept in the s
     anomaly        an amount above anomaly_factor times the median of the merchant's last
                    sales asks for a supervisor PIN (no PIN: declined)
 
-"Today" is the merchant's local day at terminal.json's utc_offset_min. While the clock is
-not set, sales count towards the last day the terminal knew (counters never reset on an
-unknown time), velocity looks at every use it remembers, and the age of unsent sales cannot
-be told, so the offline count and total limits carry on alone.
+"Today" is the merchant's local day at terminal.json's utc_offset_min, never earlier than
+the day of the merchant's newest sale: while the clock is not set, or is put back, sales
+count towards the last day the terminal knew (counters never reset on an unknown time or
+by turning the clock back), velocity looks at every use it remembers, and the age of unsent
+sales cannot be told, so the offline count and total limits carry on alone.
 
 The activity is kept with each merchant's totals in the ledger's sealed state, stored with
 every record (ledger.py), so a power cut rebuilds it exactly: a restart never resets it.
@@ -89,10 +90,11 @@ def count_activity(slots, record, counter, ack_watermark, utc_offset_min):
         return  # declines, voids (the attempt still counts) and Z change nothing here
     time = record.time
     day = local_day(time, utc_offset_min) if is_set(time) else 0
-    # Another day (later, or earlier: a clock that was ahead and has been put right) starts
-    # the counters again. An unknown time counts in the last known day; sales made before
-    # the clock was ever set count in the first day it tells.
-    if day and day != slots[_DAY]:
+    # A later day starts the counters again; an earlier one (a clock put back) counts in
+    # the day they hold, so turning the clock back never resets a limit. An unknown time
+    # counts in the last known day; sales made before the clock was ever set count in the
+    # first day it tells.
+    if day > slots[_DAY]:
         if slots[_DAY]:
             slots[_DAY_COUNT] = slots[_DAY_TOTAL] = slots[_DAY_REFUNDS] = 0
         slots[_DAY] = day
@@ -118,12 +120,12 @@ def count_activity(slots, record, counter, ack_watermark, utc_offset_min):
 
 def today(ledger, merchant, now):
     """(sale count, sale total, refund total) of the merchant on the local day of now; with
-    the clock not set, those of the last day the terminal knew."""
+    the clock not set or put back before that day, those of the last day the terminal knew."""
     slots = ledger.totals.slots(merchant)
     if slots is None:
         return 0, 0, 0
     day = slots[_DAY]
-    if day and is_set(now) and local_day(now, ledger.utc_offset_min) != day:
+    if day and is_set(now) and local_day(now, ledger.utc_offset_min) > day:
         return 0, 0, 0
     return slots[_DAY_COUNT], slots[_DAY_TOTAL], slots[_DAY_REFUNDS]
 

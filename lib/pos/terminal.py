@@ -105,6 +105,7 @@ _TEXT = (
     b"OFFLINE\0\0\0\0\0\0\0\0\0"  # 49
     b"# next\0\0\0\0\0\0\0\0\0\0"  # 50
     b"Not a supervisor"  # 51
+    b"Needs 2nd person"  # 52
 )
 _T_CREDIT_CARD = const(0)
 _T_DEBIT_CARD = const(1)
@@ -158,6 +159,7 @@ _T_RECEIPT = const(48)
 _T_OFFLINE = const(49)
 _T_NEXT = const(50)
 _T_NOT_A_SUPERVISOR = const(51)
+_T_NEEDS_2ND_PERSON = const(52)
 
 
 def _text(number):
@@ -216,6 +218,7 @@ class Settings:
         menu_rows=5,
         velocity_max_uses=0,
         velocity_window_min=10,
+        four_eyes=True,
     ):
         self.terminal_id = terminal_id
         self.card_token_key = card_token_key
@@ -227,6 +230,7 @@ class Settings:
         self.menu_rows = menu_rows
         self.velocity_max_uses = velocity_max_uses  # 0: no velocity rule (pos.risk)
         self.velocity_window_min = velocity_window_min
+        self.four_eyes = four_eyes  # a supervisor may not approve for their own login
 
 
 class Terminal:
@@ -543,9 +547,9 @@ class Terminal:
     def supervisor_key(self, key, merchant_number=0):
         """A supervisor PIN screen's keys (an unusual amount's, a refund's, a Z's): returns
         the supervisor once one's PIN is in (one assigned to merchant_number, unless 0),
-        _BACK on * with nothing typed, else None. A cashier's PIN, or a supervisor's for
-        another merchant, is a known PIN: it is refused with a word, and only unknown PINs
-        count towards the lockout."""
+        _BACK on * with nothing typed, else None. A cashier's PIN, a supervisor's for
+        another merchant, or (four_eyes) the logged-in supervisor's own is a known PIN: it
+        is refused with a word, and only unknown PINs count towards the lockout."""
         if self.locked():
             return None
         pin = self.pin_key(key)
@@ -558,6 +562,8 @@ class Terminal:
             self.say(_text(_T_NOT_A_SUPERVISOR))
         elif merchant_number and not person.may_use(merchant_number):
             self.say(_text(_T_NOT_ASSIGNED))
+        elif self.settings.four_eyes and person.number == self.cashier.number:
+            self.say(_text(_T_NEEDS_2ND_PERSON))
         else:
             self.wrong_pins = 0
             return person
@@ -843,7 +849,7 @@ class Terminal:
         if supervisor == _BACK:
             self._book_sale(refused=True)
         elif supervisor is not None:
-            self._book_sale(supervised=True)
+            self._book_sale(supervised=supervisor.number)
 
     def _draw_sale_supervisor(self):
         screen = self.screen
@@ -854,7 +860,8 @@ class Terminal:
         screen.put(HINT, _text(_T_OK_DECLINE))
         screen.focus = 2
 
-    def _book_sale(self, supervised=False, refused=False):
+    def _book_sale(self, supervised=0, refused=False):
+        """supervised: the number of the supervisor who approved an unusual amount."""
         merchant = self.merchant
         value = self.amount.amount_minor
         if refused:
@@ -880,6 +887,7 @@ class Terminal:
         if supervised and reason == APPROVED:  # kept as approved over the anomaly rule
             record.reason = UNUSUAL_AMOUNT
             record.flags |= FLAG_SUPERVISOR
+            record.reference = supervised  # who approved it (a sale has no original)
         if self.has_token:
             record.token = bytes(self.token)  # a copy: a logout wipes self.token at once
             record.last_four = self.last_four

@@ -7,10 +7,14 @@ queue   flash cost and speed of the whole sale (queue + state log, through the r
         the partition that wears first, and sale/append/recover times on the MicroPython unix
         port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
+ingest  records per second one back-end process ingests in process (no HTTP) on SQLite from
+        20 terminals' full batches, key derivation per record, the COMMIT per batch.
 blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPython.
 heap    the lowest app heap at which the firmware gets through a scripted busy day in the
         simulator on five fresh terminals, offline and with the back end, and the margin
         that leaves below the default 96 KiB (tools/host/benchheap.py).
+update  signature size, verify time and peak heap of the terminal's release check on
+        MicroPython (tools/release keys), and a W8 key's verify time for comparison.
 uplink  what signing a request and checking its reply cost the terminal on MicroPython
         (heap kept, garbage, time); records per second one back-end process ingests from 50
         concurrent terminals over TLS on loopback (CPython clients, signed as terminals
@@ -190,8 +194,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     from pos.ledger import Ledger
     from pos.record import CREDIT, SALE, Record
     from pos.txq import TxQueue
-    from tools.host.backend import Server, make_certs
-    from tools.host.ledgerdb import LedgerDB
+    from tools.host.backend import LedgerDB, Server, make_certs
     from tools.host.linkclient import TerminalSigner
 
     bdk = bytes(range(16))
@@ -276,12 +279,92 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
     line("uplink_bytes_per_sale", "%.0f" % (sum(wire) / records), "bytes")
 
 
+def ingest_frames(bdk, ik_id, count):
+    """`count` sealed frames of one terminal, as its queue stores them (counters from 1)."""
+    import struct
+    import zlib
+
+    from pos.dukpt import (
+        USAGE_DATA_ENCRYPT,
+        USAGE_MAC_GENERATION,
+        DukptTerminal,
+        derive_initial_key,
+    )
+    from pos.record import CREDIT, SALE, Record
+    from pos.seal import Sealer
+
+    dukpt = DukptTerminal.load_initial_key(derive_initial_key(bdk, ik_id), ik_id)
+    sealer = Sealer()
+    frames = []
+    for number in range(count):
+        record = Record(
+            SALE, 1, 1234, 978, method=CREDIT, token=b"\x01" * 6, last_four=4242, receipt=number
+        )
+        counter, _, keys = dukpt.next_keys((USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION))
+        body = bytes(sealer.seal(record.pack(), counter, keys[0], keys[1]))
+        frame = bytes([len(body)]) + body
+        frames.append((counter, frame + struct.pack("<I", zlib.crc32(frame))))
+    return frames
+
+
+def ingest(terminals=20, batches=12, batch_records=41, runs=3):
+    """Records per second one back-end process ingests in process (no HTTP, no TLS): full
+    terminal batches (2 KiB, 41 records) from `terminals` terminals in turn, on SQLite; the
+    key derivation alone over the same records in the same order; the durable COMMIT's
+    cost. The median of `runs` runs, each on a new ledger."""
+    import statistics
+    import time
+
+    from tools.host.backend import LedgerDB
+    from tools.host.backend.ingest import KeyDeriver
+
+    bdk = bytes(range(16))
+    fleet = []
+    for number in range(terminals):
+        ik_id = b"\xbe\x00" + number.to_bytes(6, "big")
+        fleet.append(("B%05d" % number, ik_id, ingest_frames(bdk, ik_id, batches * batch_records)))
+    # Round after round, each terminal sends its next batch: what a busy fleet looks like.
+    work = []
+    for batch in range(batches):
+        for tid, ik_id, frames in fleet:
+            chosen = frames[batch * batch_records : (batch + 1) * batch_records]
+            work.append((tid, ik_id, chosen))
+    records = terminals * batches * batch_records
+    rates, cpu_rates, derives, commits = [], [], [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as scratch:
+            db = LedgerDB(os.path.join(scratch, "ingest.db"), bdk)
+            for tid, ik_id, _ in fleet:
+                db.add_terminal(tid, ik_id)
+            started, cpu = time.perf_counter(), time.process_time()
+            for tid, _, chosen in work:
+                result = db.ingest(tid, b"".join(frame for _, frame in chosen))
+                assert result["stored"] == len(chosen), result
+            rates.append(records / (time.perf_counter() - started))
+            cpu_rates.append(records / (time.process_time() - cpu))
+            commits.append(db.commit_seconds / db.commits * 1000)
+            db.close()
+        deriver = KeyDeriver(bdk)
+        started = time.perf_counter()
+        for _, ik_id, chosen in work:
+            for counter, _ in chosen:
+                deriver.keys(ik_id, counter)
+        derives.append((time.perf_counter() - started) / records * 1e6)
+    line("ingest_records", records, "records")
+    line("ingest_batch_records", batch_records, "records")
+    line("ingest_records_per_s", "%.0f" % statistics.median(rates), "records/s")
+    # CPU time only: what one core does when the disk's fsync is not the bottleneck.
+    line("ingest_records_per_cpu_s", "%.0f" % statistics.median(cpu_rates), "records/s")
+    line("derive_us_per_record", "%.1f" % statistics.median(derives), "us")
+    line("commit_ms_per_batch", "%.2f" % statistics.median(commits), "ms")
+
+
 def backend_auth(rounds=2000):
     """What checking a terminal's request signature costs the back end (in-process, one
     thread: the head only, before any body is read)."""
     import time
 
-    from tools.host.ledgerdb import LedgerDB
+    from tools.host.backend import LedgerDB
     from tools.host.linkclient import TerminalSigner
 
     bdk, ik_id = bytes(range(16)), bytes(8)
@@ -322,11 +405,41 @@ def blacklist(entries=10_000):
         )
 
 
+def update(releases=8):
+    """The terminal's check of a release made by tools/release, on MicroPython: signature
+    size, mean verify time over releases signed with different leaves, peak heap."""
+    from hsslms import LMOTS_ALGORITHM_TYPE, LMS_ALGORITHM_TYPE, HSS_Priv
+
+    from tools.host import release
+
+    quiet = lambda text: None  # noqa: E731
+    with tempfile.TemporaryDirectory() as scratch:
+        key = os.path.join(scratch, "key")
+        release.keygen(key, say=quiet)
+        image = release.build_image()
+        paths = [os.path.join(scratch, "%d.bin" % version) for version in range(1, releases + 1)]
+        for version, path in enumerate(paths, 1):
+            release.build(key, version, path, image_path=image, say=quiet)
+        w8_key = HSS_Priv(
+            [LMS_ALGORITHM_TYPE.LMS_SHA256_M32_H5], LMOTS_ALGORITHM_TYPE.LMOTS_SHA256_N32_W8
+        )
+        w8_fixture = os.path.join(scratch, "w8.bin")
+        with open(w8_fixture, "wb") as out:
+            out.write(w8_key.gen_pub().get_pubkey())
+            for number in range(releases):
+                message = b"release header %d" % number
+                out.write(len(message).to_bytes(2, "big") + message + w8_key.sign(message))
+        public_key = os.path.join(key, release.PUBLIC_KEY_FILE)
+        run_on_micropython(
+            "import update_bench; update_bench.main(%r, %r, %r)" % (public_key, paths, w8_fixture)
+        )
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "heap", "uplink", "blacklist"],
+        choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update"],
         help="which benchmark to run",
     )
     args = parser.parse_args(argv)
@@ -342,8 +455,12 @@ def main(argv):
         run_on_micropython("import uplink_auth; uplink_auth.main()")
         backend_auth()
         uplink_load()
+    elif args.suite == "ingest":
+        ingest()
     elif args.suite == "blacklist":
         blacklist()
+    elif args.suite == "update":
+        update()
     return 0
 
 

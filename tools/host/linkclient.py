@@ -10,7 +10,7 @@ import hmac
 
 from pos.downlink import derive_downlink_key
 from pos.uplink import link_keys, signed_message
-from tools.host.ledgerdb import cmac
+from tools.host.backend import cmac
 
 
 class TerminalSigner:

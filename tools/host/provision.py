@@ -202,7 +202,7 @@ def main(argv):
         return 2
     identity = result["identity"]
     if args.register and not args.dry_run:
-        from tools.host.ledgerdb import LedgerDB, RegistrationError
+        from tools.host.backend import LedgerDB, RegistrationError
 
         db = LedgerDB(args.register)
         try:

@@ -239,6 +239,8 @@ def write_text(rows, report, out):
             note = "card ****%04d" % row["last_four"] if row["last_four"] is not None else ""
             if row["reference"] and row["type"] in ("void", "refund"):
                 note = ("of receipt %06d %s" % (row["reference"], note)).strip()
+            elif row["reference"] and row["type"] == "sale":  # an unusual amount's approver
+                note = ("supervisor %d %s" % (row["reference"], note)).strip()
         line = "%7d %-5s %-10s %3d %-6s %15s %7s  %-16s %s" % (
             row["counter"],
             acked,

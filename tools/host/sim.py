@@ -244,8 +244,7 @@ class Backend:
     simulated terminal (its keys and certificates live in STATE/backend/)."""
 
     def __init__(self, state):
-        from tools.host.backend import Server, make_certs
-        from tools.host.ledgerdb import LedgerDB
+        from tools.host.backend import LedgerDB, Server, make_certs
 
         keys = os.path.join(state, "backend")
         if not os.path.exists(os.path.join(keys, "ca.der")):
@@ -342,6 +341,7 @@ class Firmware:
         self.link_up = None  # as the terminal shows it ("L" lines)
         self.printed = []  # slips printed since the last look
         self.faults = []
+        self.beeps = []  # "ok" | "error", as the board's buzzer sounds them
         self.stray = []
         self.unsent = None
 
@@ -383,7 +383,7 @@ class Firmware:
         elif line.startswith("F "):
             self.faults.append(line[2:])
         elif line.startswith("B "):
-            pass  # a beep: the simulator is silent
+            self.beeps.append(line[2:])
         elif line.startswith("U "):
             self.unsent = int(line[2:])
         elif line.startswith("A "):
@@ -557,6 +557,16 @@ def interactive_message(char, network):
     return "key " + key, network
 
 
+ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|O.)")
+
+
+def without_escape_sequences(typed):
+    """What was typed, less the terminal's escape sequences (arrows, F keys, Home...): a
+    lone Esc is `*`, but an arrow key must not arrive as `*` and letters (Up would clear
+    the amount and open the function menu)."""
+    return ESCAPE_SEQUENCE.sub("", typed)
+
+
 def interactive(firmware, state, out, header, network):
     import shutil
     import termios
@@ -573,6 +583,9 @@ def interactive(firmware, state, out, header, network):
         while True:
             while firmware.read_message(0):  # everything that came, then one drawing
                 dirty = True
+            if "error" in firmware.beeps:
+                out.write("\a")  # the terminal's bell: a key was refused or ignored
+            firmware.beeps.clear()
             if dirty:
                 if firmware.printed:
                     last_slip = firmware.printed[-1]
@@ -604,7 +617,7 @@ def interactive(firmware, state, out, header, network):
             typed = os.read(fd, 1024)
             if not typed:
                 return network
-            for char in typed.decode("latin-1"):
+            for char in without_escape_sequences(typed.decode("latin-1")):
                 if char == "q":
                     return network
                 message, network = interactive_message(char, network)
@@ -714,6 +727,7 @@ def run(args, heap, steps, out, header, say, lock):
                 "heap %d KiB for the app + %d KiB for mbedTLS (which the unix port takes "
                 "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
             )
+        say("building the code image and starting the firmware")
         firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
         try:
             firmware.wait_for_start()

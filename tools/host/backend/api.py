@@ -1,0 +1,334 @@
+"""The HTTP API (FastAPI): every terminal route depends on the authenticated caller; the
+bounds on what a stranger can make the back end hold or wait for."""
+
+import asyncio
+import json
+import sys
+import time
+
+from tools.host.backend.documents import DOCUMENT_KINDS, MAX_FAULT_LOG_BYTES
+from tools.host.backend.errors import (
+    IngestError,
+)
+from tools.host.backend.ingest import MAX_BATCH_BYTES
+
+# Bounds on what a stranger can make the back end hold or wait for.
+MAX_HEADER_BYTES = 8192  # h11's limit on a request's head
+HEADER_TIMEOUT_S = 10  # a connection that has not sent a whole head by then is closed
+BODY_TIMEOUT_S = 10  # a body not whole by then: 408
+KEEP_ALIVE_S = 5
+MAX_CONNECTIONS_PER_SOURCE = 64
+UNAUTHENTICATED = "not authenticated"
+
+
+class RefusalLog:
+    """Counts refused requests and says so at most once a minute: a flood of forged
+    requests must not become a flood of log lines."""
+
+    def __init__(self, every_s=60, out=None):
+        self.every_s = every_s
+        self.out = out or sys.stderr
+        self.count = 0
+        self.total = 0
+        self._since = time.monotonic()
+
+    def refused(self):
+        self.count += 1
+        self.total += 1
+        now = time.monotonic()
+        if now - self._since >= self.every_s:
+            self.out.write(
+                "tools/backend: %d unauthenticated requests refused in the last %d s\n"
+                % (self.count, now - self._since)
+            )
+            self.count = 0
+            self._since = now
+
+
+def make_app(db, docs=False):
+    """The HTTP API over a LedgerDB. Every terminal route depends on `caller` (the request
+    authenticated before its body is read); /docs and /openapi.json only with docs=True."""
+    import hashlib
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+    from pydantic import BaseModel
+    from starlette.concurrency import run_in_threadpool
+
+    from tools.host.backend.auth import EMPTY_BODY_HASH, AuthError, Caller, StaleRequest
+
+    class BatchReply(BaseModel):
+        ack: int
+        stored: int
+        duplicates: int
+        quarantined: int
+        refused: int
+        server_time: int
+        config: int
+        blacklist: int
+        commands: int
+        blacklist_whole: bool
+
+    class Versions(BaseModel):
+        server_time: int
+        config: int
+        blacklist: int
+        commands: int
+        blacklist_whole: bool
+
+    refusals = RefusalLog()
+    unauthorized = {401: {"description": "not authenticated (the same for every terminal ID)"}}
+
+    def signed(caller, payload, status=200):
+        """A JSON reply tagged for the request it answers (X-OneTill-Reply)."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return Response(
+            body,
+            status_code=status,
+            media_type="application/json",
+            headers={"X-OneTill-Reply": caller.reply_tag(body).hex()},
+        )
+
+    def refuse():
+        refusals.refused()
+        return HTTPException(401, UNAUTHENTICATED, headers={"WWW-Authenticate": "OneTill"})
+
+    async def caller(tid: str, request: Request):
+        """The authenticated terminal of a request (a dependency of every terminal route):
+        401, with nothing read past the head, unless the request is signed with the
+        terminal's request key and its counter is new."""
+        scope = request.scope
+        path = scope["path"]
+        if scope.get("query_string"):
+            path += "?" + scope["query_string"].decode("latin-1")
+        try:
+            return await run_in_threadpool(
+                db.authenticate,
+                tid,
+                request.method,
+                path,
+                request.headers.get("x-onetill-status", ""),
+                request.headers.get("x-onetill-auth"),
+            )
+        except StaleRequest:
+            raise
+        except AuthError:
+            raise refuse() from None
+
+    Authenticated = Annotated[Caller, Depends(caller)]  # noqa: N806  (every terminal route)
+
+    app = FastAPI(
+        title="OneTill back end",
+        version="1",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+
+    @app.exception_handler(StaleRequest)
+    async def stale(request, exc):
+        # A replay, a terminal whose counter fell behind, or a copy of a request that another
+        # one signed later overtook on its way to the ledger (several workers, or threads):
+        # told where the counter is, in a tagged reply only that terminal can check.
+        refusals.refused()
+        return signed(exc.caller, {"detail": "stale request", "last": exc.last}, 401)
+
+    async def body_of(request, who, limit, what):
+        """The body, at most `limit` bytes (413 from Content-Length before reading a
+        byte), whole within BODY_TIMEOUT_S (408), and matching the hash it was signed
+        with (401)."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/octet-stream":
+            raise HTTPException(415, "send %s as application/octet-stream" % what)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise HTTPException(413, "%s larger than %d bytes" % (what, limit))
+
+        async def read():
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise HTTPException(413, "%s larger than %d bytes" % (what, limit))
+            return bytes(body)
+
+        try:
+            body = await asyncio.wait_for(read(), BODY_TIMEOUT_S)
+        except TimeoutError:
+            raise HTTPException(408, "%s not sent within %d s" % (what, BODY_TIMEOUT_S)) from None
+        if hashlib.sha256(body).digest() != who.body_hash:
+            raise refuse()
+        return body
+
+    def no_body(who):
+        if who.body_hash != EMPTY_BODY_HASH:
+            raise refuse()
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        return {"ok": True, "server_time": int(time.time())}
+
+    @app.post(
+        "/v1/terminals/{tid}/records",
+        response_model=BatchReply,
+        responses={
+            **unauthorized,
+            400: {"description": "an empty batch"},
+            404: {"description": "unknown terminal"},
+            408: {"description": "the batch did not arrive in time"},
+            413: {"description": "batch larger than 64 KiB"},
+            415: {"description": "not application/octet-stream"},
+        },
+        openapi_extra=_binary_body(
+            MAX_BATCH_BYTES, "sealed records exactly as the terminal's queue stores them"
+        ),
+    )
+    async def records(tid: str, request: Request, who: Authenticated) -> BatchReply:
+        """Sealed records exactly as the terminal's queue stores them (binary body)."""
+        body = await body_of(request, who, MAX_BATCH_BYTES, "the batch")
+        if not body:
+            raise HTTPException(400, "an empty batch")
+        status = request.headers.get("x-onetill-status", "")
+
+        def work():
+            result = db.ingest(tid, body, who, status)
+            result.update(db.versions(tid))
+            result["blacklist_whole"] = db.blacklist_whole(tid)
+            return result
+
+        try:
+            # Key derivation is CPU work and SQLite blocks: off the event loop, on this
+            # thread's own connection.
+            result = await run_in_threadpool(work)
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        result["server_time"] = int(time.time())
+        return signed(who, result)
+
+    @app.get(
+        "/v1/terminals/{tid}/versions",
+        response_model=Versions,
+        responses={**unauthorized, 404: {"description": "unknown terminal"}},
+    )
+    async def terminal_versions(tid: str, request: Request, who: Authenticated) -> Versions:
+        """The newest config, blacklist and command versions for a terminal (a poll: the
+        X-OneTill-Status heartbeat is kept as with a batch)."""
+        no_body(who)
+        status = request.headers.get("x-onetill-status", "")
+
+        def work():
+            result = db.poll(tid, who, status)
+            result["blacklist_whole"] = db.blacklist_whole(tid)
+            return result
+
+        try:
+            result = await run_in_threadpool(work)
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        result["server_time"] = int(time.time())
+        return signed(who, result)
+
+    def document_route(kind):
+        async def document(
+            tid: str, who: Authenticated, since: int = Query(0, ge=0, le=0xFFFFFFFF)
+        ):
+            no_body(who)
+
+            def work():
+                db.take(who)
+                return db.sealed_document(tid, DOCUMENT_KINDS[kind], since)
+
+            try:
+                body = await run_in_threadpool(work)
+            except IngestError as exc:
+                raise HTTPException(404, str(exc)) from None
+            if body is None:
+                raise HTTPException(404, "no %s for %s" % (kind, tid))
+            return Response(body, media_type="application/octet-stream")
+
+        app.get(
+            "/v1/terminals/{tid}/" + kind,
+            name="document_" + kind,
+            description="The terminal's %s document, encrypted and MACed with its downlink key "
+            "(config: the newest; blacklist: the delta from version `since`; commands: those "
+            "after id `since`)." % kind,
+            response_class=Response,
+            responses={
+                200: {
+                    "description": "a sealed document (pos.downlink)",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                **unauthorized,
+                404: {"description": "unknown terminal, or no such document"},
+            },
+        )(document)
+
+    for kind in DOCUMENT_KINDS:
+        document_route(kind)
+
+    @app.post(
+        "/v1/terminals/{tid}/faults",
+        responses={
+            **unauthorized,
+            400: {"description": "an empty body"},
+            404: {"description": "unknown terminal"},
+            408: {"description": "the body did not arrive in time"},
+            413: {"description": "larger than 4 KiB"},
+            415: {"description": "not application/octet-stream"},
+        },
+        openapi_extra=_binary_body(MAX_FAULT_LOG_BYTES, "the tail of the fault log"),
+    )
+    async def terminal_faults(tid: str, request: Request, who: Authenticated) -> dict:
+        """The tail of the terminal's fault log (the faultlog command)."""
+        body = await body_of(request, who, MAX_FAULT_LOG_BYTES, "the fault log")
+        if not body:
+            raise HTTPException(400, "an empty fault log")
+        try:
+            await run_in_threadpool(db.store_faults, tid, body.decode("utf-8", "replace"), who)
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return signed(who, {"ok": True})
+
+    app.state.refusals = refusals
+    return app
+
+
+def _binary_body(max_bytes, description):
+    """The OpenAPI request body of an endpoint that takes raw bytes."""
+    schema = {"type": "string", "format": "binary", "minLength": 1, "maxLength": max_bytes}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/octet-stream": {"schema": schema}},
+        }
+    }
+
+
+def guarded_protocol():
+    """uvicorn's h11 protocol with what it lacks against strangers: a deadline for a
+    request's head (a connection that sends nothing, or a byte at a time, is closed) and a
+    cap on connections from one address (tools/host/backend/protocol.py: a module of its
+    own so that worker processes can name it)."""
+    from tools.host.backend.protocol import GuardedH11Protocol
+
+    return GuardedH11Protocol
+
+
+# How `serve --workers N` tells its worker processes what to serve: uvicorn starts each
+# from an import string, so the ledger and the BDK file's path (never the key) go by name.
+ENV_DB = "ONETILL_BACKEND_DB"
+ENV_BDK_FILE = "ONETILL_BACKEND_BDK_FILE"
+ENV_DOCS = "ONETILL_BACKEND_DOCS"
+
+
+def app_from_environment():
+    """The app of one worker process of `serve --workers N` (uvicorn's factory): its own
+    LedgerDB over the shared ledger, the BDK read from its file."""
+    import os
+
+    from tools.host.backend.cli import read_bdk
+    from tools.host.backend.ledger import LedgerDB
+
+    db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
+    return make_app(db, docs=os.environ.get(ENV_DOCS) == "1")

@@ -1,0 +1,284 @@
+"""tools/backend: the OneTill back end: FastAPI over TLS, SQLite, per-merchant reports.
+
+    tools/backend certs --out DIR
+    tools/backend terminals add --db FILE --tid T0001 --ik-id HEX [--merchants merchants.json]
+    tools/backend serve --db FILE --bdk-file KEY --port 8443 --tls-cert C --tls-key K
+    tools/backend report --db FILE [--merchant N] [--json]
+    tools/backend config set --db FILE --terminal TID CONFIG.json
+    tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
+    tools/backend command --db FILE --terminal TID settle|faultlog
+
+The BDK is read from a key file (32 hex digits) that only the back end's user can read
+(chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
+is stored in versions; the terminal fetches what is newer than what it has, each document
+encrypted and MACed with the terminal's downlink key (derived from the BDK and its IK ID).
+"""
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from binascii import unhexlify
+
+from tools.host.backend import api
+from tools.host.backend.api import KEEP_ALIVE_S, MAX_HEADER_BYTES, guarded_protocol, make_app
+from tools.host.backend.documents import card_tokens
+from tools.host.backend.errors import (
+    CommandError,
+    DownlinkError,
+    IngestError,
+    LedgerError,
+    RegistrationError,
+)
+from tools.host.backend.ledger import LedgerDB
+from tools.host.backend.reports import print_alerts, print_report
+from tools.host.backend.server import make_certs
+
+
+def read_bdk(path):
+    try:
+        with open(path) as source:
+            bdk = unhexlify(source.read().strip())
+    except (OSError, ValueError) as exc:
+        raise CommandError("cannot read the BDK from %s: %s" % (path, exc)) from None
+    if len(bdk) != 16:
+        raise CommandError("the BDK in %s must be 16 bytes" % path)
+    return bdk
+
+
+def downlink_command(args):
+    db = LedgerDB(args.db, mode="write")  # a mistyped --db must not make a new ledger
+    try:
+        if args.command == "config":
+            try:
+                with open(args.file) as source:
+                    doc = json.load(source)
+            except (OSError, ValueError) as exc:
+                raise DownlinkError("cannot read %s: %s" % (args.file, exc)) from None
+            version = db.set_config(args.terminal, doc)
+            print("config %d for %s stored: the terminal fetches it" % (version, args.terminal))
+        elif args.command == "blacklist":
+            tokens = card_tokens(args.cards, args.token_key_file)
+            if args.action == "add":
+                version = db.change_blacklist(add=tokens)
+            else:
+                version = db.change_blacklist(remove=tokens)
+            print(
+                "blacklist %d: %d %s"
+                % (version, len(tokens), "added" if args.action == "add" else "removed")
+            )
+        else:
+            number = db.add_command(args.terminal, args.name)
+            print("command %d (%s) queued for %s" % (number, args.name, args.terminal))
+    finally:
+        db.close()
+    return 0
+
+
+def certs_command(args):
+    try:
+        make_certs(args.out)
+    except OSError as exc:
+        raise CommandError("cannot write the certificates in %s: %s" % (args.out, exc)) from None
+    print("wrote ca.der, ca.pem, server.pem, server.key in %s" % args.out)
+    return 0
+
+
+def terminals_command(args):
+    if args.action == "clear":
+        return clear_command(args)
+    try:
+        ik_id = unhexlify(args.ik_id or "")
+    except ValueError:
+        ik_id = b""
+    if len(ik_id) != 8:
+        raise CommandError("--ik-id must be 16 hex digits")
+    merchants = []
+    if args.merchants:
+        try:
+            with open(args.merchants) as source:
+                for entry in json.load(source)["merchants"]:
+                    merchants.append((entry["number"], entry["merchant_id"], entry["name"]))
+        except (OSError, ValueError) as exc:
+            raise CommandError("cannot read %s: %s" % (args.merchants, exc)) from None
+        except (KeyError, TypeError):
+            raise CommandError(
+                '%s is not a merchants.json ({"merchants": [{"number", "merchant_id", '
+                '"name", ...}, ...]})' % args.merchants
+            ) from None
+    db = LedgerDB(args.db)  # registering the first terminal makes the ledger
+    try:
+        db.add_terminal(args.tid, ik_id, merchants, replace=args.replace)
+    except RegistrationError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        db.close()
+    print("terminal %s registered with %d merchants" % (args.tid, len(merchants)))
+    return 0
+
+
+def clear_command(args):
+    db = LedgerDB(args.db, mode="write")
+    try:
+        reason = db.clear_terminal(args.tid)
+    finally:
+        db.close()
+    if reason is None:
+        print("terminal %s was not suspected" % args.tid)
+    else:
+        print(
+            "terminal %s cleared (was: %s); its held records stay in quarantine"
+            % (args.tid, reason)
+        )
+    return 0
+
+
+def report_command(args):
+    db = LedgerDB(args.db, mode="read")  # a report never writes, nor makes a ledger
+    try:
+        result = db.report(args.merchant)
+    except sqlite3.Error as exc:
+        raise CommandError("cannot read the ledger %s: %s" % (args.db, exc)) from None
+    finally:
+        db.close()
+    if args.json:
+        json.dump(result, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_alerts(result, sys.stdout)
+        print_report(result, sys.stdout, args.merchant)
+    return 0
+
+
+def serve_command(args):
+    import ssl
+
+    for path in (args.tls_cert, args.tls_key):
+        if not os.path.isfile(path):
+            raise CommandError("no such file: %s" % path)
+    try:  # as uvicorn will, so that a wrong file is one line here, not a traceback there
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            args.tls_cert, args.tls_key
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(
+            "cannot use %s and %s as the TLS certificate and key: %s"
+            % (args.tls_cert, args.tls_key, exc)
+        ) from None
+    if args.workers < 1:
+        raise CommandError("--workers must be 1 or more")
+    bdk = read_bdk(args.bdk_file)
+    db = LedgerDB(args.db, bdk, mode="write")  # terminals add makes the ledger first
+    import uvicorn
+
+    options = dict(
+        host=args.host,
+        port=args.port,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+        # Not "warning": uvicorn warns once per malformed request, which a stranger could
+        # turn into a flood of log lines (refusals are counted by RefusalLog instead).
+        log_level="error",
+        http=guarded_protocol(),
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
+    if args.workers == 1:
+        uvicorn.run(make_app(db, docs=args.docs), **options)
+        return 0
+    # uvicorn's process model: one listening socket, N worker processes each with its own
+    # LedgerDB over the one ledger; exactly-once holds across them in the database.
+    db.close()
+    os.environ.update(
+        {
+            api.ENV_DB: os.path.abspath(args.db),
+            api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
+            api.ENV_DOCS: "1" if args.docs else "0",
+        }
+    )
+    uvicorn.run(
+        "tools.host.backend.api:app_from_environment",
+        factory=True,
+        workers=args.workers,
+        **options,
+    )
+    return 0
+
+
+COMMANDS = {
+    "certs": certs_command,
+    "terminals": terminals_command,
+    "serve": serve_command,
+    "report": report_command,
+    "config": downlink_command,
+    "blacklist": downlink_command,
+    "command": downlink_command,
+}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="tools/backend", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    certs = commands.add_parser("certs", help="make a throwaway CA and server certificate")
+    certs.add_argument("--out", required=True)
+    terminals = commands.add_parser(
+        "terminals", help="register terminals; clear one suspected of being cloned"
+    )
+    terminals.add_argument("action", choices=["add", "clear"])
+    terminals.add_argument("--db", required=True)
+    terminals.add_argument("--tid", required=True)
+    terminals.add_argument("--ik-id", help="16 hex digits (add)")
+    terminals.add_argument("--merchants", help="the terminal's merchants.json")
+    terminals.add_argument(
+        "--replace",
+        action="store_true",
+        help="the ID is registered with another IK ID: start it afresh (old records kept "
+        "under TID@OLDIKID)",
+    )
+    serve = commands.add_parser("serve", help="serve the API over TLS")
+    serve.add_argument("--db", required=True)
+    serve.add_argument("--bdk-file", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--tls-cert", required=True)
+    serve.add_argument("--tls-key", required=True)
+    serve.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on the one port and ledger (uvicorn's process model)",
+    )
+    report = commands.add_parser("report", help="per-merchant totals and settlements")
+    report.add_argument("--db", required=True)
+    report.add_argument("--merchant", type=int)
+    report.add_argument("--json", action="store_true")
+    config = commands.add_parser("config", help="push a config (merchants, cashiers, limits)")
+    config.add_argument("action", choices=["set"])
+    config.add_argument("--db", required=True)
+    config.add_argument("--terminal", required=True)
+    config.add_argument("file", help='{"merchants": <merchants.json>, "cashiers": <...>}')
+    blacklist = commands.add_parser("blacklist", help="block or unblock cards everywhere")
+    blacklist.add_argument("action", choices=["add", "remove"])
+    blacklist.add_argument("--db", required=True)
+    blacklist.add_argument(
+        "--token-key-file", help="the card-token key (32 hex digits) to tokenise card numbers"
+    )
+    blacklist.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
+    command = commands.add_parser("command", help="queue a command for a terminal")
+    command.add_argument("name", choices=["settle", "faultlog"])
+    command.add_argument("--db", required=True)
+    command.add_argument("--terminal", required=True)
+    args = parser.parse_args(argv)
+    try:
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except (CommandError, LedgerError, DownlinkError, IngestError) as exc:
+        sys.stderr.write("tools/backend: %s\n" % exc)
+        return 2
+    except BrokenPipeError:
+        # `tools/backend report | head`: the reader has what it wanted; nothing left to say
+        # (and stdout cannot be flushed again at exit).
+        os._exit(0)

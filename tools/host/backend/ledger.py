@@ -1,0 +1,34 @@
+"""The back end's ledger: SQLite (WAL) storage of terminals, their sealed records and the
+per-merchant totals, and the ingest rule that stores every record exactly once.
+
+Ingest takes a batch exactly as the terminal's queue stores it (frames of length byte, body,
+CRC-32), checks each frame's CRC, rebuilds the record's keys from the BDK, the terminal's IK
+ID and the record's counter (pos.dukpt), checks the tag, decrypts, and stores the record
+under (terminal, counter) in one transaction for the batch. A record whose tag does not
+check is quarantined, never counted as money, and does not hold up the records after it. A
+frame that does not parse (bad length or CRC, cut short) ends the batch there.
+
+The answer's ack is the highest counter below which every record of the batch is durably
+here, as money or in the terminal's kept quarantine: the terminal reclaims exactly that, and
+the same batch sent again is stored once. Only a frame whose tag checks can move the ack (a
+forged frame's counter is the forger's choice); a counter far beyond the terminal's last
+known one, or not above the frame before it, ends the batch unstored.
+
+Every request of a terminal is authenticated (pos.uplink: a request key derived from the
+BDK and the terminal's IK ID, a counter above the last one seen, the body's hash, the
+heartbeat): authenticate() checks a request before its body is read, and the counter is
+taken in the same transaction as what the request changes, so a replay changes nothing.
+One SQLite connection per thread (WAL: readers do not wait; writers queue in SQLite), so
+the back end checks requests in parallel and holds no lock of its own.
+"""
+
+from tools.host.backend.auth import AuthMixin
+from tools.host.backend.documents import DocumentsMixin
+from tools.host.backend.ingest import IngestMixin
+from tools.host.backend.reports import ReportsMixin
+from tools.host.backend.storage import SQLiteStorage
+
+
+class LedgerDB(IngestMixin, DocumentsMixin, ReportsMixin, AuthMixin, SQLiteStorage):
+    """The ledger the API, the CLI and the tools use: storage, auth, ingest, downlink and
+    reports, one module each."""

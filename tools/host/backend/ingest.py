@@ -136,22 +136,31 @@ def open_sealed(body, data_key, mac_key):
 
 class _Batch:
     """One batch's transaction: its terminal, whether the terminal is held (suspected of
-    being cloned), and what is stored already under the batch's counters, read in two
-    queries rather than two a record; the records to insert at the end."""
+    being cloned), what is stored already under the batch's counters and the highest
+    counter stored, read in one statement rather than two a record (each statement is a
+    round trip to a PostgreSQL server); the records to insert at the end."""
+
+    _QUERY = (
+        "SELECT 0, counter, frame FROM records WHERE tid = ? AND counter BETWEEN ? AND ? "
+        "UNION ALL SELECT 1, counter, frame FROM quarantine "
+        "WHERE tid = ? AND counter BETWEEN ? AND ? "
+        "UNION ALL SELECT 2, MAX(counter), NULL FROM records WHERE tid = ?"
+    )
 
     def __init__(self, db, tid, ik_id, held, now, frames):
         self.db, self.tid, self.ik_id, self.held, self.now = db, tid, ik_id, held, now
         self.rows = []
         self.stored, self.kept = {}, set()
+        self.top = 0
         if frames:
             span = (tid, frames[0][0], frames[-1][0])
-            where = " WHERE tid = ? AND counter BETWEEN ? AND ?"
-            for counter, frame in db.execute("SELECT counter, frame FROM records" + where, span):
-                self.stored[counter] = bytes(frame)
-            for counter, frame in db.execute(
-                "SELECT counter, frame FROM quarantine" + where, span
-            ):
-                self.kept.add((counter, bytes(frame)))
+            for source, counter, frame in db.execute(self._QUERY, span + span + (tid,)):
+                if source == 0:
+                    self.stored[counter] = bytes(frame)
+                elif source == 1:
+                    self.kept.add((counter, bytes(frame)))
+                else:
+                    self.top = counter or 0
 
 
 class IngestMixin:
@@ -183,6 +192,19 @@ class IngestMixin:
         # or hosts racing with the same batch see each other's records whole or not at all;
         # records are keyed (tid, counter), and the ack moves in the same transaction.
         lock = self._store.for_update
+        # The frames, parsed before the transaction (no lock held meanwhile): not a frame,
+        # or a counter not above the one before it, ends the batch there.
+        parsed, cut = [], False
+        offset = previous = 0
+        while offset < len(body):
+            frame = _frame_at(body, offset)
+            counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
+            if frame is None or counter <= previous:
+                cut = True
+                break
+            offset += len(frame)
+            previous = counter
+            parsed.append((counter, frame))
 
         def work(db):
             result = {"stored": 0, "duplicates": 0, "quarantined": 0, "refused": 0, "forged": 0}
@@ -193,22 +215,17 @@ class IngestMixin:
                 raise IngestError("unknown terminal %s" % tid)
             self._take(db, caller)
             ik_id, ack = bytes(row[0]), row[1]
-            top = db.execute("SELECT MAX(counter) FROM records WHERE tid = ?", (tid,))
-            known = max(ack, top.fetchone()[0] or 0)
-            frames = []
-            offset = previous = 0
-            while offset < len(body):
-                frame = _frame_at(body, offset)
-                counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
-                # Not a frame, out of order, or far beyond what this terminal has used:
-                # the rest is not stored and the ack stays before it.
-                if frame is None or counter <= previous or counter > known + MAX_COUNTER_JUMP:
+            frames = list(parsed)
+            result["refused"] = int(cut)
+            batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
+            # Far beyond what this terminal has used: from there on nothing is stored and
+            # the ack stays before it.
+            known = max(ack, batch.top)
+            for index, (counter, _) in enumerate(frames):
+                if counter > known + MAX_COUNTER_JUMP:
+                    del frames[index:]
                     result["refused"] = 1
                     break
-                offset += len(frame)
-                previous = counter
-                frames.append((counter, frame))
-            batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
             dealt = ack
             for counter, frame in frames:
                 outcome = self._store_record(batch, counter, frame)

@@ -336,21 +336,24 @@ def ingest(terminals=20, batches=12, batch_records=41, runs=3):
     records = terminals * batches * batch_records
 
     def measure(new_ledger, server_cpu=lambda: 0.0):
-        rates, cpu_rates, commits = [], [], []
+        rates, cpu_rates, commits, server_us = [], [], [], []
         for _ in range(runs):
             db = LedgerDB(new_ledger(), bdk)
             for tid, ik_id, _ in fleet:
                 db.add_terminal(tid, ik_id)
             before_s, before = db.commit_seconds, db.commits
-            started, cpu = time.perf_counter(), time.process_time() + server_cpu()
+            started, cpu, server = time.perf_counter(), time.process_time(), server_cpu()
             for tid, _, chosen in work:
                 result = db.ingest(tid, b"".join(frame for _, frame in chosen))
                 assert result["stored"] == len(chosen), result
             rates.append(records / (time.perf_counter() - started))
-            cpu_rates.append(records / (time.process_time() + server_cpu() - cpu))
+            server = server_cpu() - server
+            cpu_rates.append(records / (time.process_time() - cpu + server))
+            server_us.append(server / records * 1e6)
             commits.append((db.commit_seconds - before_s) / (db.commits - before) * 1000)
             db.close()
-        return [statistics.median(figures) for figures in (rates, cpu_rates, commits)]
+        figures = (rates, cpu_rates, commits, server_us)
+        return [statistics.median(figure) for figure in figures]
 
     derives = []
     for _ in range(runs):
@@ -373,12 +376,14 @@ def ingest(terminals=20, batches=12, batch_records=41, runs=3):
     line("ingest_records", records, "records")
     line("ingest_batch_records", batch_records, "records")
     line("derive_us_per_record", "%.1f" % statistics.median(derives), "us")
-    for store, (rate, cpu_rate, commit) in (("", sqlite), ("_pg", postgres)):
+    for store, (rate, cpu_rate, commit, _) in (("", sqlite), ("_pg", postgres)):
         line("ingest%s_records_per_s" % store, "%.0f" % rate, "records/s")
         # CPU seconds, the back end's process and (PostgreSQL) the database server's
         # together: what one core does when the disk's fsync is not the bottleneck.
         line("ingest%s_records_per_cpu_s" % store, "%.0f" % cpu_rate, "records/s")
         line("commit%s_ms_per_batch" % store, "%.2f" % commit, "ms")
+    # The database server's share alone: what sizes the database host.
+    line("ingest_pg_server_cpu_us_per_record", "%.0f" % postgres[3], "us")
 
 
 def backend_auth(rounds=2000):
@@ -464,6 +469,12 @@ def main(argv):
         choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update"],
         help="which benchmark to run",
     )
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=41,
+        help="ingest: records a batch (41: a full 2 KiB batch; 10: the terminal's usual)",
+    )
     args = parser.parse_args(argv)
     if args.suite == "queue":
         queue_speed(queue_wear())
@@ -478,7 +489,7 @@ def main(argv):
         backend_auth()
         uplink_load()
     elif args.suite == "ingest":
-        ingest()
+        ingest(batch_records=args.batch_records)
     elif args.suite == "blacklist":
         blacklist()
     elif args.suite == "update":

@@ -130,8 +130,22 @@ class Kit:
             self.settings, merchants, cashiers, Tokenizer(TOKEN_KEY), self.risk
         )
         self.runner = Runner(self.terminal, self.ledger, self._print, self._beep, self._upload)
+        # The PIN lockout kept on flash, as pos.app keeps it.
+        from pos import lockout
+
+        self.terminal.keep_lockout = self._keep_lockout
+        self.lockout_fault = lockout.restore(self.store, STORAGE_KEY, self.terminal, self.now_ms)
+        lockout = None
+        unload("pos.lockout")
         self.feed(("link", True))
         self.tick(0)
+
+    def _keep_lockout(self, terminal):
+        from pos import lockout
+
+        lockout.save(self.store, STORAGE_KEY, terminal)
+        lockout = None
+        unload("pos.lockout")
 
     def _print(self, lines):
         self.printed.append(lines)

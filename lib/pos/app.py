@@ -113,6 +113,16 @@ class App:
             self.request_sync,
             board.fault,
         )
+        if fault is None:
+            # The PIN lockout as it stood before the restart (pos.lockout, unloaded after).
+            from pos import lockout
+
+            self.terminal.keep_lockout = self.keep_lockout
+            unusable = lockout.restore(board.store, key, self.terminal, ticks_ms())
+            lockout = None
+            unload("pos.lockout")
+            if unusable is not None:
+                board.fault(unusable)
         done = board.store.read("command.id")
         if done and len(done) == 4:
             self.command_done = int.from_bytes(done, "big")
@@ -162,6 +172,18 @@ class App:
                 received = None
                 unload("pos.received")
             gc.collect()  # between events, so a sale never waits for a collection
+
+    def keep_lockout(self, terminal):
+        """The terminal's PIN count or lock changed: on flash before it goes on."""
+        from pos import lockout
+
+        store = self.board.store
+        try:
+            lockout.save(store, store.read(DEVICE_KEY), terminal)
+        except OSError as exc:  # a full or failing flash: the terminal goes on, and says so
+            self.board.fault("lockout not stored: %r" % (exc,))
+        lockout = None
+        unload("pos.lockout")
 
     def request_sync(self):
         """Send what waits now (a settle booked its Z records, a cashier asked)."""

@@ -205,7 +205,9 @@ class App:
         known from the first moment after a restart). The back end's time (trusted: its
         reply is authenticated) sets a clock unset or CLOCK_DRIFT_S off, forward freely,
         back CLOCK_BACK_MAX_S at most and not below the floor. NTP's (not authenticated)
-        sets only an unset clock, only at or after the floor. Anything else is a fault."""
+        sets only an unset clock, only at or after the floor. The operator's clock command
+        (pos.received) lets the back end's next time move it any distance, once, still not
+        below the floor. Anything else is a fault."""
         if not unix:
             return
         board = self.board
@@ -213,7 +215,13 @@ class App:
         sale = self.ledger.recent.last_sale() if self.ledger else None
         floor = sale[2] if sale else 0
         back = CLOCK_BACK_MAX_S if trusted else 0
-        if unix < floor - back or now and (not trusted or unix < now - back):
+        received = self.received
+        if trusted and received is not None and received.clock_command:
+            received.clock_command = False  # the operator's word, once: any distance
+            unix = max(unix, floor)
+            board.set_time(unix)
+            verb = "set"
+        elif unix < floor - back or now and (not trusted or unix < now - back):
             verb = "refused"
         elif abs(now - max(unix, floor)) > CLOCK_DRIFT_S:  # an unset clock (0) is that far
             unix = max(unix, floor)

@@ -2,7 +2,12 @@
 the server's CA but none of the terminals' keys: forged, replayed, oversized, slow and
 spoofed requests are each refused with the expected status, and the database's money, ack,
 quarantine, fault and heartbeat tables are byte for byte what they were. Then the genuine
-terminal sends its backlog and every sale is stored once."""
+terminal sends its backlog and every sale is stored once: a host-side terminal, and the
+simulator's real firmware at 96 KiB.
+
+A malicious back end too (the server's certificate, not the BDK): the real firmware behind it
+keeps every record, its limits hold and its fault log says why each reply was refused; a
+copied terminal is caught end to end."""
 
 import json
 import os
@@ -683,3 +688,62 @@ def test_a_malicious_back_end_changes_nothing_then_the_real_one_drains_every_sal
         stored.close()
     assert len(rows) == 3 and len({r[0] for r in rows}) == 3, rows
     assert sorted(r[2] for r in rows) == [500, 600, 700], rows
+
+
+def test_after_the_attacks_the_simulated_terminal_drains_every_sale_once():
+    """The simulator's terminal sells offline; the attacks above hit its own back end
+    (unsigned, its genuine frames replayed unsigned and under another key, spoofed
+    heartbeats, an oversized body): each refused, nothing changed. Then the real firmware
+    (MicroPython, 96 KiB) drains its backlog: every sale stored once."""
+    from test_sim import SALE, sim, state_folder
+
+    from tools.host import sim as simulator
+
+    state = state_folder("attacked")
+    sold = sim(state, SALE + " # " + SALE[len("1 1 1 1 # ") :], "--offline")
+    assert sold.returncode == 0, sold.stdout + sold.stderr
+    keys = os.path.join(state, "backend")
+    real = simulator.Backend(state)
+    lock = simulator.StateLock(state)
+    firmware = None
+    try:
+        with open(os.path.join(keys, "terminals.json")) as source:
+            tid = next(iter(json.load(source)))
+        path = "/v1/terminals/%s/records" % tid
+        db = os.path.join(state, "backend.db")
+        with open(os.path.join(state, "flash.bin"), "rb") as image:
+            image.seek(0x8000)
+            genuine = image.read()  # the frames are in here somewhere; any bytes will do
+        stranger = TerminalSigner(BDK, OTHER_IK_ID)  # a key of its own, not this terminal's
+        context = ssl.create_default_context(cafile=keys + "/ca.pem")
+        with httpx.Client(base_url=real.server.url, verify=context) as client:
+            before = tables(db)
+            for body, headers, status in (
+                (frame(0xFFFF0000), {}, 401),
+                (frame(0xFFFFFFFF) + frame(1), {}, 401),
+                (genuine[:2048], {}, 401),
+                (frame(1), stranger.headers("POST", path, frame(1)), 401),
+                (frame(2), {"X-OneTill-Status": "cfg=99;bl=99;cmd=99"}, 401),
+            ):
+                reply = client.post(path, content=body, headers=dict(OCTETS, **headers))
+                assert reply.status_code == status, (reply.status_code, reply.text)
+            huge = client.post(path, content=b"\0" * (64 * 1024 + 1), headers=dict(OCTETS, **{}))
+            assert huge.status_code in (401, 413)
+            assert tables(db) == before
+        simulator.use_backend(state, real.server.url)
+        firmware = simulator.Firmware(
+            state, simulator.parse_heap("96k") + simulator.TLS_ALLOWANCE, lock
+        )
+        firmware.wait_for_start()
+        assert firmware.drain(timeout_s=60), firmware.faults
+    finally:
+        if firmware is not None:
+            firmware.stop()
+        real.stop()
+        lock.release()
+    stored = sqlite3.connect(db)
+    try:
+        rows = stored.execute("SELECT counter, amount_minor FROM records").fetchall()
+    finally:
+        stored.close()
+    assert sorted(rows) == [(rows[0][0], 1234), (rows[0][0] + 1, 1234)], rows

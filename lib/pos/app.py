@@ -180,6 +180,9 @@ class App:
         store = self.board.store
         try:
             lockout.save(store, store.read(DEVICE_KEY), terminal)
+        except MemoryError:  # once more on a collected heap; then the PIN goes unchecked
+            gc.collect()
+            lockout.save(store, store.read(DEVICE_KEY), terminal)
         except OSError as exc:  # a full or failing flash: the terminal goes on, and says so
             self.board.fault("lockout not stored: %r" % (exc,))
         lockout = None

@@ -5,7 +5,7 @@ One small file in the state folder, sealed with the device storage key (pos.seal
 StateSealer: a random IV, AES-CBC, AES-CMAC), written through the store's temporary file and
 rename, so a power cut leaves the old contents or the new:
 
-    LOCKOUT = "lockout":  format (1) = 1 | tries (1) | locks in a row (1) | lock (4, big-endian)
+    "lockout":  format (1) = 1 | tries (1) | locks in a row (1) | lock (4, big-endian)
 
 tries: PINs counted wrong since the last good one (pos.terminal counts a PIN as wrong, and
 has it written here, before it checks it, and takes the count back for a known PIN); locks
@@ -25,11 +25,13 @@ lock at start. A file that does not open (altered, or another terminal's) locks 
 
 import struct
 
+from pos.compat import const
 from pos.seal import SealError, StateSealer
 
-LOCKOUT = "lockout"
-_FORMAT = 1
-_MAX_TRIES = 3  # pos.terminal's _MAX_WRONG_PINS
+# Private constants and the file named by a literal that is also the module's name: no name
+# of its own to intern, since MicroPython keeps every new name (a qstr) for good.
+_FORMAT = const(1)
+_MAX_TRIES = const(3)  # pos.terminal's _MAX_WRONG_PINS
 
 
 def save(store, storage_key, terminal):
@@ -42,13 +44,13 @@ def save(store, storage_key, terminal):
     data = struct.pack(
         ">BBBI", _FORMAT, min(terminal.wrong_pins, 255), min(terminal.lock_count, 255), lock_s
     )
-    store.write(LOCKOUT, StateSealer(storage_key).seal(data))
+    store.write("lockout", StateSealer(storage_key).seal(data))
 
 
 def restore(store, storage_key, terminal, now_ms):
     """Put the stored count and lock back on a terminal just made (now_ms: the ticks its
     first tick will carry). Returns a fault line for the log, or None."""
-    blob = store.read(LOCKOUT)
+    blob = store.read("lockout")
     if blob is None:
         return None
     fault = None

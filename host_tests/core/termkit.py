@@ -159,6 +159,7 @@ class Kit:
         lockout = None
         if IS_MICROPYTHON:  # as the app does; CPython's full collection costs ~0.1 s a PIN
             unload("pos.lockout")
+        return True
 
     def _print(self, lines):
         self.printed.append(lines)

@@ -2,6 +2,7 @@
 power cycle gives no more tries."""
 
 from norflash import PowerCut
+from sealcheck import STORAGE_KEY
 from termkit import Kit
 
 WRONG = "5 5 5 5 #"
@@ -113,3 +114,49 @@ def test_a_power_cut_at_any_lockout_write_gives_no_more_tries():
     for cut_at in range(writes):
         runs, _ = attack(cut_at)
         assert max(runs) <= 3, (cut_at, runs)
+
+
+def test_a_pin_that_could_not_be_counted_is_not_checked():
+    kit = Kit()
+    kit.terminal.keep_lockout = lambda terminal: False  # the app's answer when out of heap
+    kit.login()
+    assert kit.shows("Low memory")
+    assert kit.terminal.cashier is None and kit.terminal.wrong_pins == 0
+
+
+class _Board:
+    def __init__(self, store):
+        self.store = store
+        self.faults = []
+
+    def fault(self, text):
+        self.faults.append(text)
+
+
+def test_the_app_answers_whether_the_count_is_stored():
+    from pos.app import App
+
+    kit = Kit()
+    kit.keys(WRONG)
+    kit.store.write("device.key", STORAGE_KEY)
+    board = _Board(kit.store)
+    app = App(board)
+    kit.terminal.wrong_pins = 2
+    assert app.keep_lockout(kit.terminal) is True
+    from pos import lockout
+
+    kit.terminal.wrong_pins = 0
+    lockout.restore(kit.store, STORAGE_KEY, kit.terminal, kit.now_ms)
+    assert kit.terminal.wrong_pins == 2  # what the app stored
+
+    def short(name, data):
+        raise MemoryError("memory allocation failed")
+
+    def failing(name, data):
+        raise OSError(28)
+
+    kit.store.write = short
+    assert app.keep_lockout(kit.terminal) is False  # tried twice, then said
+    kit.store.write = failing
+    assert app.keep_lockout(kit.terminal) is True  # a failing flash: on it goes, logged
+    assert board.faults[-1].startswith("lockout not stored")

@@ -174,19 +174,27 @@ class App:
             gc.collect()  # between events, so a sale never waits for a collection
 
     def keep_lockout(self, terminal):
-        """The terminal's PIN count or lock changed: on flash before it goes on."""
-        from pos import lockout
+        """The terminal's PIN count or lock changed: on flash before it goes on. False when
+        the heap had no room even after a collection (a PIN is then not checked; a lock or
+        a reset not written only leaves the terminal stricter after a restart)."""
+        for _ in range(2):
+            stored = False
+            try:
+                from pos import lockout
 
-        store = self.board.store
-        try:
-            lockout.save(store, store.read(DEVICE_KEY), terminal)
-        except MemoryError:  # once more on a collected heap; then the PIN goes unchecked
-            gc.collect()
-            lockout.save(store, store.read(DEVICE_KEY), terminal)
-        except OSError as exc:  # a full or failing flash: the terminal goes on, and says so
-            self.board.fault("lockout not stored: %r" % (exc,))
-        lockout = None
-        unload("pos.lockout")
+                store = self.board.store
+                lockout.save(store, store.read(DEVICE_KEY), terminal)
+                stored = True
+            except MemoryError:
+                pass
+            except OSError as exc:  # a full or failing flash: the terminal goes on, and says so
+                self.board.fault("lockout not stored: %r" % (exc,))
+                stored = True
+            lockout = None
+            unload("pos.lockout")  # collects: a second try has the whole heap
+            if stored:
+                return True
+        return False
 
     def request_sync(self):
         """Send what waits now (a settle booked its Z records, a cashier asked)."""

@@ -272,7 +272,8 @@ class Terminal:
         self.lock_count = 0
         self.locked_until = None
         # callable(terminal) that stores wrong_pins, lock_count and the lock on flash (the
-        # app's, pos.lockout): called when they change, before a PIN is checked too.
+        # app's, pos.lockout): called when they change, before a PIN is checked too; it
+        # answers whether the count is stored.
         self.keep_lockout = None
         self.last_activity = 0
         self.result_since = 0
@@ -550,8 +551,10 @@ class Terminal:
         # Counted wrong, and kept, before it is checked: a power cut timed between a wrong
         # PIN and the write of its count would otherwise be a free try (issue 13).
         self.wrong_pins += 1
-        if self.keep_lockout is not None:
-            self.keep_lockout(self)
+        if self.keep_lockout is not None and not self.keep_lockout(self):
+            self.wrong_pins -= 1  # not counted on flash (the heap was short): not checked
+            self.say(_text(_T_LOW_MEMORY))
+            return None
         return pin
 
     def supervisor_key(self, key, merchant_number=0):

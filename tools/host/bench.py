@@ -466,7 +466,7 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update"],
+        choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update", "lockout"],
         help="which benchmark to run",
     )
     parser.add_argument(
@@ -494,6 +494,9 @@ def main(argv):
         blacklist()
     elif args.suite == "update":
         update()
+    elif args.suite == "lockout":
+        with tempfile.TemporaryDirectory() as scratch:
+            run_on_micropython("import lockout_bench; lockout_bench.main(%r)" % scratch)
     return 0
 
 

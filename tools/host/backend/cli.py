@@ -6,7 +6,7 @@
     tools/backend report --db FILE [--merchant N] [--json]
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
-    tools/backend command --db FILE --terminal TID settle|faultlog
+    tools/backend command --db FILE --terminal TID settle|faultlog|clock
 
 --db is an SQLite file (ledger.db) or a PostgreSQL URL (postgresql://user@host/db); the
 schema's migrations are applied when a command that writes opens it.
@@ -271,7 +271,12 @@ def main(argv):
     )
     blacklist.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
     command = commands.add_parser("command", help="queue a command for a terminal")
-    command.add_argument("name", choices=["settle", "faultlog"])
+    command.add_argument(
+        "name",
+        choices=["settle", "faultlog", "clock"],
+        help="clock: the terminal takes the back end's next time however far it moves its "
+        "clock (never before its newest sale), once",
+    )
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ from tools.host.backend.errors import DownlinkError, IngestError
 from tools.host.backend.storage import by_terminal
 
 MAX_FAULT_LOGS_PER_TERMINAL = 16
-COMMANDS = ("settle", "faultlog")
+COMMANDS = ("settle", "faultlog", "clock")
 MAX_COMMANDS_A_DOCUMENT = 8  # keeps a commands document within the terminal's 512 bytes
 MAX_FAULT_LOG_BYTES = 4096
 DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K"}

@@ -362,6 +362,10 @@ def app_from_environment():
 
     from tools.host.backend.cli import read_bdk
     from tools.host.backend.ledger import LedgerDB
+    from tools.host.backend.server import _end_with_parent
 
+    # A worker ends with the process that started it: the serve command killed with kill -9
+    # must not leave workers serving the port with nobody to restart or stop them.
+    _end_with_parent(os.getppid())()
     db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
     return make_app(db, docs=os.environ.get(ENV_DOCS) == "1")

@@ -181,6 +181,9 @@ def serve_command(args):
         # turn into a flood of log lines (refusals are counted by RefusalLog instead).
         log_level="error",
         http=guarded_protocol(),
+        # libuv's loop and its TLS: a third less CPU a batch than asyncio's, which decides
+        # the latency when the cores are shared (tools/bench uplink; README "Benchmarks").
+        loop="uvloop",
         timeout_keep_alive=KEEP_ALIVE_S,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )

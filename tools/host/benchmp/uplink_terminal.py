@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from norflash import CutStore, NorFlash
+from norflash import NorFlash
 from pos.downlink import derive_downlink_key
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
@@ -28,10 +28,10 @@ HEARTBEAT = (
 
 def main(tid, bdk, ik_id, port, ca_path, records, rate, duration_s, drain_s, retry_s, timeout):
     flash = NorFlash(192, sector_size=1024)
-    store = CutStore(flash)
+    log = NorFlash(8, sector_size=1024)  # the state log's partition
     storage_key = b"bench-storagekey"
-    Journal.provision(store, storage_key, derive_initial_key(bdk, ik_id), ik_id)
-    ledger = Ledger(TxQueue(flash), store, storage_key)
+    Journal.provision(log, storage_key, derive_initial_key(bdk, ik_id), ik_id)
+    ledger = Ledger(TxQueue(flash), log, storage_key)
     with open(ca_path, "rb") as file:
         context = tls_context(file.read())
     uplink = Uplink(ledger.queue, "127.0.0.1", port, tid, context)

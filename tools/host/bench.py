@@ -210,7 +210,7 @@ def uplink_load(runs=3, workers=2, db=None):
             else:
                 middle = statistics.median(values)
                 shown = ("%.0f" if middle >= 100 or middle == int(middle) else "%.2f") % middle
-                if runs > 1:
+                if len(set(values)) > 1:
                     unit += " (runs: %s)" % ", ".join(
                         ("%.0f" if v >= 100 or v == int(v) else "%.2f") % v for v in values
                     )

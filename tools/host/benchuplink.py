@@ -465,11 +465,7 @@ class Figures:
             ("batch_records", self.batch_records, "records"),
             ("batch_p50_ms", self.p50_ms, "ms"),
             ("batch_p99_ms", self.p99_ms, "ms"),
-            (
-                "micropython_batch_p50_ms",
-                self.micropython_p50_ms,
-                "ms (%d batches)" % self.micropython_batches,
-            ),
+            ("micropython_batch_p50_ms", self.micropython_p50_ms, "ms"),
             ("failed_batches", self.failed, "batches"),
             ("server_cpu_us_per_record", self.server_cpu_us, "us"),
             ("server_cpu_cores", self.server_cores, "cores"),

@@ -182,23 +182,53 @@ def sale_heap():
     run_on_micropython("import sale_heap", heap="256k")
 
 
-def uplink_load(runs=3, workers=2, db=None):
+def uplink_load(runs=3, workers=2):
     """The back end under the terminals' load (tools/host/benchuplink.py): 200 terminals
     offering 1,000 records/s, then a flood of full batches for the sustained rate; each
-    `runs` times on a new ledger, the median printed with every run's figure beside it."""
-    import statistics
-
+    `runs` times on a new ledger, the median printed with every run's figure beside it. On
+    SQLite (uplink_*), then on PostgreSQL (uplink_pg_*, a server of the bench's own, its
+    CPU counted as the back end's) where this back end has that store."""
     from tools.host import benchuplink
 
+    wire = _uplink_store(benchuplink, "uplink", runs, workers, lambda: (None, None))
+    # The terminal's request as pos.uplink sends it, the reply, their TLS records; the
+    # handshake (a new connection every batch) apart.
+    line("uplink_bytes_per_sale", "%.0f" % wire[0], "bytes (batches of 10)")
+    line("uplink_handshake_bytes", wire[1], "bytes a batch (TLS 1.3, session tickets)")
+    try:
+        from tools.host.pgserver import PostgresServer, PostgresUnavailable
+    except ImportError:
+        line("uplink_pg", "none", "(this back end has no PostgreSQL store)")
+        return
+    try:
+        with PostgresServer() as postgres:
+            _uplink_store(
+                benchuplink,
+                "uplink_pg",
+                runs,
+                workers,
+                lambda: (postgres.new_database(), postgres.cpu_seconds),
+            )
+    except PostgresUnavailable as exc:
+        line("uplink_pg", "none", "(%s)" % exc)
+
+
+def _uplink_store(benchuplink, prefix, runs, workers, new_ledger):
+    """Both loads on one store, `runs` times each on a new ledger; the wire sizes."""
+    import statistics
+
     loads = (
-        ("uplink", dict(terminals=200, rate=5.0, duration_s=20.0)),
-        ("uplink_flood", dict(terminals=40, rate=0, duration_s=10.0)),
+        (prefix, dict(terminals=200, rate=5.0, duration_s=20.0)),
+        (prefix + "_flood", dict(terminals=40, rate=0, duration_s=10.0)),
     )
     wire = None
-    for prefix, options in loads:
+    for name_prefix, options in loads:
         figures = []
         for _ in range(runs):
-            with benchuplink.Load(workers=workers, db=db, **options) as load:
+            db, database_cpu = new_ledger()
+            with benchuplink.Load(
+                workers=workers, db=db, database_cpu=database_cpu, **options
+            ) as load:
                 figures.append(load.run())
                 if wire is None:
                     wire = benchuplink.wire_bytes(load.server.port, load.ca_der)
@@ -214,11 +244,8 @@ def uplink_load(runs=3, workers=2, db=None):
                     unit += " (runs: %s)" % ", ".join(
                         ("%.0f" if v >= 100 or v == int(v) else "%.2f") % v for v in values
                     )
-            line("%s_%s" % (prefix, name), shown, unit)
-    # The terminal's request as pos.uplink sends it, the reply, their TLS records; the
-    # handshake (a new connection every batch) apart.
-    line("uplink_bytes_per_sale", "%.0f" % wire[0], "bytes (batches of 10)")
-    line("uplink_handshake_bytes", wire[1], "bytes a batch (TLS 1.3, session tickets)")
+            line("%s_%s" % (name_prefix, name), shown, unit)
+    return wire
 
 
 def ingest_frames(bdk, ik_id, count):

@@ -254,6 +254,7 @@ class Load:
         retry_s=2.0,
         timeout_s=10,
         db=None,
+        database_cpu=None,
     ):
         self.terminals = terminals
         self.rate = rate
@@ -266,6 +267,9 @@ class Load:
         self.retry_s = retry_s
         self.timeout_s = timeout_s
         self.db = db
+        # CPU seconds of a database server the back end uses (PostgreSQL's processes), counted
+        # as the server's: a record's cost is the back end's and its database's together.
+        self.database_cpu = database_cpu or (lambda: 0.0)
         if records is None:
             # Enough for the window: the rate's worth, or for a flood what a fast server
             # could take from each (about 8,000 records/s in all).
@@ -390,13 +394,14 @@ class Load:
             warmup = self.warmup_s
             time.sleep(max(0.0, start + warmup - time.time()))
             server_cpu, server_wait = process_tree_times(self.server.process.pid)
+            server_cpu += self.database_cpu()
             clients_cpu = sum(process_tree_cpu(c.pid) for c in clients)
             load_before = os.getloadavg()[0]
             if self.on_start is not None:
                 self.on_start(self)
             time.sleep(max(0.0, start + self.duration_s - time.time()))
             server_cpu_end, server_wait_end = process_tree_times(self.server.process.pid)
-            server_cpu = server_cpu_end - server_cpu
+            server_cpu = server_cpu_end + self.database_cpu() - server_cpu
             server_wait = server_wait_end - server_wait
             clients_cpu = sum(process_tree_cpu(c.pid) for c in clients) - clients_cpu
             results = []

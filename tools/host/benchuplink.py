@@ -187,7 +187,7 @@ def client_main():
     async def run():
         await asyncio.gather(*(terminal(*t) for t in terminals))
 
-    # The clients on uvloop too: its TLS costs a third less CPU, left to the server.
+    # The clients on uvloop too: its loop and TLS leave more of the cores to the server.
     import uvloop
 
     uvloop.run(run())

@@ -57,7 +57,7 @@ def make_app(db, docs=False):
 
     from tools.host.backend.auth import EMPTY_BODY_HASH, AuthError, Caller, StaleRequest
 
-    read, write = ledger_access(db)
+    read_row, write = ledger_access(db)
 
     class BatchReply(BaseModel):
         ack: int
@@ -104,7 +104,7 @@ def make_app(db, docs=False):
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
         try:
-            return await read(
+            return await read_row(
                 db.authenticate,
                 tid,
                 request.method,
@@ -301,7 +301,7 @@ def make_app(db, docs=False):
 
 
 def ledger_access(db):
-    """How a worker reads from and writes to the ledger: `await read(fn, *args)` for the
+    """How a worker reads from and writes to the ledger: `await read_row(fn, *args)` for the
     request check (one row by key), `await write(work)` for what changes the ledger.
 
     SQLite lets one writer into the file at a time. Threads that race for it wait in SQLite's
@@ -322,13 +322,13 @@ def ledger_access(db):
         return run_in_threadpool, run_in_threadpool
     writer = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
 
-    async def read(function, *args):
+    async def read_row(function, *args):
         return function(*args)
 
     async def write(work):
         return await asyncio.get_running_loop().run_in_executor(writer, work)
 
-    return read, write
+    return read_row, write
 
 
 def _binary_body(max_bytes, description):

@@ -1,6 +1,7 @@
 """Chaos: one of three back-end workers is killed with kill -9 in the middle of a flood from
-many terminals (pos.uplink on CPython, and one on MicroPython). Every sale the terminals
-booked is stored exactly once, and no terminal is left with records it cannot send."""
+many terminals (pos.uplink on CPython, and one on MicroPython), on either store. Every sale
+the terminals booked is stored exactly once, and no terminal is left with records it cannot
+send. (PostgreSQL restarted mid-flood: test_backend_postgres.py.)"""
 
 import os
 import signal
@@ -20,7 +21,7 @@ WINDOW_S = 6.0
 KILL_AFTER_S = 1.0  # into the measured window: every worker has batches in flight
 
 
-def test_killing_a_worker_mid_flood_loses_and_doubles_nothing():
+def test_killing_a_worker_mid_flood_loses_and_doubles_nothing(ledger_at):
     killed = []
 
     def kill_later(load):
@@ -42,6 +43,7 @@ def test_killing_a_worker_mid_flood_loses_and_doubles_nothing():
         drain_s=40.0,
         retry_s=0.3,  # pos.app backs off from 2 s; shorter here to bound the test
         timeout_s=5,
+        db=ledger_at,  # SQLite, then PostgreSQL
     ) as load:
         load.on_start = kill_later
         figures = load.run()

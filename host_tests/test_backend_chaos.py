@@ -16,9 +16,9 @@ from tools.host import benchuplink  # noqa: E402
 from tools.host.backend import LedgerDB  # noqa: E402
 
 TERMINALS = 30
-RECORDS = 500  # each terminal's backlog, sent in full batches back to back
+RECORDS = 800  # each terminal's backlog, sent in full batches back to back
 WINDOW_S = 6.0
-KILL_AFTER_S = 1.0  # into the measured window: every worker has batches in flight
+KILL_AFTER_S = 0.5  # into the measured window: every worker has batches in flight
 
 
 def test_killing_a_worker_mid_flood_loses_and_doubles_nothing(ledger_at):

@@ -299,7 +299,11 @@ class Load:
         for number in range(self.terminals):
             ledger.add_terminal(tid_of(number), ik_id_of(number))
         ledger.close()
-        self.server = Server(self.db_path, bdk_file, self.scratch, workers=self.workers)
+        # Workers import FastAPI each: on shared, busy cores that can take longer than the
+        # simulator's 15 s.
+        self.server = Server(
+            self.db_path, bdk_file, self.scratch, workers=self.workers, timeout_s=60
+        )
         return self
 
     def __exit__(self, *exc):

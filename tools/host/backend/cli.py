@@ -7,6 +7,7 @@
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
     tools/backend command --db FILE --terminal TID settle|faultlog
+    tools/backend users add|list|disable|reset --db FILE [--role R --merchant MID] [NAME]
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
 (chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
@@ -32,6 +33,7 @@ from tools.host.backend.errors import (
     RegistrationError,
 )
 from tools.host.backend.ledger import LedgerDB
+from tools.host.backend.office.accounts import add_users_parser, users_command
 from tools.host.backend.reports import print_alerts, print_report
 from tools.host.backend.server import make_certs
 
@@ -135,9 +137,18 @@ def clear_command(args):
 
 
 def report_command(args):
+    since = until = None
+    if args.date_from or args.date_to:
+        from tools.host.backend.office.figures import PeriodError, bounds, parse_period
+
+        try:
+            first, last = parse_period(args.date_from or args.date_to, args.date_to, None)
+        except PeriodError as exc:
+            raise CommandError(str(exc)) from None
+        since, until = bounds(first, last, args.utc_offset_min)
     db = LedgerDB(args.db, mode="read")  # a report never writes, nor makes a ledger
     try:
-        result = db.report(args.merchant)
+        result = db.report(args.merchant, since, until)
     except sqlite3.Error as exc:
         raise CommandError("cannot read the ledger %s: %s" % (args.db, exc)) from None
     finally:
@@ -185,7 +196,8 @@ def serve_command(args):
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     if args.workers == 1:
-        uvicorn.run(make_app(db, docs=args.docs), **options)
+        app = make_app(db, docs=args.docs, office=True, token_key_file=args.token_key_file)
+        uvicorn.run(app, **options)
         return 0
     # uvicorn's process model: one listening socket, N worker processes each with its own
     # LedgerDB over the one ledger; exactly-once holds across them in the database.
@@ -195,6 +207,9 @@ def serve_command(args):
             api.ENV_DB: os.path.abspath(args.db),
             api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
+            api.ENV_TOKEN_KEY_FILE: os.path.abspath(args.token_key_file)
+            if args.token_key_file
+            else "",
         }
     )
     uvicorn.run(
@@ -214,6 +229,7 @@ COMMANDS = {
     "config": downlink_command,
     "blacklist": downlink_command,
     "command": downlink_command,
+    "users": users_command,
 }
 
 
@@ -245,6 +261,10 @@ def main(argv):
     serve.add_argument("--tls-key", required=True)
     serve.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
     serve.add_argument(
+        "--token-key-file",
+        help="the card-token key, so that the back office can block a card by its number",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -254,6 +274,14 @@ def main(argv):
     report.add_argument("--db", required=True)
     report.add_argument("--merchant", type=int)
     report.add_argument("--json", action="store_true")
+    report.add_argument("--from", dest="date_from", help="first local date (2026-11-29)")
+    report.add_argument("--to", dest="date_to", help="last local date (default: --from)")
+    report.add_argument(
+        "--utc-offset-min",
+        type=int,
+        default=0,
+        help="local time's offset from UTC in minutes, for --from and --to (default 0)",
+    )
     config = commands.add_parser("config", help="push a config (merchants, cashiers, limits)")
     config.add_argument("action", choices=["set"])
     config.add_argument("--db", required=True)
@@ -270,6 +298,7 @@ def main(argv):
     command.add_argument("name", choices=["settle", "faultlog"])
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
+    add_users_parser(commands)
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

@@ -1,0 +1,62 @@
+"""The back office: web pages for the food court's operator and its merchants, served by
+the back end under /office, one module per concern:
+
+store.py           the office's tables (one place, for the storage layer's migrations)
+                   and every query it makes
+accounts.py        argon2id passwords, login rate limit, sessions; tools/backend users
+web.py             the Office, and the dependencies every route takes (session, role,
+                   merchant in view, CSRF)
+login_pages.py     login and logout
+merchant_pages.py  a merchant's figures, sales, Z settlements, charts and downloads
+operator_pages.py  the operator's: merchants, fleet, blacklist, users, commission,
+                   accounts, audit log, payout files
+figures.py         a merchant's period counted from the sealed records
+statements.py      commission and statements (CSV, PDF)
+payouts.py         payout CSV, SEPA pain.001, IBAN checks
+charts.py          bar charts as SVG
+"""
+
+import os
+
+from tools.host.backend.office.web import PREFIX, LoginNeeded, Office, security_headers
+
+_STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+PUBLIC_PATHS = (PREFIX + "/login", PREFIX + "/static/office.css")
+
+
+def mount(app, ledger, token_key_file=None, clock=None):
+    """Serve the back office under /office of the back end's app (not in its OpenAPI
+    schema: the schema is the terminals' API)."""
+    import time
+
+    from fastapi import Response
+    from fastapi.responses import RedirectResponse
+
+    from tools.host.backend.office import login_pages, merchant_pages, operator_pages
+
+    app.state.office = Office(ledger, token_key_file, clock or time.time)
+    for module in (login_pages, merchant_pages, operator_pages):
+        app.include_router(module.router, prefix=PREFIX, include_in_schema=False)
+
+    with open(os.path.join(_STATIC, "office.css"), "rb") as source:
+        stylesheet = source.read()
+
+    @app.get(PREFIX + "/static/office.css", include_in_schema=False)
+    def office_css():
+        return Response(
+            stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+        )
+
+    @app.exception_handler(LoginNeeded)
+    async def login_needed(request, exc):
+        return security_headers(RedirectResponse(PREFIX + "/login", status_code=303))
+
+    @app.middleware("http")
+    async def office_headers(request, call_next):
+        response = await call_next(request)
+        path = request.url.path
+        if path == PREFIX or path.startswith(PREFIX + "/"):
+            security_headers(response, static=path.startswith(PREFIX + "/static/"))
+        return response
+
+    return app.state.office

@@ -97,7 +97,25 @@ def fill(db):
     return first, second
 
 
+_TEMPLATE = []
+
+
 def make_ledger(path):
+    """A filled ledger with its accounts at path (made once per test run and copied: a
+    password hash costs a good part of a second, on purpose)."""
+    import shutil
+    import tempfile
+
+    if not _TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="onetill-office-")
+        template = os.path.join(folder, "backend.db")
+        _make_ledger(template).close()
+        _TEMPLATE.append(template)
+    shutil.copyfile(_TEMPLATE[0], path)
+    return LedgerDB(path, BDK)
+
+
+def _make_ledger(path):
     db = LedgerDB(path, BDK)
     fill(db)
     store = OfficeStore(db)

@@ -24,6 +24,25 @@ _STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 PUBLIC_PATHS = (PREFIX + "/login", PREFIX + "/static/office.css")
 
 
+def routes(app):
+    """[(method, path)] of every back-office route of the app, read from the app itself (the
+    access tests walk this list, so a new route cannot be left out of them)."""
+    out = []
+
+    def walk(entries):
+        for route in entries:
+            if hasattr(route, "effective_route_contexts"):  # an included router (FastAPI)
+                walk(route.effective_route_contexts())
+                continue
+            path = getattr(route, "path", "")
+            if path == PREFIX or path.startswith(PREFIX + "/"):
+                for method in sorted(set(route.methods) - {"HEAD"}):
+                    out.append((method, path))
+
+    walk(app.routes)
+    return sorted(set(out))
+
+
 def mount(app, ledger, token_key_file=None, clock=None):
     """Serve the back office under /office of the back end's app (not in its OpenAPI
     schema: the schema is the terminals' API)."""

@@ -219,12 +219,23 @@ def users_command(args):
 
 def add_users_parser(commands):
     users = commands.add_parser("users", help="back-office accounts: add, list, disable, reset")
-    users.add_argument("action", choices=["add", "list", "disable", "reset"])
-    users.add_argument("name", nargs="?", help="the login name (not for list)")
-    users.add_argument("--db", required=True)
-    users.add_argument("--role", choices=ROLES, help="add: operator or merchant")
-    users.add_argument("--merchant", help="add: the merchant ID a merchant account sees")
-    users.add_argument(
-        "--password-file", help="add, reset: read the password from this file's first line"
-    )
+    actions = users.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("add", "add an operator or a merchant's account"),
+        ("list", "list the accounts"),
+        ("disable", "disable an account and end its sessions"),
+        ("reset", "set a new password and end the account's sessions"),
+    ):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--db", required=True)
+        if action == "list":
+            continue
+        sub.add_argument("name", help="the login name")
+        if action == "add":
+            sub.add_argument("--role", choices=ROLES, required=True)
+            sub.add_argument("--merchant", help="the merchant ID a merchant account sees")
+        if action in ("add", "reset"):
+            sub.add_argument(
+                "--password-file", help="read the password from this file's first line"
+            )
     return users

@@ -67,9 +67,9 @@ def fleet_rows(office):
             {
                 "tid": tid,
                 "heard": beat["received"] if beat else None,
-                "depth": status.get("depth", "?"),
-                "oldest_s": status.get("oldest_s", "?"),
-                "firmware": status.get("fw", "?"),
+                "depth": status.get("depth", "-"),
+                "oldest_s": status.get("oldest_s", "-1"),
+                "firmware": status.get("fw", "-"),
                 "offered": downlink.get("offered", {}),
                 "in_force": downlink.get("in_force", {}),
                 "refused": downlink.get("refused", ""),

@@ -32,14 +32,15 @@ def test_operator_and_merchants_in_a_real_browser(tmp_path):
         assert "Statement: %s" % figures["name"] in text
         net = officeshots.euros(figures["net_total_minor"])
         assert re.search(r"Net\s+%s" % re.escape(net), text), text
-        assert re.search(r"Payout\s+%s" % re.escape(net), text)  # no commission set
+        payout = officeshots.euros(officeshots.payout_of(merchant_id, figures))
+        assert re.search(r"Payout\s+%s" % re.escape(payout), text)
     noodles = officeshots.pdf_text(saved["statement-800000000000001"])
     assert "Z 1: receipts 1 to 2" in noodles and "reconciles" in noodles
     schema = os.path.join(os.path.dirname(sepaxml.__file__), "schemas", "pain.001.001.03.xsd")
     with open(saved["pain001"], "rb") as source:
         xml = source.read()
     xmlschema.XMLSchema(schema).validate(xml)
-    total = sum(figures["net_total_minor"] for figures in report.values())
+    total = sum(officeshots.payout_of(m, figures) for m, figures in report.items())
     assert "<CtrlSum>%d.%02d</CtrlSum>" % divmod(total, 100) in xml.decode()
     for name in ("operator-fleet", "operator-merchants", "statement-picture"):
         with open(saved[name], "rb") as source:

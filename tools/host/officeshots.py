@@ -46,6 +46,23 @@ IBANS = {
     "800000000000003": "DE44 5001 0517 5407 3249 31",
 }
 PAYER_IBAN = "DE02 1001 0010 0006 8201 01"
+# The operator's commission: basis points of the net, minor units per sale kept.
+COMMISSION = {
+    "800000000000001": (800, 0),
+    "800000000000002": (500, 10),
+    "800000000000003": (1000, 0),
+}
+
+
+def payout_of(merchant_id, figures):
+    """What the statement must pay: the net less the commission (a rule from today, the
+    basis points rounded half up)."""
+    from tools.host.backend.office.statements import rounded_basis_points
+
+    basis_points, fixed_minor = COMMISSION[merchant_id]
+    kept = figures["sales_count"] - figures["voids_count"]
+    net = figures["net_total_minor"]
+    return net - rounded_basis_points(net, basis_points) - fixed_minor * kept
 
 
 class ShotError(Exception):
@@ -164,6 +181,7 @@ def report_by_merchant(db_path, day):
             "refunds_total_minor",
             "net_total_minor",
             "sales_count",
+            "voids_count",
         ):
             sums[key] = sums.get(key, 0) + entry[key]
     return out
@@ -237,19 +255,15 @@ def _operator(browser, base, day, report, out, downloads, check):
     context, page = _page(browser, base, ACCOUNTS[0][0])
     try:
         check(page.url.endswith("/office/operator"), "the operator lands on the merchants")
-        page.goto(base + "/operator?from=%s&to=%s" % (day, day))
-        for merchant_id, figures in report.items():
-            net = page.inner_text("tr[data-merchant='%s'] td.net" % merchant_id)
-            check(
-                net == euros(figures["net_total_minor"]),
-                "operator's net of %s: page %s, report %s"
-                % (merchant_id, net, euros(figures["net_total_minor"])),
-            )
-        saved["operator-merchants"] = _shot(page, out, "operator-merchants.png")
-        page.goto(base + "/operator/fleet")
-        check(SECOND_TID in page.content(), "the fleet shows both terminals")
-        saved["operator-fleet"] = _shot(page, out, "operator-fleet.png")
-        # Accounts through the forms: three payees and the payer, then the pain.001.
+        # Through the forms: each merchant's commission and account, the payer's account.
+        for merchant_id, (basis_points, fixed_minor) in COMMISSION.items():
+            page.goto(base + "/operator/accounts")
+            form = "form:has(input[value=commission])"
+            page.select_option(form + " select[name=merchant_id]", merchant_id)
+            page.fill(form + " input[name=basis_points]", str(basis_points))
+            page.fill(form + " input[name=fixed_minor]", str(fixed_minor))
+            page.click(form + " button[type=submit]")
+            check("set" in page.inner_text("p.message"), "commission of %s set" % merchant_id)
         for merchant_id, iban in IBANS.items():
             page.goto(base + "/operator/accounts")
             form = "form:has(input[value=payee])"
@@ -263,6 +277,23 @@ def _operator(browser, base, day, report, out, downloads, check):
         page.fill(form + " input[name=holder]", "Food Court Ltd")
         page.fill(form + " input[name=iban]", PAYER_IBAN)
         page.click(form + " button[type=submit]")
+        page.goto(base + "/operator?from=%s&to=%s" % (day, day))
+        for merchant_id, figures in report.items():
+            net = page.inner_text("tr[data-merchant='%s'] td.net" % merchant_id)
+            check(
+                net == euros(figures["net_total_minor"]),
+                "operator's net of %s: page %s, report %s"
+                % (merchant_id, net, euros(figures["net_total_minor"])),
+            )
+            payout = page.inner_text("tr[data-merchant='%s'] td.payout" % merchant_id)
+            check(
+                payout == euros(payout_of(merchant_id, figures)),
+                "operator's payout of %s: page %s" % (merchant_id, payout),
+            )
+        saved["operator-merchants"] = _shot(page, out, "operator-merchants.png")
+        page.goto(base + "/operator/fleet")
+        check(SECOND_TID in page.content(), "the fleet shows both terminals")
+        saved["operator-fleet"] = _shot(page, out, "operator-fleet.png")
         page.goto(base + "/operator?from=%s&to=%s" % (day, day))
         with page.expect_download() as download:
             page.click("text=SEPA credit transfer")

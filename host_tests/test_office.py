@@ -507,3 +507,18 @@ def test_users_cli_adds_lists_disables_and_resets(tmp_path):
     assert "disabled" in backend("users", "list", "--db", db_path).stdout
     missing = backend("users", "list", "--db", str(tmp_path / "nothere.db"))
     assert missing.returncode == 2 and not os.path.exists(tmp_path / "nothere.db")
+
+
+def test_operator_actions_from_the_shell_are_audited_too(tmp_path, clock):
+    db_path = str(tmp_path / "backend.db")
+    kit.make_ledger(db_path).close()
+    assert backend("command", "--db", db_path, "--terminal", "T0001", "settle").returncode == 0
+    result = backend("blacklist", "add", "--db", db_path, "token:0102030405a6")
+    assert result.returncode == 0, result.stderr
+    ledger = kit.LedgerDB(db_path, kit.BDK)
+    try:
+        log = browser(ledger, clock, "op").get("/office/operator/audit").text
+    finally:
+        ledger.close()
+    assert "command queued" in log and "T0001 settle (1)" in log
+    assert "blacklist add" in log and "token:0102030405a6" in log

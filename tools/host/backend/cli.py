@@ -59,6 +59,7 @@ def downlink_command(args):
             except (OSError, ValueError) as exc:
                 raise DownlinkError("cannot read %s: %s" % (args.file, exc)) from None
             version = db.set_config(args.terminal, doc)
+            _audit(db, "config pushed", "%s version %d" % (args.terminal, version))
             print("config %d for %s stored: the terminal fetches it" % (version, args.terminal))
         elif args.command == "blacklist":
             tokens = card_tokens(args.cards, args.token_key_file)
@@ -66,16 +67,30 @@ def downlink_command(args):
                 version = db.change_blacklist(add=tokens)
             else:
                 version = db.change_blacklist(remove=tokens)
+            _audit(
+                db,
+                "blacklist %s" % args.action,
+                "version %d: %s" % (version, " ".join("token:" + t.hex() for t in tokens)),
+            )
             print(
                 "blacklist %d: %d %s"
                 % (version, len(tokens), "added" if args.action == "add" else "removed")
             )
         else:
             number = db.add_command(args.terminal, args.name)
+            _audit(db, "command queued", "%s %s (%d)" % (args.terminal, args.name, number))
             print("command %d (%s) queued for %s" % (number, args.name, args.terminal))
     finally:
         db.close()
     return 0
+
+
+def _audit(db, action, detail):
+    """An operator's action from the shell, in the back office's audit log beside those
+    made in the browser."""
+    from tools.host.backend.office.store import OfficeStore
+
+    OfficeStore(db).audit("cli", action, detail)
 
 
 def certs_command(args):
@@ -124,6 +139,7 @@ def clear_command(args):
     db = LedgerDB(args.db, mode="write")
     try:
         reason = db.clear_terminal(args.tid)
+        _audit(db, "terminal cleared", "%s (was: %s)" % (args.tid, reason))
     finally:
         db.close()
     if reason is None:

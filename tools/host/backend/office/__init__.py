@@ -66,6 +66,25 @@ def mount(app, ledger, token_key_file=None, clock=None):
             stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
         )
 
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def office_error(request, exc):
+        """In the office, a refusal is a page a person can read (the same words for a
+        page that does not exist and one that is not theirs); elsewhere, FastAPI's JSON."""
+        path = request.url.path
+        if not (path == PREFIX or path.startswith(PREFIX + "/")):
+            return await http_exception_handler(request, exc)
+        office = app.state.office
+        response = office.templates.TemplateResponse(
+            request,
+            "error.html",
+            {"request": request, "who": None, "status": exc.status_code, "detail": exc.detail},
+            status_code=exc.status_code,
+        )
+        return security_headers(response)
+
     @app.exception_handler(LoginNeeded)
     async def login_needed(request, exc):
         return security_headers(RedirectResponse(PREFIX + "/login", status_code=303))

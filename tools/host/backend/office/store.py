@@ -21,17 +21,18 @@ import time
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, merchant_id TEXT, password_hash TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+    disabled BIGINT NOT NULL DEFAULT 0, created BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     digest TEXT PRIMARY KEY, user_name TEXT NOT NULL, csrf TEXT NOT NULL,
-    started INTEGER NOT NULL, seen INTEGER NOT NULL);
+    started BIGINT NOT NULL, seen BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS login_failures (
-    user_name TEXT NOT NULL, address TEXT NOT NULL, at INTEGER NOT NULL);
+    user_name TEXT NOT NULL, address TEXT NOT NULL, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
-    at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
+    seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS commission (
-    merchant_id TEXT NOT NULL, effective TEXT NOT NULL, basis_points INTEGER NOT NULL,
-    fixed_minor INTEGER NOT NULL, PRIMARY KEY (merchant_id, effective));
+    merchant_id TEXT NOT NULL, effective TEXT NOT NULL, basis_points BIGINT NOT NULL,
+    fixed_minor BIGINT NOT NULL, PRIMARY KEY (merchant_id, effective));
 CREATE TABLE IF NOT EXISTS payees (
     merchant_id TEXT PRIMARY KEY, holder TEXT NOT NULL, iban TEXT NOT NULL, bic TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS office_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +44,13 @@ class OfficeStore:
 
     def __init__(self, ledger):
         self.ledger = ledger
-        self.ledger._db.executescript(SCHEMA)
+
+        def create(db):
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+        ledger._transaction(create)
 
     @property
     def _db(self):
@@ -149,15 +156,18 @@ class OfficeStore:
     # --- the audit log --------------------------------------------------------------------
 
     def audit(self, actor, action, detail):
+        # The entry's number is taken in its own transaction (SQL both databases take: no
+        # rowid, no serial), so the log's order is the order things were done.
         self._write(
             lambda db: db.execute(
-                "INSERT INTO audit VALUES (?, ?, ?, ?)", (int(time.time()), actor, action, detail)
+                "INSERT INTO audit SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM audit",
+                (int(time.time()), actor, action, detail),
             )
         )
 
     def audit_log(self, limit=500):
         rows = self._db.execute(
-            "SELECT at, actor, action, detail FROM audit ORDER BY rowid DESC LIMIT ?", (limit,)
+            "SELECT at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?", (limit,)
         )
         return [dict(zip(("at", "actor", "action", "detail"), r, strict=True)) for r in rows]
 
@@ -176,7 +186,9 @@ class OfficeStore:
     def set_commission(self, merchant_id, effective, basis_points, fixed_minor):
         self._write(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO commission VALUES (?, ?, ?, ?)",
+                "INSERT INTO commission VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (merchant_id, effective) DO UPDATE SET "
+                "basis_points = excluded.basis_points, fixed_minor = excluded.fixed_minor",
                 (merchant_id, effective, basis_points, fixed_minor),
             )
         )
@@ -190,7 +202,8 @@ class OfficeStore:
     def set_payee(self, merchant_id, holder, iban, bic):
         self._write(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO payees VALUES (?, ?, ?, ?)",
+                "INSERT INTO payees VALUES (?, ?, ?, ?) ON CONFLICT (merchant_id) DO UPDATE "
+                "SET holder = excluded.holder, iban = excluded.iban, bic = excluded.bic",
                 (merchant_id, holder, iban, bic),
             )
         )
@@ -201,7 +214,9 @@ class OfficeStore:
     def set_setting(self, name, value):
         self._write(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO office_settings VALUES (?, ?)", (name, str(value))
+                "INSERT INTO office_settings VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, str(value)),
             )
         )
 
@@ -255,7 +270,7 @@ class OfficeStore:
 
     def fault_logs(self, tid):
         rows = self._db.execute(
-            "SELECT text, received FROM faults WHERE tid = ? ORDER BY rowid DESC", (tid,)
+            "SELECT text, received FROM faults WHERE tid = ? ORDER BY received DESC", (tid,)
         )
         return [{"text": text, "received": received} for text, received in rows]
 

@@ -522,3 +522,22 @@ def test_operator_actions_from_the_shell_are_audited_too(tmp_path, clock):
         ledger.close()
     assert "command queued" in log and "T0001 settle (1)" in log
     assert "blacklist add" in log and "token:0102030405a6" in log
+
+
+def test_times_and_days_are_the_food_courts_local_time(ledger, clock):
+    operator = browser(ledger, clock, "op")
+    answer = set_form(
+        operator, "/office/operator/accounts", {"action": "timezone", "utc_offset_min": "-90"}
+    )
+    assert answer.status_code == 200
+    # Noodles' first sale, 09:00 UTC on the 28th, is 07:30 there.
+    sales = operator.get("/office/merchants/%s/sales?from=2026-11-28" % kit.NOODLES).text
+    assert "2026-11-28 07:30:00 UTC-01:30" in sales
+    # T0002's Z at 13:00 UTC on the 29th is 11:30 local: still the 29th. At +12 hours it
+    # is 01:00 on the 30th, so the 29th has no Z.
+    day = "/office/merchants/%s/settlements?from=2026-11-29" % kit.DUMPLINGS
+    assert "11:30:00 UTC-01:30" in operator.get(day).text
+    set_form(
+        operator, "/office/operator/accounts", {"action": "timezone", "utc_offset_min": "720"}
+    )
+    assert "No Z in this period" in operator.get(day).text

@@ -98,7 +98,7 @@ class Accounts:
             self.store.set_user(name, password_hash=hash_password(password))
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
-        self.store.start_session(digest(token), name, csrf, now)
+        self.store.start_session(digest(token), name, csrf, now, now - SESSION_IDLE_S)
         return token, csrf
 
     def session(self, token):

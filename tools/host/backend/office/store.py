@@ -108,12 +108,16 @@ class OfficeStore:
 
         return self._write(work)
 
-    def start_session(self, digest, user_name, csrf, now):
-        self._write(
-            lambda db: db.execute(
+    def start_session(self, digest, user_name, csrf, now, forget_before):
+        """A new session; sessions unused since `forget_before` go (they are over)."""
+
+        def work(db):
+            db.execute("DELETE FROM sessions WHERE seen < ?", (forget_before,))
+            db.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (digest, user_name, csrf, now, now)
             )
-        )
+
+        self._write(work)
 
     def session(self, digest):
         row = self._db.execute(

@@ -55,15 +55,11 @@ class Office:
         if not unix_seconds:
             return "clock not set"
         offset = self.utc_offset_min
-        return (
-            "%s UTC%+03d:%02d"
-            % (
-                local(unix_seconds, offset).strftime("%Y-%m-%d %H:%M:%S"),
-                *divmod(offset, 60),
-            )
-            if offset
-            else local(unix_seconds, 0).strftime("%Y-%m-%d %H:%M:%S UTC")
-        )
+        text = local(unix_seconds, offset).strftime("%Y-%m-%d %H:%M:%S")
+        if not offset:
+            return text + " UTC"
+        hours, minutes = divmod(abs(offset), 60)
+        return "%s UTC%s%02d:%02d" % (text, "-" if offset < 0 else "+", hours, minutes)
 
     def page(self, request, name, who, status=200, **values):
         values.update(request=request, who=who)

@@ -5,8 +5,9 @@ real terminal ledger, and one account per role."""
 import os
 
 from fastapi.testclient import TestClient
+from flashregion import Region
 
-from norflash import CutStore, NorFlash
+from norflash import NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
@@ -43,9 +44,9 @@ TERMINALS = (
 class Terminal:
     def __init__(self, ik_id):
         flash = NorFlash(16, sector_size=1024)
-        store = CutStore(flash)
-        Journal.provision(store, b"storage-key-0003", derive_initial_key(BDK, ik_id), ik_id)
-        self.ledger = Ledger(TxQueue(flash), store, b"storage-key-0003")
+        queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
+        Journal.provision(log, b"storage-key-0003", derive_initial_key(BDK, ik_id), ik_id)
+        self.ledger = Ledger(TxQueue(queue), log, b"storage-key-0003")
 
     def book(self, kind, merchant, amount, when, method=CASH, reference=0, last_four=0xFFFF):
         record = Record(

@@ -87,7 +87,9 @@ def second_terminal(state, now):
     """A second terminal serving noodles (as its menu number 2) and dumplings (1): records
     booked and sealed by the core's Ledger on the flash model, under the sim's BDK, and
     stored by the back end's ingest."""
-    from norflash import CutStore, NorFlash
+    from flashregion import Region
+
+    from norflash import NorFlash
     from pos.dukpt import derive_initial_key
     from pos.journal import Journal
     from pos.ledger import Ledger
@@ -98,11 +100,11 @@ def second_terminal(state, now):
 
     bdk = read_bdk(os.path.join(state, "backend", "bdk.key"))
     flash = NorFlash(16, sector_size=1024)
-    store = CutStore(flash)
+    queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
     Journal.provision(
-        store, b"storage-key-0003", derive_initial_key(bdk, SECOND_IK_ID), SECOND_IK_ID
+        log, b"storage-key-0003", derive_initial_key(bdk, SECOND_IK_ID), SECOND_IK_ID
     )
-    ledger = Ledger(TxQueue(flash), store, b"storage-key-0003")
+    ledger = Ledger(TxQueue(queue), log, b"storage-key-0003")
     for merchant, amount, method, last_four in (
         (2, 1890, CASH, 0xFFFF),
         (1, 3350, CREDIT, 4242),

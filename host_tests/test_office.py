@@ -541,3 +541,32 @@ def test_times_and_days_are_the_food_courts_local_time(ledger, clock):
         operator, "/office/operator/accounts", {"action": "timezone", "utc_offset_min": "720"}
     )
     assert "No Z in this period" in operator.get(day).text
+
+
+def test_a_z_that_does_not_reconcile_says_so_everywhere(tmp_path, clock):
+    import zlib
+
+    from pos.record import SALE
+
+    db_path = str(tmp_path / "backend.db")
+    ledger = kit.make_ledger(db_path)
+    try:
+        third = kit.Terminal(bytes.fromhex("c1c2c3c4c5c6c7c8"))
+        third.book(SALE, 1, 700, kit.DAY2 + 8 * 3600)
+        third.book(SALE, 1, 300, kit.DAY2 + 8 * 3600 + 60)
+        third.settle(1, kit.DAY2 + 9 * 3600)
+        frames = [bytearray(frame) for _, frame in third.ledger.queue.unsent()]
+        frames[1][10] ^= 0x40  # an altered record: quarantined, not money
+        frames[1][-4:] = zlib.crc32(bytes(frames[1][:-4])).to_bytes(4, "little")
+        ledger.add_terminal(
+            "T0003", bytes.fromhex("c1c2c3c4c5c6c7c8"), [(1, kit.TEA, "Tea House")]
+        )
+        assert ledger.ingest("T0003", b"".join(bytes(f) for f in frames))["quarantined"] == 1
+        tea = browser(ledger, clock, "tea")
+        page = tea.get("/office/merchants/%s/settlements?from=2026-11-29" % kit.TEA).text
+        assert "NO: the records say 1 sales EUR 7.00" in page
+        assert "do not reconcile" in tea.get("/office/merchants/%s?from=2026-11-29" % kit.TEA).text
+        csv_text = tea.get("/office/merchants/%s/statement.csv?from=2026-11-29" % kit.TEA).text
+        assert "T0003,1,1,1,1000,NO" in csv_text
+    finally:
+        ledger.close()

@@ -570,3 +570,10 @@ def test_a_z_that_does_not_reconcile_says_so_everywhere(tmp_path, clock):
         assert "T0003,1,1,1,1000,NO" in csv_text
     finally:
         ledger.close()
+
+
+def test_a_name_that_starts_like_a_formula_stays_text_in_a_csv():
+    from tools.host.backend.office.statements import text_cell
+
+    assert text_cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
+    assert text_cell("@SUM(1)") == "'@SUM(1)" and text_cell("Tea House") == "Tea House"

@@ -6,6 +6,8 @@ import csv
 import datetime
 import io
 
+from tools.host.backend.office.statements import text_cell
+
 
 class PayeeError(ValueError):
     """An account the back office will not keep or pay: the message says why."""
@@ -62,14 +64,14 @@ def payout_csv(rows):
         writer.writerow(
             [
                 doc["merchant_id"],
-                doc["name"],
+                text_cell(doc["name"]),
                 doc["from"],
                 doc["to"],
                 doc["net_total_minor"],
                 doc["commission_minor"],
                 doc["payout_minor"],
                 doc["currency"],
-                payee["holder"] if payee else "",
+                text_cell(payee["holder"]) if payee else "",
                 payee["iban"] if payee else "",
                 payee["bic"] if payee else "",
             ]

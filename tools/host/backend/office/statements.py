@@ -103,12 +103,21 @@ def statement(merchant_id, name, first, last, figures_, rules, utc_offset_min):
     }
 
 
+def text_cell(text):
+    """A name as a CSV cell a spreadsheet shows as text: one that starts like a formula
+    (= + - @) gets a leading apostrophe, so a merchant's name cannot run as one."""
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def statement_csv(doc):
     """One row per figure (minor units, and as money), then one per Z batch."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["merchant_id", "name", "from", "to", "currency"])
-    writer.writerow([doc["merchant_id"], doc["name"], doc["from"], doc["to"], doc["currency"]])
+    writer.writerow(
+        [doc["merchant_id"], text_cell(doc["name"]), doc["from"], doc["to"], doc["currency"]]
+    )
     writer.writerow(["figure", "count", "amount_minor", "amount"])
     for label, count_key, key in _LINES:
         writer.writerow(

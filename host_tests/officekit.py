@@ -102,11 +102,14 @@ _TEMPLATE = []
 
 
 def make_ledger(path):
-    """A filled ledger with its accounts at path (made once per test run and copied: a
-    password hash costs a good part of a second, on purpose)."""
+    """A filled ledger with its accounts at path, an SQLite file (made once per test run
+    and copied: a password hash costs a good part of a second, on purpose) or a PostgreSQL
+    URL (made anew)."""
     import shutil
     import tempfile
 
+    if path.startswith("postgresql://"):
+        return _make_ledger(path)
     if not _TEMPLATE:
         folder = tempfile.mkdtemp(prefix="onetill-office-")
         template = os.path.join(folder, "backend.db")

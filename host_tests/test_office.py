@@ -5,7 +5,6 @@ cent, commission, IBAN checks, the payout files and tools/backend users."""
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 
@@ -40,6 +39,14 @@ def ledger(tmp_path):
 
 
 @pytest.fixture()
+def ledger_on_both(ledger_at):
+    """The same ledger on SQLite and on PostgreSQL (conftest's ledger_at)."""
+    db = kit.make_ledger(ledger_at)
+    yield db
+    db.close()
+
+
+@pytest.fixture()
 def clock():
     return Clock()
 
@@ -52,17 +59,23 @@ def browser(ledger, clock, name=None):
     return client
 
 
+TABLES = (
+    "terminals merchants records heartbeats quarantine configs blacklist counters commands "
+    "faults users sessions login_failures audit commission payees office_settings"
+).split()
+
+
 def state(ledger, *, sessions=True):
     """Everything the ledger holds, as text: a request that changes nothing leaves it so."""
-    db = sqlite3.connect(ledger._path)
-    try:
-        lines = [
-            line
-            for line in db.iterdump()
-            if sessions or not line.startswith(('INSERT INTO "sessions"', 'INSERT INTO "login'))
-        ]
-    finally:
-        db.close()
+    lines = []
+    for table in TABLES:
+        if not sessions and table in ("sessions", "login_failures"):
+            continue
+        rows = ledger._db.execute("SELECT * FROM %s" % table).fetchall()
+        lines += sorted(
+            "%s %r" % (table, tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+            for row in rows
+        )
     return "\n".join(lines)
 
 
@@ -88,7 +101,8 @@ def send(client, method, path, form=None):
     return client.post(path, data=form or {})
 
 
-def test_every_route_sends_a_stranger_to_the_login_and_changes_nothing(ledger, clock):
+def test_every_route_sends_a_stranger_to_the_login_and_changes_nothing(ledger_on_both, clock):
+    ledger = ledger_on_both
     client = browser(ledger, clock)
     before = state(ledger)
     routes = office_routes(client.app)
@@ -101,7 +115,8 @@ def test_every_route_sends_a_stranger_to_the_login_and_changes_nothing(ledger, c
     assert state(ledger) == before
 
 
-def test_a_merchant_sees_only_its_own_merchant_on_every_route(ledger, clock):
+def test_a_merchant_sees_only_its_own_merchant_on_every_route(ledger_on_both, clock):
+    ledger = ledger_on_both
     tea = browser(ledger, clock, "tea")
     csrf = kit.csrf_of(tea, "/office/merchants/%s" % kit.TEA)
     before = state(ledger, sessions=False)
@@ -147,7 +162,8 @@ def test_the_operator_sees_every_merchant_and_the_fleet(ledger, clock):
     assert operator.get("/office/merchants/%s?%s" % (kit.DUMPLINGS, BOTH_DAYS)).status_code == 200
 
 
-def test_a_form_without_its_sessions_csrf_token_changes_nothing(ledger, clock):
+def test_a_form_without_its_sessions_csrf_token_changes_nothing(ledger_on_both, clock):
+    ledger = ledger_on_both
     operator = browser(ledger, clock, "op")
     other = browser(ledger, clock, "op")  # a second session: its token is not this one's
     foreign = kit.csrf_of(other, "/office/operator/users")
@@ -279,9 +295,12 @@ STATEMENT_FIGURES = {
     "first,last",
     [("2026-11-28", "2026-11-28"), ("2026-11-29", "2026-11-29"), ("2026-11-28", "2026-11-29")],
 )
-def test_a_statement_equals_the_report_for_the_same_period_to_the_cent(ledger, clock, first, last):
+def test_a_statement_equals_the_report_for_the_same_period_to_the_cent(
+    ledger_at, clock, first, last
+):
+    ledger = kit.make_ledger(ledger_at)
     operator = browser(ledger, clock, "op")
-    report = report_by_merchant_id(ledger._path, first, last)
+    report = report_by_merchant_id(ledger_at, first, last)
     assert report  # the period has money in it
     for merchant_id in kit.MERCHANT_IDS:
         csv_text = operator.get(
@@ -293,6 +312,7 @@ def test_a_statement_equals_the_report_for_the_same_period_to_the_cent(ledger, c
             assert int(rows[label][2]) == expected.get(total_key, 0), (merchant_id, label)
             if count_key:
                 assert int(rows[label][1]) == expected.get(count_key, 0), (merchant_id, label)
+    ledger.close()
 
 
 def test_noodles_on_two_terminals_are_one_merchant(ledger, clock):
@@ -385,7 +405,8 @@ def test_an_iban_is_checked_before_it_is_kept(ledger, clock):
     assert state(ledger, sessions=False) == before
 
 
-def test_the_payout_files_pay_each_merchant_its_statements_payout(ledger, clock):
+def test_the_payout_files_pay_each_merchant_its_statements_payout(ledger_on_both, clock):
+    ledger = ledger_on_both
     import sepaxml
     import xmlschema
 

@@ -1,5 +1,5 @@
-"""The back office's tables, all in one place (so they can move into the storage layer's
-numbered migrations as they are), and every query the office makes of them.
+"""Every query the back office makes; its tables are made by the storage layer's migration
+tools/host/backend/migrations/0002_office.sql, on SQLite and PostgreSQL alike.
 
 The office keeps its own tables beside the ledger's, in the same database, and only reads
 the ledger's (records, merchants, terminals, heartbeats): a merchant's money is what the
@@ -18,39 +18,12 @@ terminals sealed, never a copy the office could let drift.
 
 import time
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY, role TEXT NOT NULL, merchant_id TEXT, password_hash TEXT NOT NULL,
-    disabled BIGINT NOT NULL DEFAULT 0, created BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    digest TEXT PRIMARY KEY, user_name TEXT NOT NULL, csrf TEXT NOT NULL,
-    started BIGINT NOT NULL, seen BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS login_failures (
-    user_name TEXT NOT NULL, address TEXT NOT NULL, at BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    detail TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS commission (
-    merchant_id TEXT NOT NULL, effective TEXT NOT NULL, basis_points BIGINT NOT NULL,
-    fixed_minor BIGINT NOT NULL, PRIMARY KEY (merchant_id, effective));
-CREATE TABLE IF NOT EXISTS payees (
-    merchant_id TEXT PRIMARY KEY, holder TEXT NOT NULL, iban TEXT NOT NULL, bic TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS office_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
 
 class OfficeStore:
     """The office's queries over a LedgerDB's connection (one per thread) and transactions."""
 
     def __init__(self, ledger):
         self.ledger = ledger
-
-        def create(db):
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-
-        ledger._transaction(create)
 
     @property
     def _db(self):
@@ -162,12 +135,14 @@ class OfficeStore:
     def audit(self, actor, action, detail):
         # The entry's number is taken in its own transaction (SQL both databases take: no
         # rowid, no serial), so the log's order is the order things were done.
-        self._write(
-            lambda db: db.execute(
-                "INSERT INTO audit SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM audit",
-                (int(time.time()), actor, action, detail),
+        def work(db):
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit").fetchone()[0]
+            db.execute(
+                "INSERT INTO audit VALUES (?, ?, ?, ?, ?)",
+                (seq, int(time.time()), actor, action, detail),
             )
-        )
+
+        self._write(work)
 
     def audit_log(self, limit=500):
         rows = self._db.execute(

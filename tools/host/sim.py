@@ -253,11 +253,19 @@ class Backend:
             terminals = json.load(source)
         db_path = os.path.join(state, "backend.db")
         db = LedgerDB(db_path)
-        for tid, entry in terminals.items():
-            db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
-        db.close()
         try:
-            self.server = Server(db_path, os.path.join(keys, "bdk.key"), keys)
+            for tid, entry in terminals.items():
+                db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
+            self.logins = demo_logins(db, keys, terminals)
+        finally:
+            db.close()
+        try:
+            self.server = Server(
+                db_path,
+                os.path.join(keys, "bdk.key"),
+                keys,
+                token_key_file=os.path.join(keys, "card_token.key"),
+            )
         except OSError as exc:
             raise SimError(str(exc)) from None
         self.port = self.server.port
@@ -269,6 +277,30 @@ class Backend:
         self.server.stop()
         if os.path.exists(self.uplink_file):
             os.remove(self.uplink_file)
+
+
+def demo_logins(db, keys, terminals):
+    """The back office's demo accounts, made once per state folder: an operator and one
+    per demo merchant, each with a random password kept in STATE/backend/logins.json
+    (0600). Returns [(name, role, password)]."""
+    from tools.host.backend.office.accounts import hash_password
+    from tools.host.backend.office.store import OfficeStore
+
+    path = os.path.join(keys, "logins.json")
+    if os.path.exists(path):
+        with open(path) as source:
+            return [tuple(login) for login in json.load(source)]
+    logins = [("operator", "operator", None, secrets.token_urlsafe(9))]
+    for _, merchant_id, name in next(iter(terminals.values())).get("merchants", []):
+        user = name.split()[0].lower()
+        logins.append((user, "merchant", merchant_id, secrets.token_urlsafe(9)))
+    store = OfficeStore(db)
+    for user, role, merchant_id, password in logins:
+        store.add_user(user, role, merchant_id, hash_password(password))
+    out = [(user, role, password) for user, role, _, password in logins]
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as target:
+        json.dump(out, target)
+    return out
 
 
 def use_backend(state, url):
@@ -721,6 +753,18 @@ def run(args, heap, steps, out, header, say, lock):
         elif not args.offline:
             backend = Backend(args.state)
             say("back end on https://127.0.0.1:%d" % backend.port)
+            say(
+                "back office on https://127.0.0.1:%d/office/ (its certificate is from the "
+                "test CA in %s/backend/); logins: %s"
+                % (
+                    backend.port,
+                    args.state,
+                    ", ".join(
+                        "%s / %s (%s)" % (user, password, role)
+                        for user, role, password in backend.logins
+                    ),
+                )
+            )
         uplinked = backend is not None or bool(args.backend)
         if uplinked:
             say(

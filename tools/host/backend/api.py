@@ -45,9 +45,10 @@ class RefusalLog:
             self._since = now
 
 
-def make_app(db, docs=False):
+def make_app(db, docs=False, office=False, token_key_file=None):
     """The HTTP API over a LedgerDB. Every terminal route depends on `caller` (the request
-    authenticated before its body is read); /docs and /openapi.json only with docs=True."""
+    authenticated before its body is read); /docs and /openapi.json only with docs=True;
+    the back office's pages under /office with office=True (tools/host/backend/office)."""
     import hashlib
     from typing import Annotated
 
@@ -307,6 +308,10 @@ def make_app(db, docs=False):
         return signed(who, {"ok": True})
 
     app.state.refusals = refusals
+    if office:
+        from tools.host.backend.office import mount
+
+        mount(app, db, token_key_file)
     return app
 
 
@@ -368,6 +373,7 @@ def guarded_protocol():
 ENV_DB = "ONETILL_BACKEND_DB"
 ENV_BDK_FILE = "ONETILL_BACKEND_BDK_FILE"
 ENV_DOCS = "ONETILL_BACKEND_DOCS"
+ENV_TOKEN_KEY_FILE = "ONETILL_BACKEND_TOKEN_KEY_FILE"
 
 
 def app_from_environment():
@@ -384,4 +390,9 @@ def app_from_environment():
     # must not leave workers serving the port with nobody to restart or stop them.
     _end_with_parent(os.getppid())()
     db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
-    return make_app(db, docs=os.environ.get(ENV_DOCS) == "1")
+    return make_app(
+        db,
+        docs=os.environ.get(ENV_DOCS) == "1",
+        office=True,
+        token_key_file=os.environ.get(ENV_TOKEN_KEY_FILE) or None,
+    )

@@ -7,6 +7,7 @@
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
     tools/backend command --db FILE --terminal TID settle|faultlog|clock
+    tools/backend users add|list|disable|reset --db FILE [--role R --merchant MID] [NAME]
 
 --db is an SQLite file (ledger.db) or a PostgreSQL URL (postgresql://user@host/db); the
 schema's migrations are applied when a command that writes opens it.
@@ -35,6 +36,7 @@ from tools.host.backend.errors import (
     RegistrationError,
 )
 from tools.host.backend.ledger import LedgerDB
+from tools.host.backend.office.accounts import add_users_parser, users_command
 from tools.host.backend.reports import print_alerts, print_report
 from tools.host.backend.server import make_certs
 from tools.host.backend.storage import is_url
@@ -61,6 +63,7 @@ def downlink_command(args):
             except (OSError, ValueError) as exc:
                 raise DownlinkError("cannot read %s: %s" % (args.file, exc)) from None
             version = db.set_config(args.terminal, doc)
+            _audit(db, "config pushed", "%s version %d" % (args.terminal, version))
             print("config %d for %s stored: the terminal fetches it" % (version, args.terminal))
         elif args.command == "blacklist":
             tokens = card_tokens(args.cards, args.token_key_file)
@@ -68,16 +71,30 @@ def downlink_command(args):
                 version = db.change_blacklist(add=tokens)
             else:
                 version = db.change_blacklist(remove=tokens)
+            _audit(
+                db,
+                "blacklist %s" % args.action,
+                "version %d: %s" % (version, " ".join("token:" + t.hex() for t in tokens)),
+            )
             print(
                 "blacklist %d: %d %s"
                 % (version, len(tokens), "added" if args.action == "add" else "removed")
             )
         else:
             number = db.add_command(args.terminal, args.name)
+            _audit(db, "command queued", "%s %s (%d)" % (args.terminal, args.name, number))
             print("command %d (%s) queued for %s" % (number, args.name, args.terminal))
     finally:
         db.close()
     return 0
+
+
+def _audit(db, action, detail):
+    """An operator's action from the shell, in the back office's audit log beside those
+    made in the browser."""
+    from tools.host.backend.office.store import OfficeStore
+
+    OfficeStore(db).audit("cli", action, detail)
 
 
 def certs_command(args):
@@ -126,6 +143,7 @@ def clear_command(args):
     db = LedgerDB(args.db, mode="write")
     try:
         reason = db.clear_terminal(args.tid)
+        _audit(db, "terminal cleared", "%s (was: %s)" % (args.tid, reason))
     finally:
         db.close()
     if reason is None:
@@ -139,9 +157,18 @@ def clear_command(args):
 
 
 def report_command(args):
+    since = until = None
+    if args.date_from or args.date_to:
+        from tools.host.backend.office.figures import PeriodError, bounds, parse_period
+
+        try:
+            first, last = parse_period(args.date_from or args.date_to, args.date_to, None)
+        except PeriodError as exc:
+            raise CommandError(str(exc)) from None
+        since, until = bounds(first, last, args.utc_offset_min)
     db = LedgerDB(args.db, mode="read")  # a report never writes, nor makes a ledger
     try:
-        result = db.report(args.merchant)
+        result = db.report(args.merchant, since, until)
     except sqlite3.Error as exc:
         raise CommandError("cannot read the ledger %s: %s" % (args.db, exc)) from None
     finally:
@@ -193,7 +220,8 @@ def serve_command(args):
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     if args.workers == 1:
-        uvicorn.run(make_app(db, docs=args.docs), **options)
+        app = make_app(db, docs=args.docs, office=True, token_key_file=args.token_key_file)
+        uvicorn.run(app, **options)
         return 0
     # uvicorn's process model: one listening socket, N worker processes each with its own
     # LedgerDB over the one ledger; exactly-once holds across them in the database.
@@ -203,6 +231,9 @@ def serve_command(args):
             api.ENV_DB: args.db if is_url(args.db) else os.path.abspath(args.db),
             api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
+            api.ENV_TOKEN_KEY_FILE: os.path.abspath(args.token_key_file)
+            if args.token_key_file
+            else "",
         }
     )
     uvicorn.run(
@@ -222,6 +253,7 @@ COMMANDS = {
     "config": downlink_command,
     "blacklist": downlink_command,
     "command": downlink_command,
+    "users": users_command,
 }
 
 
@@ -253,6 +285,10 @@ def main(argv):
     serve.add_argument("--tls-key", required=True)
     serve.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
     serve.add_argument(
+        "--token-key-file",
+        help="the card-token key, so that the back office can block a card by its number",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -262,6 +298,14 @@ def main(argv):
     report.add_argument("--db", required=True)
     report.add_argument("--merchant", type=int)
     report.add_argument("--json", action="store_true")
+    report.add_argument("--from", dest="date_from", help="first local date (2026-11-29)")
+    report.add_argument("--to", dest="date_to", help="last local date (default: --from)")
+    report.add_argument(
+        "--utc-offset-min",
+        type=int,
+        default=0,
+        help="local time's offset from UTC in minutes, for --from and --to (default 0)",
+    )
     config = commands.add_parser("config", help="push a config (merchants, cashiers, limits)")
     config.add_argument("action", choices=["set"])
     config.add_argument("--db", required=True)
@@ -283,6 +327,7 @@ def main(argv):
     )
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
+    add_users_parser(commands)
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

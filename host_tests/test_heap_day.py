@@ -7,7 +7,8 @@ last sale, each step showing the screen it should and no "Low memory") is issue 
 acceptance at the default 96 KiB. It is not there today (`tools/bench heap`: the lowest
 heap that passes on five fresh terminals is about 93 KiB offline and 103 KiB with the back
 end, README "Memory"), and near the edge it passes on some terminals and not on others: a
-test of it would pass or fail by luck. The bench measures it instead; the test for 96 KiB comes back when the margin holds.
+test of it would pass or fail by luck. The bench measures it instead; the test for 96 KiB
+comes back when the margin holds.
 """
 
 import os

@@ -487,6 +487,7 @@ class Terminal:
 
     def _close_functions(self):
         if self.functions is not None:
+            self.functions.close()  # the item's module (pos.menu_*) in use, if any
             self.functions = None
             unload("pos.functions")
 

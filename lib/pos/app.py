@@ -222,8 +222,9 @@ class App:
 
     def set_clock(self, unix, trusted=True):
         """The one rule for a time the terminal is told (the board only sets it). The floor
-        is the newest sale's time (the ledger's recent ring, stored with every record, so
-        known from the first moment after a restart). The back end's time (trusted: its
+        is the newest sale's time (the ledger's recent ring, in the state log's checkpoint
+        and rebuilt from the records after it, so known from the first moment after a
+        restart). The back end's time (trusted: its
         reply is authenticated) sets a clock unset or CLOCK_DRIFT_S off, forward freely,
         back CLOCK_BACK_MAX_S at most and not below the floor. NTP's (not authenticated)
         sets only an unset clock, only at or after the floor. The operator's clock command

@@ -113,6 +113,7 @@ class SimBoard:
         self.blacklist_path = MOUNT + "/state/blacklist"
         self.fault_log_path = MOUNT + "/state/faults.log"
         self.reset_cause = "power"  # every start of the simulator is a power-on
+        self.restarting = False
         if provision_only:
             self._provision()
             return
@@ -262,10 +263,24 @@ class SimBoard:
         pass  # the simulator's clock is the PC's, already right
 
     def start(self, app):
-        pass  # no tasks of its own: stdin is read by next_event
+        # No tasks of its own (stdin is read by next_event); the app's task, which a
+        # restart ends.
+        self._main_task = asyncio.current_task()
 
     def rssi(self):
         return 0  # no radio
+
+    def restart(self):
+        """As machine.reset(): the app ends here and main() boots again (pos.install first),
+        in the same process, so tools/sim keeps its line to the terminal."""
+        self.restarting = True
+        self._main_task.cancel()
+
+    def power_off(self):
+        """Let go of the flash (a restart mounts it again)."""
+        os.umount(MOUNT)  # type: ignore[attr-defined]  # unix port
+        self.bdev.close()
+        self._vfs_flash.close()
 
 
 TYPE_CHECKING = False
@@ -296,13 +311,36 @@ def main(argv):
     if argv[1:] == ["provision"]:
         SimBoard(argv[0], provision_only=True)
         return
+    import simrom  # loaded by mp_boot before the budget: it booted the core we run
+
+    events = 0
+    while True:
+        events = run(argv[0], events)
+        if events < 0:
+            break
+        gc.collect()
+        simrom.restart(argv[0])
+    print("Q")
+
+
+def run(state_dir, events):
+    """One boot of the terminal; the events handled so far when it restarts, -1 at the end."""
+    import simrom
+
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
     early_reserve = bytearray(16 * 1024)
-    uplink = early_uplink(argv[0])
-    from pos.app import App
-
-    board = SimBoard(argv[0], uplink)
+    try:
+        uplink = early_uplink(state_dir)
+        from pos.app import App
+    except Exception as exc:  # a core that does not import: the device restarts
+        early_reserve = None
+        if simrom.state is None or simrom.state[0] != 3:  # pos.install.TRIAL
+            raise
+        print("F crash: %r (restarting: a version on trial)" % (exc,))
+        return events
+    board = SimBoard(state_dir, uplink)
+    board.events = board._acked = events
     app = board.app = App(board)
     del early_reserve
     gc.collect()
@@ -312,5 +350,14 @@ def main(argv):
     else:
         board.uplink = None  # a terminal that cannot sell has nothing to send
     app.feed(("link", False))
-    asyncio.run(app.main())
-    print("Q")
+    try:
+        asyncio.run(app.main())
+    except asyncio.CancelledError:
+        if not board.restarting:
+            raise
+    if not board.restarting:
+        return -1
+    events = board.events
+    board.power_off()
+    asyncio.new_event_loop()  # the app's other tasks end with it
+    return events

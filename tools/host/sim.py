@@ -227,6 +227,33 @@ def build_image():
     return mpybuild.build_romfs(out_dir)
 
 
+def core_image():
+    """The ROMFS image of the core exactly as tools/deploy writes it to an ESP32's romfs
+    partition (bytecode only, so the unix port runs the same files)."""
+    from tools.host import deploy
+
+    _, base = deploy.bundle("esp32")
+    return deploy.build_romfs_image(base, "esp32", deploy.romfs_partition_size())
+
+
+def install_code(state):
+    """Write the working tree's core into STATE/flash.bin's romfs partition, where the
+    simulated terminal runs it from (as tools/deploy does to an ESP32): only the bytes that
+    differ, the rest of the partition erased (0xFF). Returns True when it changed."""
+    image_path = os.path.join(state, "flash.bin")
+    offset, size = partitions.read_image_table(image_path)["romfs"]
+    with open(core_image(), "rb") as source:
+        wanted = source.read()
+    wanted += b"\xff" * (size - len(wanted))
+    with open(image_path, "r+b") as flash:
+        flash.seek(offset)
+        if flash.read(size) == wanted:
+            return False
+        flash.seek(offset)
+        flash.write(wanted)
+    return True
+
+
 def parse_heap(text):
     match = re.fullmatch(r"(\d+)([kK]?)", text)
     if not match:
@@ -287,7 +314,10 @@ class Firmware:
 
     def __init__(self, state, heap, lock):
         image = build_image()
-        process_heap = heap + os.path.getsize(image) + 32 * 1024
+        # The boot image (the board, the update's boot code) and the romfs partition's copy
+        # sit in the process heap outside the app's budget, as both are flash on the ESP32.
+        romfs = partitions.read_image_table(os.path.join(state, "flash.bin"))["romfs"][1]
+        process_heap = heap + os.path.getsize(image) + romfs + 32 * 1024
         env = dict(os.environ, MICROPYPATH=".frozen")
         # Paths relative to ROOT (the process runs there) where they can be: the firmware
         # then lays out its heap the same wherever the repository was cloned.
@@ -660,6 +690,12 @@ def main(argv):
         "must come from the CA in STATE/backend/ (e.g. another tools/backend serve given "
         "those certificates)",
     )
+    parser.add_argument(
+        "--keep-code",
+        action="store_true",
+        help="run the core installed in STATE/flash.bin's romfs partition (an update over "
+        "the air) instead of writing the working tree's there first",
+    )
     args = parser.parse_args(argv)
     out = sys.stdout
     header = []  # the start-up lines, kept above the drawing in interactive mode
@@ -723,6 +759,8 @@ def run(args, heap, steps, out, header, say, lock):
                 "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
             )
         say("building the code image and starting the firmware")
+        if not args.keep_code:
+            install_code(args.state)
         firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
         try:
             firmware.wait_for_start()

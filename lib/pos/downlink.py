@@ -27,7 +27,7 @@ import json
 import os
 import struct
 
-from pos.compat import AES_CBC, AES_ECB, aes, const, unload
+from pos.compat import AES_CBC, AES_ECB, aes, const
 from pos.seal import Cmac, _double
 from pos.uplink import UplinkError, read_head
 
@@ -335,15 +335,6 @@ async def catch_up(app):
             await uplink.send("faults", _fault_tail(board))
             received.upload_faults = False
             board.fault("fault log sent")
-        link = None
-        from pos import update  # an offer, or a version on trial to confirm: rare
-
-        await update.after_contact(app, versions[4])
-        update = None
-        unload("pos.update")
-        unload("pos.install")
-        unload("pos.release")
-        unload("pos.lms")
         app.handled(versions)
     except Exception as exc:  # the link went down: what is missing is fetched again later
         board.fault("downlink: %r" % (exc,))

@@ -118,4 +118,3 @@ def boot(store, romfs, folder):
         state = [ROLLED_BACK, 0, state[4], state[3], state[4], state[5]]
         write_state(store, state)
     return state
-

@@ -162,6 +162,9 @@ class SimBoard:
         for name, text in doc["config"].items():
             with open(self.config_folder + "/" + name, "w") as out:
                 out.write(text)
+        if "release_pub" in doc:  # the release public key, as tools/provision writes it
+            with open(self.config_folder + "/release.pub", "wb") as out:
+                out.write(unhexlify(doc["release_pub"]))
         device_key = unhexlify(doc["device_key"])
         self.store.write("device.key", device_key)
         if "downlink_key" in doc:

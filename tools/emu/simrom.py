@@ -42,9 +42,7 @@ def read_partitions(path):
 def _devices(image):
     partitions = read_partitions(image)
     offset, size = partitions["romfs"]
-    romfs = NorFlash(
-        size // SECTOR, path=image, offset=offset, count_erases=False, durable=True
-    )
+    romfs = NorFlash(size // SECTOR, path=image, offset=offset, count_erases=False, durable=True)
     start = max(o + s for o, s in partitions.values())
     state = NorFlash(
         (FLASH_SIZE - start) // SECTOR, path=image, offset=start, count_erases=False, durable=True

@@ -117,9 +117,10 @@ def demo_config(terminal_id, token_key, salt):
     }
 
 
-def prepare_state(state):
+def prepare_state(state, release_pub=None):
     """Make STATE/flash.bin and, the first time, the demo terminal's provisioning file and the
-    back end's key file. Returns a line saying what was done."""
+    back end's key file (and the release public key given, bytes, in its /config). Returns a
+    line saying what was done."""
     os.makedirs(state, mode=0o700, exist_ok=True)
     os.chmod(state, 0o700)  # flash.bin holds the terminal's keys, backend/ the BDK
     image = os.path.join(state, "flash.bin")
@@ -166,6 +167,8 @@ def prepare_state(state):
         "downlink_key": hexlify(derive_downlink_key(bdk, ik_id)).decode(),
         "config": config,
     }
+    if release_pub is not None:
+        provision["release_pub"] = hexlify(release_pub).decode()
     with open(
         os.open(os.path.join(state, "provision.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
     ) as out:

@@ -7,6 +7,8 @@
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
     tools/backend command --db FILE --terminal TID settle|faultlog
+    tools/backend release add --db FILE --pub release.pub [--percent N | --terminals T,...] F
+    tools/backend release list|stop --db FILE [VERSION]
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
 (chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
@@ -71,6 +73,57 @@ def downlink_command(args):
         else:
             number = db.add_command(args.terminal, args.name)
             print("command %d (%s) queued for %s" % (number, args.name, args.terminal))
+    finally:
+        db.close()
+    return 0
+
+
+def release_command(args):
+    db = LedgerDB(args.db, mode="write")
+    try:
+        if args.action == "add":
+            if args.file is None or args.pub is None:
+                raise CommandError("release add needs --pub release.pub and the release file")
+            try:
+                with open(args.pub, "rb") as source:
+                    public_key = source.read()
+                with open(args.file, "rb") as source:
+                    data = source.read()
+            except OSError as exc:
+                raise CommandError("cannot read %s" % exc) from None
+            terminals = None
+            if args.terminals:
+                terminals = [t for t in args.terminals.split(",") if t]
+            header = db.add_release(data, public_key, args.percent, terminals)
+            print(
+                "release %d stored (replaces %d or later), offered to %s"
+                % (
+                    header.version,
+                    header.min_version,
+                    ", ".join(terminals) if terminals else "%d%% of terminals" % args.percent,
+                )
+            )
+        elif args.action == "stop":
+            try:
+                version = int(args.file or "")
+            except ValueError:
+                raise CommandError("release stop takes a version number") from None
+            db.stop_release(version)
+            print("release %d is offered no more" % version)
+        else:
+            for entry in db.releases():
+                rollout = entry["rollout"]
+                print(
+                    "%d  min %d  %d bytes  sha256 %s...  %s%s"
+                    % (
+                        entry["version"],
+                        entry["min_version"],
+                        entry["size"],
+                        entry["sha256"][:16],
+                        rollout if isinstance(rollout, str) else ",".join(rollout),
+                        "  STOPPED" if entry["stopped"] else "",
+                    )
+                )
     finally:
         db.close()
     return 0
@@ -214,6 +267,7 @@ COMMANDS = {
     "config": downlink_command,
     "blacklist": downlink_command,
     "command": downlink_command,
+    "release": release_command,
 }
 
 
@@ -270,6 +324,16 @@ def main(argv):
     command.add_argument("name", choices=["settle", "faultlog"])
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
+    release = commands.add_parser(
+        "release", help="signed software releases: add (staged rollout), list, stop"
+    )
+    release.add_argument("action", choices=["add", "list", "stop"])
+    release.add_argument("--db", required=True)
+    release.add_argument("--pub", help="the release public key (release.pub; add)")
+    who = release.add_mutually_exclusive_group()
+    who.add_argument("--percent", type=int, default=100, help="share of terminals (add)")
+    who.add_argument("--terminals", help="TID,TID,... instead of a share (add)")
+    release.add_argument("file", nargs="?", help="the release file (add), the version (stop)")
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

@@ -129,6 +129,7 @@ class DocumentsMixin:
             "config": config[0] or 0,
             "blacklist": listed[0] if listed else 0,
             "commands": command[0] or 0,
+            "release": self.offered_release(tid),
         }
 
     def document(self, tid, kind, since):
@@ -263,6 +264,7 @@ class DocumentsMixin:
                     "commands": taken,
                 },
                 "refused": status.get("refused", ""),
+                "release": self.release_report(tid, status),
                 "commands": commands,
                 "fault_log": fault[0] if fault else None,
             }

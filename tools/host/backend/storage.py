@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS commands (
     PRIMARY KEY (tid, id));
 CREATE TABLE IF NOT EXISTS faults (
     tid TEXT NOT NULL, text TEXT NOT NULL, received INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (
+    version INTEGER PRIMARY KEY, min_version INTEGER NOT NULL, file BLOB NOT NULL,
+    sha256 BLOB NOT NULL, percent INTEGER NOT NULL, terminals TEXT, stopped INTEGER,
+    created INTEGER NOT NULL);
 """
 _TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
 # How a ledger is opened: "create" makes the file and its tables when missing (registering

@@ -321,7 +321,8 @@ class App:
 
         try:
             await update.after_contact(self, offered)
-        except Exception as exc:  # the link went down: the download resumes next time
+        except Exception as exc:  # the link went down: the download resumes next contact
+            self._handled = None
             self.board.fault("update: %r" % (exc,))
         update = None
         for name in ("pos.update", "pos.install", "pos.release", "pos.lms"):

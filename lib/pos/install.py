@@ -24,7 +24,8 @@ The phases, each written before the step it names:
     REVERT    copy update.old back into romfs (again restartable), then ROLLED_BACK
     ROLLED_BACK  `running` is the previous version again; `target` failed its trial and
               is never fetched again
-`previous` is the version update.old holds. `floor` is the highest version ever confirmed: no release below it is taken (anti-rollback).
+`previous` is the version update.old holds. `floor` is the highest version ever confirmed:
+no release at or below it is taken (anti-rollback).
 """
 
 import os

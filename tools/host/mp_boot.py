@@ -26,8 +26,9 @@ def main():
         # is loaded before the budget is pinned, as the images themselves are.
         vfs.mount(vfs.VfsRom(image), "/host")
         sys.path[:0] = ["/host/emu"]
-        import norflash  # noqa: F401
         import simrom
+
+        import norflash  # noqa: F401
 
         simrom.boot(sys.argv[4])
     else:

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 import updatekit
-from norflash import NorFlash, PowerCut
 
+from norflash import NorFlash, PowerCut
 from pos import install, update
 from pos.release import pack_header
 from pos.store import FileStore

@@ -296,7 +296,6 @@ class App:
                     ):
                         await self._with_downlink().catch_up(self)
                         unload("pos.downlink")
-                        await self._update(uplink.versions[4])
                 except Exception as exc:  # UplinkError, MemoryError: never the app's end
                     self.syncs_failed += 1
                     self.board.fault("sync: %s" % (exc,))
@@ -313,20 +312,6 @@ class App:
             if self._wake:
                 self._wake = False
                 wait_ms = SYNC_EVERY_MS
-
-    async def _update(self, offered):
-        """Confirm a version on trial, fetch and check an offered release (pos.update, loaded
-        for the moment: after pos.downlink is gone, so the signature finds room)."""
-        from pos import update
-
-        try:
-            await update.after_contact(self, offered)
-        except Exception as exc:  # the link went down: the download resumes next contact
-            self._handled = None
-            self.board.fault("update: %r" % (exc,))
-        update = None
-        for name in ("pos.update", "pos.install", "pos.release", "pos.lms"):
-            unload(name)
 
     def _with_downlink(self):
         """pos.downlink, loaded for the moment: the caller unloads it when done."""

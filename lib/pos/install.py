@@ -43,6 +43,7 @@ REVERT = 4
 ROLLED_BACK = 5
 TRIAL_BOOTS = 3  # boots a new version gets to reach the back end
 BLOCK = 4096
+_PIECE = 512  # bytes copied at a time: the heap at a restart is in pieces (interned names)
 _FORMAT = ">4sBBHIIII"  # magic, phase, boots, 0, running, target, previous, floor
 _SIZE = 24
 _MAGIC = b"OTUP"
@@ -79,16 +80,17 @@ def staged_image(folder):
 
 
 def copy_into(romfs, path, offset, length):
-    """Erase and program romfs block by block from a file (the heap holds one block)."""
-    block = bytearray(BLOCK)
+    """Erase and program romfs block by block from a file, a piece at a time."""
+    piece = bytearray(_PIECE)
     with open(path, "rb") as source:
         source.seek(offset)
         for number in range((length + BLOCK - 1) // BLOCK):
-            count = source.readinto(block)
-            for i in range(count, BLOCK):
-                block[i] = 0xFF  # the rest of the last block as erased flash reads
             romfs.ioctl(6, number)
-            romfs.writeblocks(number, block, 0)
+            for at in range(0, BLOCK, _PIECE):
+                count = source.readinto(piece) if number * BLOCK + at < length else 0
+                for i in range(count or 0, _PIECE):
+                    piece[i] = 0xFF  # past the image: as erased flash reads
+                romfs.writeblocks(number, piece, at)
 
 
 def boot(store, romfs, folder):
@@ -96,11 +98,12 @@ def boot(store, romfs, folder):
     state = read_state(store)
     if state[0] == SAVE:
         path = folder + "/" + BACKUP
-        block = bytearray(BLOCK)
+        piece = bytearray(_PIECE)
         with open(path + ".new", "wb") as out:
             for number in range(romfs.ioctl(4, 0)):
-                romfs.readblocks(number, block)
-                out.write(block)
+                for at in range(0, BLOCK, _PIECE):
+                    romfs.readblocks(number, piece, at)
+                    out.write(piece)
         os.rename(path + ".new", path)  # over the old one, at once (LittleFS, POSIX)
         state[0] = COPY
         write_state(store, state)

@@ -274,16 +274,10 @@ class SimBoard:
         return 0  # no radio
 
     def restart(self):
-        """As machine.reset(): the app ends here and main() boots again (pos.install first),
-        in the same process, so tools/sim keeps its line to the terminal."""
+        """As machine.reset(): the app ends, and tools/sim starts the firmware again
+        (simrom: pos.install first)."""
         self.restarting = True
         self._main_task.cancel()
-
-    def power_off(self):
-        """Let go of the flash (a restart mounts it again)."""
-        os.umount(MOUNT)  # type: ignore[attr-defined]  # unix port
-        self.bdev.close()
-        self._vfs_flash.close()
 
 
 TYPE_CHECKING = False
@@ -314,36 +308,22 @@ def main(argv):
     if argv[1:] == ["provision"]:
         SimBoard(argv[0], provision_only=True)
         return
-    import simrom  # loaded by mp_boot before the budget: it booted the core we run
+    import simrom  # loaded by mp_boot before the budget, as the device's resets are not code
 
-    events = 0
-    while True:
-        events = run(argv[0], events)
-        if events < 0:
-            break
-        gc.collect()
-        simrom.restart(argv[0])
+    simrom.run_terminal(argv[0], start)
     print("Q")
 
 
-def run(state_dir, events):
-    """One boot of the terminal; the events handled so far when it restarts, -1 at the end."""
-    import simrom
-
+def start(state_dir):
+    """The terminal, booted (simrom runs it, and ends the process for a restart); its
+    board."""
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
     early_reserve = bytearray(16 * 1024)
-    try:
-        uplink = early_uplink(state_dir)
-        from pos.app import App
-    except Exception as exc:  # a core that does not import: the device restarts
-        early_reserve = None
-        if simrom.state is None or simrom.state[0] != 3:  # pos.install.TRIAL
-            raise
-        print("F crash: %r (restarting: a version on trial)" % (exc,))
-        return events
+    uplink = early_uplink(state_dir)
+    from pos.app import App
+
     board = SimBoard(state_dir, uplink)
-    board.events = board._acked = events
     app = board.app = App(board)
     del early_reserve
     gc.collect()
@@ -353,14 +333,4 @@ def run(state_dir, events):
     else:
         board.uplink = None  # a terminal that cannot sell has nothing to send
     app.feed(("link", False))
-    try:
-        asyncio.run(app.main())
-    except asyncio.CancelledError:
-        if not board.restarting:
-            raise
-    if not board.restarting:
-        return -1
-    events = board.events
-    board.power_off()
-    asyncio.new_event_loop()  # the app's other tasks end with it
-    return events
+    return board

@@ -86,10 +86,28 @@ def boot(state_dir):
     state = result
 
 
-def restart(state_dir):
-    """As a reset: the core's modules forgotten, /rom unmounted, then boot() again."""
-    for name in list(sys.modules):
-        if name == "pos" or name.startswith("pos.") or name == "board":
-            sys.modules.pop(name)
-    vfs.umount("/rom")
-    boot(state_dir)
+RESTART_EXIT = 4  # tools/sim starts the process again: a reset, with a whole heap
+
+
+def run_terminal(state_dir, start):
+    """Boot the terminal (start(state_dir) makes its board and app) and run it until its
+    input ends. A restart it asks for (an update), or a core on trial that fails to import
+    (the ESP32's main.py logs it and resets), ends the process with RESTART_EXIT after an
+    "R" line: tools/sim starts it again, which boots it again (pos.install first) on a
+    whole heap, as a reset does."""
+    import asyncio
+
+    board = None
+    try:
+        board = start(state_dir)
+        asyncio.run(board.app.main())
+    except asyncio.CancelledError:
+        if board is None or not board.restarting:
+            raise
+    except Exception as exc:
+        if board is not None or state is None or state[0] != 3:  # pos.install.TRIAL
+            raise
+        print("F crash: %r (restarting: a version on trial)" % (exc,))
+    if board is None or board.restarting:
+        print("R")
+        sys.exit(RESTART_EXIT)

@@ -37,6 +37,7 @@ KEY_TOKENS = set("0123456789#*ABCD")
 # On the unix port mbedTLS allocates from the MicroPython heap; on the ESP32 it has ESP-IDF's
 # own. So with the back end the firmware gets its app heap plus this much for TLS.
 TLS_ALLOWANCE = 32 * 1024
+RESTART_EXIT = 4  # the firmware asks to be started again (tools/emu/simrom.py)
 TOKEN_RE = re.compile(r"^(card|scan):(\d{1,24})$|^wait:(\d{1,7})$|^link:(up|down)$")
 
 
@@ -344,21 +345,11 @@ class Firmware:
             )
             if done.returncode or os.path.exists(os.path.join(state, "provision.json")):
                 raise SimError("provisioning failed:\n" + done.stdout + done.stderr)
-        # A session of its own: Ctrl-C in the terminal stops the simulator, which then
-        # stops the firmware between events; if the simulator is killed, the firmware reads
-        # the end of its input and stops by itself.
-        self.process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-            pass_fds=(lock.fd,),  # the state folder stays locked while the firmware runs
-        )
+        self._args, self._env, self._lock = args, env, lock
+        self._stopping = False
+        self._events_base = 0  # events handled by the firmware's processes before this one
+        self.restarts = 0
+        self._spawn()
         # A thread moves the firmware's output lines into a queue: select() on a buffered
         # pipe would miss lines that already sit in Python's buffer.
         self._lines = queue.Queue()
@@ -373,9 +364,34 @@ class Firmware:
         self.stray = []
         self.unsent = None
 
+    def _spawn(self):
+        # A session of its own: Ctrl-C in the terminal stops the simulator, which then
+        # stops the firmware between events; if the simulator is killed, the firmware reads
+        # the end of its input and stops by itself.
+        self.process = subprocess.Popen(
+            self._args,
+            cwd=ROOT,
+            env=self._env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            pass_fds=(self._lock.fd,),  # the state folder stays locked while it runs
+        )
+
     def _pump(self):
-        for line in self.process.stdout:
-            self._lines.put(line.rstrip("\n"))
+        while True:
+            for line in self.process.stdout:
+                self._lines.put(line.rstrip("\n"))
+            # The terminal restarted (an update; simrom's RESTART_EXIT): a reset is a new
+            # process, on a whole heap, booted again from its flash.
+            if self.process.wait() != RESTART_EXIT or self._stopping:
+                break
+            self.process.stderr.close()
+            self.process.stdin.close()
+            self._spawn()
         self._lines.put(None)  # the firmware has stopped
 
     def _next_line(self, timeout_s):
@@ -392,11 +408,17 @@ class Firmware:
         return line
 
     def send(self, line):
-        try:
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            raise SimError(self.crash_report()) from None
+        for _ in range(100):
+            process = self.process
+            try:
+                process.stdin.write(line + "\n")
+                process.stdin.flush()
+                return
+            except (BrokenPipeError, ValueError):  # ValueError: closed by a restart
+                if process.wait() != RESTART_EXIT:
+                    break
+                time.sleep(0.1)  # the firmware restarts: to the next process
+        raise SimError(self.crash_report())
 
     def read_message(self, timeout_s):
         """Read one message (a screen, a slip, a beep, a fault); False on timeout."""
@@ -404,7 +426,7 @@ class Firmware:
         if line is False:
             return False
         if line.startswith("S "):
-            self.events_shown = int(line[2:])
+            self.events_shown = self._events_base + int(line[2:])
             self.screen = [self._row() for _ in range(8)]
         elif line.startswith("P "):
             self.printed.append([self._row() for _ in range(int(line[2:]))])
@@ -415,7 +437,10 @@ class Firmware:
         elif line.startswith("U "):
             self.unsent = int(line[2:])
         elif line.startswith("A "):
-            self.events_acked = int(line[2:])
+            self.events_acked = self._events_base + int(line[2:])
+        elif line == "R":  # a restart: the next process counts its events from 0
+            self._events_base = self.events_acked
+            self.restarts += 1
         elif line.startswith("L "):
             self.link_up = line[2:] == "1"
         elif line == "Q":
@@ -476,6 +501,7 @@ class Firmware:
         return False
 
     def stop(self):
+        self._stopping = True
         if self.process.poll() is None:
             try:
                 self.send("quit")

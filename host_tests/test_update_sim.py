@@ -22,7 +22,6 @@ class Terminal:
         self.lock = sim.StateLock(self.state)
         sim.prepare_state(self.state, release_pub)
         self.backend = sim.Backend(self.state)
-        sim.install_code(self.state)
         self.firmware = sim.Firmware(self.state, 96 * 1024 + sim.TLS_ALLOWANCE, self.lock)
         self.firmware.wait_for_start()
         self.db = LedgerDB(os.path.join(self.state, "backend.db"), mode="write")

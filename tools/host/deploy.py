@@ -52,7 +52,7 @@ for folder in FOLDERS:
         walk(folder, out)
     except OSError:
         pass
-for name in ("boot.py", "main.py"):
+for name in ("boot.py", "main.py", "otaboot.py"):
     try:
         with open(name, "rb") as f:
             out[name] = binascii.hexlify(hashlib.sha256(f.read()).digest()).decode()

@@ -316,7 +316,9 @@ def use_backend(state, url):
 class Firmware:
     """The MicroPython process and its line protocol."""
 
-    def __init__(self, state, heap, lock):
+    def __init__(self, state, heap, lock, keep_code=False):
+        if not keep_code:
+            install_code(state)  # the working tree's core into the flash's romfs partition
         image = build_image()
         # The boot image (the board, the update's boot code) and the romfs partition's copy
         # sit in the process heap outside the app's budget, as both are flash on the ESP32.
@@ -788,9 +790,9 @@ def run(args, heap, steps, out, header, say, lock):
                 "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
             )
         say("building the code image and starting the firmware")
-        if not args.keep_code:
-            install_code(args.state)
-        firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
+        firmware = Firmware(
+            args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock, args.keep_code
+        )
         try:
             firmware.wait_for_start()
             # The firmware has read it: gone now, so a killed run leaves nothing behind.

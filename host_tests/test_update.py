@@ -91,3 +91,29 @@ def test_an_image_larger_than_the_partition_is_refused_from_its_header():
     header = pack_header(100, 2, 0, update.ROMFS_SIZE + 1, b"\x00" * 32)
     with pytest.raises(update.UpdateRefused, match="does not fit"):
         update._header_total(header)
+
+
+def test_the_back_end_checks_offers_and_serves_only_whom_it_offers(releases, tmp_path):
+    from tools.host.backend import LedgerDB
+    from tools.host.backend.errors import DownlinkError
+    from tools.host.backend.releases import CHUNK_BYTES, bucket
+
+    db = LedgerDB(str(tmp_path / "ledger.db"))
+    tids = ["T%04d" % n for n in range(40)]
+    for n, tid in enumerate(tids):
+        db.add_terminal(tid, bytes([n]) * 8)
+    for data, key in ((releases["foreign"], releases["pub"]), (releases[2][:-1], releases["pub"])):
+        with pytest.raises(DownlinkError, match="release refused"):
+            db.add_release(data, key)
+    db.add_release(releases[2], releases["pub"], terminals=["T0001"])
+    assert db.offered_release("T0001") == 2 and db.offered_release("T0002") == 0
+    assert db.release_chunk("T0002", 2, 0) is None  # another terminal's offer
+    assert db.release_chunk("T0001", 2, 0) == releases[2][:CHUNK_BYTES]
+    assert db.release_chunk("T0001", 2, CHUNK_BYTES) == releases[2][CHUNK_BYTES : 2 * CHUNK_BYTES]
+    db.add_release(releases[3], releases["pub"], percent=30)
+    offered = [tid for tid in tids if db.offered_release(tid) == 3]
+    assert offered == [tid for tid in tids if bucket(tid) < 30] and 0 < len(offered) < 40
+    assert db.versions(offered[0])["release"] == 3
+    db.stop_release(3)
+    assert db.offered_release(offered[0]) == (2 if offered[0] == "T0001" else 0)
+    db.close()

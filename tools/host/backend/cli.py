@@ -82,15 +82,13 @@ def release_command(args):
     db = LedgerDB(args.db, mode="write")
     try:
         if args.action == "add":
-            if args.file is None or args.pub is None:
-                raise CommandError("release add needs --pub release.pub and the release file")
             try:
                 with open(args.pub, "rb") as source:
                     public_key = source.read()
                 with open(args.file, "rb") as source:
                     data = source.read()
             except OSError as exc:
-                raise CommandError("cannot read %s" % exc) from None
+                raise CommandError("cannot read %s: %s" % (exc.filename, exc.strerror)) from None
             terminals = None
             if args.terminals:
                 terminals = [t for t in args.terminals.split(",") if t]
@@ -327,13 +325,19 @@ def main(argv):
     release = commands.add_parser(
         "release", help="signed software releases: add (staged rollout), list, stop"
     )
-    release.add_argument("action", choices=["add", "list", "stop"])
-    release.add_argument("--db", required=True)
-    release.add_argument("--pub", help="the release public key (release.pub; add)")
-    who = release.add_mutually_exclusive_group()
-    who.add_argument("--percent", type=int, default=100, help="share of terminals (add)")
-    who.add_argument("--terminals", help="TID,TID,... instead of a share (add)")
-    release.add_argument("file", nargs="?", help="the release file (add), the version (stop)")
+    actions = release.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="check a release with the public key, offer it")
+    add.add_argument("--db", required=True)
+    add.add_argument("--pub", required=True, help="the release public key (release.pub)")
+    who = add.add_mutually_exclusive_group()
+    who.add_argument("--percent", type=int, default=100, help="share of terminals")
+    who.add_argument("--terminals", help="TID,TID,... instead of a share")
+    add.add_argument("file", help="the release file (tools/release build)")
+    listing = actions.add_parser("list", help="the releases and their rollout")
+    listing.add_argument("--db", required=True)
+    stop = actions.add_parser("stop", help="offer a release no more")
+    stop.add_argument("--db", required=True)
+    stop.add_argument("file", metavar="VERSION")
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

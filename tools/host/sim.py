@@ -236,7 +236,13 @@ def core_image():
     partition (bytecode only, so the unix port runs the same files)."""
     from tools.host import deploy
 
-    _, base = deploy.bundle("esp32")
+    files, base = deploy.bundle("esp32")
+    image = os.path.join(ROOT, "build", "onetill-esp32.romfs")
+    # The folders too: a module removed from lib/ changes its folder, not a file left.
+    paths = set(files.values()) | {os.path.dirname(path) for path in files.values()}
+    newest = max(os.path.getmtime(path) for path in paths)
+    if os.path.exists(image) and os.path.getmtime(image) > newest:
+        return image  # built from these very files: no mpremote run at every start
     return deploy.build_romfs_image(base, "esp32", deploy.romfs_partition_size())
 
 

@@ -277,7 +277,9 @@ class SimBoard:
         """As machine.reset(): the app ends, and tools/sim starts the firmware again
         (simrom: pos.install first)."""
         self.restarting = True
-        self._main_task.cancel()
+        task = self._main_task
+        if task is not None:
+            task.cancel()
 
 
 TYPE_CHECKING = False

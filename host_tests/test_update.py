@@ -93,12 +93,13 @@ def test_an_image_larger_than_the_partition_is_refused_from_its_header():
         update._header_total(header)
 
 
-def test_the_back_end_checks_offers_and_serves_only_whom_it_offers(releases, tmp_path):
+def test_the_back_end_checks_offers_and_serves_only_whom_it_offers(releases, ledger_at):
+    """On each store in turn (SQLite, PostgreSQL): the releases table is migration 0004."""
     from tools.host.backend import LedgerDB
     from tools.host.backend.errors import DownlinkError
     from tools.host.backend.releases import CHUNK_BYTES, bucket
 
-    db = LedgerDB(str(tmp_path / "ledger.db"))
+    db = LedgerDB(ledger_at)
     tids = ["T%04d" % n for n in range(40)]
     for n, tid in enumerate(tids):
         db.add_terminal(tid, bytes([n]) * 8)
@@ -116,4 +117,12 @@ def test_the_back_end_checks_offers_and_serves_only_whom_it_offers(releases, tmp
     assert db.versions(offered[0])["release"] == 3
     db.stop_release(3)
     assert db.offered_release(offered[0]) == (2 if offered[0] == "T0001" else 0)
+    listed = db.releases()
+    assert [(r["version"], r["size"], r["stopped"]) for r in listed] == [
+        (3, len(releases[3]), True),
+        (2, len(releases[2]), False),
+    ]
+    assert listed[1]["rollout"] == ["T0001"] and listed[0]["rollout"] == "30%"
+    with pytest.raises(DownlinkError, match="no release 9"):
+        db.stop_release(9)
     db.close()

@@ -75,7 +75,7 @@ class App:
             key = board.store.read(DEVICE_KEY)
             if key is None or len(key) != 16:
                 raise JournalError("no device key: provision this terminal")
-            self.ledger = Ledger(TxQueue(board.bdev), board.store, key)
+            self.ledger = Ledger(TxQueue(board.bdev), board.statelog, key)
         except (JournalError, QueueError, ValueError) as exc:
             fault = exc
             board.fault("start: %r" % (exc,))
@@ -113,6 +113,16 @@ class App:
             self.request_sync,
             board.fault,
         )
+        if fault is None:
+            # The PIN lockout as it stood before the restart (pos.lockout, unloaded after).
+            from pos import lockout
+
+            self.terminal.keep_lockout = self.keep_lockout
+            unusable = lockout.restore(board.store, key, self.terminal, ticks_ms())
+            lockout = None
+            unload("pos.lockout")
+            if unusable is not None:
+                board.fault(unusable)
         done = board.store.read("command.id")
         if done and len(done) == 4:
             self.command_done = int.from_bytes(done, "big")
@@ -163,6 +173,29 @@ class App:
                 unload("pos.received")
             gc.collect()  # between events, so a sale never waits for a collection
 
+    def keep_lockout(self, terminal):
+        """The terminal's PIN count or lock changed: on flash before it goes on. False when
+        the heap had no room even after a collection (a PIN is then not checked; a lock or
+        a reset not written only leaves the terminal stricter after a restart)."""
+        for _ in range(2):
+            stored = False
+            try:
+                from pos import lockout
+
+                store = self.board.store
+                lockout.save(store, store.read(DEVICE_KEY), terminal)
+                stored = True
+            except MemoryError:
+                pass
+            except OSError as exc:  # a full or failing flash: the terminal goes on, and says so
+                self.board.fault("lockout not stored: %r" % (exc,))
+                stored = True
+            lockout = None
+            unload("pos.lockout")  # collects: a second try has the whole heap
+            if stored:
+                return True
+        return False
+
     def request_sync(self):
         """Send what waits now (a settle booked its Z records, a cashier asked)."""
         self._sync_now = True
@@ -183,7 +216,9 @@ class App:
         known from the first moment after a restart). The back end's time (trusted: its
         reply is authenticated) sets a clock unset or CLOCK_DRIFT_S off, forward freely,
         back CLOCK_BACK_MAX_S at most and not below the floor. NTP's (not authenticated)
-        sets only an unset clock, only at or after the floor. Anything else is a fault."""
+        sets only an unset clock, only at or after the floor. The operator's clock command
+        (pos.received) lets the back end's next time move it any distance, once, still not
+        below the floor. Anything else is a fault."""
         if not unix:
             return
         board = self.board
@@ -191,7 +226,13 @@ class App:
         sale = self.ledger.recent.last_sale() if self.ledger else None
         floor = sale[2] if sale else 0
         back = CLOCK_BACK_MAX_S if trusted else 0
-        if unix < floor - back or now and (not trusted or unix < now - back):
+        received = self.received
+        if trusted and received is not None and received.clock_command:
+            received.clock_command = False  # the operator's word, once: any distance
+            unix = max(unix, floor)
+            board.set_time(unix)
+            verb = "set"
+        elif unix < floor - back or now and (not trusted or unix < now - back):
             verb = "refused"
         elif abs(now - max(unix, floor)) > CLOCK_DRIFT_S:  # an unset clock (0) is that far
             unix = max(unix, floor)

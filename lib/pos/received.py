@@ -17,6 +17,7 @@ class Received:
         self.config = None  # (merchants, cashiers) installed, for the next idle moment
         self.commands = []  # [(id, name)] fetched, run in order at idle moments
         self.upload_faults = False
+        self.clock_command = False  # the back end's next time is taken whatever its offset
         self.refused = [0, 0, 0]  # the config, blacklist, command versions refused
         self.refused_text = ""
         self.update = 0  # a release staged and checked (pos.update), installed when idle
@@ -69,6 +70,13 @@ def at_idle(app):
             _settle(app)
         elif name == "faultlog":
             received.upload_faults = True
+        elif name == "clock":
+            # The operator's word: the back end's time, the next one to come (the last is
+            # stale by now), is taken however far it moves the clock (App.set_clock), once.
+            received.clock_command = True
+            app.board.uplink.server_time = 0
+            app.wake_uplink()
+            app.board.fault("command %d: the clock takes the back end's next time" % number)
         else:
             app.board.fault("command %d: unknown command %s" % (number, name))
 

@@ -1,4 +1,4 @@
-"""tools/backend: the OneTill back end: FastAPI over TLS, SQLite, per-merchant reports.
+"""tools/backend: the OneTill back end: FastAPI over TLS, SQLite or PostgreSQL, reports.
 
     tools/backend certs --out DIR
     tools/backend terminals add --db FILE --tid T0001 --ik-id HEX [--merchants merchants.json]
@@ -6,9 +6,12 @@
     tools/backend report --db FILE [--merchant N] [--json]
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
-    tools/backend command --db FILE --terminal TID settle|faultlog
+    tools/backend command --db FILE --terminal TID settle|faultlog|clock
     tools/backend release add --db FILE --pub release.pub [--percent N | --terminals T,...] F
     tools/backend release list|stop --db FILE [VERSION]
+
+--db is an SQLite file (ledger.db) or a PostgreSQL URL (postgresql://user@host/db); the
+schema's migrations are applied when a command that writes opens it.
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
 (chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
@@ -36,6 +39,7 @@ from tools.host.backend.errors import (
 from tools.host.backend.ledger import LedgerDB
 from tools.host.backend.reports import print_alerts, print_report
 from tools.host.backend.server import make_certs
+from tools.host.backend.storage import is_url
 
 
 def read_bdk(path):
@@ -243,7 +247,7 @@ def serve_command(args):
     db.close()
     os.environ.update(
         {
-            api.ENV_DB: os.path.abspath(args.db),
+            api.ENV_DB: args.db if is_url(args.db) else os.path.abspath(args.db),
             api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
         }
@@ -319,7 +323,12 @@ def main(argv):
     )
     blacklist.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
     command = commands.add_parser("command", help="queue a command for a terminal")
-    command.add_argument("name", choices=["settle", "faultlog"])
+    command.add_argument(
+        "name",
+        choices=["settle", "faultlog", "clock"],
+        help="clock: the terminal takes the back end's next time however far it moves its "
+        "clock (never before its newest sale), once",
+    )
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
     release = commands.add_parser(

@@ -261,9 +261,10 @@ class App:
         board = self.board
         depth, oldest = self._queue_after_batch()
         now = board.unix_time()
+        update = board.store.read("update.txt")  # pos.install: the version and its phase
         return (
             "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
-            "cmd=%d%s"
+            "cmd=%d%s;%s"
             % (
                 depth,
                 max(0, now - oldest) if oldest and now else -1,
@@ -277,6 +278,7 @@ class App:
                 self.blacklist.digest if self.blacklist is not None else "-",
                 self.command_done,
                 self.received.refused_text if self.received is not None else "",
+                update.decode() if update else "sw=0",
             )
         )
 

@@ -335,9 +335,28 @@ async def catch_up(app):
             await uplink.send("faults", _fault_tail(board))
             received.upload_faults = False
             board.fault("fault log sent")
+        link = None
+        await _update(app, versions[4])
         app.handled(versions)
     except Exception as exc:  # the link went down: what is missing is fetched again later
         board.fault("downlink: %r" % (exc,))
+
+
+async def _update(app, offered):
+    """Confirm a version on trial, fetch and check an offered release (pos.update, loaded
+    only when there is something to do: loading it leaves its names interned for good)."""
+    text = app.board.store.read("update.txt") or b"sw=0;"
+    if offered <= int(text[3 : text.find(b";")]) and b"trial" not in text:
+        return
+    from pos import update
+    from pos.compat import unload
+
+    try:
+        await update.after_contact(app, offered)
+    finally:
+        update = None
+        for name in ("pos.update", "pos.install", "pos.release", "pos.lms"):
+            unload(name)
 
 
 def _refuse(app, text):

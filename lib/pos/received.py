@@ -20,10 +20,13 @@ class Received:
         self.clock_command = False  # the back end's next time is taken whatever its offset
         self.refused = [0, 0, 0]  # the config, blacklist, command versions refused
         self.refused_text = ""
+        self.update = 0  # a release staged and checked (pos.update), installed when idle
 
     def waiting(self, terminal):
         """Something to do, and the terminal idle: no cashier logged in, or the merchant
         menu between sales (never mid-sale, never a terminal that cannot sell)."""
+        if self.update and terminal.state == _LOGIN:
+            return True  # nobody logged in: the restart into it interrupts no one
         if self.config is None and not self.commands:
             return False
         return terminal.config_error is None and (
@@ -35,7 +38,7 @@ class Received:
 def wanted(app):
     """Which of config, blacklist, commands the back end has newer (and not refused); the
     blacklist also when the back end asks for it whole (its digest of ours did not match)."""
-    config, listed, command, whole = app.board.uplink.versions
+    config, listed, command, whole, _ = app.board.uplink.versions
     received = app.received
     refused = received.refused if received is not None else (0, 0, 0)
     last = received.commands[-1][0] if received is not None and received.commands else 0
@@ -50,6 +53,11 @@ def wanted(app):
 def at_idle(app):
     """Swap in a pushed config and run queued commands (the terminal is idle)."""
     received = app.received
+    if received.update and app.terminal.state == _LOGIN and not app.ledger.unsent_count():
+        from pos import update  # the terminal restarts: nothing to unload
+
+        update.install_now(app)
+        return
     if received.config is not None:
         _swap_config(app)
     while received.commands and received.waiting(app.terminal):

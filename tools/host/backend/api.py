@@ -71,6 +71,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
         config: int
         blacklist: int
         commands: int
+        release: int
         blacklist_whole: bool
 
     class Versions(BaseModel):
@@ -78,6 +79,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
         config: int
         blacklist: int
         commands: int
+        release: int
         blacklist_whole: bool
 
     refusals = RefusalLog()
@@ -282,6 +284,40 @@ def make_app(db, docs=False, office=False, token_key_file=None):
 
     for kind in DOCUMENT_KINDS:
         document_route(kind)
+
+    @app.get(
+        "/v1/terminals/{tid}/release",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "up to 8 KiB of the release file from offset (pos.update)",
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            },
+            **unauthorized,
+            404: {"description": "unknown terminal, or that release is not offered to it"},
+        },
+    )
+    async def release_chunk(
+        tid: str,
+        who: Authenticated,
+        version: int = Query(ge=1, le=0xFFFFFFFF),
+        offset: int = Query(0, ge=0, le=0xFFFFFFFF),
+    ):
+        """A piece of the release offered to this terminal. Not tagged: the terminal uses
+        nothing of it before the whole file passes the release signature (pos.release)."""
+        no_body(who)
+
+        def work():
+            db.take(who)
+            return db.release_chunk(tid, version, offset)
+
+        try:
+            body = await run_in_threadpool(work)
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if not body:
+            raise HTTPException(404, "release %d is not offered to %s" % (version, tid))
+        return Response(body, media_type="application/octet-stream")
 
     @app.post(
         "/v1/terminals/{tid}/faults",

@@ -8,6 +8,8 @@
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
     tools/backend command --db FILE --terminal TID settle|faultlog|clock
     tools/backend users add|list|disable|reset --db FILE [--role R --merchant MID] [NAME]
+    tools/backend release add --db FILE --pub release.pub [--percent N | --terminals T,...] F
+    tools/backend release list|stop --db FILE [VERSION]
 
 --db is an SQLite file (ledger.db) or a PostgreSQL URL (postgresql://user@host/db); the
 schema's migrations are applied when a command that writes opens it.
@@ -95,6 +97,55 @@ def _audit(db, action, detail):
     from tools.host.backend.office.store import OfficeStore
 
     OfficeStore(db).audit("cli", action, detail)
+
+
+def release_command(args):
+    db = LedgerDB(args.db, mode="write")
+    try:
+        if args.action == "add":
+            try:
+                with open(args.pub, "rb") as source:
+                    public_key = source.read()
+                with open(args.file, "rb") as source:
+                    data = source.read()
+            except OSError as exc:
+                raise CommandError("cannot read %s: %s" % (exc.filename, exc.strerror)) from None
+            terminals = None
+            if args.terminals:
+                terminals = [t for t in args.terminals.split(",") if t]
+            header = db.add_release(data, public_key, args.percent, terminals)
+            print(
+                "release %d stored (replaces %d or later), offered to %s"
+                % (
+                    header.version,
+                    header.min_version,
+                    ", ".join(terminals) if terminals else "%d%% of terminals" % args.percent,
+                )
+            )
+        elif args.action == "stop":
+            try:
+                version = int(args.file or "")
+            except ValueError:
+                raise CommandError("release stop takes a version number") from None
+            db.stop_release(version)
+            print("release %d is offered no more" % version)
+        else:
+            for entry in db.releases():
+                rollout = entry["rollout"]
+                print(
+                    "%d  min %d  %d bytes  sha256 %s...  %s%s"
+                    % (
+                        entry["version"],
+                        entry["min_version"],
+                        entry["size"],
+                        entry["sha256"][:16],
+                        rollout if isinstance(rollout, str) else ",".join(rollout),
+                        "  STOPPED" if entry["stopped"] else "",
+                    )
+                )
+    finally:
+        db.close()
+    return 0
 
 
 def certs_command(args):
@@ -254,6 +305,7 @@ COMMANDS = {
     "blacklist": downlink_command,
     "command": downlink_command,
     "users": users_command,
+    "release": release_command,
 }
 
 
@@ -328,6 +380,22 @@ def main(argv):
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
     add_users_parser(commands)
+    release = commands.add_parser(
+        "release", help="signed software releases: add (staged rollout), list, stop"
+    )
+    actions = release.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="check a release with the public key, offer it")
+    add.add_argument("--db", required=True)
+    add.add_argument("--pub", required=True, help="the release public key (release.pub)")
+    who = add.add_mutually_exclusive_group()
+    who.add_argument("--percent", type=int, default=100, help="share of terminals")
+    who.add_argument("--terminals", help="TID,TID,... instead of a share")
+    add.add_argument("file", help="the release file (tools/release build)")
+    listing = actions.add_parser("list", help="the releases and their rollout")
+    listing.add_argument("--db", required=True)
+    stop = actions.add_parser("stop", help="offer a release no more")
+    stop.add_argument("--db", required=True)
+    stop.add_argument("file", metavar="VERSION")
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

@@ -128,7 +128,7 @@ class DocumentsMixin:
 
     def offer(self, tid):
         """What a batch reply or a poll tells the terminal: versions and blacklist_whole,
-        read in one statement (every reply carries them)."""
+        read in one statement (every reply carries them), and the release offered."""
         versions, status = self._versions_and_status(tid)
         versions["blacklist_whole"] = self._whole(versions["blacklist"], status)
         return versions
@@ -143,7 +143,12 @@ class DocumentsMixin:
         ).fetchone()
         if row is None:
             raise IngestError("unknown terminal %s" % tid)
-        versions = {"config": row[0] or 0, "blacklist": row[1] or 0, "commands": row[2] or 0}
+        versions = {
+            "config": row[0] or 0,
+            "blacklist": row[1] or 0,
+            "commands": row[2] or 0,
+            "release": self.offered_release(tid),
+        }
         return versions, row[3]
 
     def document(self, tid, kind, since):
@@ -283,6 +288,7 @@ class DocumentsMixin:
                     "commands": taken,
                 },
                 "refused": status.get("refused", ""),
+                "release": self.release_report(tid, status),
                 "commands": commands,
                 "fault_log": fault[0] if fault else None,
             }

@@ -241,6 +241,21 @@ def print_report(report, out, merchant=None):
                     ", refused " + entry["refused"] if entry["refused"] else "",
                 )
             )
+            release = entry.get("release")
+            if release and (release["offered"] or release["running"] or release["state"] != "-"):
+                out.write(
+                    "  Release: offered %s, terminal runs %d, %s\n"
+                    % (
+                        release["offered"] or "none",
+                        release["running"],
+                        release["state"]
+                        + (
+                            " %d" % release["state_version"]
+                            if release["state_version"] is not None
+                            else ""
+                        ),
+                    )
+                )
     out.write("Quarantined records (not counted as money): %d\n" % report["quarantined"])
 
 

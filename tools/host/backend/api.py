@@ -312,7 +312,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
             return db.release_chunk(tid, version, offset)
 
         try:
-            body = await run_in_threadpool(work)
+            body = await write(work)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         if not body:

@@ -1,5 +1,7 @@
 """The merchants that share this terminal (built by pos.config from /config/merchants.json)."""
 
+import struct
+
 from pos.money import currency
 
 # The limits a merchant may set (pos.config checks them; pos.risk applies them). Amounts
@@ -29,15 +31,17 @@ class Merchant:
         self.label = name.encode()  # as the screen draws it, made once
         self.currency_code = currency_code
         self.currency_numeric, self.exponent = currency(currency_code)
-        # Only the limits given become attributes, not a dict kept per merchant: 99
-        # merchants must fit (pos.config has checked the names and values).
-        for name in limits:
-            setattr(self, name, limits[name])
+        # The limits as one packed row (8 bytes each, in LIMITS order; pos.config has
+        # checked the names and values): as attributes they grew each merchant's dict to
+        # 640 bytes, and 99 merchants must fit.
+        self._limits = struct.pack(
+            "<10q", *[limits.get(n, 0 if n == "anomaly_factor" else NO_LIMIT) for n in LIMITS]
+        )
 
     def limit(self, name):
         if name not in LIMITS:
             raise KeyError(name)
-        return getattr(self, name, 0 if name == "anomaly_factor" else NO_LIMIT)
+        return struct.unpack_from("<q", self._limits, LIMITS.index(name) * 8)[0]
 
 
 class Merchants:

@@ -68,22 +68,22 @@ _ZERO_KEY = bytes(_KEY_LEN)
 # literal longer than about 10 characters would be a heap object of its own (about 35 bytes
 # on the 64-bit port).
 _WHY = (
-    b"%s must be %d bytes, not %d|"
-    b"KSN counter is 0|"
-    b"KSN counter has %d one-bits (at most 16 are used)|"
-    b"algorithm %d needs a key longer than 128 bits|"
-    b"usage 0x%04x is not a working-key usage|"
-    b"counter out of range: %d|"
-    b"DUKPT counters exhausted: load a new initial key|"
-    b"no key register for counter %d: state is corrupt|"
-    b"DUKPT state too short: %d bytes|"
-    b"DUKPT state corrupt: CRC mismatch|"
-    b"DUKPT state version %d not supported|"
-    b"DUKPT state length %d does not match its bitmap|"
-    b"DUKPT state corrupt: counter has more than 16 one-bits|"
-    b"DUKPT state corrupt: registers do not match the counter|"
-    b"initial key|"
-    b"transaction key"
+    b"%s must be %d bytes, not %d|"  # 0
+    b"KSN counter is 0|"  # 1
+    b"KSN counter has %d one-bits (at most 16 are used)|"  # 2
+    b"algorithm %d needs a key longer than 128 bits|"  # 3
+    b"usage 0x%04x is not a working-key usage|"  # 4
+    b"counter out of range: %d|"  # 5
+    b"DUKPT counters exhausted: load a new initial key|"  # 6
+    b"no key register for counter %d: state is corrupt|"  # 7
+    b"DUKPT state too short: %d bytes|"  # 8
+    b"DUKPT state corrupt: CRC mismatch|"  # 9
+    b"DUKPT state version %d not supported|"  # 10
+    b"DUKPT state length %d does not match its bitmap|"  # 11
+    b"DUKPT state corrupt: counter has more than 16 one-bits|"  # 12
+    b"DUKPT state corrupt: registers do not match the counter|"  # 13
+    b"initial key|"  # 14
+    b"transaction key"  # 15
 )
 
 

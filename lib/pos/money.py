@@ -18,17 +18,17 @@ _CURRENCIES = (
 # The messages, "|" between them, in one bytes constant: each str literal longer than about
 # 10 characters would be a heap object of its own (about 35 bytes on the 64-bit port).
 _WHY = (
-    b"unknown currency |"
-    b"amount must be an integer|"
-    b"amount below zero|"
-    b"amount too large|"
-    b"amount must be text|"
-    b"amount is empty|"
-    b"no digits after the point|"
-    b"no digits before the point|"
-    b"not an amount: |"
-    b"too many decimals|"
-    b"not a digit"
+    b"unknown currency |"  # 0
+    b"amount must be an integer|"  # 1
+    b"amount below zero|"  # 2
+    b"amount too large|"  # 3
+    b"amount must be text|"  # 4
+    b"amount is empty|"  # 5
+    b"no digits after the point|"  # 6
+    b"no digits before the point|"  # 7
+    b"not an amount: |"  # 8
+    b"too many decimals|"  # 9
+    b"not a digit"  # 10
 )
 
 

@@ -59,6 +59,37 @@ _NO_TOKEN = bytes(TOKEN_SIZE)
 _MAX_U32 = 0xFFFFFFFF
 
 
+# The messages and the fields' names, "|" between them, in one bytes constant: each str
+# literal longer than about 10 characters would be a heap object of its own (about 35 bytes
+# on the 64-bit port).
+_WHY = (
+    b"%s out of range: %r|"  # 0
+    b"settlement count out of range|"  # 1
+    b"not a settlement record|"  # 2
+    b"payment method missing|"  # 3
+    b"card token must be %d bytes|"  # 4
+    b"record must be %d bytes, not %d|"  # 5
+    b"unknown record version %d|"  # 6
+    b"record type|"  # 7
+    b"payment method|"  # 8
+    b"merchant number|"  # 9
+    b"cashier number|"  # 10
+    b"amount|"  # 11
+    b"currency|"  # 12
+    b"time|"  # 13
+    b"receipt number|"  # 14
+    b"reference|"  # 15
+    b"reason code|"  # 16
+    b"flags|"  # 17
+    b"last four digits|"  # 18
+    b"refund total"  # 19
+)
+
+
+def _why(number):
+    return _WHY.split(b"|")[number].decode()
+
+
 class RecordError(ValueError):
     """A field out of range, or bytes that are not a record of a known version."""
 
@@ -102,8 +133,8 @@ class Record:
     ):
         """A Z record: the merchant's totals since the last Z, for the back end to reconcile."""
         if not 0 <= sale_count <= 0xFFFF or not 0 <= refund_count <= 0xFFFF:
-            raise RecordError("settlement count out of range")
-        _check(refund_total, 0, MAX_AMOUNT_MINOR, "refund total")
+            raise RecordError(_why(1))
+        _check(refund_total, 0, MAX_AMOUNT_MINOR, 19)
         token = struct.pack(">HI", sale_count, refund_total)
         return cls(
             SETTLEMENT,
@@ -119,28 +150,28 @@ class Record:
     def settlement_counts(self):
         """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""
         if self.kind != SETTLEMENT:
-            raise RecordError("not a settlement record")
+            raise RecordError(_why(2))
         sale_count, refund_total = struct.unpack(">HI", self.token)
         return sale_count, self.amount_minor, self.last_four, refund_total
 
     def validate(self):
-        _check(self.kind, SALE, SETTLEMENT, "record type")
-        _check(self.method, NO_METHOD, CASH, "payment method")
+        _check(self.kind, SALE, SETTLEMENT, 7)
+        _check(self.method, NO_METHOD, CASH, 8)
         if self.kind != SETTLEMENT and self.kind != VOID and self.method == NO_METHOD:
-            raise RecordError("payment method missing")
-        _check(self.merchant, 1, 255, "merchant number")
-        _check(self.cashier, 0, 255, "cashier number")
-        _check(self.amount_minor, 0, MAX_AMOUNT_MINOR, "amount")
-        _check(self.currency, 0, 999, "currency")
-        _check(self.time, 0, _MAX_U32, "time")
-        _check(self.receipt, 0, _MAX_U32, "receipt number")
-        _check(self.reference, 0, _MAX_U32, "reference")
-        _check(self.reason, 0, 255, "reason code")
-        _check(self.flags, 0, 255, "flags")
+            raise RecordError(_why(3))
+        _check(self.merchant, 1, 255, 9)
+        _check(self.cashier, 0, 255, 10)
+        _check(self.amount_minor, 0, MAX_AMOUNT_MINOR, 11)
+        _check(self.currency, 0, 999, 12)
+        _check(self.time, 0, _MAX_U32, 13)
+        _check(self.receipt, 0, _MAX_U32, 14)
+        _check(self.reference, 0, _MAX_U32, 15)
+        _check(self.reason, 0, 255, 16)
+        _check(self.flags, 0, 255, 17)
         if not isinstance(self.token, (bytes, bytearray)) or len(self.token) != TOKEN_SIZE:
-            raise RecordError("card token must be %d bytes" % TOKEN_SIZE)
+            raise RecordError(_why(4) % TOKEN_SIZE)
         if self.last_four != LAST_FOUR_NONE:
-            _check(self.last_four, 0, 9999, "last four digits")
+            _check(self.last_four, 0, 9999, 18)
 
     def pack_into(self, buf, offset=0):
         self.validate()
@@ -171,10 +202,10 @@ class Record:
     @classmethod
     def unpack(cls, data):
         if len(data) != RECORD_SIZE:
-            raise RecordError("record must be %d bytes, not %d" % (RECORD_SIZE, len(data)))
+            raise RecordError(_why(5) % (RECORD_SIZE, len(data)))
         fields = struct.unpack(_FORMAT, data)
         if fields[0] != RECORD_VERSION:
-            raise RecordError("unknown record version %d" % fields[0])
+            raise RecordError(_why(6) % fields[0])
         record = cls(
             fields[1] >> 4,
             fields[3],
@@ -201,5 +232,6 @@ class Record:
 
 
 def _check(value, low, high, what):
+    """what: the field's name, by its number in _WHY (decoded only for the message)."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise RecordError("%s out of range: %r" % (what, value))
+        raise RecordError(_why(0) % (_why(what), value))

@@ -96,7 +96,9 @@ class DukptError(ValueError):
 
 
 def _check_len(value, length, what):
+    """what: the value's name, or its number in _WHY (decoded only for the message)."""
     if len(value) != length:
+        what = _why(what) if isinstance(what, int) else what
         raise DukptError(_why(0) % (what, length, len(value)))
 
 
@@ -177,7 +179,7 @@ def derive_initial_key(bdk, ik_id):
 
 def derive_transaction_key(ik, ksn):
     """The transaction key for a KSN, rebuilt from the initial key as the back end does."""
-    _check_len(ik, _KEY_LEN, _why(14))
+    _check_len(ik, _KEY_LEN, 14)
     _check_len(ksn, _KSN_LEN, "KSN")
     _check_counter_bytes(ksn, _IK_ID_LEN)
     # A buffer per call, not a shared one: the back end may derive from several threads.
@@ -199,7 +201,7 @@ def derive_transaction_key(ik, ksn):
 
 def derive_working_key(txn_key, ksn, usage, algorithm=ALG_AES128):
     """A 16-byte working key (data, MAC, PIN ...) from a transaction key."""
-    _check_len(txn_key, _KEY_LEN, _why(15))
+    _check_len(txn_key, _KEY_LEN, 15)
     _check_len(ksn, _KSN_LEN, "KSN")
     _check_counter_bytes(ksn, _IK_ID_LEN)
     _check_working(usage, algorithm)
@@ -250,7 +252,7 @@ class DukptTerminal:
 
         The initial key itself is not kept: register j holds the key of counter 1 << j.
         """
-        _check_len(ik, _KEY_LEN, _why(14))
+        _check_len(ik, _KEY_LEN, 14)
         terminal = cls(ik_id)
         terminal._set_counter(0)
         terminal._derive(aes(ik, AES_ECB), _NUM_REG, 0)

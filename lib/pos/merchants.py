@@ -31,17 +31,23 @@ class Merchant:
         self.label = name.encode()  # as the screen draws it, made once
         self.currency_code = currency_code
         self.currency_numeric, self.exponent = currency(currency_code)
-        # The limits as one packed row (8 bytes each, in LIMITS order; pos.config has
-        # checked the names and values): as attributes they grew each merchant's dict to
-        # 640 bytes, and 99 merchants must fit.
-        self._limits = struct.pack(
-            "<10q", *[limits.get(n, 0 if n == "anomaly_factor" else NO_LIMIT) for n in LIMITS]
-        )
+        # The limits given, as one packed row (4 bytes each, in LIMITS order; 0: not given),
+        # or None when none is (pos.config has checked the names and values, all below
+        # 2**32): as attributes they grew each merchant's dict to 640 bytes, and 99
+        # merchants must fit.
+        self._limits = None
+        if limits:
+            row = bytearray(4 * len(LIMITS))
+            for name in limits:
+                struct.pack_into("<I", row, 4 * LIMITS.index(name), limits[name])
+            self._limits = bytes(row)
 
     def limit(self, name):
         if name not in LIMITS:
             raise KeyError(name)
-        return struct.unpack_from("<q", self._limits, LIMITS.index(name) * 8)[0]
+        row = self._limits
+        value = struct.unpack_from("<I", row, 4 * LIMITS.index(name))[0] if row else 0
+        return value or (0 if name == "anomaly_factor" else NO_LIMIT)
 
 
 class Merchants:

@@ -68,7 +68,7 @@ def push_config(app, version):
     config = None
     unload("pos.config")
     app.config_version = parsed[0]
-    received(app).config = parsed[1], parsed[2]
+    received(app).config = parsed[1], parsed[2], parsed[3]
 
 
 def received(app):

@@ -35,7 +35,7 @@ def test_every_copy_matches_pos_states():
 
 def test_screens_are_numbered_once():
     screens = [value for name, value in numbers().items() if name not in OUTCOMES]
-    assert len(screens) == 21 and len(set(screens)) == len(screens)
+    assert len(screens) == 22 and len(set(screens)) == len(screens)
     outcomes = [numbers()[name] for name in OUTCOMES]
     assert len(set(outcomes)) == len(outcomes)
 

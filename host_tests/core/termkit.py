@@ -125,7 +125,7 @@ class Kit:
         cashiers = config.parse_cashiers(cashiers_doc(), merchants)
         config = None
         unload("pos.config")
-        self.risk = Risk()
+        self.risk = Risk(None, self.store)
         self.terminal.configure(
             self.settings, merchants, cashiers, Tokenizer(TOKEN_KEY), self.risk
         )

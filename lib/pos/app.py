@@ -95,7 +95,9 @@ class App:
             try:
                 pushed = config.load_pushed(board.config_folder) if fault is None else None
                 if pushed is not None:
-                    self.config_version, merchants, cashiers = pushed
+                    self.config_version, merchants, cashiers, auto_block = pushed
+                    if auto_block is not None:
+                        settings.auto_block_declines, settings.auto_block_window_min = auto_block
             except ValueError as exc:  # checked before it was installed: flash damage
                 board.fault("pushed config unusable, provisioned one in force: %s" % (exc,))
             pushed = None
@@ -123,7 +125,7 @@ class App:
         """Risk rules with the blacklist file the board names (none: nothing blocked)."""
         path = self.board.blacklist_path
         if path is None:
-            return Risk()
+            return Risk(None, self.board.store)
         from pos.blacklist import Blacklist, BlacklistError
 
         try:
@@ -135,7 +137,7 @@ class App:
 
             os.remove(path)
             self.blacklist = Blacklist(path)
-        return Risk(self.blacklist)
+        return Risk(self.blacklist, self.board.store)
 
     def feed(self, event):
         runner = self.runner

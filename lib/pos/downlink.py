@@ -317,7 +317,7 @@ async def catch_up(app):
                 if index == 0:
                     parsed = await link.config(app.config_version)
                     app.config_version = parsed[0]
-                    received.config = parsed[1], parsed[2]
+                    received.config = parsed[1], parsed[2], parsed[3]
                     board.fault("config %d installed" % parsed[0])
                     parsed = None
                 elif index == 1:

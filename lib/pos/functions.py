@@ -1,15 +1,17 @@
-"""The terminal's function menu (key A): void, refund, X and Z reports, status, sync, log out.
+"""The terminal's function menu (key A): void, refund, X and Z reports, status, sync, log out,
+and (8, not listed on the 8-row screen) lifting a card's automatic block.
 
 Loaded when the cashier presses A and unloaded when they are back at the merchant menu
 (pos.compat.unload), so the sale path never carries this code in the heap. It works on the
 terminal it is given: its entries, amount, screen, ledger and effects.
 """
 
+from pos.card import MAX_CARD_DIGITS, MIN_CARD_DIGITS, luhn_ok
 from pos.clock import format_datetime, is_set
 from pos.compat import const, mem_free
 from pos.money import format_minor
 from pos.receipt import center, pair
-from pos.record import FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
+from pos.record import BLOCK, FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
 from pos.reports import METHOD_LABELS, VOIDED
 from pos.risk import today
 from pos.screen import HINT, TITLE
@@ -27,6 +29,7 @@ _PICK_MERCHANT = const(16)
 _REPORT_VIEW = const(17)
 _Z_CONFIRM = const(18)
 _STATUS = const(19)
+_UNBLOCK_CARD = const(21)
 _DONE = const(3)
 _BACK = const(4)
 
@@ -70,6 +73,11 @@ _TEXT = (
     b"Free mem\0\0\0\0\0\0\0\0"  # 35
     b"n/a\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 36
     b"#OK\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 37
+    b"Unblock card\0\0\0\0"  # 38
+    b"Card number\0\0\0\0\0"  # 39
+    b"Not blocked\0\0\0\0\0"  # 40
+    b"UNBLOCKED\0\0\0\0\0\0\0"  # 41
+    b"Invalid card no."  # 42
 )
 _T_1_VOID_LAST = const(0)
 _T_2_REFUND = const(1)
@@ -109,6 +117,11 @@ _T_KEY_COUNTER = const(34)
 _T_FREE_MEM = const(35)
 _T_N_A = const(36)
 _T_OK = const(37)
+_T_UNBLOCK_CARD = const(38)
+_T_CARD_NUMBER = const(39)
+_T_NOT_BLOCKED = const(40)
+_T_UNBLOCKED = const(41)
+_T_INVALID_CARD_NO = const(42)
 
 
 def _text(number):
@@ -187,6 +200,8 @@ class Functions:
             self._report_key(key)
         elif state == _STATUS and (key == "#" or key == "*"):
             self.t.to_merchants()
+        elif state == _UNBLOCK_CARD:
+            self._unblock_key(key)
 
     def draw(self, screen):
         state = self.t.state
@@ -204,6 +219,8 @@ class Functions:
             self._draw_report(screen)
         elif state == _STATUS:
             self._draw_status(screen)
+        elif state == _UNBLOCK_CARD:
+            self._draw_unblock(screen)
 
     # --- the menu -------------------------------------------------------------------------
 
@@ -222,8 +239,13 @@ class Functions:
             else:
                 self.original = original
                 t.go(_VOID_CONFIRM, t.merchants.get(original[4]))
-        elif key == "2" or key == "4":
-            self.after_supervisor = _REFUND_RECEIPT if key == "2" else _PICK_MERCHANT
+        elif key == "2" or key == "4" or key == "8":
+            self.after_supervisor = _PICK_MERCHANT
+            if key == "2":
+                self.after_supervisor = _REFUND_RECEIPT
+            elif key == "8":
+                self.after_supervisor = _UNBLOCK_CARD
+                t.card.wipe()
             self.after_pick = _Z_CONFIRM
             t.go(_SUPERVISOR_PIN)
         elif key == "3":
@@ -398,9 +420,12 @@ class Functions:
         t.book(record)
 
     def settled(self, record):
-        """The Z record is stored: print the report of the totals it closed. Returns the
-        result screen's (headline, detail)."""
+        """The Z record (or a lifted block's) is stored: print the report of the totals it
+        closed. Returns the result screen's (headline, detail)."""
         t = self.t
+        if record.kind == BLOCK:
+            t.effects.append(("beep", "ok"))
+            return (_text(_T_UNBLOCKED), "**** %04d" % record.last_four)
         settings = t.settings
         batch = record.reference
         t.effects.append(
@@ -496,3 +521,54 @@ class Functions:
         else:
             screen.put(5, _text(_T_N_A), right=True)
         screen.put(HINT, _text(_T_OK))
+
+    # --- lift an automatic block (pos.autoblock): a supervisor keys the card's number -----
+
+    def _unblock_key(self, key):
+        t = self.t
+        card = t.card
+        outcome = t.edit(card, key, MAX_CARD_DIGITS)
+        if outcome == _BACK:
+            t.open_menu()
+        if outcome != _DONE:
+            return
+        if not MIN_CARD_DIGITS <= card.length or not luhn_ok(card.view()):
+            card.wipe()
+            t.say(_text(_T_INVALID_CARD_NO))
+            return
+        token = bytearray(6)
+        t._tokenizer.token(card.view(), token)
+        last_four = card.last_four()
+        card.wipe()
+        from pos import autoblock
+        from pos.compat import unload
+
+        # The record names the terminal's first merchant: a block is the whole terminal's.
+        for merchant in t.merchants:  # noqa: B007 (the first one is wanted)
+            break
+        risk = t.risk
+        record = autoblock.lift(
+            risk,
+            token,
+            risk.store,
+            merchant.number,
+            merchant.currency_numeric,
+            self.supervisor.number,
+            t.now(),
+            t.flags(),
+        )
+        autoblock = None
+        unload("pos.autoblock")
+        if record is None:
+            t.say(_text(_T_NOT_BLOCKED))
+            return
+        record.last_four = last_four
+        t.go(_UNBLOCK_CARD, merchant)
+        t.book(record)
+
+    def _draw_unblock(self, screen):
+        screen.put(TITLE, _text(_T_UNBLOCK_CARD))
+        screen.put(2, _text(_T_CARD_NUMBER))
+        screen.put(3, self.t.card.view(), right=True)
+        screen.put(HINT, _text(_T_OK_BACK))
+        screen.focus = 2

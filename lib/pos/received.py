@@ -14,7 +14,8 @@ class Received:
     """What the downlink brought that the app has yet to use, and what it refused."""
 
     def __init__(self):
-        self.config = None  # (merchants, cashiers) installed, for the next idle moment
+        # (merchants, cashiers, auto_block or None) installed, for the next idle moment
+        self.config = None
         self.commands = []  # [(id, name)] fetched, run in order at idle moments
         self.upload_faults = False
         self.refused = [0, 0, 0]  # the config, blacklist, command versions refused
@@ -67,9 +68,12 @@ def at_idle(app):
 
 def _swap_config(app):
     terminal = app.terminal
-    merchants, cashiers = app.received.config
+    merchants, cashiers, auto_block = app.received.config
     app.received.config = None
     terminal.merchants, terminal.cashiers = merchants, cashiers
+    if auto_block is not None:
+        settings = terminal.settings
+        settings.auto_block_declines, settings.auto_block_window_min = auto_block
     cashier = terminal.cashier
     if cashier is not None:  # logged in: the same cashier and PIN stay, with the new rights
         same = None

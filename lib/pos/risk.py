@@ -3,7 +3,9 @@
 Every decision is a reason code, shown to the cashier in words and kept in the sealed record
 (declines are recorded too, so the back end sees them). The rules, in the order they run:
 
-    blacklist      the card's token is on the list pushed by the back end (pos.blacklist)
+    blacklist      the card's token is on the list pushed by the back end (pos.blacklist),
+                   or on this terminal's own block list (pos.autoblock: a card with
+                   auto_block_declines fraud declines within auto_block_window_min)
     velocity       the token paid more than N times in M minutes, any merchant (terminal.json)
     sale cap       one sale above max_sale_minor
     daily limits   approved sales today: max_day_count, max_day_minor (cash counts too)
@@ -130,9 +132,37 @@ def today(ledger, merchant, now):
     return slots[_DAY_COUNT], slots[_DAY_TOTAL], slots[_DAY_REFUNDS]
 
 
+# This terminal's own block list and its recent fraud declines (pos.autoblock writes them;
+# the layout is there): only the lookup lives here, on the sale path.
+AUTO_FILE = "autoblock"
+AUTO_VERSION = const(1)
+AUTO_BYTES = const(387)
+_AUTO_TOKENS = const(3)
+
+
+def auto_blocked(auto, token):
+    """True if token is on the terminal's own block list (auto: its state, or None)."""
+    if auto is None:
+        return False
+    for entry in range(auto[1]):
+        at = _AUTO_TOKENS + entry * 6
+        for i in range(6):
+            if auto[at + i] != token[i]:
+                break
+        else:
+            return True
+    return False
+
+
 class Risk:
-    def __init__(self, blacklist=None):
+    def __init__(self, blacklist=None, store=None):
         self.blacklist = blacklist  # a pos.blacklist.Blacklist (searched on flash), or None
+        self.store = store  # the state store that keeps the terminal's own block list
+        # The own block list and recent fraud declines (None: nothing blocked or declined
+        # yet, and no heap taken); a file in any other form is left out, never half read.
+        auto = store.read(AUTO_FILE) if store is not None else None
+        ok = auto is not None and len(auto) == AUTO_BYTES and auto[0] == AUTO_VERSION
+        self.auto = bytearray(auto) if ok else None
 
     def check_sale(self, terminal, merchant, amount, supervised=False):
         """The reason code for the sale the terminal is about to book (APPROVED: go ahead).
@@ -144,6 +174,8 @@ class Risk:
         limit = merchant.limit
         if token is not None:
             if self.blacklist is not None and self.blacklist.contains(token):
+                return CARD_BLOCKED
+            if auto_blocked(self.auto, token):
                 return CARD_BLOCKED
             uses = settings.velocity_max_uses
             if uses:

@@ -9,8 +9,14 @@ else happened: Backspace on an empty field, a tenth amount digit, a card off the
 screen) beeps "error", as a terminal does, so the cashier knows the key was not lost.
 """
 
+from pos.compat import const, unload
+from pos.record import DECLINE
 from pos.reports import TotalsFull
 from pos.txq import QueueError, QueueFull
+
+# The declines of the fraud kind that count towards an automatic block (pos.autoblock): one
+# bit per pos.risk reason code: CARD_BLOCKED (3), TOO_MANY_USES (7), UNUSUAL_AMOUNT (11).
+_FRAUD_REASONS = const(1 << 3 | 1 << 7 | 1 << 11)
 
 
 def failure_text(exc):
@@ -58,12 +64,20 @@ class Runner:
             index += 1
             kind = effect[0]
             if kind == "book":
+                record = effect[1]
                 try:
-                    follow = ("booked", self.ledger.book(effect[1]))
+                    follow = ("booked", self.ledger.book(record))
                 except (QueueError, TotalsFull, ValueError, OSError) as exc:
                     if self.faults is not None:
                         self.faults("book failed: %r" % (exc,))
                     follow = ("book_failed", failure_text(exc))
+                else:
+                    if (
+                        record.kind == DECLINE
+                        and _FRAUD_REASONS >> record.reason & 1
+                        and terminal.settings.auto_block_declines
+                    ):
+                        self._auto_block(record)
                 # The terminal emits "book" last: its outcome starts a fresh effect list.
                 terminal.handle(follow)
                 effects = terminal.effects
@@ -82,3 +96,32 @@ class Runner:
         if self.changed:
             self.shown[:] = buf
         return terminal.screen
+
+    def _auto_block(self, decline):
+        """Count a fraud decline (booked) towards the automatic block of its card; book the
+        BLOCK record when the card is blocked (pos.autoblock, loaded for this moment)."""
+        from pos import autoblock
+
+        settings = self.terminal.settings
+        risk = self.terminal.risk
+        try:
+            counted, block = autoblock.note_decline(
+                risk, decline, settings.auto_block_declines, settings.auto_block_window_min
+            )
+            if block is not None:
+                try:
+                    self.ledger.book(block)
+                except (QueueError, TotalsFull, ValueError) as exc:
+                    # Blocked here all the same; the back end learns of it from the declines.
+                    self._fault("auto-block: block record not stored: %r" % (exc,))
+                self._fault("auto-block: card ****%04d blocked" % block.last_four)
+            if counted and risk.store is not None:
+                autoblock.save(risk, risk.store)
+        except OSError as exc:
+            self._fault("auto-block: %r" % (exc,))
+        autoblock = None
+        unload("pos.autoblock")
+
+    def _fault(self, text):
+        if self.faults is not None:
+            self.faults(text)

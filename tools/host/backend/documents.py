@@ -39,7 +39,8 @@ class DocumentsMixin:
         from pos import config
 
         self._terminal(tid)
-        if not isinstance(doc, dict) or set(doc) - {"merchants", "cashiers", "version"}:
+        extra = {"auto_block_declines", "auto_block_window_min"}
+        if not isinstance(doc, dict) or set(doc) - {"merchants", "cashiers", "version"} - extra:
             raise DownlinkError('a config is {"merchants": {...}, "cashiers": {...}}')
 
         def store(db):
@@ -50,8 +51,10 @@ class DocumentsMixin:
                 "merchants": doc.get("merchants"),
                 "cashiers": doc.get("cashiers"),
             }
+            for name in extra & set(doc):
+                pushed[name] = doc[name]
             try:
-                _, merchants, _ = config.parse_pushed(pushed, "config")
+                _, merchants, _, _ = config.parse_pushed(pushed, "config")
             except config.ConfigError as exc:
                 raise DownlinkError("config refused: %s" % exc) from None
             payload = json.dumps(pushed, separators=(",", ":"))

@@ -108,7 +108,7 @@ class Kit:
     def boot(self):
         # A restart: drop the running terminal before building the next (as a reset does),
         # so two of them never share a 96 KiB heap.
-        self.terminal = self.runner = self.ledger = None
+        self.terminal = self.runner = self.ledger = self.risk = None
         self.flash.reboot()  # the power is back, if it was cut
         gc.collect()
         self.ledger = Ledger(TxQueue(self.flash), self.store, STORAGE_KEY)

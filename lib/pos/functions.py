@@ -550,7 +550,6 @@ class Functions:
         record = autoblock.lift(
             risk,
             token,
-            risk.store,
             merchant.number,
             merchant.currency_numeric,
             self.supervisor.number,

@@ -132,22 +132,19 @@ def today(ledger, merchant, now):
     return slots[_DAY_COUNT], slots[_DAY_TOTAL], slots[_DAY_REFUNDS]
 
 
-# This terminal's own block list and its recent fraud declines (pos.autoblock writes them;
-# the layout is there): only the lookup lives here, on the sale path.
-AUTO_FILE = "autoblock"
-AUTO_VERSION = const(1)
-AUTO_BYTES = const(387)
-_AUTO_TOKENS = const(3)
+# This terminal's own block list (pos.autoblock writes it, and its recent fraud declines):
+# only the lookup lives here, on the sale path.
+BLOCKED_FILE = "blocked"
 
 
-def auto_blocked(auto, token):
-    """True if token is on the terminal's own block list (auto: its state, or None)."""
-    if auto is None:
+def auto_blocked(blocked, token):
+    """True if token is on the terminal's own block list (blocked: its tokens, 6 bytes
+    each, or None)."""
+    if blocked is None:
         return False
-    for entry in range(auto[1]):
-        at = _AUTO_TOKENS + entry * 6
+    for at in range(0, len(blocked) - 5, 6):
         for i in range(6):
-            if auto[at + i] != token[i]:
+            if blocked[at + i] != token[i]:
                 break
         else:
             return True
@@ -158,11 +155,8 @@ class Risk:
     def __init__(self, blacklist=None, store=None):
         self.blacklist = blacklist  # a pos.blacklist.Blacklist (searched on flash), or None
         self.store = store  # the state store that keeps the terminal's own block list
-        # The own block list and recent fraud declines (None: nothing blocked or declined
-        # yet, and no heap taken); a file in any other form is left out, never half read.
-        auto = store.read(AUTO_FILE) if store is not None else None
-        ok = auto is not None and len(auto) == AUTO_BYTES and auto[0] == AUTO_VERSION
-        self.auto = bytearray(auto) if ok else None
+        # The own block list, 6 bytes a card, in the heap only while it holds one (None).
+        self.blocked = store.read(BLOCKED_FILE) if store is not None else None
 
     def check_sale(self, terminal, merchant, amount, supervised=False):
         """The reason code for the sale the terminal is about to book (APPROVED: go ahead).
@@ -175,7 +169,7 @@ class Risk:
         if token is not None:
             if self.blacklist is not None and self.blacklist.contains(token):
                 return CARD_BLOCKED
-            if auto_blocked(self.auto, token):
+            if auto_blocked(self.blocked, token):
                 return CARD_BLOCKED
             uses = settings.velocity_max_uses
             if uses:

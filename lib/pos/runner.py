@@ -100,25 +100,26 @@ class Runner:
     def _auto_block(self, decline):
         """Count a fraud decline (booked) towards the automatic block of its card; book the
         BLOCK record when the card is blocked (pos.autoblock, loaded for this moment)."""
-        from pos import autoblock
-
         settings = self.terminal.settings
         risk = self.terminal.risk
+        if risk is None or risk.store is None:
+            return
         try:
-            counted, block = autoblock.note_decline(
+            from pos import autoblock
+
+            block = autoblock.note_decline(
                 risk, decline, settings.auto_block_declines, settings.auto_block_window_min
             )
             if block is not None:
                 try:
                     self.ledger.book(block)
                 except (QueueError, TotalsFull, ValueError) as exc:
-                    # Blocked here all the same; the back end learns of it from the declines.
+                    # Blocked here all the same; the back end sees the declines.
                     self._fault("auto-block: block record not stored: %r" % (exc,))
+                autoblock.block(risk, block.token)
                 self._fault("auto-block: card ****%04d blocked" % block.last_four)
-            if counted and risk.store is not None:
-                autoblock.save(risk, risk.store)
-        except OSError as exc:
-            self._fault("auto-block: %r" % (exc,))
+        except (OSError, MemoryError) as exc:  # the sale's outcome stands; this decline
+            self._fault("auto-block: decline not counted: %r" % (exc,))  # is not counted
         autoblock = None
         unload("pos.autoblock")
 

@@ -6,6 +6,8 @@
     tools/backend report --db FILE [--merchant N] [--json]
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
+    tools/backend blacklist policy --db FILE propagate|review
+    tools/backend blacklist review --db FILE [--accept CARD|token:HEX...] [--reject ...]
     tools/backend command --db FILE --terminal TID settle|faultlog
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
@@ -58,7 +60,16 @@ def downlink_command(args):
                 raise DownlinkError("cannot read %s: %s" % (args.file, exc)) from None
             version = db.set_config(args.terminal, doc)
             print("config %d for %s stored: the terminal fetches it" % (version, args.terminal))
+        elif args.command == "blacklist" and args.action == "policy":
+            if len(args.cards) != 1:
+                raise DownlinkError("blacklist policy takes one word: propagate or review")
+            db.set_auto_block_policy(args.cards[0])
+            print("auto_block policy: %s" % args.cards[0])
+        elif args.command == "blacklist" and args.action == "review":
+            _review(db, args)
         elif args.command == "blacklist":
+            if not args.cards:
+                raise DownlinkError("blacklist %s needs card numbers or token:HEX" % args.action)
             tokens = card_tokens(args.cards, args.token_key_file)
             if args.action == "add":
                 version = db.change_blacklist(add=tokens)
@@ -74,6 +85,26 @@ def downlink_command(args):
     finally:
         db.close()
     return 0
+
+
+def _review(db, args):
+    """Accept or reject automatic blocks waiting for review; without either, list them."""
+    accept = card_tokens(args.accept, args.token_key_file) if args.accept else []
+    reject = card_tokens(args.reject, args.token_key_file) if args.reject else []
+    if args.cards:
+        raise DownlinkError("blacklist review takes --accept and --reject, not cards")
+    if accept or reject:
+        version = db.review_auto_blocks(accept, reject)
+        print(
+            "%d accepted%s, %d rejected"
+            % (len(accept), " (blacklist %d)" % version if version else "", len(reject))
+        )
+        return
+    from tools.host.backend.reports import print_auto_blocks
+
+    waiting = [b for b in db.auto_blocks_report() if b["status"] == "waiting for review"]
+    print("auto_block policy: %s; %d waiting for review" % (db.auto_block_policy(), len(waiting)))
+    print_auto_blocks(waiting, sys.stdout)
 
 
 def certs_command(args):
@@ -260,12 +291,26 @@ def main(argv):
     config.add_argument("--terminal", required=True)
     config.add_argument("file", help='{"merchants": <merchants.json>, "cashiers": <...>}')
     blacklist = commands.add_parser("blacklist", help="block or unblock cards everywhere")
-    blacklist.add_argument("action", choices=["add", "remove"])
-    blacklist.add_argument("--db", required=True)
-    blacklist.add_argument(
-        "--token-key-file", help="the card-token key (32 hex digits) to tokenise card numbers"
-    )
-    blacklist.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
+    actions = blacklist.add_subparsers(dest="action", required=True)
+    for name, words in (
+        ("add", "block cards on every terminal"),
+        ("remove", "lift cards from the fleet list"),
+        ("policy", "what an automatic block of a terminal does to the fleet list"),
+        ("review", "list, accept or reject automatic blocks waiting for review"),
+    ):
+        action = actions.add_parser(name, help=words)
+        action.add_argument("--db", required=True)
+        action.add_argument(
+            "--token-key-file", help="the card-token key (32 hex digits) to tokenise card numbers"
+        )
+        if name == "policy":
+            action.add_argument("cards", nargs=1, metavar="propagate|review")
+        elif name == "review":
+            action.add_argument("--accept", nargs="+", help="blocks to put on the fleet list")
+            action.add_argument("--reject", nargs="+", help="blocks to drop")
+            action.set_defaults(cards=[])
+        else:
+            action.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
     command = commands.add_parser("command", help="queue a command for a terminal")
     command.add_argument("name", choices=["settle", "faultlog"])
     command.add_argument("--db", required=True)

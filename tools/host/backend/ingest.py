@@ -223,6 +223,7 @@ class IngestMixin:
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     batch.rows,
                 )
+                self._note_blocks(db, tid, batch.rows)
             result["quarantined"] += result.pop("forged")
             if dealt > ack:
                 db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))

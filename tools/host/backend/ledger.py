@@ -23,12 +23,15 @@ the back end checks requests in parallel and holds no lock of its own.
 """
 
 from tools.host.backend.auth import AuthMixin
+from tools.host.backend.autoblocks import AutoBlockMixin
 from tools.host.backend.documents import DocumentsMixin
 from tools.host.backend.ingest import IngestMixin
 from tools.host.backend.reports import ReportsMixin
 from tools.host.backend.storage import SQLiteStorage
 
 
-class LedgerDB(IngestMixin, DocumentsMixin, ReportsMixin, AuthMixin, SQLiteStorage):
+class LedgerDB(
+    IngestMixin, DocumentsMixin, AutoBlockMixin, ReportsMixin, AuthMixin, SQLiteStorage
+):
     """The ledger the API, the CLI and the tools use: storage, auth, ingest, downlink and
     reports, one module each."""

@@ -5,6 +5,7 @@ import struct
 import time
 
 from pos.record import (
+    BLOCK,
     FLAG_SUPERVISOR,
     KIND_NAMES,
     METHOD_NAMES,
@@ -69,6 +70,7 @@ class ReportsMixin:
             "terminals": self.heartbeats(),
             "downlink": self.downlink_report(),
             "alerts": self.alerts(),
+            "auto_blocks": self.auto_blocks_report(),
         }
 
 
@@ -113,6 +115,8 @@ def _count(entry, counter, kind, method, amount, token, last_four, reference):
         entry["refunds_total_minor"] += amount
         batch[2] += 1
         batch[3] += amount
+    elif kind == BLOCK:  # moves no money: reported apart (auto_blocks)
+        return
     elif kind == SETTLEMENT:
         sale_count, refund_total = struct.unpack(">HI", token)
         reported = [sale_count, amount, last_four, refund_total]
@@ -225,7 +229,56 @@ def print_report(report, out, merchant=None):
                     ", refused " + entry["refused"] if entry["refused"] else "",
                 )
             )
+    print_auto_blocks(report.get("auto_blocks", []), out)
     out.write("Quarantined records (not counted as money): %d\n" % report["quarantined"])
+
+
+def _when(unix):
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(unix)) if unix else "clock not set"
+
+
+def print_auto_blocks(blocks, out):
+    """Every automatic block with its evidence (and every block lifted on a terminal)."""
+    for block in blocks:
+        if block["lifted"]:
+            out.write(
+                "Block lifted: card ****%04d (token:%s) on terminal %s by supervisor %d, %s\n"
+                % (
+                    block["last_four"],
+                    block["token"],
+                    block["terminal"],
+                    block["by_cashier"],
+                    _when(block["time"]),
+                )
+            )
+            continue
+        out.write(
+            "AUTO-BLOCK: card ****%04d (token:%s) on terminal %s at merchant %d, %s: "
+            "%d declines (%s); %s%s\n"
+            % (
+                block["last_four"],
+                block["token"],
+                block["terminal"],
+                block["merchant"],
+                _when(block["time"]),
+                block["declines"],
+                ", ".join(block["reasons"]),
+                block["status"],
+                " in blacklist %d" % block["blacklist_version"]
+                if block["blacklist_version"]
+                else "",
+            )
+        )
+        for decline in block["evidence"]:
+            out.write(
+                "    decline %d at merchant %d, %s: %s\n"
+                % (
+                    decline["counter"],
+                    decline["merchant"],
+                    _when(decline["time"]),
+                    decline["reason"],
+                )
+            )
 
 
 def _print_merchant(entry, out):

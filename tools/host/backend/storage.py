@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS commands (
     PRIMARY KEY (tid, id));
 CREATE TABLE IF NOT EXISTS faults (
     tid TEXT NOT NULL, text TEXT NOT NULL, received INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auto_blocks (
+    tid TEXT NOT NULL, counter INTEGER NOT NULL, token BLOB NOT NULL, lifted INTEGER NOT NULL,
+    status TEXT NOT NULL, blacklist_version INTEGER, decided INTEGER,
+    PRIMARY KEY (tid, counter));
 """
 _TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
 # How a ledger is opened: "create" makes the file and its tables when missing (registering

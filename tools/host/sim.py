@@ -90,6 +90,8 @@ def demo_config(terminal_id, token_key, salt):
                 "card_token_key": hexlify(token_key).decode(),
                 "velocity_max_uses": 3,
                 "velocity_window_min": 10,
+                "auto_block_declines": 3,
+                "auto_block_window_min": 10,
             }
         ),
         "merchants.json": json.dumps(
@@ -117,6 +119,21 @@ def demo_config(terminal_id, token_key, salt):
     }
 
 
+def _key_file(path):
+    """The 16-byte key in a key file, made (random, 0600) when there is none."""
+    try:
+        with open(path) as source:
+            key = bytes.fromhex(source.read().strip())
+        if len(key) == 16:
+            return key
+    except (OSError, ValueError):
+        pass
+    key = secrets.token_bytes(16)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(hexlify(key).decode() + "\n")
+    return key
+
+
 def prepare_state(state):
     """Make STATE/flash.bin and, the first time, the demo terminal's provisioning file and the
     back end's key file. Returns a line saying what was done."""
@@ -137,20 +154,14 @@ def prepare_state(state):
         return "using %s" % image
     keys_dir = os.path.join(state, "backend")
     os.makedirs(keys_dir, mode=0o700, exist_ok=True)
-    bdk = secrets.token_bytes(16)
     ik_id = secrets.token_bytes(4) + b"\x00\x00\x00\x01"
     terminal_id = "SIM" + hexlify(ik_id[:3]).decode().upper()
-    with open(
-        os.open(os.path.join(keys_dir, "bdk.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
-    ) as out:
-        out.write(hexlify(bdk).decode() + "\n")
+    # A BDK and card-token key already in STATE/backend/ (copied from another state folder)
+    # make this a second terminal of the same operator: same keys, its own IK ID.
+    bdk = _key_file(os.path.join(keys_dir, "bdk.key"))
     # The card-token key is the operator's, shared with the back end (tools/backend
     # blacklist add --token-key-file) so that it can block a card by its number.
-    token_key = secrets.token_bytes(16)
-    with open(
-        os.open(os.path.join(keys_dir, "card_token.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
-    ) as out:
-        out.write(hexlify(token_key).decode() + "\n")
+    token_key = _key_file(os.path.join(keys_dir, "card_token.key"))
     config = demo_config(terminal_id, token_key, secrets.token_bytes(12))
     merchants = [
         [m["number"], m["merchant_id"], m["name"]]

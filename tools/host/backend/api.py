@@ -67,6 +67,7 @@ def make_app(db, docs=False):
         config: int
         blacklist: int
         commands: int
+        keys: int
         blacklist_whole: bool
 
     class Versions(BaseModel):
@@ -74,6 +75,7 @@ def make_app(db, docs=False):
         config: int
         blacklist: int
         commands: int
+        keys: int
         blacklist_whole: bool
 
     refusals = RefusalLog()
@@ -251,7 +253,7 @@ def make_app(db, docs=False):
             name="document_" + kind,
             description="The terminal's %s document, encrypted and MACed with its downlink key "
             "(config: the newest; blacklist: the delta from version `since`; commands: those "
-            "after id `since`)." % kind,
+            "after id `since`; keys: the newest key generation offered, pos.keyrot)." % kind,
             response_class=Response,
             responses={
                 200: {
@@ -330,5 +332,6 @@ def app_from_environment():
     from tools.host.backend.cli import read_bdk
     from tools.host.backend.ledger import LedgerDB
 
-    db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
+    keyring = read_bdk(os.environ[ENV_BDK_FILE].split(os.pathsep))
+    db = LedgerDB(os.environ[ENV_DB], keyring, mode="write")
     return make_app(db, docs=os.environ.get(ENV_DOCS) == "1")

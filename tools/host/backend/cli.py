@@ -33,20 +33,15 @@ from tools.host.backend.errors import (
     LedgerError,
     RegistrationError,
 )
+from tools.host.backend.keyring import read_keyring
 from tools.host.backend.ledger import LedgerDB
 from tools.host.backend.reports import print_alerts, print_report
 from tools.host.backend.server import make_certs
 
 
-def read_bdk(path):
-    try:
-        with open(path) as source:
-            bdk = unhexlify(source.read().strip())
-    except (OSError, ValueError) as exc:
-        raise CommandError("cannot read the BDK from %s: %s" % (path, exc)) from None
-    if len(bdk) != 16:
-        raise CommandError("the BDK in %s must be 16 bytes" % path)
-    return bdk
+def read_bdk(paths):
+    """The keyring of one or more BDK key files (keyring.py), the base key first."""
+    return read_keyring(paths)
 
 
 def downlink_command(args):
@@ -224,7 +219,7 @@ def serve_command(args):
     os.environ.update(
         {
             api.ENV_DB: os.path.abspath(args.db),
-            api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
+            api.ENV_BDK_FILE: os.pathsep.join(os.path.abspath(p) for p in args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
         }
     )
@@ -269,7 +264,12 @@ def main(argv):
     )
     serve = commands.add_parser("serve", help="serve the API over TLS")
     serve.add_argument("--db", required=True)
-    serve.add_argument("--bdk-file", required=True)
+    serve.add_argument(
+        "--bdk-file",
+        required=True,
+        action="append",
+        help="a BDK key file; give it once per key of the keyring, the original BDK first",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", required=True)

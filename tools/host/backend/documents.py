@@ -14,7 +14,7 @@ MAX_FAULT_LOGS_PER_TERMINAL = 16
 COMMANDS = ("settle", "faultlog")
 MAX_COMMANDS_A_DOCUMENT = 8  # keeps a commands document within the terminal's 512 bytes
 MAX_FAULT_LOG_BYTES = 4096
-DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K"}
+DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K", "keys": "R"}
 
 
 class DocumentsMixin:
@@ -132,6 +132,7 @@ class DocumentsMixin:
             "config": config[0] or 0,
             "blacklist": listed[0] if listed else 0,
             "commands": command[0] or 0,
+            "keys": self.keys_version(tid),
         }
 
     def document(self, tid, kind, since):
@@ -213,10 +214,13 @@ class DocumentsMixin:
         or None when there is none."""
         if self._bdk is None:
             raise IngestError("the back end has no BDK loaded")
+        if kind == "R":
+            return self.sealed_rotation(tid)
         found = self.document(tid, kind, since)
         if found is None:
             return None
-        key = derive_downlink_key(self._bdk, self._terminal(tid))
+        ik_id = self._terminal(tid)
+        key = derive_downlink_key(self._bdk.bdk_for(ik_id), ik_id)
         return seal_document(key, kind, found[0], found[1])
 
     def store_faults(self, tid, text, caller=None):
@@ -264,6 +268,7 @@ class DocumentsMixin:
                     "config": int(status.get("cfg", 0) or 0),
                     "blacklist": int(status.get("bl", 0) or 0),
                     "commands": taken,
+                    "keys": int(status.get("kg", 0) or 0),
                 },
                 "refused": status.get("refused", ""),
                 "commands": commands,

@@ -27,11 +27,18 @@ from tools.host.backend.autoblocks import AutoBlockMixin
 from tools.host.backend.documents import DocumentsMixin
 from tools.host.backend.ingest import IngestMixin
 from tools.host.backend.reports import ReportsMixin
+from tools.host.backend.rotation import RotationMixin
 from tools.host.backend.storage import SQLiteStorage
 
 
 class LedgerDB(
-    IngestMixin, DocumentsMixin, AutoBlockMixin, ReportsMixin, AuthMixin, SQLiteStorage
+    IngestMixin,
+    DocumentsMixin,
+    AutoBlockMixin,
+    RotationMixin,
+    ReportsMixin,
+    AuthMixin,
+    SQLiteStorage,
 ):
     """The ledger the API, the CLI and the tools use: storage, auth, ingest, downlink and
     reports, one module each."""

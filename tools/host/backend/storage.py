@@ -9,6 +9,7 @@ import time
 from urllib.parse import quote
 
 from tools.host.backend.errors import IngestError, LedgerError, RegistrationError
+from tools.host.backend.keyring import as_keyring
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS terminals (
@@ -41,6 +42,9 @@ CREATE TABLE IF NOT EXISTS commands (
 CREATE TABLE IF NOT EXISTS faults (
     tid TEXT NOT NULL, text TEXT NOT NULL, received INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS key_generations (
+    tid TEXT NOT NULL, generation INTEGER NOT NULL, ik_id BLOB NOT NULL, offered INTEGER NOT NULL,
+    installed INTEGER, PRIMARY KEY (tid, generation));
 CREATE TABLE IF NOT EXISTS auto_blocks (
     tid TEXT NOT NULL, counter INTEGER NOT NULL, token BLOB NOT NULL, lifted INTEGER NOT NULL,
     status TEXT NOT NULL, blacklist_version INTEGER, decided INTEGER,
@@ -112,7 +116,7 @@ class SQLiteStorage:
         except LedgerError:
             self.close()
             raise
-        self._bdk = bdk
+        self._bdk = as_keyring(bdk)  # every BDK, by BDK ID (keyring.py), or None
         self.commit_seconds = 0.0  # spent in ingest's COMMITs, and how many
         self.commits = 0
 

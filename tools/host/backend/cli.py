@@ -9,6 +9,8 @@
     tools/backend blacklist policy --db FILE propagate|review
     tools/backend blacklist review --db FILE [--accept CARD|token:HEX...] [--reject ...]
     tools/backend command --db FILE --terminal TID settle|faultlog
+    tools/backend keys rotate --db FILE --bdk-file NEW.key [--terminals all|TID,...]
+    tools/backend keys status --db FILE [--json]
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
 (chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
@@ -100,6 +102,55 @@ def _review(db, args):
     waiting = [b for b in db.auto_blocks_report() if b["status"] == "waiting for review"]
     print("auto_block policy: %s; %d waiting for review" % (db.auto_block_policy(), len(waiting)))
     print_auto_blocks(waiting, sys.stdout)
+
+
+def keys_command(args):
+    """Schedule a new key generation under a new BDK, or list where every terminal is."""
+    from tools.host.backend.keyring import bdk_id, read_key_file
+
+    if args.action == "rotate":
+        if not args.bdk_file:
+            raise CommandError("keys rotate needs --bdk-file NEW.key (the new BDK)")
+        new_bdk = read_key_file(args.bdk_file)
+        db = LedgerDB(args.db, mode="write")
+        try:
+            named = None
+            if args.terminals and args.terminals != "all":
+                named = [tid.strip() for tid in args.terminals.split(",") if tid.strip()]
+            offered = db.rotate_keys(new_bdk, named)
+        finally:
+            db.close()
+        for tid, generation, ik_id in offered:
+            print("%s: generation %d offered, IK ID %s" % (tid, generation, ik_id.hex()))
+        print(
+            "BDK %s: %d terminals offered a new key; serve with --bdk-file %s added to the "
+            "keyring, then watch tools/backend keys status"
+            % (bdk_id(new_bdk).hex(), len(offered), args.bdk_file)
+        )
+        return 0
+    db = LedgerDB(args.db, mode="read")
+    try:
+        status = db.keys_status()
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print("newest BDK: %s" % (status["newest_bdk_id"] or "the original (no rotation yet)"))
+    for entry in status["terminals"]:
+        print(
+            "%-12s generation %d installed (BDK %s), %d offered%s; terminal says %s%s"
+            % (
+                entry["terminal"],
+                entry["installed"],
+                entry["bdk_id"],
+                entry["offered"],
+                " (%s)" % entry["offered_since"] if entry["offered_since"] else "",
+                entry["heard"] if entry["heard"] is not None else "nothing yet",
+                "" if entry["current"] else "  STILL ON AN OLD BDK",
+            )
+        )
+    return 0
 
 
 def certs_command(args):
@@ -240,6 +291,7 @@ COMMANDS = {
     "config": downlink_command,
     "blacklist": downlink_command,
     "command": downlink_command,
+    "keys": keys_command,
 }
 
 
@@ -315,6 +367,12 @@ def main(argv):
     command.add_argument("name", choices=["settle", "faultlog"])
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
+    keys = commands.add_parser("keys", help="rotate the terminals' keys to a new BDK; status")
+    keys.add_argument("action", choices=["rotate", "status"])
+    keys.add_argument("--db", required=True)
+    keys.add_argument("--bdk-file", help="rotate: the new BDK's key file (32 hex digits)")
+    keys.add_argument("--terminals", default="all", help="rotate: all, or TID,TID,...")
+    keys.add_argument("--json", action="store_true", help="status: as JSON")
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](args)

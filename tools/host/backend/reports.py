@@ -71,6 +71,7 @@ class ReportsMixin:
             "downlink": self.downlink_report(),
             "alerts": self.alerts(),
             "auto_blocks": self.auto_blocks_report(),
+            "keys": self.keys_report(),
         }
 
 
@@ -229,6 +230,12 @@ def print_report(report, out, merchant=None):
                     ", refused " + entry["refused"] if entry["refused"] else "",
                 )
             )
+            keys = report.get("keys", {}).get(tid)
+            if keys and keys["offered"]:
+                out.write(
+                    "  Keys: generation %d offered, %d installed (terminal says %d)\n"
+                    % (keys["offered"], keys["installed"], in_force.get("keys", 0))
+                )
     print_auto_blocks(report.get("auto_blocks", []), out)
     out.write("Quarantined records (not counted as money): %d\n" % report["quarantined"])
 

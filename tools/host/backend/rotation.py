@@ -155,3 +155,43 @@ class RotationMixin:
             entry = out.setdefault(tid, {"offered": 0, "installed": 0, "generations": []})
             entry["bdk_id"] = bytes(ik_id)[:4].hex()
         return out
+
+    def keys_status(self):
+        """Where every terminal's keys are: the generation installed and its BDK ID, the
+        newest offered, what its heartbeat says (kg=), and whether it is on the newest BDK
+        (that of the newest generation offered to any terminal)."""
+        db = self._db
+        newest = db.execute(
+            "SELECT ik_id FROM key_generations WHERE generation > 0 ORDER BY offered DESC, "
+            "rowid DESC LIMIT 1"
+        ).fetchone()
+        newest_id = bytes(newest[0])[:4].hex() if newest else None
+        beats = self.heartbeats()
+        keys = self.keys_report()
+        terminals = []
+        for (tid,) in db.execute("SELECT tid FROM terminals ORDER BY tid").fetchall():
+            if "@" in tid:
+                continue  # a retired identity (terminals add --replace)
+            entry = keys.get(tid, {})
+            generations = entry.get("generations", [])
+            installed = entry.get("installed", 0)
+            offered = entry.get("offered", 0)
+            pending = [g for g in generations if g["installed"] is None]
+            bdk = entry.get("bdk_id") if installed else "original"
+            heard = beats.get(tid, {}).get("status", {}).get("kg")
+            terminals.append(
+                {
+                    "terminal": tid,
+                    "installed": installed,
+                    "offered": offered,
+                    "bdk_id": bdk,
+                    "offered_since": time.strftime(
+                        "since %Y-%m-%d %H:%M UTC", time.gmtime(pending[-1]["offered"])
+                    )
+                    if pending
+                    else None,
+                    "heard": None if heard is None else "generation " + heard,
+                    "current": newest_id is None or bdk == newest_id,
+                }
+            )
+        return {"newest_bdk_id": newest_id, "terminals": terminals}

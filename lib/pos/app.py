@@ -55,6 +55,7 @@ class App:
         self.blacklist = None
         self.config_version = 0  # of the pushed config in force; 0: the provisioned files
         self.command_done = 0  # the last command id taken (kept in the state store)
+        self.key_generation = 0  # of the keys in force (pos.keyrot; kept in the state store)
         self.received = None  # pos.downlink.Received: what waits for an idle moment
         self._handled = None  # the back end's versions last dealt with
         self._contact_ms = None
@@ -118,6 +119,18 @@ class App:
         done = board.store.read("command.id")
         if done and len(done) == 4:
             self.command_done = int.from_bytes(done, "big")
+        done = board.store.read("keygen")
+        if done and len(done) == 4:
+            self.key_generation = int.from_bytes(done, "big")
+        if self.ledger is not None and board.store.size("keys.new") is not None:
+            # A key install a power cut interrupted (or one staged and not yet installed):
+            # finished before the first sale, so no record is sealed under the old keys.
+            from pos import keyrot
+
+            keyrot.install(self)
+            keyrot = None
+            unload("pos.keyrot")
+            unload("pos.keywrap")
         gc.collect()
         self.feed(("tick", ticks_ms(), board.unix_time()))
 
@@ -213,7 +226,7 @@ class App:
         now = board.unix_time()
         return (
             "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
-            "cmd=%d%s"
+            "cmd=%d;kg=%d%s"
             % (
                 depth,
                 max(0, now - oldest) if oldest and now else -1,
@@ -226,6 +239,7 @@ class App:
                 self.blacklist.version if self.blacklist is not None else 0,
                 self.blacklist.digest if self.blacklist is not None else "-",
                 self.command_done,
+                self.key_generation,
                 self.received.refused_text if self.received is not None else "",
             )
         )

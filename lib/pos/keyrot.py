@@ -76,3 +76,75 @@ def open_payload(payload, terminal_id, version, in_force, downlink_key):
     except KeyWrapError as exc:
         raise RotationError("keys %d: %s" % (version, exc)) from None
     return generation, bytes(payload[24:32]), keys[:16], keys[16:]
+
+
+STAGED = "keys.new"  # in the state store: a checked rotation, until it is installed
+GENERATION_FILE = "keygen"
+DOWNLINK_KEY = "downlink.key"
+
+
+def stage(app, version, payload, downlink_key):
+    """Check a fetched rotation (for this terminal, newer, its wrap opens under the current
+    downlink key) and keep it, still wrapped, for the install at an idle moment."""
+    tid = app.terminal.settings.terminal_id
+    open_payload(payload, tid, version, app.key_generation, downlink_key)
+    app.board.store.write(STAGED, bytes(payload))
+
+
+def install(app):
+    """Install the staged rotation, rolling forward whatever a power cut left undone: (1)
+    the new registers in place of the old, with the ledger's state, in one atomic write
+    (from the counter the terminal is at, so counters only go up); (2) the new downlink
+    key; (3) the generation; (4) the staged file goes. Each step is a rename; at start a
+    staged file means an install to finish, and each step finds out whether it is done."""
+    board = app.board
+    store = board.store
+    payload = store.read(STAGED)
+    if payload is None:
+        return
+    journal = app.ledger.journal
+    key = store.read(DOWNLINK_KEY)
+    tid = app.terminal.settings.terminal_id
+    generation = struct.unpack_from(">I", payload, 20)[0] if len(payload) >= 24 else 0
+    if journal.ik_id != bytes(payload[24:32]):
+        try:
+            generation, ik_id, initial, link = open_payload(
+                payload, tid, generation, app.key_generation, key
+            )
+        except RotationError as exc:  # damaged on flash since it was checked
+            store.remove(STAGED)
+            board.fault("keys refused at install: %s" % exc)
+            return
+        counter = journal.next_counter
+        dukpt = _reload(journal._dukpt, initial, ik_id)
+        initial = None
+        if counter > 1:
+            dukpt.skip_past(counter - 1)
+        journal.install_keys(dukpt, app.ledger)
+        store.write(DOWNLINK_KEY, link)
+    else:
+        try:  # the registers are in; the downlink key may not be yet
+            link = open_payload(payload, tid, generation, app.key_generation, key)[3]
+            store.write(DOWNLINK_KEY, link)
+        except RotationError:
+            link = key  # the key in force opens it no more: it is the new one already
+    store.write(GENERATION_FILE, struct.pack(">I", generation))
+    store.remove(STAGED)
+    app.key_generation = generation
+    uplink = board.uplink
+    if uplink is not None:
+        uplink.authenticate(link, store)  # requests are signed with the new key from now
+    board.fault("keys %d installed" % generation)
+
+
+def _reload(dukpt, initial, ik_id):
+    """The standard's Load Initial Key into the terminal's own DukptTerminal, its old
+    registers overwritten in RAM as the new ones are derived: a second set of 32 registers
+    (512 bytes in one piece) is more than a worn 96 KiB heap can be counted on to give."""
+    from pos.compat import AES_ECB, aes
+
+    dukpt.ik_id = bytes(ik_id)
+    dukpt._set_counter(0)
+    dukpt._derive(aes(initial, AES_ECB), 32, 0)
+    dukpt._set_counter(1)
+    return dukpt

@@ -17,14 +17,15 @@ class Received:
         # (merchants, cashiers, auto_block or None) installed, for the next idle moment
         self.config = None
         self.commands = []  # [(id, name)] fetched, run in order at idle moments
+        self.keys = False  # a key rotation staged (pos.keyrot), installed at an idle moment
         self.upload_faults = False
-        self.refused = [0, 0, 0]  # the config, blacklist, command versions refused
+        self.refused = [0, 0, 0, 0]  # the config, blacklist, command, key versions refused
         self.refused_text = ""
 
     def waiting(self, terminal):
         """Something to do, and the terminal idle: no cashier logged in, or the merchant
         menu between sales (never mid-sale, never a terminal that cannot sell)."""
-        if self.config is None and not self.commands:
+        if self.config is None and not self.commands and not self.keys:
             return False
         return terminal.config_error is None and (
             terminal.state == _LOGIN
@@ -33,23 +34,36 @@ class Received:
 
 
 def wanted(app):
-    """Which of config, blacklist, commands the back end has newer (and not refused); the
-    blacklist also when the back end asks for it whole (its digest of ours did not match)."""
-    config, listed, command, whole = app.board.uplink.versions
+    """Which of config, blacklist, commands, keys the back end has newer (and not refused);
+    the blacklist also when the back end asks for it whole (its digest of ours did not
+    match); keys only when no rotation is staged already."""
+    config, listed, command, whole, keys = app.board.uplink.versions
     received = app.received
-    refused = received.refused if received is not None else (0, 0, 0)
+    refused = received.refused if received is not None else (0, 0, 0, 0)
     last = received.commands[-1][0] if received is not None and received.commands else 0
     blacklist = app.blacklist
     return (
         config > app.config_version and config != refused[0],
         blacklist is not None and (listed > blacklist.version or whole) and listed != refused[1],
         command > max(last, app.command_done) and command != refused[2],
+        keys > app.key_generation
+        and keys != refused[3]
+        and not (received is not None and received.keys),
     )
 
 
 def at_idle(app):
     """Swap in a pushed config and run queued commands (the terminal is idle)."""
     received = app.received
+    if received.keys:
+        received.keys = False
+        from pos import keyrot
+        from pos.compat import unload
+
+        keyrot.install(app)
+        keyrot = None
+        unload("pos.keyrot")
+        unload("pos.keywrap")
     if received.config is not None:
         _swap_config(app)
     while received.commands and received.waiting(app.terminal):

@@ -262,8 +262,15 @@ class Backend:
         for tid, entry in terminals.items():
             db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
         db.close()
+        # The keyring: bdk.key (the original BDK) first, then any later one (bdk-2.key, ...:
+        # a key rotation, tools/backend keys rotate).
+        ring = [os.path.join(keys, "bdk.key")] + sorted(
+            os.path.join(keys, name)
+            for name in os.listdir(keys)
+            if name.startswith("bdk") and name.endswith(".key") and name != "bdk.key"
+        )
         try:
-            self.server = Server(db_path, os.path.join(keys, "bdk.key"), keys)
+            self.server = Server(db_path, ring, keys)
         except OSError as exc:
             raise SimError(str(exc)) from None
         self.port = self.server.port

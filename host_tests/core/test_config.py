@@ -4,7 +4,7 @@ import json
 import os
 
 from expect import raises, scratch
-from pos.config import ConfigError, load, parse_settings, pin_hash_hex
+from pos.config import ConfigError, load, parse_pushed, parse_settings, pin_hash_hex
 
 KEY_HEX = "000102030405060708090a0b0c0d0e0f"
 SALT = b"test-salt-01"
@@ -48,8 +48,6 @@ def test_settings_defaults():
 
 
 def test_auto_block_is_off_unless_set_and_a_pushed_config_may_set_it():
-    from pos.config import parse_pushed
-
     settings = parse_settings(_settings_doc())
     assert settings.auto_block_declines == 0 and settings.auto_block_window_min == 60
     settings = parse_settings(_settings_doc(auto_block_declines=3, auto_block_window_min=10))

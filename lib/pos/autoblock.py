@@ -46,10 +46,43 @@ def _same(data, at, token):
     return True
 
 
+def after_decline(runner, decline):
+    """pos.runner, after a fraud decline was booked: count it, and when its card is now
+    blocked, book the BLOCK record and put the card on the list. Faults go to the log."""
+    from pos.reports import TotalsFull
+    from pos.txq import QueueError
+
+    terminal = runner.terminal
+    settings = terminal.settings
+    risk = terminal.risk
+    faults = runner.faults or _ignore
+    if risk is None or risk.store is None:
+        return
+    try:
+        block = note_decline(
+            risk, decline, settings.auto_block_declines, settings.auto_block_window_min
+        )
+        if block is None:
+            return
+        try:
+            runner.ledger.book(block)
+        except (QueueError, TotalsFull, ValueError) as exc:
+            # Blocked here all the same; the back end sees the declines.
+            faults("auto-block: block record not stored: %r" % (exc,))
+        add_block(risk, block.token)
+        faults("auto-block: card ****%04d blocked" % block.last_four)
+    except OSError as exc:  # the sale's outcome stands; this decline is not counted
+        faults("auto-block: decline not counted: %r" % (exc,))
+
+
+def _ignore(text):
+    pass
+
+
 def note_decline(risk, record, declines_allowed, window_min):
     """Count a fraud decline just booked: the BLOCK record to book if its card is now
     blocked, else None. The declines are written here; after booking the BLOCK record the
-    caller calls block(). A card blocked already, or a decline without a card, is not
+    caller calls add_block(). A card blocked already, or a decline without a card, is not
     counted."""
     token = record.token
     store = risk.store
@@ -95,7 +128,7 @@ def note_decline(risk, record, declines_allowed, window_min):
     )
 
 
-def block(risk, token):
+def add_block(risk, token):
     """Put token on the terminal's own block list (written at once)."""
     blocked = risk.blocked or b""
     if len(blocked) >= _MAX_BLOCKED * 6:

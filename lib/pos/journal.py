@@ -128,13 +128,6 @@ class Journal:
     def ik_id(self):
         return self._dukpt.ik_id
 
-    def install_keys(self, dukpt, app_state):
-        """A new initial key's registers (pos.keyrot) in place of the old ones, with the
-        ledger's state, in one atomic write: the old registers are gone with the old file.
-        Only between records (nothing is being booked)."""
-        self._dukpt = dukpt
-        self._write(0, None, app_state)
-
     def append(self, record, app_state=None):
         """Seal record and queue it durably; returns its DUKPT counter.
 

@@ -116,11 +116,14 @@ def install(app):
             board.fault("keys refused at install: %s" % exc)
             return
         counter = journal.next_counter
-        dukpt = _reload(journal._dukpt, initial, ik_id)
+        dukpt = _reload(journal._dukpt, initial, ik_id)  # the journal's own, in place
         initial = None
         if counter > 1:
             dukpt.skip_past(counter - 1)
-        journal.install_keys(dukpt, app.ledger)
+        # The registers with the ledger's state in one atomic write of the journal (nothing
+        # is being booked): the old registers go with the old file. The journal's own write,
+        # not a method of its own: the journal is resident, this code is not.
+        journal._write(0, None, app.ledger)
         store.write(DOWNLINK_KEY, link)
     else:
         try:  # the registers are in; the downlink key may not be yet

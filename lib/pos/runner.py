@@ -77,7 +77,15 @@ class Runner:
                         and _FRAUD_REASONS >> record.reason & 1
                         and terminal.settings.auto_block_declines
                     ):
-                        self._auto_block(record)
+                        # Its code is loaded for this moment only (no heap on the sale path).
+                        try:
+                            from pos import autoblock
+
+                            autoblock.after_decline(self, record)
+                        except MemoryError:  # the decline stands; it is not counted
+                            pass
+                        autoblock = None
+                        unload("pos.autoblock")
                 # The terminal emits "book" last: its outcome starts a fresh effect list.
                 terminal.handle(follow)
                 effects = terminal.effects
@@ -96,33 +104,3 @@ class Runner:
         if self.changed:
             self.shown[:] = buf
         return terminal.screen
-
-    def _auto_block(self, decline):
-        """Count a fraud decline (booked) towards the automatic block of its card; book the
-        BLOCK record when the card is blocked (pos.autoblock, loaded for this moment)."""
-        settings = self.terminal.settings
-        risk = self.terminal.risk
-        if risk is None or risk.store is None:
-            return
-        try:
-            from pos import autoblock
-
-            block = autoblock.note_decline(
-                risk, decline, settings.auto_block_declines, settings.auto_block_window_min
-            )
-            if block is not None:
-                try:
-                    self.ledger.book(block)
-                except (QueueError, TotalsFull, ValueError) as exc:
-                    # Blocked here all the same; the back end sees the declines.
-                    self._fault("auto-block: block record not stored: %r" % (exc,))
-                autoblock.block(risk, block.token)
-                self._fault("auto-block: card ****%04d blocked" % block.last_four)
-        except (OSError, MemoryError) as exc:  # the sale's outcome stands; this decline
-            self._fault("auto-block: decline not counted: %r" % (exc,))  # is not counted
-        autoblock = None
-        unload("pos.autoblock")
-
-    def _fault(self, text):
-        if self.faults is not None:
-            self.faults(text)

@@ -116,7 +116,7 @@ def test_pushed_config_waits_for_the_sale_then_is_in_force():
     assert terminal.state == AMOUNT and terminal.screen.text()[6] == "Max 10.00"
     keys(app, "#")  # 2.00 is within it
     assert terminal.state == METHOD
-    app.board.uplink = Offered((1, 0, 0, 0))
+    app.board.uplink = Offered((1, 0, 0, 0, 0))
     assert "cfg=1" in app.heartbeat() and not wanted(app)[0]  # not fetched again
 
 
@@ -154,7 +154,7 @@ def test_settle_command_runs_once():
     assert (
         app.ledger.totals.sum(1, 1)[0] == 0 and app.command_done == 1 and not app.received.commands
     )
-    app.board.uplink = Offered((0, 0, 1, 0))  # the back end still lists it: not fetched again
+    app.board.uplink = Offered((0, 0, 1, 0, 0))  # the back end still lists it: not fetched again
     assert wanted(app) == (False, False, False)
     idle_moment(app)
     assert app.ledger.unsent_count() == unsent + 1

@@ -155,7 +155,7 @@ def test_settle_command_runs_once():
         app.ledger.totals.sum(1, 1)[0] == 0 and app.command_done == 1 and not app.received.commands
     )
     app.board.uplink = Offered((0, 0, 1, 0, 0))  # the back end still lists it: not fetched again
-    assert wanted(app) == (False, False, False)
+    assert wanted(app) == (False, False, False, False)
     idle_moment(app)
     assert app.ledger.unsent_count() == unsent + 1
     assert app.board.store.read("command.id") == b"\x00\x00\x00\x01"  # taken, for a restart

@@ -13,8 +13,9 @@ import zlib
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from flashregion import Region
 
-from norflash import CutStore, NorFlash
+from norflash import NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
@@ -43,10 +44,10 @@ class Terminal:
     """A terminal's ledger on the flash model, as the firmware keeps it."""
 
     def __init__(self):
-        flash = NorFlash(8, sector_size=1024)
-        store = CutStore(flash)
-        Journal.provision(store, b"storage-key-0003", derive_initial_key(BDK, IK_ID), IK_ID)
-        self.ledger = Ledger(TxQueue(flash), store, b"storage-key-0003")
+        flash = NorFlash(16, sector_size=1024)
+        queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
+        Journal.provision(log, b"storage-key-0003", derive_initial_key(BDK, IK_ID), IK_ID)
+        self.ledger = Ledger(TxQueue(queue), log, b"storage-key-0003")
 
     def book(self, kind, merchant, amount, method=CASH, reference=0):
         self.ledger.book(Record(kind, merchant, amount, 978, method=method, reference=reference))
@@ -511,8 +512,9 @@ def test_a_cloned_terminal_is_suspected_and_held_until_cleared(db, tmp_path):
     original.book(SALE, 1, 1000)
     db.ingest("T0001", original.batch())
     clone = copy.copy(original)
-    flash = copy.deepcopy(original.ledger.queue._bdev)  # the chip, read out and copied
-    clone.ledger = Ledger(TxQueue(flash), CutStore(flash), b"storage-key-0003")
+    flash = copy.deepcopy(original.ledger.queue._bdev.flash)  # the chip, read out and copied
+    queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
+    clone.ledger = Ledger(TxQueue(queue), log, b"storage-key-0003")
     original.book(SALE, 1, 2000)  # counter 2 on the original...
     clone.book(SALE, 2, 9900)  # ...and counter 2 on the copy, another sale
     assert db.ingest("T0001", original.batch())["stored"] == 1

@@ -15,6 +15,7 @@ MYPY = os.path.join(ROOT, ".venv", "bin", "mypy")
 # Every member of the contract, as a board states it; each test leaves one out.
 MEMBERS = {
     "bdev": "    bdev = None  # type: Any\n",
+    "statelog": "    statelog = None  # type: Any\n",
     "store": "    store = FileStore('/state')\n",
     "config_folder": "    config_folder = '/config'\n",
     "blacklist_path": "    blacklist_path = None  # type: str | None\n",

@@ -9,7 +9,7 @@ from binascii import hexlify
 
 import pytest
 
-from norflash import CutStore, NorFlash
+from norflash import NorFlash
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
@@ -31,11 +31,13 @@ def make_image(tmp_path, busy=False):
         out.write(b"\xff" * 0x400000)
         out.seek(partitions.TABLE_OFFSET)
         out.write(partitions.table_bytes(partitions.read_csv()))
-    offset, size = partitions.read_image_table(path)["txq"]
+    table = partitions.read_image_table(path)
+    offset, size = table["txq"]
     flash = NorFlash(size // 4096, path=path, offset=offset)
-    store = CutStore(flash)
-    Journal.provision(store, STORAGE_KEY, derive_initial_key(BDK, IK_ID), IK_ID)
-    ledger = Ledger(TxQueue(flash), store, STORAGE_KEY)
+    offset, size = table["statelog"]
+    log = NorFlash(size // 4096, path=path, offset=offset)
+    Journal.provision(log, STORAGE_KEY, derive_initial_key(BDK, IK_ID), IK_ID)
+    ledger = Ledger(TxQueue(flash), log, STORAGE_KEY)
     ledger.book(Record(SALE, 1, 1250, 978, method=CASH))
     ledger.book(Record(SALE, 2, 990, 978, method=CREDIT, token=b"\x07" * 6, last_four=4242))
     ledger.queue.ack(ledger.queue.last_counter)
@@ -47,6 +49,7 @@ def make_image(tmp_path, busy=False):
         ledger.book(Record(REFUND, 1, 250, 978, method=CASH, reference=1, time=1_795_000_600))
         ledger.book(ledger.totals.settlement(1, 978))
     flash.close()
+    log.close()
     key_file = tmp_path / "bdk.key"
     key_file.write_text(hexlify(BDK).decode())
     return path, str(key_file)
@@ -144,7 +147,7 @@ def test_partition_table_round_trips_to_the_csv():
     with pytest.raises(partitions.PartitionError):
         partitions.parse_table(bytes(damaged))
     names = [row[0] for row in rows]
-    assert names == ["nvs", "phy_init", "factory", "txq", "romfs"]
+    assert names == ["nvs", "phy_init", "factory", "txq", "romfs", "statelog"]
     txq = rows[names.index("txq")]
     assert txq[3] % 4096 == 0 and txq[4] == 512 * 1024
 

@@ -20,7 +20,8 @@ BDK = bytes(range(48, 64))
 SCRIPT = """
 import asyncio, struct, sys
 sys.path[:0] = ["build/mpy/lib", "build/mpy/emu"]
-from norflash import CutStore, NorFlash
+from flashregion import Region
+from norflash import NorFlash
 from pos.downlink import derive_downlink_key
 from pos.dukpt import derive_initial_key
 from pos.journal import Journal
@@ -29,10 +30,10 @@ from pos.record import CASH, SALE, Record
 from pos.txq import TxQueue
 from pos.uplink import Uplink, UplinkError, tls_context
 
-flash = NorFlash(4, sector_size=1024)
-store = CutStore(flash)
-Journal.provision(store, b"storage-key-0004", derive_initial_key(BDK, IK_ID), IK_ID)
-ledger = Ledger(TxQueue(flash), store, b"storage-key-0004")
+flash = NorFlash(12, sector_size=1024)
+queue, log = Region(flash, 0, 4), Region(flash, 4, 8)
+Journal.provision(log, b"storage-key-0004", derive_initial_key(BDK, IK_ID), IK_ID)
+ledger = Ledger(TxQueue(queue), log, b"storage-key-0004")
 ledger.book(Record(SALE, 1, 700, 978, method=CASH))
 uplink = Uplink(ledger.queue, HOST, PORT, "T0007", tls_context(open(CA, "rb").read()))
 uplink.authenticate(derive_downlink_key(BDK, IK_ID))

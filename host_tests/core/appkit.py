@@ -5,6 +5,8 @@ import json
 import os
 from binascii import hexlify
 
+from flashregion import Region
+
 from expect import scratch
 from norflash import CutStore, NorFlash
 from pos.app import DEVICE_KEY
@@ -16,9 +18,11 @@ _chip = []
 
 
 def chip():
-    """One flash chip for every test, erased for each: a 96 KiB heap fragments fast."""
+    """One flash chip for every test, erased for each; its bytes in a file, as a device's
+    are on its flash chip, not in the 96 KiB heap the app is tested in."""
     if not _chip:
-        _chip.append(NorFlash(6, sector_size=256))
+        # The queue, then the state log.
+        _chip.append(NorFlash(6 + 48, sector_size=256, path=scratch("chip")))
     else:
         _chip[0].erase_all()
     return _chip[0]
@@ -61,11 +65,13 @@ class Board:
     every member of the board contract (pos/board_contract.pyi): pos.app reads them all."""
 
     def __init__(self, folder, provisioned=True, events=()):
-        self.bdev = chip()
-        self.store = CutStore(self.bdev)
+        self.flash = chip()
+        self.bdev = Region(self.flash, 0, 6)
+        self.statelog = Region(self.flash, 6, 12, 4)
+        self.store = CutStore(self.flash)
         if provisioned:
             self.store.write(DEVICE_KEY, STORAGE_KEY)
-            Journal.provision(self.store, STORAGE_KEY, IK, IK_ID)
+            Journal.provision(self.statelog, STORAGE_KEY, IK, IK_ID)
         self.config_folder = folder
         self.blacklist_path = None
         self.fault_log_path = None

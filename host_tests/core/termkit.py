@@ -6,6 +6,9 @@ cashier 2222 (Noodle Bar only), supervisor 9999 (all).
 
 import gc
 
+from flashregion import Region
+
+from expect import scratch
 from norflash import CutStore, NorFlash
 from pos.card import Tokenizer
 from pos.compat import unload
@@ -78,23 +81,31 @@ _chips = {}
 
 
 def chip(sectors, sector_size):
-    """A blank flash chip of this geometry, reused across kits: allocating a fresh 4 KiB
-    bytearray for every test would fragment a 96 KiB heap."""
+    """A blank flash chip of this geometry, reused across kits. Its bytes are in a file, as
+    a device's are on its flash chip, not in the 96 KiB heap the app is tested in."""
     flash = _chips.get((sectors, sector_size))
     if flash is None:
-        flash = _chips[(sectors, sector_size)] = NorFlash(sectors, sector_size=sector_size)
+        flash = _chips[(sectors, sector_size)] = NorFlash(
+            sectors, sector_size=sector_size, path=scratch("chip")
+        )
     else:
         flash.erase_all()
     return flash
+
+
+LOG_SECTORS = 48  # the state log: 12 blocks of 1 KiB, on the queue's chip after its sectors
+LOG_GROUP = 4
 
 
 class Kit:
     """One terminal with its flash; boot() again to simulate a restart on the same flash."""
 
     def __init__(self, sectors=8, sector_size=256, limits=None, unix=1_795_000_000, **settings):
-        self.flash = chip(sectors, sector_size)
+        self.flash = chip(sectors + LOG_SECTORS, sector_size)
+        self.queue_bdev = Region(self.flash, 0, sectors)
+        self.log_bdev = Region(self.flash, sectors, LOG_SECTORS // LOG_GROUP, LOG_GROUP)
         self.store = CutStore(self.flash)
-        Journal.provision(self.store, STORAGE_KEY, IK, IK_ID)
+        Journal.provision(self.log_bdev, STORAGE_KEY, IK, IK_ID)
         self.settings = Settings("T0001", TOKEN_KEY, **settings)
         self.printed = []  # the last few slips (all of them would fill a 96 KiB heap)
         self.printed_count = 0
@@ -111,7 +122,7 @@ class Kit:
         self.terminal = self.runner = self.ledger = self.risk = None
         self.flash.reboot()  # the power is back, if it was cut
         gc.collect()
-        self.ledger = Ledger(TxQueue(self.flash), self.store, STORAGE_KEY)
+        self.ledger = Ledger(TxQueue(self.queue_bdev), self.log_bdev, STORAGE_KEY)
         # As the app does: the terminal, then the config parsed (and the parser unloaded to
         # free its heap), then the terminal configured.
         self.terminal = Terminal(self.settings, None, None, self.ledger, None, None, "starting")

@@ -18,7 +18,7 @@ def clock_app(unix=NOW):
     """An app whose board clock reads unix and keeps what it is set to."""
     board = Board(None)
     app = App(board)
-    app.ledger = Ledger(TxQueue(board.bdev), board.store, STORAGE_KEY)
+    app.ledger = Ledger(TxQueue(board.bdev), board.statelog, STORAGE_KEY)
     board.set_to = []
     board.set_time = board.set_to.append
     board.unix_time = lambda: unix
@@ -67,7 +67,7 @@ def test_the_floor_survives_a_restart():
     app, board = clock_app()
     book_sale(app, NOW)
     app = App(board)  # a restart: the floor is read back from the ledger's stored state
-    app.ledger = Ledger(TxQueue(board.bdev), board.store, STORAGE_KEY)
+    app.ledger = Ledger(TxQueue(board.bdev), board.statelog, STORAGE_KEY)
     board.unix_time = lambda: 0  # the clock was lost with the power
     app.set_clock(NOW - 60, False)
     app.set_clock(NOW - DAY)

@@ -1,7 +1,7 @@
-"""The ESP32 board: hands pos.app the txq partition, the /state store, the keypad, the
-display, the printer, the buzzer, the clock and the watchdog. It implements the board
-contract (lib/pos/board_contract.pyi; main.py declares it so and the type check holds it to
-it), and makes every Pin, bus, UART and PWM the drivers take from lib/board/pins.py."""
+"""The ESP32 board: hands pos.app the txq and statelog partitions, the /state store, the
+keypad, the display, the printer, the buzzer, the clock and the watchdog. It implements the
+board contract (lib/pos/board_contract.pyi; main.py declares it so and the type check holds it
+to it), and makes every Pin, bus, UART and PWM the drivers take from lib/board/pins.py."""
 
 import asyncio
 import time
@@ -42,10 +42,10 @@ def reset_word():
     return "-"
 
 
-def find_txq():
-    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="txq")
+def find_partition(label):
+    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
     if not found:
-        raise OSError("no txq partition: flash the OneTill partition table (tools/flash)")
+        raise OSError("no %s partition: flash the OneTill partition table (tools/flash)" % label)
     return found[0]
 
 
@@ -79,7 +79,8 @@ def make_parts(lcd=False):
 class Esp32Board:
     def __init__(self, lcd=False):
         self.keypad, self.display, self.printer, self.buzzer = make_parts(lcd)
-        self.bdev = find_txq()
+        self.bdev = find_partition("txq")
+        self.statelog = find_partition("statelog")
         self.store = FileStore("/state")
         self.blacklist_path = "/state/blacklist"
         self.fault_log_path = FAULT_LOG

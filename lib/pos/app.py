@@ -76,7 +76,7 @@ class App:
             key = board.store.read(DEVICE_KEY)
             if key is None or len(key) != 16:
                 raise JournalError("no device key: provision this terminal")
-            self.ledger = Ledger(TxQueue(board.bdev), board.store, key)
+            self.ledger = Ledger(TxQueue(board.bdev), board.statelog, key)
         except (JournalError, QueueError, ValueError) as exc:
             fault = exc
             board.fault("start: %r" % (exc,))

@@ -17,7 +17,8 @@ from pos.store import FileStore
 from pos.uplink import Uplink
 
 class BlockDevice(Protocol):
-    """The txq partition: MicroPython's block-device protocol (esp32.Partition on a board)."""
+    """The txq or statelog partition: MicroPython's block-device protocol (esp32.Partition on
+    a board)."""
 
     def readblocks(self, block: int, buf: Any, offset: int = ...) -> Any: ...
     def writeblocks(self, block: int, buf: Any, offset: int = ...) -> Any: ...
@@ -30,8 +31,11 @@ class Board(Protocol):
     def bdev(self) -> BlockDevice:
         """The txq partition (pos.txq)."""
     @property
+    def statelog(self) -> BlockDevice:
+        """The statelog partition (pos.statelog): DUKPT registers and the ledger's log."""
+    @property
     def store(self) -> FileStore:
-        """/state: journal state, device key, downlink key, command id."""
+        """/state: device key, downlink key, command id."""
     @property
     def config_folder(self) -> str:
         """Where terminal.json, merchants.json, cashiers.json (and pushed.json) live."""

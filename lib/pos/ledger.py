@@ -1,76 +1,66 @@
 """The ledger: what this terminal has booked, for every merchant, kept exact across power cuts.
 
-It owns the journal (sealed records in the flash queue) and, inside the journal's state file,
-the per-merchant totals since each Z, the recent records that void and refund look up, and
+It owns the journal (sealed records in the flash queue, a copy of each in the state log) and
+keeps the per-merchant totals since each Z, the recent records that void and refund look up,
 the next receipt number, and with the totals each merchant's activity that the risk rules
-judge a sale on (pos.risk). Every change comes with a record and is stored with it (journal.py),
-so after a power cut the totals match the queue: a record is counted once or, if its append
-never finished, not at all.
+judge a sale on (pos.risk). Every change comes with a record; the state is stored as a
+checkpoint now and then (journal.py) and rebuilt at start from the last one and the records
+booked after it, so after a power cut the totals match the queue: a record is counted once
+or, if its append never finished, not at all.
 """
 
 import struct
 
-from pos.journal import Journal
-from pos.record import SALE, Record
+from pos.journal import CHECKPOINT_EVERY, Journal
+from pos.record import SALE, SETTLEMENT, Record
 from pos.reports import (
     MERCHANT_TOTALS_BYTES,
     RECENT_BYTES,
     RECENT_SIZE,
-    V1_SLOTS,
     RecentRecords,
     Totals,
 )
 from pos.risk import count_activity
+from pos.statelog import LogError
 
-_LEDGER_VERSION = 2  # 1: no activity in the totals and no UTC offset (read, written as 2)
+LEDGER_VERSION = 2  # 1: no activity in the totals and no UTC offset (read, written as 2)
 
 
 class Ledger:
-    def __init__(self, queue, store, storage_key):
+    def __init__(self, queue, log_bdev, storage_key, every=CHECKPOINT_EVERY):
         # Room for a full recent-records ring and four merchants' totals, so the state
         # buffer never grows on the sale path of a typical terminal (a busier one grows it
         # once per merchant beyond that).
         room = 9 + RECENT_SIZE * RECENT_BYTES + 4 * MERCHANT_TOTALS_BYTES
-        self.journal = Journal(queue, store, storage_key, room)
+        self.journal = Journal(queue, log_bdev, storage_key, room, every)
+        self.recent = RecentRecords()
         self.queue = queue
         self.next_receipt = 1
         # The offset "today" is told at (the terminal sets it from its settings). Kept in
         # the state, so a record replayed after a power cut counts in the day it was made.
         self.utc_offset_min = 0
         self.totals = Totals()
-        self.recent = RecentRecords()
-        self._load(self.journal.app_state)
-        if self.journal.pending:
-            counter, plain = self.journal.pending
-            self._apply(Record.unpack(plain), counter)
+        from pos import logscan  # loaded by the journal; its end_replay() unloads it
 
-    def _load(self, data):
-        if not data:
-            return
-        version = data[0]
-        if version == 1:
-            self.next_receipt = struct.unpack_from(">I", data, 1)[0]
-            self.totals, offset = Totals.from_bytes(data, 5, V1_SLOTS)
-        elif version == _LEDGER_VERSION:
-            self.next_receipt, self.utc_offset_min = struct.unpack_from(">Ih", data, 1)
-            self.totals, offset = Totals.from_bytes(data, 7)
-        else:
-            raise ValueError("ledger state of unknown version %d" % version)
-        self.recent, _ = RecentRecords.from_bytes(data, offset)
+        logscan.load_ledger(self, self.journal.app_state)
+        for counter, watermark, plain in logscan.replay(self.journal):
+            self._apply(Record.unpack(plain), counter, watermark)
+        logscan = None
+        self.journal.end_replay()
 
     # The journal stores the ledger's state through these two, into its own buffer.
     def packed_size(self):
         return 7 + self.totals.packed_size() + self.recent.packed_size()
 
     def pack_into(self, buf, offset):
-        buf[offset] = _LEDGER_VERSION
+        buf[offset] = LEDGER_VERSION
         struct.pack_into(">Ih", buf, offset + 1, self.next_receipt, self.utc_offset_min)
         offset = self.totals.pack_into(buf, offset + 7)
         return self.recent.pack_into(buf, offset)
 
-    def _apply(self, record, counter):
+    def _apply(self, record, counter, watermark):
         slots = self.totals.apply(record)
-        count_activity(slots, record, counter, self.queue.ack_watermark, self.utc_offset_min)
+        count_activity(slots, record, counter, watermark, self.utc_offset_min)
         self.recent.apply(record)
         if record.kind == SALE:  # declines, voids, refunds and Z never push a sale out
             self.recent.add(record, counter)
@@ -85,8 +75,15 @@ class Ledger:
         """
         record.receipt = self.next_receipt
         self.totals.check(record)
+        # The watermark the journal stores with the record, so a replay counts it alike.
+        watermark = self.queue.ack_watermark
         counter = self.journal.append(record, self)
-        self._apply(record, counter)
+        self._apply(record, counter, watermark)
+        if record.kind == SETTLEMENT:
+            try:
+                self.journal.checkpoint(self)  # a Z: the next start replays nothing before it
+            except (LogError, MemoryError):
+                pass  # the record is stored; the next booking writes the checkpoint
         return counter
 
     def unsent_count(self):

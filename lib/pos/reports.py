@@ -145,19 +145,6 @@ class Totals:
                 offset += 4
         return offset
 
-    @classmethod
-    def from_bytes(cls, data, offset=0, stored_slots=_SLOTS):
-        """(Totals, offset after them); stored_slots per merchant (fewer: the rest are 0)."""
-        totals = cls()
-        count = data[offset]
-        offset += 1
-        for _ in range(count):
-            slots = totals._of(data[offset])
-            for i in range(stored_slots):
-                slots[i] = struct.unpack_from(">I", data, offset + 1 + i * 4)[0]
-            offset += 1 + stored_slots * 4
-        return totals, offset
-
 
 class RecentRecords:
     """The last RECENT_SIZE sales in a ring of packed 32-byte entries: what void and refund
@@ -282,15 +269,3 @@ class RecentRecords:
             offset += _RECENT_BYTES
             slot = (slot + 1) % RECENT_SIZE
         return offset
-
-    @classmethod
-    def from_bytes(cls, data, offset=0):
-        recent = cls()
-        count = data[offset]
-        offset += 1
-        if count > RECENT_SIZE:
-            raise ValueError("recent records: bad count %d" % count)
-        recent._buf[: count * _RECENT_BYTES] = data[offset : offset + count * _RECENT_BYTES]
-        recent.count = count
-        recent._next = count % RECENT_SIZE
-        return recent, offset + count * _RECENT_BYTES

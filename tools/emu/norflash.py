@@ -9,6 +9,14 @@ programmed and erases per sector. Runs on CPython and on the MicroPython unix po
 from array import array
 
 SECTOR_SIZE = 4096
+_SCRATCH = bytearray(256)
+# A real chip's times, typical figures of the Winbond W25Q32JV datasheet (4 MiB SPI NOR):
+# programming the first byte of a page program 30 us, each further byte 2.5 us, a whole
+# 256-byte page 0.7 ms (tBP1, tBP2, tPP); erasing a 4 KiB sector 45 ms (tSE).
+PROGRAM_FIRST_US = 30.0
+PROGRAM_NEXT_US = 2.5
+PAGE_PROGRAM_US = 700.0
+SECTOR_ERASE_US = 45000.0
 
 
 class PowerCut(Exception):
@@ -51,13 +59,15 @@ class NorFlash:
                 self._ram[start : start + 256] = blank
         else:
             self._file = _open_image(path, offset + self.size)
-        self._scratch = bytearray(256)
+        self._scratch = _SCRATCH  # one for every chip: a program or erase uses it briefly
         self.programmed_bytes = 0
         self.program_ops = 0
         self.erases = 0
         # Erases per sector, for wear figures (zeros in one allocation; None when not wanted,
         # as in the simulator, where a 1.4 MiB vfs would spend 1.4 KiB of heap on them).
         self.erase_counts = array("I", bytes(4 * sector_count)) if count_erases else None
+        self.pages_programmed = 0  # and the program time a real chip would take (tools/bench)
+        self.program_us = 0.0
         self.ops = 0  # programs + erases so far: the numbering used by cut_at()
         self._cut_at = -1
         self._cut_seed = 1
@@ -70,6 +80,8 @@ class NorFlash:
         for sector in range(self.sector_count):
             self.erase(sector)
         self.programmed_bytes = self.program_ops = self.erases = self.ops = 0
+        self.pages_programmed = 0
+        self.program_us = 0.0
         if self.erase_counts is not None:
             self.erase_counts = array("I", bytes(4 * self.sector_count))
         for entry in self.files.values():
@@ -134,6 +146,17 @@ class NorFlash:
             done += chunk
         self.programmed_bytes += length
         self.program_ops += 1
+        # What the program takes on a real chip, page by page (256 bytes: one program
+        # command writes within one page), priced with PROGRAM_FIRST_US, PROGRAM_NEXT_US
+        # and PAGE_PROGRAM_US; only where wear is counted (not in the simulator's heap).
+        start = addr if self.erase_counts is not None else addr + length
+        while start < addr + length:
+            end = min(addr + length, (start // 256 + 1) * 256)
+            self.pages_programmed += 1
+            self.program_us += min(
+                PAGE_PROGRAM_US, PROGRAM_FIRST_US + PROGRAM_NEXT_US * (end - start - 1)
+            )
+            start = end
         if torn:
             self.dead = True
             raise PowerCut("cut while programming 0x%x" % addr)
@@ -219,9 +242,9 @@ def _open_image(path, minimum_size):
     image.seek(0, 2)
     size = image.tell()
     if size < minimum_size:
-        blank = b"\xff" * 4096
+        blank = b"\xff" * 256  # small: a test on a 96 KiB heap makes its chip this way
         while size < minimum_size:
-            step = min(4096, minimum_size - size)
+            step = min(256, minimum_size - size)
             image.write(blank[:step])
             size += step
         image.flush()

@@ -1,8 +1,9 @@
 """The simulated ESP32 board for tools/sim: runs on the MicroPython unix port.
 
 STATE/flash.bin is a 4 MiB image laid out like the device: the ESP-IDF partition table at
-0x8000, the txq partition on the NOR-flash model, and the vfs (LittleFS, mounted at /flash)
-from the end of the last partition to the end of flash, as MicroPython makes it on an ESP32.
+0x8000, the txq and statelog partitions on the NOR-flash model, and the vfs (LittleFS,
+mounted at /flash) from the end of the last partition to the end of flash, as MicroPython
+makes it on an ESP32.
 Before the first boot, tools/sim runs it once with "provision", as a real terminal is
 provisioned by a tool before it sells: STATE/provision.json becomes /flash/config and
 /flash/state, and is deleted.
@@ -99,6 +100,14 @@ class SimBoard:
         self.bdev = NorFlash(
             size // SECTOR, path=image, offset=offset, count_erases=False, durable=True
         )
+        if "statelog" not in partitions:
+            raise OSError(
+                "flash.bin has no statelog partition: delete the sim state for a new one"
+            )
+        offset, size = partitions["statelog"]
+        self.statelog = NorFlash(
+            size // SECTOR, path=image, offset=offset, count_erases=False, durable=True
+        )
         vfs_start = max(o + s for o, s in partitions.values())
         self._vfs_flash = NorFlash(
             (FLASH_SIZE - vfs_start) // SECTOR,
@@ -165,7 +174,7 @@ class SimBoard:
         self.store.write("device.key", device_key)
         if "downlink_key" in doc:
             self.store.write("downlink.key", unhexlify(doc["downlink_key"]))
-        Journal.provision(self.store, device_key, unhexlify(doc["ik"]), unhexlify(doc["ik_id"]))
+        Journal.provision(self.statelog, device_key, unhexlify(doc["ik"]), unhexlify(doc["ik_id"]))
         os.remove(path)
         self.fault("provisioned terminal " + doc["terminal_id"])
 

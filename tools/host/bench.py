@@ -1,9 +1,11 @@
 """tools/bench: measured figures as `name: value unit` lines.
 
-queue   flash cost and speed of the transaction queue: bytes and erases per sale over a long
-        run with acks and reclaims (counted on the NOR-flash model, the same on any runtime),
-        capacity and lifetime of the 512 KiB partition, and append/recover times on the
-        MicroPython unix port against a naive LittleFS-file baseline measured in the same run.
+queue   flash cost and speed of the whole sale (queue + state log, through the real ledger
+        with the three demo merchants): bytes and erases per sale over a long run with acks,
+        reclaims, checkpoints and Z reports (counted on the NOR-flash model, the same on any
+        runtime), device flash time priced from a W25Q32 datasheet, capacity and lifetime of
+        the partition that wears first, and sale/append/recover times on the MicroPython unix
+        port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
 ingest  records per second one back-end process ingests in process (no HTTP) on SQLite from
         20 terminals' full batches, key derivation per record, the COMMIT per batch.
@@ -31,9 +33,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools", "emu")]
 
 PARTITION_SECTORS = 128  # the 512 KiB txq partition
+STATELOG_SECTORS = 16  # the 64 KiB statelog partition
 SALES_PER_DAY = 2000
 ERASE_CYCLES = 100_000
 HEAP = "96k"
+# The device's flash time is priced by the flash model with one datasheet, the Winbond
+# W25Q32JV's typical figures (tools/emu/norflash.py): a program command 30 us for its first
+# byte and 2.5 us for each further one, at most 0.7 ms for a whole 256-byte page; a 4 KiB
+# sector erase 45 ms. Reads (microseconds over SPI) are not priced.
 HEARTBEAT = (
     "depth=10;oldest_s=12;counter=80;heap=8000;reset=power;rssi=-60;fw=0.1.0;cfg=1;bl=1;cmd=0"
 )
@@ -43,40 +50,87 @@ def line(name, value, unit):
     print("%s: %s %s" % (name, value, unit), flush=True)
 
 
-def queue_wear(sales=50_000, batch=10):
-    """Run a long workload through the real journal on the flash model and count."""
-    from norflash import CutStore, NorFlash
+def device_flash_ms(program_us, erases):
+    from norflash import SECTOR_ERASE_US
+
+    return (program_us + erases * SECTOR_ERASE_US) / 1000
+
+
+def demo_sale(number):
+    """The three demo merchants in turn, every payment method, card sales with a token."""
+    from pos.record import CASH, CREDIT, DEBIT, MOBILE, SALE, Record
+
+    method = (CREDIT, CASH, DEBIT, MOBILE)[number % 4]
+    card = {"token": b"\x01\x02\x03\x04\x05\x06", "last_four": 4242} if method != CASH else {}
+    return Record(
+        SALE,
+        1 + number % 3,
+        100 + number % 5000,
+        978,
+        method=method,
+        time=1_795_000_000 + number * 30,
+        **card,
+    )
+
+
+def queue_wear(sales=12_000, batch=10):
+    """A long run of whole sales through the real ledger (journal, queue, state log) on the
+    flash model, with acks every batch sales and a Z for each merchant every day's worth."""
+    from norflash import NorFlash
     from pos.journal import Journal
-    from pos.record import CREDIT, SALE, Record
+    from pos.ledger import Ledger
     from pos.txq import HEADER_SIZE, SECTOR_SIZE, SPARE_SECTORS, TxQueue
 
     flash = NorFlash(PARTITION_SECTORS)
-    store = CutStore(flash)
-    Journal.provision(store, bytes(16), bytes(range(16)), bytes(8))
-    journal = Journal(TxQueue(flash), store, bytes(16))
-    record = Record(SALE, 3, 1234, 978, method=CREDIT, token=b"\x01" * 6, last_four=4242)
+    log_flash = NorFlash(STATELOG_SECTORS)
+    Journal.provision(log_flash, bytes(16), bytes(range(16)), bytes(8))
+    ledger = Ledger(TxQueue(flash), log_flash, bytes(16))
+    start = (flash.programmed_bytes, flash.program_us, flash.erases)
+    log_start = (log_flash.programmed_bytes, log_flash.program_us, log_flash.erases)
+    log_erases_before = list(log_flash.erase_counts)
     frame_size = 0
     for number in range(1, sales + 1):
-        record.receipt = number
-        counter = journal.append(record)
+        counter = ledger.book(demo_sale(number))
         if number % batch == 0:
-            journal.queue.ack(counter)
-    for _, _, frame in journal.queue.records():
+            ledger.queue.ack(counter)
+        if number % SALES_PER_DAY == 0:
+            for merchant in (1, 2, 3):
+                ledger.book(ledger.totals.settlement(merchant, 978))
+    for _, _, frame in ledger.queue.records():
         frame_size = len(frame)
         break
+    queue_bytes = flash.programmed_bytes - start[0]
+    log_bytes = log_flash.programmed_bytes - log_start[0]
+    queue_erases = flash.erases - start[2]
+    log_erases = log_flash.erases - log_start[2]
+    program_us = flash.program_us - start[1] + log_flash.program_us - log_start[1]
     per_sector = (SECTOR_SIZE - HEADER_SIZE) // frame_size
     capacity = (PARTITION_SECTORS - SPARE_SECTORS) * per_sector
-    programmed = flash.programmed_bytes / sales
-    erases_per_1000 = flash.erases * 1000 / sales
-    erases_per_sector_per_day = erases_per_1000 * SALES_PER_DAY / 1000 / PARTITION_SECTORS
-    lifetime = ERASE_CYCLES / erases_per_sector_per_day / 365
+    programmed = queue_bytes / sales
+    erases_per_1000 = queue_erases * 1000 / sales
     line("record_bytes_per_sale", frame_size, "bytes")
     line("programmed_bytes_per_sale", "%.1f" % programmed, "bytes")
     line("programmed_to_record_ratio", "%.2f" % (programmed / frame_size), "x")
     line("erases_per_1000_sales", "%.1f" % erases_per_1000, "erases")
     line("erase_spread", max(flash.erase_counts) - min(flash.erase_counts), "erases")
     line("capacity_sales", capacity, "sales")
-    line("lifetime_years", "%.0f" % lifetime, "years")
+    # The whole sale: the queue and the state log (registers, the record, checkpoints).
+    line("statelog_programmed_bytes_per_sale", "%.1f" % (log_bytes / sales), "bytes")
+    line("sale_programmed_bytes", "%.1f" % ((queue_bytes + log_bytes) / sales), "bytes")
+    line("sale_erases_per_1000", "%.1f" % ((queue_erases + log_erases) * 1000 / sales), "erases")
+    sale_ms = device_flash_ms(program_us, queue_erases + log_erases) / sales
+    line("device_flash_ms_per_sale", "%.2f" % sale_ms, "ms")
+    # Wear: erases per sector per day at SALES_PER_DAY, for each partition; the one that
+    # wears first sets the lifetime.
+    worn = [e - b for e, b in zip(log_flash.erase_counts, log_erases_before, strict=True)]
+    queue_per_day = queue_erases / sales * SALES_PER_DAY / PARTITION_SECTORS
+    log_per_day = max(worn) / sales * SALES_PER_DAY
+    queue_years = ERASE_CYCLES / queue_per_day / 365
+    log_years = ERASE_CYCLES / log_per_day / 365
+    line("queue_lifetime_years", "%.0f" % queue_years, "years")
+    line("statelog_lifetime_years", "%.0f" % log_years, "years")
+    line("lifetime_years", "%.0f" % min(queue_years, log_years), "years")
+    return sale_ms
 
 
 def run_on_micropython(code, heap=HEAP):
@@ -100,12 +154,23 @@ def run_on_micropython(code, heap=HEAP):
     if result.returncode:
         sys.stderr.write(result.stderr)
         raise SystemExit("benchmark failed on MicroPython")
+    return result.stdout
 
 
-def queue_speed():
-    """Append and recover times on the MicroPython unix port with a 96 KiB heap."""
+def queue_speed(sale_ms):
+    """Sale, append and recover times on the MicroPython unix port with a 96 KiB heap, and
+    the baseline's device flash time priced like the whole sale's."""
     with tempfile.TemporaryDirectory() as scratch:
-        run_on_micropython("import queue_speed; queue_speed.main(%r)" % scratch)
+        # The core is loaded from .mpy into the heap here (no ROMFS), so it needs more than
+        # the device's 96 KiB app heap; times do not depend on it.
+        code = "import queue_speed; queue_speed.main(%r)" % scratch
+        output = run_on_micropython(code, heap="192k")
+    figures = dict(row.split(": ", 1) for row in output.splitlines() if ": " in row)
+    program_us = float(figures["baseline_program_us_per_sale"].split()[0])
+    erases = float(figures["baseline_erases_per_1000_sales"].split()[0]) / 1000
+    baseline_ms = device_flash_ms(program_us, erases)
+    line("baseline_device_flash_ms_per_sale", "%.2f" % baseline_ms, "ms")
+    line("device_flash_time_ratio", "%.1f" % (baseline_ms / sale_ms), "x")
 
 
 def sale_heap():
@@ -123,7 +188,7 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
 
     import httpx
 
-    from norflash import CutStore, NorFlash
+    from norflash import NorFlash
     from pos.dukpt import derive_initial_key
     from pos.journal import Journal
     from pos.ledger import Ledger
@@ -145,9 +210,9 @@ def uplink_load(terminals=50, batches=8, batch_records=10):
             ik_id = b"\xbe\x00" + number.to_bytes(6, "big")
             db.add_terminal(tid, ik_id)
             flash = NorFlash(32, sector_size=1024)
-            store = CutStore(flash)
-            Journal.provision(store, bytes(16), derive_initial_key(bdk, ik_id), ik_id)
-            ledger = Ledger(TxQueue(flash), store, bytes(16))
+            log = NorFlash(8, sector_size=1024)
+            Journal.provision(log, bytes(16), derive_initial_key(bdk, ik_id), ik_id)
+            ledger = Ledger(TxQueue(flash), log, bytes(16))
             bodies = []
             for _ in range(batches):
                 frames = []
@@ -379,8 +444,7 @@ def main(argv):
     )
     args = parser.parse_args(argv)
     if args.suite == "queue":
-        queue_wear()
-        queue_speed()
+        queue_speed(queue_wear())
     elif args.suite == "sale":
         sale_heap()
     elif args.suite == "heap":

@@ -3,7 +3,8 @@
 Erases the chip, writes the stock MicroPython image at 0x1000 (it holds the bootloader, its
 own partition table and the app), then the partition table built from
 firmware/partitions.csv over its table at 0x8000 (checked by parsing it back) and
-optionally a prepared vfs image at the start of the vfs area, and verifies those. --dry-run
+optionally a prepared vfs image at the start of the vfs area and the statelog image
+tools/provision made (--statelog), and verifies those. --dry-run
 prints the esptool commands instead of running them; --merged FILE builds one 4 MiB image
 of the same layout (esptool merge-bin, then our table), which needs no board. --budget
 estimates whether the custom frozen image (firmware/manifest.py) fits the app partition
@@ -28,7 +29,7 @@ class FlashError(Exception):
     """A file or layout that cannot be flashed; the message says why."""
 
 
-def plan(table_file, firmware, vfs_image=None):
+def plan(table_file, firmware, vfs_image=None, statelog_image=None):
     """[(offset, file)] to write, after checking the firmware fits before the first entry
     and the vfs image fits between the last entry and the end of flash."""
     rows = partitions.read_csv()
@@ -55,6 +56,13 @@ def plan(table_file, firmware, vfs_image=None):
         if vfs_start + os.path.getsize(vfs_image) > FLASH_SIZE:
             raise FlashError("the vfs image does not fit between 0x%x and 4 MiB" % vfs_start)
         writes.append((vfs_start, vfs_image))
+    if statelog_image:
+        row = [row for row in rows if row[0] == "statelog"]
+        if not row or not os.path.isfile(statelog_image):
+            raise FlashError("no statelog partition or no image %s" % statelog_image)
+        if os.path.getsize(statelog_image) > row[0][4]:
+            raise FlashError("%s is larger than the statelog partition" % statelog_image)
+        writes.append((row[0][3], statelog_image))
     return writes
 
 
@@ -110,6 +118,7 @@ def main(argv):
     parser.add_argument("--port", help="serial port of the ESP32, e.g. /dev/ttyUSB0")
     parser.add_argument("--firmware", help="stock MicroPython ESP32_GENERIC .bin")
     parser.add_argument("--vfs", help="a prepared LittleFS image of the vfs area")
+    parser.add_argument("--statelog", help="the statelog image tools/provision made")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--merged", help="write one 4 MiB image instead of flashing")
     parser.add_argument(
@@ -124,7 +133,9 @@ def main(argv):
         parser.error("--port is needed (or --merged FILE to build an image)")
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            writes = plan(os.path.join(scratch, "partitions.bin"), args.firmware, args.vfs)
+            writes = plan(
+                os.path.join(scratch, "partitions.bin"), args.firmware, args.vfs, args.statelog
+            )
         except (FlashError, partitions.PartitionError, OSError) as exc:
             sys.stderr.write("tools/flash: %s\n" % exc)
             return 2

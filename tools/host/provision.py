@@ -7,14 +7,16 @@ DIR holds terminal.json, merchants.json and cashiers.json (checked with the term
 parser first: a malformed file stops here, not on the device), and optionally wifi.json,
 uplink.json and ca.der. The tool draws a fresh IK ID and device storage key, derives the
 initial key from the BDK (the BDK itself never goes on the terminal), and writes:
-    OUT/vfs.img        LittleFS with /config/* and /state/device.key, /state/journal
-                       (the DUKPT registers sealed with the device key), /state/downlink.key
+    OUT/vfs.img        LittleFS with /config/* and /state/device.key, /state/downlink.key
                        (the key of the back end's documents, from the BDK and the IK ID:
                        the back end recomputes it, nothing to register), in the geometry
                        MicroPython uses for the ESP32 vfs (4 KiB blocks, 32-byte read/prog)
+    OUT/statelog.img   the statelog partition (lib/pos/statelog.py): the DUKPT registers,
+                       sealed with the device key, and an empty ledger (tools/flash
+                       --statelog writes it)
     OUT/identity.json  terminal ID and IK ID (no keys)
-    OUT/flash.bin      with --flash-image: a whole 4 MiB image (partition table and vfs),
-                       which the simulator runs and tools/recover reads
+    OUT/flash.bin      with --flash-image: a whole 4 MiB image (partition table, statelog
+                       and vfs), which the simulator runs and tools/recover reads
 and with --register adds the terminal and its merchants to the back end's database.
 """
 
@@ -26,7 +28,7 @@ import sys
 from binascii import hexlify, unhexlify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path[:0] = [os.path.join(ROOT, "lib")]
+sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools", "emu")]
 
 from pos.downlink import derive_downlink_key  # noqa: E402  (after the path is set)
 from pos.dukpt import derive_initial_key  # noqa: E402
@@ -44,7 +46,7 @@ class ProvisionError(Exception):
 
 
 class _FsStore:
-    """pos.store's interface over a littlefs-python filesystem (for Journal.provision)."""
+    """pos.store's interface over a littlefs-python filesystem."""
 
     def __init__(self, fs, folder):
         self._fs = fs
@@ -69,6 +71,24 @@ def vfs_geometry():
     """(offset, size) of the vfs: from the end of the last partition to the end of flash."""
     end = max(offset + size for _, _, _, offset, size in partitions.read_csv())
     return end, FLASH_SIZE - end
+
+
+def statelog_geometry():
+    """(offset, size) of the statelog partition."""
+    for name, _, _, offset, size in partitions.read_csv():
+        if name == "statelog":
+            return offset, size
+    raise ProvisionError("partitions.csv has no statelog partition")
+
+
+def statelog_image(device_key, initial_key, ik_id):
+    """The statelog partition's bytes for a new terminal."""
+    from norflash import NorFlash
+
+    _, size = statelog_geometry()
+    chip = NorFlash(size // BLOCK)
+    Journal.provision(chip, device_key, initial_key, ik_id)
+    return bytes(chip._ram)
 
 
 def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
@@ -110,25 +130,29 @@ def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
     store = _FsStore(fs, "/state")
     store.write("device.key", device_key)
     store.write("downlink.key", derive_downlink_key(bdk, ik_id))
-    Journal.provision(store, device_key, derive_initial_key(bdk, ik_id), ik_id)
     identity = {"terminal_id": terminal_id, "ik_id": hexlify(ik_id).decode()}
     result = {
         "identity": identity,
         "merchants": [(m.number, m.merchant_id, m.name) for m in merchants],
         "vfs": bytes(fs.context.buffer),
+        "statelog": statelog_image(device_key, derive_initial_key(bdk, ik_id), ik_id),
     }
     if out_dir is not None:
         os.makedirs(out_dir, mode=0o700, exist_ok=True)
         with private(os.path.join(out_dir, "vfs.img"), "wb") as out:
             out.write(result["vfs"])
+        with private(os.path.join(out_dir, "statelog.img"), "wb") as out:
+            out.write(result["statelog"])
         with private(os.path.join(out_dir, "identity.json"), "w") as out:
             json.dump(identity, out, indent=1)
         if flash_image:
-            write_flash_image(os.path.join(out_dir, "flash.bin"), result["vfs"])
+            write_flash_image(
+                os.path.join(out_dir, "flash.bin"), result["vfs"], result["statelog"]
+            )
     return result
 
 
-def write_flash_image(path, vfs):
+def write_flash_image(path, vfs, statelog):
     offset, size = vfs_geometry()
     if len(vfs) != size:
         raise ProvisionError("the vfs image is %d bytes, the partition %d" % (len(vfs), size))
@@ -136,6 +160,8 @@ def write_flash_image(path, vfs):
         out.write(b"\xff" * FLASH_SIZE)
         out.seek(partitions.TABLE_OFFSET)
         out.write(partitions.table_bytes(partitions.read_csv()))
+        out.seek(statelog_geometry()[0])
+        out.write(statelog)
         out.seek(offset)
         out.write(vfs)
 

@@ -144,13 +144,18 @@ def prepare_state(state):
         if os.path.getsize(image) != FLASH_SIZE:
             raise UsageError("%s is not a 4 MiB flash image" % image)
         try:
-            if "txq" not in partitions.read_image_table(image):
+            table = partitions.read_image_table(image)
+            if "txq" not in table:
                 raise partitions.PartitionError("no txq partition")
         except partitions.PartitionError as exc:
             raise UsageError(
                 "%s is not a terminal's flash image (%s): move it away or use another --state"
                 % (image, exc)
             ) from None
+        if "statelog" not in table:
+            # Made before the state log had its partition: no migration for a pre-release
+            # simulator state, a new terminal is made instead.
+            raise UsageError("%s has an older partition table: remove %s" % (image, state))
         return "using %s" % image
     keys_dir = os.path.join(state, "backend")
     os.makedirs(keys_dir, mode=0o700, exist_ok=True)

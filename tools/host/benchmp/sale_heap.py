@@ -10,7 +10,9 @@ the GC, and holes in the heap) and how much the sale kept.
 import gc
 import time
 
-from norflash import CutStore, NorFlash
+from flashregion import Region
+
+from norflash import NorFlash
 from pos.card import Tokenizer
 from pos.cashiers import Cashier, Cashiers, hash_pin
 from pos.journal import Journal
@@ -30,10 +32,10 @@ def line(name, value, unit):
 
 
 def build():
-    flash = NorFlash(16, sector_size=1024)
-    store = CutStore(flash)
-    Journal.provision(store, bytes(16), bytes(range(16)), bytes(8))
-    ledger = Ledger(TxQueue(flash), store, bytes(16))
+    flash = NorFlash(32, sector_size=1024)
+    log = Region(flash, 16, 16)
+    Journal.provision(log, bytes(16), bytes(range(16)), bytes(8))
+    ledger = Ledger(TxQueue(Region(flash, 0, 16)), log, bytes(16))
     limits = {"max_sale_minor": MAX, "max_refund_minor": MAX, "max_offline_sale_minor": MAX}
     merchants = Merchants(
         [Merchant(n, "10000000000000" + str(n), "Shop %d" % n, "EUR", limits) for n in (1, 2, 3)]

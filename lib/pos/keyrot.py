@@ -120,10 +120,9 @@ def install(app):
         initial = None
         if counter > 1:
             dukpt.skip_past(counter - 1)
-        # The registers with the ledger's state in one atomic write of the journal (nothing
-        # is being booked): the old registers go with the old file. The journal's own write,
-        # not a method of its own: the journal is resident, this code is not.
-        journal._write(0, None, app.ledger)
+        # A failure from here on leaves the terminal's registers in RAM new and the log's
+        # old: it propagates, the terminal restarts (main.py), and the start finishes it.
+        commit_registers(journal.log, dukpt)
         store.write(DOWNLINK_KEY, link)
     else:
         try:  # the registers are in; the downlink key may not be yet
@@ -138,6 +137,66 @@ def install(app):
     if uplink is not None:
         uplink.authenticate(link, store)  # requests are signed with the new key from now
     board.fault("keys %d installed" % generation)
+
+
+def commit_registers(log, dukpt):
+    """Put dukpt's registers (a new initial key's) in the state log (pos.statelog) in place
+    of the old ones, in one power-safe step whose commit is a sector header: the frames of
+    the new registers are programmed into the next free sector first, without a header (a
+    sector without one is no part of the log: a cut here leaves the old keys), then its
+    header, naming the new IK ID (from then on the head names it, and recovery keeps only
+    registers of sectors that name the head's IK ID: pos.logscan), then the old registers
+    are shredded, lowest counter first (a cut there is finished by the next recovery)."""
+    from pos.compat import crc32
+
+    # A sector of its own, with the spare ones behind it (the log opens one and reclaims).
+    log.head_closed = True
+    log._make_room(1)
+    old = []
+    for j in range(32):
+        if log._reg[j]:
+            old.append((log._reg[j], log._reg[32 + j]))
+            log._reg[j] = 0
+    n = log.sector_count
+    sector = (log.head + 1) % n
+    seq = (log.head_seq + 1) & 0xFFFFFFFF
+    bdev = log._bdev
+    bdev.ioctl(6, sector)
+    frame = log._frame
+    block = log._block
+    offset = 20  # pos.statelog's header size
+    counter = dukpt.counter
+    keys = dukpt._keys
+    for j in range(32):
+        if not dukpt._in_use[j]:
+            continue
+        number = (counter >> j << j) | (1 << j)  # pos.statelog.expected_counter
+        frame[0] = 0x4B  # a register frame: tag, counter, register (CTR), CRC-32
+        struct.pack_into(">I", frame, 1, number)
+        log.keystream(number, seq, offset, 0x4B, 0)
+        for i in range(16):
+            frame[5 + i] = keys[j * 16 + i] ^ block[i]
+        struct.pack_into("<I", frame, 21, crc32(memoryview(frame)[:21]) & 0xFFFFFFFF)
+        bdev.writeblocks(sector, memoryview(frame)[:21], offset)
+        bdev.writeblocks(sector, memoryview(frame)[21:25], offset + 21)
+        log._reg[j] = number
+        log._reg[32 + j] = sector << 16 | offset
+        offset += 25
+    for i in range(25):
+        frame[i] = 0  # no register's bytes left in the scratch frame
+    header = log._header
+    struct.pack_into("<HBBI8s", header, 0, 0x4C53, 1, 0, seq, dukpt.ik_id)
+    struct.pack_into("<I", header, 16, crc32(memoryview(header)[:16]) & 0xFFFFFFFF)
+    bdev.writeblocks(sector, header, 0)  # the commit
+    log.ik_id = bytes(dukpt.ik_id)
+    log.head = sector
+    log.head_seq = seq
+    log.head_offset = offset
+    log.head_closed = False
+    log.sector_in_use += 1
+    old.sort()
+    for _, location in old:  # lowest counter first, as pos.statelog shreds
+        log._shred(location >> 16, location & 0xFFFF)
 
 
 def _reload(dukpt, initial, ik_id):

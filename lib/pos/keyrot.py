@@ -93,10 +93,11 @@ def stage(app, version, payload, downlink_key):
 
 def install(app):
     """Install the staged rotation, rolling forward whatever a power cut left undone: (1)
-    the new registers in place of the old, with the ledger's state, in one atomic write
-    (from the counter the terminal is at, so counters only go up); (2) the new downlink
-    key; (3) the generation; (4) the staged file goes. Each step is a rename; at start a
-    staged file means an install to finish, and each step finds out whether it is done."""
+    the new registers in place of the old in the state log (commit_registers; from the
+    counter the terminal is at, so counters only go up); (2) the new downlink key; (3) the
+    generation; (4) the staged file goes. At start a staged file means an install to
+    finish, and each step finds out whether it is done (the log's IK ID; whether the key in
+    force still opens the wrap)."""
     board = app.board
     store = board.store
     payload = store.read(STAGED)

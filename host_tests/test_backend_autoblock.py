@@ -7,7 +7,8 @@ import io
 import pytest
 from test_backend import BDK, IK_ID, MERCHANTS, Terminal, backend, one_line_refusal
 
-from pos.record import BLOCK, CREDIT, DECLINE, FLAG_LIFTED, Record
+from pos.autoblock import BLOCK, FLAG_LIFTED
+from pos.record import CREDIT, DECLINE, Record
 from tools.host.backend import LedgerDB
 from tools.host.backend.reports import print_report
 

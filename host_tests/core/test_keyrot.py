@@ -7,14 +7,10 @@ The payloads are data made once with the back end's wrapper (cryptography's aes_
 under pos.keyrot.derive_kek(LINK_KEY, 1)): the terminal only unwraps. pos.keyrot and the
 record openers are imported once the terminal has started, as the app loads pos.keyrot."""
 
-# As the entry points do: a block held from the first line and let go just before the
-# terminal makes its long-lived buffers, which then find one contiguous region (96 KiB).
-_room = bytearray(8192)
+from binascii import unhexlify
 
-from binascii import unhexlify  # noqa: E402
-
-from appkit import Board, config_folder  # noqa: E402
-from pos.app import App  # noqa: E402
+from appkit import Board, config_folder
+from pos.app import App
 
 LINK_KEY = b"downlink-key-016"
 NEW_IK_ID = unhexlify("5eed0001c0ffee01")
@@ -30,12 +26,7 @@ SALE_KEYS = "1 2 3 4 # 1 # 5 0 0 # 4 # #"
 
 
 def _board():
-    """A fresh board, made in the room held since the module loaded."""
-    import gc
-
-    global _room
-    _room = None
-    gc.collect()
+    """A fresh board with the current downlink key."""
     board = Board(config_folder())
     board.store.write("downlink.key", LINK_KEY)
     return board

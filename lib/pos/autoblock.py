@@ -30,10 +30,25 @@ block list is written, so the back end never misses a block the terminal holds.
 import struct
 
 from pos.compat import const
-from pos.record import BLOCK, FLAG_LIFTED, FLAG_OFFLINE, Record
-from pos.risk import BLOCKED_FILE, auto_blocked
+from pos.record import FLAG_OFFLINE, Record
 
+BLOCK = const(6)  # the record type (pos.record keeps only its number, to stay small)
+FLAG_LIFTED = const(8)  # a BLOCK record that lifts the block
+BLOCKED_FILE = "blocked"  # pos.risk reads it at start (the same name there)
 DECLINES_FILE = "declines"
+
+
+def auto_blocked(blocked, token):
+    """True if token is on the terminal's own block list (its tokens, 6 bytes each, or
+    None): pos.risk's lookup, for the code here."""
+    if blocked is None:
+        return False
+    for at in range(0, len(blocked) - 5, 6):
+        if _same(blocked, at, token):
+            return True
+    return False
+
+
 _MAX_BLOCKED = const(32)
 _MAX_DECLINES = const(16)
 _ENTRY = const(12)

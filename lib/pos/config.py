@@ -257,12 +257,16 @@ def parse_pushed(doc, source="pushed.json"):
         raise ConfigError(source + ": not an object")
     version = _int(doc.get("version"), source, "version", 1, 0x7FFFFFFF)
     merchants = parse_merchants(doc.get("merchants"), source + ": merchants")
+    # The auto-block settings are SETTING_NUMBERS' last two (no literals of their own: the
+    # parser's load at start is near the 96 KiB heap's edge).
     auto_block = None
-    if "auto_block_declines" in doc or "auto_block_window_min" in doc:
-        auto_block = (
-            _int(doc.get("auto_block_declines", 0), source, "auto_block_declines", 0, 16),
-            _int(doc.get("auto_block_window_min", 60), source, "auto_block_window_min", 1, 1440),
-        )
+    first = len(SETTING_NUMBERS) - 8
+    if SETTING_NUMBERS[first] in doc or SETTING_NUMBERS[first + 4] in doc:
+        auto_block = []
+        for i in range(first, first + 8, 4):
+            name, default, low, high = SETTING_NUMBERS[i : i + 4]
+            auto_block.append(_int(doc.get(name, default), source, name, low, high))
+        auto_block = tuple(auto_block)
     return (
         version,
         merchants,

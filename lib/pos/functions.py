@@ -11,7 +11,7 @@ from pos.clock import format_datetime, is_set
 from pos.compat import const, mem_free
 from pos.money import format_minor
 from pos.receipt import center, pair
-from pos.record import BLOCK, FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
+from pos.record import FLAG_SUPERVISOR, REFUND, SALE, VOID, Record
 from pos.reports import METHOD_LABELS, VOIDED
 from pos.risk import today
 from pos.screen import HINT, TITLE
@@ -30,6 +30,7 @@ _REPORT_VIEW = const(17)
 _Z_CONFIRM = const(18)
 _STATUS = const(19)
 _UNBLOCK_CARD = const(21)
+_BLOCK = const(6)  # pos.autoblock's record type
 _DONE = const(3)
 _BACK = const(4)
 
@@ -423,7 +424,7 @@ class Functions:
         """The Z record (or a lifted block's) is stored: print the report of the totals it
         closed. Returns the result screen's (headline, detail)."""
         t = self.t
-        if record.kind == BLOCK:
+        if record.kind == _BLOCK:
             t.effects.append(("beep", "ok"))
             return (_text(_T_UNBLOCKED), "**** %04d" % record.last_four)
         settings = t.settings

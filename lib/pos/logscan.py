@@ -91,10 +91,16 @@ def recover(log):
     log.ik_id = bytes(log._header[8:16])
     # Registers count only in sectors that name the head's IK ID: a key install (pos.keyrot)
     # commits with a sector header naming the new one, and the old key's registers go.
+    # (Compared byte by byte: a slice each would leave garbage among the long-lived objects
+    # the terminal makes next.)
+    header = log._header
+    ik_id = log.ik_id
     for sector in _log_sectors(log):
-        log._bdev.readblocks(sector, log._header, 0)
-        if bytes(log._header[8:16]) != log.ik_id:
-            valid[sector] = 2
+        log._bdev.readblocks(sector, header, 0)
+        for i in range(8):
+            if header[8 + i] != ik_id[i]:
+                valid[sector] = 2
+                break
     # Pass 1: the lowest live counter, the last complete checkpoint, the head's end.
     lowest = 0
     started = -1  # chunk index expected next of the checkpoint being read, -1: none

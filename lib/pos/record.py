@@ -45,8 +45,10 @@ REFUND = const(2)
 VOID = const(3)
 DECLINE = const(4)
 SETTLEMENT = const(5)
-BLOCK = const(6)  # a card put on (or, FLAG_LIFTED, taken off) this terminal's block list
-KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement", "block")
+# 6: BLOCK, a card put on (or taken off) this terminal's block list: pos.autoblock names it,
+# so that the resident module carries no more names (each is heap on MicroPython).
+_BLOCK = const(6)
+KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement")
 
 # Payment methods.
 NO_METHOD = const(0)
@@ -59,7 +61,7 @@ METHOD_NAMES = ("", "credit", "debit", "mobile", "cash")
 FLAG_OFFLINE = const(1)  # taken while the link was down
 FLAG_SUPERVISOR = const(2)  # a supervisor PIN approved it
 FLAG_KEYED = const(4)  # card number keyed in rather than read
-FLAG_LIFTED = const(8)  # a BLOCK record that lifts the block
+# 8: FLAG_LIFTED, a BLOCK record that lifts the block (pos.autoblock)
 
 LAST_FOUR_NONE = const(0xFFFF)
 TOKEN_SIZE = const(6)
@@ -132,7 +134,7 @@ class Record:
         return sale_count, self.amount_minor, self.last_four, refund_total
 
     def validate(self):
-        _check(self.kind, SALE, BLOCK, "record type")
+        _check(self.kind, SALE, _BLOCK, "record type")
         _check(self.method, NO_METHOD, CASH, "payment method")
         if (self.kind < VOID or self.kind == DECLINE) and self.method == NO_METHOD:
             raise RecordError("payment method missing")
@@ -202,7 +204,7 @@ class Record:
         return record
 
     def kind_name(self):
-        return KIND_NAMES[self.kind]
+        return KIND_NAMES[self.kind] if self.kind < _BLOCK else "block"
 
     def method_name(self):
         return METHOD_NAMES[self.method]

@@ -132,31 +132,13 @@ def today(ledger, merchant, now):
     return slots[_DAY_COUNT], slots[_DAY_TOTAL], slots[_DAY_REFUNDS]
 
 
-# This terminal's own block list (pos.autoblock writes it, and its recent fraud declines):
-# only the lookup lives here, on the sale path.
-BLOCKED_FILE = "blocked"
-
-
-def auto_blocked(blocked, token):
-    """True if token is on the terminal's own block list (blocked: its tokens, 6 bytes
-    each, or None)."""
-    if blocked is None:
-        return False
-    for at in range(0, len(blocked) - 5, 6):
-        for i in range(6):
-            if blocked[at + i] != token[i]:
-                break
-        else:
-            return True
-    return False
-
-
 class Risk:
     def __init__(self, blacklist=None, store=None):
         self.blacklist = blacklist  # a pos.blacklist.Blacklist (searched on flash), or None
         self.store = store  # the state store that keeps the terminal's own block list
-        # The own block list, 6 bytes a card, in the heap only while it holds one (None).
-        self.blocked = store.read(BLOCKED_FILE) if store is not None else None
+        # The terminal's own block list (pos.autoblock writes it: "blocked"), 6 bytes a card,
+        # in the heap only while it holds one (None).
+        self.blocked = store.read("blocked") if store is not None else None
 
     def check_sale(self, terminal, merchant, amount, supervised=False):
         """The reason code for the sale the terminal is about to book (APPROVED: go ahead).
@@ -169,8 +151,14 @@ class Risk:
         if token is not None:
             if self.blacklist is not None and self.blacklist.contains(token):
                 return CARD_BLOCKED
-            if auto_blocked(self.blocked, token):
-                return CARD_BLOCKED
+            blocked = self.blocked
+            if blocked is not None:  # searched here: a function more would be heap
+                for at in range(0, len(blocked) - 5, 6):
+                    for i in range(6):
+                        if blocked[at + i] != token[i]:
+                            break
+                    else:
+                        return CARD_BLOCKED
             uses = settings.velocity_max_uses
             if uses:
                 since = now - settings.velocity_window_min * 60 if now else 0

@@ -9,14 +9,9 @@ else happened: Backspace on an empty field, a tenth amount digit, a card off the
 screen) beeps "error", as a terminal does, so the cashier knows the key was not lost.
 """
 
-from pos.compat import const, unload
-from pos.record import DECLINE
+from pos.compat import unload
 from pos.reports import TotalsFull
 from pos.txq import QueueError, QueueFull
-
-# The declines of the fraud kind that count towards an automatic block (pos.autoblock): one
-# bit per pos.risk reason code: CARD_BLOCKED (3), TOO_MANY_USES (7), UNUSUAL_AMOUNT (11).
-_FRAUD_REASONS = const(1 << 3 | 1 << 7 | 1 << 11)
 
 
 def failure_text(exc):
@@ -72,9 +67,13 @@ class Runner:
                         self.faults("book failed: %r" % (exc,))
                     follow = ("book_failed", failure_text(exc))
                 else:
+                    # A decline (4) of the fraud kind counts towards an automatic block
+                    # (pos.autoblock): 0x888 has one bit per pos.risk reason code,
+                    # CARD_BLOCKED (3), TOO_MANY_USES (7), UNUSUAL_AMOUNT (11). Numbers, not
+                    # names: each imported name would be heap on the sale path.
                     if (
-                        record.kind == DECLINE
-                        and _FRAUD_REASONS >> record.reason & 1
+                        record.kind == 4
+                        and 0x888 >> record.reason & 1
                         and terminal.settings.auto_block_declines
                     ):
                         # Its code is loaded for this moment only (no heap on the sale path).

@@ -38,7 +38,7 @@ from pos.dukpt import (  # noqa: E402
     ksn_bytes,
 )
 from pos.money import MoneyError, currency, currency_code, format_minor  # noqa: E402
-from pos.record import KIND_NAMES, METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
+from pos.record import METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
 from pos.seal import Sealer, SealError  # noqa: E402
 from pos.txq import QueueError, TxQueue  # noqa: E402
 from tools.host import partitions  # noqa: E402
@@ -142,7 +142,7 @@ def open_records(image, bdk, ik_id):
             rows.append(row)
             continue
         row.update(
-            type=KIND_NAMES[record.kind],
+            type=record.kind_name(),
             merchant_number=record.merchant,
             method=METHOD_NAMES[record.method],
             amount_minor=record.amount_minor,

@@ -18,7 +18,8 @@ by the operator as any entry is (`tools/backend blacklist remove token:HEX`).
 
 import time
 
-from pos.record import BLOCK, DECLINE, FLAG_LIFTED
+from pos.autoblock import BLOCK, FLAG_LIFTED
+from pos.record import DECLINE
 from pos.risk import REASON_TEXT
 from tools.host.backend.errors import DownlinkError
 

@@ -4,8 +4,8 @@ reconciles; printed for an operator."""
 import struct
 import time
 
+from pos.autoblock import BLOCK
 from pos.record import (
-    BLOCK,
     FLAG_SUPERVISOR,
     KIND_NAMES,
     METHOD_NAMES,
@@ -99,6 +99,8 @@ def _empty_entry(tid, number, merchant_id, name):
 
 
 def _count(entry, counter, kind, method, amount, token, last_four, reference):
+    if kind == BLOCK:  # moves no money: reported apart (auto_blocks)
+        return
     batch = entry["_batch"]
     name = KIND_NAMES[kind]
     if kind == SALE:
@@ -116,8 +118,6 @@ def _count(entry, counter, kind, method, amount, token, last_four, reference):
         entry["refunds_total_minor"] += amount
         batch[2] += 1
         batch[3] += amount
-    elif kind == BLOCK:  # moves no money: reported apart (auto_blocks)
-        return
     elif kind == SETTLEMENT:
         sale_count, refund_total = struct.unpack(">HI", token)
         reported = [sale_count, amount, last_four, refund_total]

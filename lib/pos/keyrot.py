@@ -149,6 +149,10 @@ def commit_registers(log, dukpt):
     registers of sectors that name the head's IK ID: pos.logscan), then the old registers
     are shredded, lowest counter first (a cut there is finished by the next recovery)."""
     from pos.compat import crc32
+    from pos.statelog import HEADER_FORMAT, expected_counter
+
+    # pos.statelog's private constants, as numbers (const() names are not attributes on
+    # MicroPython): the header's size, a register frame's tag and size, the log's magic.
 
     # A sector of its own, with the spare ones behind it (the log opens one and reclaims).
     log.head_closed = True
@@ -171,7 +175,7 @@ def commit_registers(log, dukpt):
     for j in range(32):
         if not dukpt._in_use[j]:
             continue
-        number = (counter >> j << j) | (1 << j)  # pos.statelog.expected_counter
+        number = expected_counter(counter, j)
         frame[0] = 0x4B  # a register frame: tag, counter, register (CTR), CRC-32
         struct.pack_into(">I", frame, 1, number)
         log.keystream(number, seq, offset, 0x4B, 0)
@@ -186,7 +190,7 @@ def commit_registers(log, dukpt):
     for i in range(25):
         frame[i] = 0  # no register's bytes left in the scratch frame
     header = log._header
-    struct.pack_into("<HBBI8s", header, 0, 0x4C53, 1, 0, seq, dukpt.ik_id)
+    struct.pack_into(HEADER_FORMAT[:-1], header, 0, 0x4C53, 1, 0, seq, dukpt.ik_id)
     struct.pack_into("<I", header, 16, crc32(memoryview(header)[:16]) & 0xFFFFFFFF)
     bdev.writeblocks(sector, header, 0)  # the commit
     log.ik_id = bytes(dukpt.ik_id)

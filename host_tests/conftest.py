@@ -8,3 +8,29 @@ for folder in ("lib", "tools/emu", "host_tests/core"):
     path = os.path.join(ROOT, folder)
     if path not in sys.path:
         sys.path.insert(0, path)
+
+import pytest  # noqa: E402
+
+from tools.host.pgserver import PostgresServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server of the test run's own (tools/host/pgserver.py), started when a
+    test first asks for it and stopped at the end; each test takes a new database on it."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_at(request, tmp_path):
+    """Where a test's ledger lives, once per store: a new SQLite file, or a new database on
+    the run's PostgreSQL server (its URL). `--db` takes either."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)

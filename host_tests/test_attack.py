@@ -37,30 +37,40 @@ def frame(counter, body=b""):
 def tables(path):
     """Everything an attacker could want changed, as bytes: money, quarantine, faults,
     heartbeats, and each terminal's ack and request counter."""
-    db = sqlite3.connect(path)
+    db = LedgerDB(path, mode="read")
     try:
         dump = []
         for query in (
             "SELECT * FROM records ORDER BY tid, counter",
-            "SELECT * FROM quarantine ORDER BY rowid",
-            "SELECT * FROM faults ORDER BY rowid",
+            "SELECT * FROM quarantine ORDER BY tid, counter, frame",
+            "SELECT * FROM faults ORDER BY tid, seq",
             "SELECT * FROM heartbeats ORDER BY tid",
             "SELECT tid, ik_id, ack, nonce FROM terminals ORDER BY tid",
         ):
-            dump.append(repr(db.execute(query).fetchall()).encode())
+            dump.append(repr([tuple(row) for row in db._db.execute(query)]).encode())
         return b"\n".join(dump)
     finally:
         db.close()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def http_only(site):
+    """A test of the HTTP layer alone (the same code whatever the store): run once."""
+    if site["store"] != "sqlite":
+        pytest.skip("the HTTP layer, tested on SQLite's run")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request, tmp_path_factory):
+    """A back end over TLS with two terminals, on each store in turn."""
     base = tmp_path_factory.mktemp("attack")
     certs = str(base / "certs")
     make_certs(certs)
     key_file = base / "bdk.key"
     key_file.write_text(BDK.hex())
-    path = str(base / "backend.db")
+    if request.param == "sqlite":
+        path = str(base / "backend.db")
+    else:
+        path = request.getfixturevalue("postgres_server").new_database()
     db = LedgerDB(path)
     db.add_terminal("T0001", IK_ID)
     db.add_terminal("T0002", OTHER_IK_ID)
@@ -79,6 +89,7 @@ def site(tmp_path_factory):
     first_reply = client.post(RECORDS, content=first, headers=dict(OCTETS, **signed))
     assert first_reply.status_code == 200 and first_reply.json()["stored"] == 3
     yield {
+        "store": request.param,
         "server": server,
         "client": client,
         "db": path,
@@ -210,6 +221,7 @@ def head(path, length, headers=None):
 
 
 def test_a_huge_body_is_refused_without_being_read(site):
+    http_only(site)
     huge = 300 * 1024 * 1024
     started = time.monotonic()
     reply = unchanged(site, lambda: raw(site, head(RECORDS, huge), b"\x00" * 1024))
@@ -223,6 +235,7 @@ def test_a_huge_body_is_refused_without_being_read(site):
 def test_slow_heads_and_bodies_are_cut_off(site):
     """A head sent a byte at a time is closed at the head deadline; a signed body that
     stops half way gets 408 at the body deadline; neither changes anything."""
+    http_only(site)
     outcome = {}
 
     def slow_head():
@@ -265,9 +278,9 @@ def test_signed_frames_far_ahead_or_forged_never_move_the_ack(site):
     never becomes the ack, and 0xFFFFFFFF is no 500."""
 
     def ack():
-        db = sqlite3.connect(site["db"])
+        db = LedgerDB(site["db"], mode="read")
         try:
-            return db.execute("SELECT ack FROM terminals WHERE tid = 'T0001'").fetchone()[0]
+            return db._db.execute("SELECT ack FROM terminals WHERE tid = 'T0001'").fetchone()[0]
         finally:
             db.close()
 
@@ -402,6 +415,7 @@ def test_a_server_without_the_bdk_cannot_make_the_terminal_drop_sales(tmp_path):
 
 
 def test_connections_from_one_address_are_capped(site):
+    http_only(site)
     from tools.host.backend import MAX_CONNECTIONS_PER_SOURCE
 
     context = ssl.create_default_context(cafile=site["certs"] + "/ca.pem")

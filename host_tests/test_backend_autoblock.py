@@ -49,8 +49,9 @@ def _blocked_card(terminal):
 
 
 @pytest.fixture()
-def db(tmp_path):
-    db = LedgerDB(str(tmp_path / "backend.db"), BDK)
+def db(ledger_at):
+    """A ledger with T0001 registered, on each store in turn (SQLite, PostgreSQL)."""
+    db = LedgerDB(ledger_at, BDK)
     db.add_terminal("T0001", IK_ID, MERCHANTS)
     yield db
     db.close()
@@ -119,8 +120,8 @@ def test_a_rejected_block_stays_off_the_list_and_a_lift_is_reported(db):
     assert "on terminal T0001 by supervisor 9" in out.getvalue()
 
 
-def test_the_cli_sets_the_policy_and_reviews(tmp_path):
-    path = str(tmp_path / "ledger.db")
+def test_the_cli_sets_the_policy_and_reviews(ledger_at):
+    path = ledger_at
     db = LedgerDB(path, BDK)
     db.add_terminal("T0001", IK_ID, MERCHANTS)
     terminal = Terminal()

@@ -4,7 +4,6 @@ both generations opened, the generation installed by the first request signed wi
 and `keys status` naming the terminals still on the old BDK."""
 
 import json
-import os
 import struct
 import zlib
 
@@ -42,14 +41,14 @@ def frame_of(dukpt, record):
     return counter, head + struct.pack("<I", zlib.crc32(head))
 
 
-def ledger(tmp_path, keyring):
-    db = LedgerDB(str(tmp_path / "backend.db"), keyring)
+def ledger(where, keyring):
+    db = LedgerDB(where, keyring)
     db.add_terminal("T0001", IK_ID, MERCHANTS)
     return db
 
 
-def test_a_rotation_document_carries_the_new_keys_for_this_terminal_only(tmp_path):
-    db = ledger(tmp_path, Keyring([BDK, NEW_BDK]))
+def test_a_rotation_document_carries_the_new_keys_for_this_terminal_only(ledger_at):
+    db = ledger(ledger_at, Keyring([BDK, NEW_BDK]))
     db.add_terminal("T0002", bytes.fromhex("b1b2b3b4b5b6b7b8"), MERCHANTS)
     ((tid, generation, new_ik_id), _) = db.rotate_keys(NEW_BDK)
     assert tid == "T0001" and generation == 1 and new_ik_id[:4] == bdk_id(NEW_BDK)
@@ -84,8 +83,8 @@ def test_a_rotation_document_carries_the_new_keys_for_this_terminal_only(tmp_pat
     db.close()
 
 
-def test_records_of_both_generations_open_and_the_first_new_request_installs(tmp_path):
-    db = ledger(tmp_path, Keyring([BDK, NEW_BDK]))
+def test_records_of_both_generations_open_and_the_first_new_request_installs(ledger_at):
+    db = ledger(ledger_at, Keyring([BDK, NEW_BDK]))
     terminal = Terminal()
     terminal.book(SALE, 1, 1000)
     terminal.book(SALE, 2, 2000)
@@ -126,8 +125,8 @@ def test_records_of_both_generations_open_and_the_first_new_request_installs(tmp
     db.close()
 
 
-def test_keys_rotate_and_status_on_the_command_line(tmp_path):
-    path = str(tmp_path / "ledger.db")
+def test_keys_rotate_and_status_on_the_command_line(tmp_path, ledger_at):
+    path = ledger_at
     db = LedgerDB(path, BDK)
     db.add_terminal("T0001", IK_ID, MERCHANTS)
     db.add_terminal("T0002", bytes.fromhex("b1b2b3b4b5b6b7b8"), MERCHANTS)
@@ -157,4 +156,3 @@ def test_keys_rotate_and_status_on_the_command_line(tmp_path):
     assert "STILL ON AN OLD BDK" in lines["T0001"] and "STILL ON AN OLD BDK" in lines["T0002"]
     shown = json.loads(backend("keys", "status", "--db", path, "--json").stdout)
     assert [t["offered"] for t in shown["terminals"]] == [1, 0]
-    assert os.path.exists(path)

@@ -1,5 +1,6 @@
-"""`tools/backend serve --workers 2`: two worker processes over one SQLite ledger store a
-terminal's batch once, whichever worker each copy reaches and however the copies race."""
+"""`tools/backend serve --workers 2`: two worker processes over one ledger (SQLite, then
+PostgreSQL) store a terminal's batch once, whichever worker each copy reaches and however
+the copies race."""
 
 import json
 import os
@@ -22,10 +23,10 @@ from tools.host.linkclient import TerminalSigner  # noqa: E402
 COPIES = 8  # the batch and its retries, sent at once
 
 
-def test_two_workers_store_racing_copies_of_a_batch_once(tmp_path):
+def test_two_workers_store_racing_copies_of_a_batch_once(tmp_path, ledger_at):
     make_certs(str(tmp_path))
     (tmp_path / "bdk.key").write_text(BDK.hex())
-    db_path = str(tmp_path / "ledger.db")
+    db_path = ledger_at
     db = LedgerDB(db_path)
     db.add_terminal("T0001", IK_ID)
     db.close()

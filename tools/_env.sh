@@ -42,6 +42,22 @@ need_apt() {
   command -v "$1" >/dev/null 2>&1 || { _say "could not install $2 (for $1)"; return 1; }
 }
 
+need_postgresql() {
+  # Debian's PostgreSQL server for the back end's tests and benchmarks (tools/host/pgserver.py
+  # runs its own server from these binaries). An install cut short leaves dpkg half done
+  # (files unpacked, the postgres user not made): dpkg --configure -a finishes it first.
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  if [ "$(dpkg-query -W -f='${Status}' postgresql 2>/dev/null)" = "install ok installed" ] &&
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && id postgres >/dev/null 2>&1; then
+    return 0
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo dpkg --configure -a >/dev/null 2>&1 || true
+  apt_install postgresql || true
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && id postgres >/dev/null 2>&1 ||
+    { _say "could not install postgresql (for the back end's PostgreSQL tests)"; return 1; }
+}
+
 _venv_stamp() {
   # The stamp of a complete .venv (16 hex digits), or nothing for an incomplete one.
   local stamp

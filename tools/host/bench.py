@@ -7,8 +7,9 @@ queue   flash cost and speed of the whole sale (queue + state log, through the r
         the partition that wears first, and sale/append/recover times on the MicroPython unix
         port against a naive LittleFS-file baseline measured in the same run.
 sale    heap allocated and time taken by one sale through the terminal on MicroPython.
-ingest  records per second one back-end process ingests in process (no HTTP) on SQLite from
-        20 terminals' full batches, key derivation per record, the COMMIT per batch.
+ingest  records per second one back-end process ingests in process (no HTTP) on SQLite and
+        on PostgreSQL from 20 terminals' full batches, key derivation per record, the
+        COMMIT per batch.
 blacklist  bytes per entry and lookup time of a 10,000-card blacklist on MicroPython.
 heap    the lowest app heap at which the firmware gets through a scripted busy day in the
         simulator on five fresh terminals, offline and with the back end, and the margin
@@ -309,14 +310,17 @@ def ingest_frames(bdk, ik_id, count):
 
 def ingest(terminals=20, batches=12, batch_records=41, runs=3):
     """Records per second one back-end process ingests in process (no HTTP, no TLS): full
-    terminal batches (2 KiB, 41 records) from `terminals` terminals in turn, on SQLite; the
-    key derivation alone over the same records in the same order; the durable COMMIT's
-    cost. The median of `runs` runs, each on a new ledger."""
+    terminal batches (2 KiB, 41 records) from `terminals` terminals in turn, on SQLite and
+    on PostgreSQL (a server of the bench's own on loopback, tools/host/pgserver.py); the key
+    derivation alone over the same records in the same order; the durable COMMIT's cost.
+    The median of `runs` runs, each on a new ledger. SQLite's lines keep their old names;
+    PostgreSQL's say `ingest_pg_`."""
     import statistics
     import time
 
     from tools.host.backend import LedgerDB
     from tools.host.backend.ingest import KeyDeriver
+    from tools.host.pgserver import PostgresServer
 
     bdk = bytes(range(16))
     fleet = []
@@ -330,33 +334,56 @@ def ingest(terminals=20, batches=12, batch_records=41, runs=3):
             chosen = frames[batch * batch_records : (batch + 1) * batch_records]
             work.append((tid, ik_id, chosen))
     records = terminals * batches * batch_records
-    rates, cpu_rates, derives, commits = [], [], [], []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as scratch:
-            db = LedgerDB(os.path.join(scratch, "ingest.db"), bdk)
+
+    def measure(new_ledger, server_cpu=lambda: 0.0):
+        rates, cpu_rates, commits, server_us = [], [], [], []
+        for _ in range(runs):
+            db = LedgerDB(new_ledger(), bdk)
             for tid, ik_id, _ in fleet:
                 db.add_terminal(tid, ik_id)
-            started, cpu = time.perf_counter(), time.process_time()
+            before_s, before = db.commit_seconds, db.commits
+            started, cpu, server = time.perf_counter(), time.process_time(), server_cpu()
             for tid, _, chosen in work:
                 result = db.ingest(tid, b"".join(frame for _, frame in chosen))
                 assert result["stored"] == len(chosen), result
             rates.append(records / (time.perf_counter() - started))
-            cpu_rates.append(records / (time.process_time() - cpu))
-            commits.append(db.commit_seconds / db.commits * 1000)
+            server = server_cpu() - server
+            cpu_rates.append(records / (time.process_time() - cpu + server))
+            server_us.append(server / records * 1e6)
+            commits.append((db.commit_seconds - before_s) / (db.commits - before) * 1000)
             db.close()
+        figures = (rates, cpu_rates, commits, server_us)
+        return [statistics.median(figure) for figure in figures]
+
+    derives = []
+    for _ in range(runs):
         deriver = KeyDeriver(bdk)
         started = time.perf_counter()
         for _, ik_id, chosen in work:
             for counter, _ in chosen:
                 deriver.keys(ik_id, counter)
         derives.append((time.perf_counter() - started) / records * 1e6)
+    with tempfile.TemporaryDirectory() as scratch:
+        made = []
+
+        def sqlite_ledger():
+            made.append(os.path.join(scratch, "ingest%d.db" % len(made)))
+            return made[-1]
+
+        sqlite = measure(sqlite_ledger)
+    with PostgresServer() as server:
+        postgres = measure(server.new_database, server.cpu_seconds)
     line("ingest_records", records, "records")
     line("ingest_batch_records", batch_records, "records")
-    line("ingest_records_per_s", "%.0f" % statistics.median(rates), "records/s")
-    # CPU time only: what one core does when the disk's fsync is not the bottleneck.
-    line("ingest_records_per_cpu_s", "%.0f" % statistics.median(cpu_rates), "records/s")
     line("derive_us_per_record", "%.1f" % statistics.median(derives), "us")
-    line("commit_ms_per_batch", "%.2f" % statistics.median(commits), "ms")
+    for store, (rate, cpu_rate, commit, _) in (("", sqlite), ("_pg", postgres)):
+        line("ingest%s_records_per_s" % store, "%.0f" % rate, "records/s")
+        # CPU seconds, the back end's process and (PostgreSQL) the database server's
+        # together: what one core does when the disk's fsync is not the bottleneck.
+        line("ingest%s_records_per_cpu_s" % store, "%.0f" % cpu_rate, "records/s")
+        line("commit%s_ms_per_batch" % store, "%.2f" % commit, "ms")
+    # The database server's share alone: what sizes the database host.
+    line("ingest_pg_server_cpu_us_per_record", "%.0f" % postgres[3], "us")
 
 
 def backend_auth(rounds=2000):
@@ -442,6 +469,12 @@ def main(argv):
         choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update"],
         help="which benchmark to run",
     )
+    parser.add_argument(
+        "--batch-records",
+        type=int,
+        default=41,
+        help="ingest: records a batch (41: a full 2 KiB batch; 10: the terminal's usual)",
+    )
     args = parser.parse_args(argv)
     if args.suite == "queue":
         queue_speed(queue_wear())
@@ -456,7 +489,7 @@ def main(argv):
         backend_auth()
         uplink_load()
     elif args.suite == "ingest":
-        ingest()
+        ingest(batch_records=args.batch_records)
     elif args.suite == "blacklist":
         blacklist()
     elif args.suite == "update":

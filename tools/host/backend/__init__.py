@@ -2,7 +2,9 @@
 
 api.py        the HTTP API (FastAPI), authentication as a dependency, the bounds
 auth.py       request signatures and the reply tag (pos.uplink)
-storage.py    the SQLite ledger: schema, connections, transactions, terminals
+storage.py    the storage interface, migrations (migrations/NNNN_*.sql), terminals
+sqlite_store.py    SQLite (a file, the embedded default)
+postgres_store.py  PostgreSQL (psycopg 3 and its pool: several processes and hosts)
 ingest.py     frames, DUKPT keys, tags, exactly-once storage and quarantine
 documents.py  the downlink: config, blacklist, commands; fault logs
 reports.py    per-merchant reports, built and printed
@@ -38,6 +40,7 @@ from tools.host.backend.errors import (  # noqa: E402
 )
 from tools.host.backend.ledger import LedgerDB  # noqa: E402
 from tools.host.backend.server import ROOT, Server, make_certs  # noqa: E402
+from tools.host.backend.storage import StoreUnavailable  # noqa: E402
 
 __all__ = [
     "BODY_TIMEOUT_S",
@@ -55,6 +58,7 @@ __all__ = [
     "RegistrationError",
     "Server",
     "StaleRequest",
+    "StoreUnavailable",
     "cmac",
     "make_app",
     "make_certs",

@@ -56,6 +56,7 @@ def make_app(db, docs=False):
     from starlette.concurrency import run_in_threadpool
 
     from tools.host.backend.auth import EMPTY_BODY_HASH, AuthError, Caller, StaleRequest
+    from tools.host.backend.storage import StoreUnavailable
 
     class BatchReply(BaseModel):
         ack: int
@@ -127,6 +128,17 @@ def make_app(db, docs=False):
         openapi_url="/openapi.json" if docs else None,
     )
 
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(request, exc):
+        # The database is restarting or out of reach: nothing was stored by this request,
+        # and the terminal keeps its records and sends them again.
+        return Response(
+            json.dumps({"detail": "the ledger is unavailable; send again later"}),
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(StaleRequest)
     async def stale(request, exc):
         # A replay, a terminal whose counter fell behind, or a copy of a request that another
@@ -194,8 +206,7 @@ def make_app(db, docs=False):
 
         def work():
             result = db.ingest(tid, body, who, status)
-            result.update(db.versions(tid))
-            result["blacklist_whole"] = db.blacklist_whole(tid)
+            result.update(db.offer(tid))
             return result
 
         try:
@@ -219,9 +230,8 @@ def make_app(db, docs=False):
         status = request.headers.get("x-onetill-status", "")
 
         def work():
-            result = db.poll(tid, who, status)
-            result["blacklist_whole"] = db.blacklist_whole(tid)
-            return result
+            db.poll(tid, who, status)
+            return db.offer(tid)
 
         try:
             result = await run_in_threadpool(work)
@@ -326,7 +336,8 @@ ENV_DOCS = "ONETILL_BACKEND_DOCS"
 
 def app_from_environment():
     """The app of one worker process of `serve --workers N` (uvicorn's factory): its own
-    LedgerDB over the shared ledger, the BDK read from its file."""
+    LedgerDB over the shared ledger (SQLite file or PostgreSQL URL), the BDK read from its
+    file."""
     import os
 
     from tools.host.backend.cli import read_bdk

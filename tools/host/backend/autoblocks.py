@@ -46,7 +46,11 @@ class AutoBlockMixin:
             raise DownlinkError("auto_block policy is propagate or review, not %s" % policy)
 
         def store(db):
-            db.execute("INSERT OR REPLACE INTO settings VALUES ('auto_block', ?)", (policy,))
+            db.execute(
+                "INSERT INTO settings (name, value) VALUES ('auto_block', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (policy,),
+            )
 
         self._transaction(store)
 
@@ -68,8 +72,8 @@ class AutoBlockMixin:
                 if version is None:
                     version = self._next(db, "blacklist")
                 db.execute(
-                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT(token) DO UPDATE "
-                    "SET added = excluded.added, removed = NULL WHERE removed IS NOT NULL",
+                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT (token) DO UPDATE SET "
+                    "added = excluded.added, removed = NULL WHERE blacklist.removed IS NOT NULL",
                     (token, version),
                 )
                 listed = version
@@ -77,7 +81,8 @@ class AutoBlockMixin:
             elif not lifted:
                 status = "waiting for review"
             db.execute(
-                "INSERT OR IGNORE INTO auto_blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO auto_blocks VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (tid, counter) DO NOTHING",
                 (tid, counter, token, lifted, status, listed, now if listed else None),
             )
 
@@ -101,8 +106,8 @@ class AutoBlockMixin:
             version = self._next(db, "blacklist") if accept else None
             for token in accept:
                 db.execute(
-                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT(token) DO UPDATE "
-                    "SET added = excluded.added, removed = NULL WHERE removed IS NOT NULL",
+                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT (token) DO UPDATE SET "
+                    "added = excluded.added, removed = NULL WHERE blacklist.removed IS NOT NULL",
                     (bytes(token), version),
                 )
             for tokens, status in ((accept, "accepted"), (reject, "rejected")):
@@ -120,10 +125,15 @@ class AutoBlockMixin:
         """Every automatic block (and lift) with its evidence, oldest first."""
         db = self._db
         out = []
-        for tid, counter, token, lifted, status, listed in db.execute(
-            "SELECT tid, counter, token, lifted, status, blacklist_version FROM auto_blocks "
-            "ORDER BY rowid"
-        ):
+        # Oldest first: by when the BLOCK record was stored, then terminal and counter, the
+        # same on every store (no insertion order to read on PostgreSQL, as SQLite's rowid).
+        blocks = db.execute(
+            "SELECT a.tid, a.counter, a.token, a.lifted, a.status, a.blacklist_version, "
+            "r.received FROM auto_blocks a LEFT JOIN records r "
+            "ON r.tid = a.tid AND r.counter = a.counter"
+        ).fetchall()
+        blocks.sort(key=lambda b: (b[6] or 0, b[0], b[1]))
+        for tid, counter, token, lifted, status, listed, _ in blocks:
             row = db.execute(
                 "SELECT time, merchant, cashier, amount_minor, reference, last_four FROM records"
                 " WHERE tid = ? AND counter = ?",

@@ -1,4 +1,4 @@
-"""tools/backend: the OneTill back end: FastAPI over TLS, SQLite, per-merchant reports.
+"""tools/backend: the OneTill back end: FastAPI over TLS, SQLite or PostgreSQL, reports.
 
     tools/backend certs --out DIR
     tools/backend terminals add --db FILE --tid T0001 --ik-id HEX [--merchants merchants.json]
@@ -11,6 +11,9 @@
     tools/backend command --db FILE --terminal TID settle|faultlog
     tools/backend keys rotate --db FILE --bdk-file NEW.key [--terminals all|TID,...]
     tools/backend keys status --db FILE [--json]
+
+--db is an SQLite file (ledger.db) or a PostgreSQL URL (postgresql://user@host/db); the
+schema's migrations are applied when a command that writes opens it.
 
 The BDK is read from a key file (32 hex digits) that only the back end's user can read
 (chmod 600); it is never stored in the database. The downlink (config, blacklist, commands)
@@ -39,6 +42,7 @@ from tools.host.backend.keyring import read_keyring
 from tools.host.backend.ledger import LedgerDB
 from tools.host.backend.reports import print_alerts, print_report
 from tools.host.backend.server import make_certs
+from tools.host.backend.storage import is_url
 
 
 def read_bdk(paths):
@@ -269,7 +273,7 @@ def serve_command(args):
     db.close()
     os.environ.update(
         {
-            api.ENV_DB: os.path.abspath(args.db),
+            api.ENV_DB: args.db if is_url(args.db) else os.path.abspath(args.db),
             api.ENV_BDK_FILE: os.pathsep.join(os.path.abspath(p) for p in args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
         }

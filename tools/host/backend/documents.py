@@ -9,6 +9,7 @@ from binascii import unhexlify
 
 from pos.downlink import BLACKLIST, CONFIG, MAX_PLAIN, derive_downlink_key, seal_document
 from tools.host.backend.errors import DownlinkError, IngestError
+from tools.host.backend.storage import by_terminal
 
 MAX_FAULT_LOGS_PER_TERMINAL = 16
 COMMANDS = ("settle", "faultlog")
@@ -21,7 +22,7 @@ class DocumentsMixin:
     """LedgerDB's downlink."""
 
     def poll(self, tid, caller, status):
-        """An authenticated poll: its counter taken and its heartbeat kept; the versions."""
+        """An authenticated poll: its counter taken and its heartbeat kept."""
 
         def work(db):
             self._take(db, caller)
@@ -30,7 +31,6 @@ class DocumentsMixin:
 
         self._terminal(tid)
         self._transaction(work)
-        return self.versions(tid)
 
     def set_config(self, tid, doc):
         """Store a new config for a terminal ({"merchants": ..., "cashiers": ...}, as the
@@ -44,6 +44,7 @@ class DocumentsMixin:
             raise DownlinkError('a config is {"merchants": {...}, "cashiers": {...}}')
 
         def store(db):
+            self._lock_terminal(db, tid)  # one new version at a time, from any worker
             row = db.execute("SELECT MAX(version) FROM configs WHERE tid = ?", (tid,)).fetchone()
             version = (row[0] or 0) + 1
             pushed = {
@@ -65,10 +66,7 @@ class DocumentsMixin:
                 (tid, version, payload, int(time.time())),
             )
             for merchant in merchants:
-                db.execute(
-                    "INSERT OR REPLACE INTO merchants VALUES (?, ?, ?, ?)",
-                    (tid, merchant.number, merchant.merchant_id, merchant.name),
-                )
+                self._name_merchant(db, tid, merchant.number, merchant.merchant_id, merchant.name)
             return version
 
         return self._transaction(store)
@@ -86,8 +84,8 @@ class DocumentsMixin:
             version = self._next(db, "blacklist")
             for token in add:
                 db.execute(
-                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT(token) DO UPDATE SET "
-                    "added = excluded.added, removed = NULL WHERE removed IS NOT NULL",
+                    "INSERT INTO blacklist VALUES (?, ?, NULL) ON CONFLICT (token) DO UPDATE SET "
+                    "added = excluded.added, removed = NULL WHERE blacklist.removed IS NOT NULL",
                     (bytes(token), version),
                 )
             for token in remove:
@@ -106,6 +104,7 @@ class DocumentsMixin:
         self._terminal(tid)
 
         def store(db):
+            self._lock_terminal(db, tid)
             row = db.execute("SELECT MAX(id) FROM commands WHERE tid = ?", (tid,)).fetchone()
             number = (row[0] or 0) + 1
             db.execute(
@@ -115,25 +114,48 @@ class DocumentsMixin:
 
         return self._transaction(store)
 
+    def _lock_terminal(self, db, tid):
+        """Hold the terminal's row until the transaction ends (PostgreSQL; SQLite's write
+        transaction holds the whole ledger already)."""
+        db.execute("SELECT tid FROM terminals WHERE tid = ?" + self._store.for_update, (tid,))
+
     @staticmethod
     def _next(db, name):
-        db.execute("INSERT OR IGNORE INTO counters VALUES (?, 0)", (name,))
+        db.execute("INSERT INTO counters VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
         db.execute("UPDATE counters SET value = value + 1 WHERE name = ?", (name,))
         return db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
 
     def versions(self, tid):
         """{"config", "blacklist", "commands"}: the newest of each the terminal can fetch."""
-        self._terminal(tid)
-        db = self._db
-        config = db.execute("SELECT MAX(version) FROM configs WHERE tid = ?", (tid,)).fetchone()
-        listed = db.execute("SELECT value FROM counters WHERE name = 'blacklist'").fetchone()
-        command = db.execute("SELECT MAX(id) FROM commands WHERE tid = ?", (tid,)).fetchone()
-        return {
-            "config": config[0] or 0,
-            "blacklist": listed[0] if listed else 0,
-            "commands": command[0] or 0,
-            "keys": self.keys_version(tid),
+        return self._versions_and_status(tid)[0]
+
+    def offer(self, tid):
+        """What a batch reply or a poll tells the terminal: versions and blacklist_whole,
+        read in one statement (every reply carries them)."""
+        versions, status = self._versions_and_status(tid)
+        versions["blacklist_whole"] = self._whole(versions["blacklist"], status)
+        return versions
+
+    def _versions_and_status(self, tid):
+        row = self._db.execute(
+            "SELECT (SELECT MAX(version) FROM configs WHERE tid = ?), "
+            "(SELECT value FROM counters WHERE name = 'blacklist'), "
+            "(SELECT MAX(id) FROM commands WHERE tid = ?), "
+            "(SELECT status FROM heartbeats WHERE tid = ?), "
+            # keys: the newest generation offered and not installed (rotation.py)
+            "(SELECT MAX(generation) FROM key_generations WHERE tid = ? AND installed IS NULL) "
+            "FROM terminals WHERE tid = ?",
+            (tid,) * 5,
+        ).fetchone()
+        if row is None:
+            raise IngestError("unknown terminal %s" % tid)
+        versions = {
+            "config": row[0] or 0,
+            "blacklist": row[1] or 0,
+            "commands": row[2] or 0,
+            "keys": row[4] or 0,
         }
+        return versions, row[3]
 
     def document(self, tid, kind, since):
         """(version, payload) of the newest document of a kind for a terminal, from `since`
@@ -200,11 +222,13 @@ class DocumentsMixin:
     def blacklist_whole(self, tid):
         """Whether the terminal says it has the newest list but its digest (bld= in its
         heartbeat) is another: then it is offered the whole list again."""
-        newest = self.versions(tid)["blacklist"]
-        row = self._db.execute("SELECT status FROM heartbeats WHERE tid = ?", (tid,)).fetchone()
-        if not newest or row is None:
+        versions, status = self._versions_and_status(tid)
+        return self._whole(versions["blacklist"], status)
+
+    def _whole(self, newest, status):
+        if not newest or status is None:
             return False
-        fields = dict(p.split("=", 1) for p in row[0].split(";") if "=" in p)
+        fields = dict(p.split("=", 1) for p in status.split(";") if "=" in p)
         if fields.get("bl") != str(newest) or len(fields.get("bld", "")) != 8:
             return False
         return fields["bld"] != self.blacklist_digest(newest)
@@ -230,16 +254,19 @@ class DocumentsMixin:
 
         def work(db):
             self._take(db, caller)
-            count = db.execute("SELECT COUNT(*) FROM faults WHERE tid = ?", (tid,)).fetchone()
-            if count[0] >= MAX_FAULT_LOGS_PER_TERMINAL:
+            self._lock_terminal(db, tid)
+            count, last = db.execute(
+                "SELECT COUNT(*), MAX(seq) FROM faults WHERE tid = ?", (tid,)
+            ).fetchone()
+            if count >= MAX_FAULT_LOGS_PER_TERMINAL:
                 db.execute(
                     "UPDATE terminals SET faults_dropped = faults_dropped + 1 WHERE tid = ?",
                     (tid,),
                 )
                 return
             db.execute(
-                "INSERT INTO faults VALUES (?, ?, ?)",
-                (tid, text[:MAX_FAULT_LOG_BYTES], int(time.time())),
+                "INSERT INTO faults (tid, text, received, seq) VALUES (?, ?, ?, ?)",
+                (tid, text[:MAX_FAULT_LOG_BYTES], int(time.time()), (last or 0) + 1),
             )
 
         self._transaction(work)
@@ -250,7 +277,7 @@ class DocumentsMixin:
         db = self._db
         beats = self.heartbeats()
         out = {}
-        for (tid,) in db.execute("SELECT tid FROM terminals ORDER BY tid").fetchall():
+        for (tid,) in by_terminal(db.execute("SELECT tid FROM terminals").fetchall()):
             status = beats.get(tid, {}).get("status", {})
             taken = int(status.get("cmd", 0) or 0)
             commands = [
@@ -260,7 +287,7 @@ class DocumentsMixin:
                 )
             ]
             fault = db.execute(
-                "SELECT text FROM faults WHERE tid = ? ORDER BY rowid DESC LIMIT 1", (tid,)
+                "SELECT text FROM faults WHERE tid = ? ORDER BY seq DESC LIMIT 1", (tid,)
             ).fetchone()
             out[tid] = {
                 "offered": self.versions(tid),

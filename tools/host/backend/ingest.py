@@ -142,22 +142,31 @@ def open_sealed(body, data_key, mac_key):
 
 class _Batch:
     """One batch's transaction: its terminal, whether the terminal is held (suspected of
-    being cloned), and what is stored already under the batch's counters, read in two
-    queries rather than two a record; the records to insert at the end."""
+    being cloned), what is stored already under the batch's counters and the highest
+    counter stored, read in one statement rather than two a record (each statement is a
+    round trip to a PostgreSQL server); the records to insert at the end."""
+
+    _QUERY = (
+        "SELECT 0, counter, frame FROM records WHERE tid = ? AND counter BETWEEN ? AND ? "
+        "UNION ALL SELECT 1, counter, frame FROM quarantine "
+        "WHERE tid = ? AND counter BETWEEN ? AND ? "
+        "UNION ALL SELECT 2, MAX(counter), NULL FROM records WHERE tid = ?"
+    )
 
     def __init__(self, db, tid, ik_ids, held, now, frames):
         self.db, self.tid, self.ik_ids, self.held, self.now = db, tid, ik_ids, held, now
         self.rows = []
         self.stored, self.kept = {}, set()
+        self.top = 0
         if frames:
             span = (tid, frames[0][0], frames[-1][0])
-            where = " WHERE tid = ? AND counter BETWEEN ? AND ?"
-            for counter, frame in db.execute("SELECT counter, frame FROM records" + where, span):
-                self.stored[counter] = bytes(frame)
-            for counter, frame in db.execute(
-                "SELECT counter, frame FROM quarantine" + where, span
-            ):
-                self.kept.add((counter, bytes(frame)))
+            for source, counter, frame in db.execute(self._QUERY, span + span + (tid,)):
+                if source == 0:
+                    self.stored[counter] = bytes(frame)
+                elif source == 1:
+                    self.kept.add((counter, bytes(frame)))
+                else:
+                    self.top = counter or 0
 
 
 class IngestMixin:
@@ -182,47 +191,57 @@ class IngestMixin:
             raise IngestError("the back end has no BDK loaded")
         if len(body) > MAX_BATCH_BYTES:
             raise IngestError("batch larger than %d bytes" % MAX_BATCH_BYTES)
-        db = self._db
-        result = {"stored": 0, "duplicates": 0, "quarantined": 0, "refused": 0, "forged": 0}
         now = int(time.time())
         # Exactly-once comes from the database, not from a lock here: the batch is one write
-        # transaction (IMMEDIATE: the write lock from its first read, so two workers, or two
-        # processes, racing with the same batch see each other's records whole or not at
-        # all), records are keyed (tid, counter), and the ack moves in the same transaction.
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        # transaction that locks its terminal first (SQLite: BEGIN IMMEDIATE, the ledger's
+        # write lock; PostgreSQL: the terminal's row, FOR UPDATE), so two workers, processes
+        # or hosts racing with the same batch see each other's records whole or not at all;
+        # records are keyed (tid, counter), and the ack moves in the same transaction.
+        lock = self._store.for_update
+        # The frames, parsed before the transaction (no lock held meanwhile): not a frame,
+        # or a counter not above the one before it, ends the batch there.
+        parsed, cut = [], False
+        offset = previous = 0
+        while offset < len(body):
+            frame = _frame_at(body, offset)
+            counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
+            if frame is None or counter <= previous:
+                cut = True
+                break
+            offset += len(frame)
+            previous = counter
+            parsed.append((counter, frame))
+
+        def work(db):
+            result = {"stored": 0, "duplicates": 0, "quarantined": 0, "refused": 0, "forged": 0}
             row = db.execute(
-                "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?", (tid,)
+                "SELECT ik_id, ack, suspected FROM terminals WHERE tid = ?" + lock, (tid,)
             ).fetchone()
             if row is None:
                 raise IngestError("unknown terminal %s" % tid)
             self._take(db, caller)
             ack = row[1]
             # Every IK ID the terminal has had or been offered: a record opens with its own.
+            # Read after _take: a request signed with an offered key installs it there.
             ik_ids = self.key_candidates(
                 db,
                 tid,
                 db.execute("SELECT ik_id FROM terminals WHERE tid = ?", (tid,)).fetchone()[0],
             )
-            top = db.execute("SELECT MAX(counter) FROM records WHERE tid = ?", (tid,))
-            known = max(ack, top.fetchone()[0] or 0)
-            frames = []
-            offset = previous = 0
-            while offset < len(body):
-                frame = _frame_at(body, offset)
-                counter = struct.unpack_from(">I", frame, 1)[0] if frame else 0
-                # Not a frame, out of order, or far beyond what this terminal has used:
-                # the rest is not stored and the ack stays before it.
-                if frame is None or counter <= previous or counter > known + MAX_COUNTER_JUMP:
+            frames = list(parsed)
+            result["refused"] = int(cut)
+            batch = _Batch(db, tid, ik_ids, row[2] is not None, now, frames)
+            # Far beyond what this terminal has used: from there on nothing is stored and
+            # the ack stays before it.
+            known = max(ack, batch.top)
+            for index, (counter, _) in enumerate(frames):
+                if counter > known + MAX_COUNTER_JUMP:
+                    del frames[index:]
                     result["refused"] = 1
                     break
-                offset += len(frame)
-                previous = counter
-                frames.append((counter, frame))
-            batch = _Batch(db, tid, ik_ids, row[2] is not None, now, frames)
             dealt = ack
             for counter, frame in frames:
-                outcome = self._store(batch, counter, frame)
+                outcome = self._store_record(batch, counter, frame)
                 if outcome == "dropped":  # a forged frame the quarantine has no room for
                     result["refused"] = 1
                     break
@@ -241,18 +260,12 @@ class IngestMixin:
                 db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))
             if caller is not None and status:
                 self._beat(db, tid, status, now)
-            committing = time.perf_counter()
-            db.execute("COMMIT")
-            # What the durable commit costs (tools/bench ingest reads it).
-            self.commit_seconds += time.perf_counter() - committing
-            self.commits += 1
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        result["ack"] = dealt
-        return result
+            result["ack"] = dealt
+            return result
 
-    def _store(self, batch, counter, frame):
+        return self._transaction(work)
+
+    def _store_record(self, batch, counter, frame):
         """stored, duplicates (this very frame is here already, as money or in quarantine),
         quarantined (a tag that checks: a different record under a stored counter, which
         marks the terminal suspected of being cloned, or any record of a suspected

@@ -1,5 +1,6 @@
-"""The back end's ledger: SQLite (WAL) storage of terminals, their sealed records and the
-per-merchant totals, and the ingest rule that stores every record exactly once.
+"""The back end's ledger: storage (SQLite or PostgreSQL, storage.py) of terminals, their
+sealed records and the per-merchant totals, and the ingest rule that stores every record
+exactly once.
 
 Ingest takes a batch exactly as the terminal's queue stores it (frames of length byte, body,
 CRC-32), checks each frame's CRC, rebuilds the record's keys from the BDK, the terminal's IK
@@ -18,8 +19,8 @@ Every request of a terminal is authenticated (pos.uplink: a request key derived 
 BDK and the terminal's IK ID, a counter above the last one seen, the body's hash, the
 heartbeat): authenticate() checks a request before its body is read, and the counter is
 taken in the same transaction as what the request changes, so a replay changes nothing.
-One SQLite connection per thread (WAL: readers do not wait; writers queue in SQLite), so
-the back end checks requests in parallel and holds no lock of its own.
+The back end holds no lock of its own: SQLite queues writers (one connection per thread,
+WAL: readers do not wait); PostgreSQL locks the terminal's row for its batch.
 """
 
 from tools.host.backend.auth import AuthMixin
@@ -28,7 +29,7 @@ from tools.host.backend.documents import DocumentsMixin
 from tools.host.backend.ingest import IngestMixin
 from tools.host.backend.reports import ReportsMixin
 from tools.host.backend.rotation import RotationMixin
-from tools.host.backend.storage import SQLiteStorage
+from tools.host.backend.storage import Storage
 
 
 class LedgerDB(
@@ -38,7 +39,8 @@ class LedgerDB(
     RotationMixin,
     ReportsMixin,
     AuthMixin,
-    SQLiteStorage,
+    Storage,
 ):
     """The ledger the API, the CLI and the tools use: storage, auth, ingest, downlink and
-    reports, one module each."""
+    reports, one module each, over the store `--db` names (an SQLite file or a
+    postgresql:// URL)."""

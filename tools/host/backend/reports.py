@@ -43,7 +43,9 @@ class ReportsMixin:
             "SELECT tid, merchant, counter, kind, method, amount_minor, currency, token,"
             " last_four, reference, flags FROM records"
         )
-        rows = db.execute(query + " ORDER BY tid, merchant, counter").fetchall()
+        # Ordered here, not by the database: text order is the database's collation, and
+        # the report must be the same on every store (Python orders by code point).
+        rows = sorted(db.execute(query).fetchall(), key=lambda row: row[:3])
         merchants = {}
         for row in rows:
             tid, number, counter, kind, method, amount, currency, token, last_four = row[:9]

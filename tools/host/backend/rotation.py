@@ -25,6 +25,7 @@ from pos.dukpt import derive_initial_key
 from pos.keyrot import KIND, derive_kek, pack_payload
 from tools.host.backend.errors import DownlinkError, IngestError
 from tools.host.backend.keyring import bdk_id
+from tools.host.backend.storage import by_terminal
 
 
 def mark_installed(db, caller):
@@ -46,7 +47,7 @@ class RotationMixin:
         [(tid, generation, IK ID)]. A terminal whose key is from that BDK already, or
         offered one from it, is left as it is."""
         ident = bdk_id(new_bdk)
-        known = [row[0] for row in self._db.execute("SELECT tid FROM terminals ORDER BY tid")]
+        known = sorted(row[0] for row in self._db.execute("SELECT tid FROM terminals"))
         if terminals is None:
             terminals = [tid for tid in known if "@" not in tid]
         for tid in terminals:
@@ -61,7 +62,8 @@ class RotationMixin:
                     "SELECT ik_id, registered FROM terminals WHERE tid = ?", (tid,)
                 ).fetchone()
                 db.execute(
-                    "INSERT OR IGNORE INTO key_generations VALUES (?, 0, ?, ?, ?)",
+                    "INSERT INTO key_generations VALUES (?, 0, ?, ?, ?) "
+                    "ON CONFLICT (tid, generation) DO NOTHING",
                     (tid, bytes(current), registered, registered),
                 )
                 newest = db.execute(
@@ -134,9 +136,11 @@ class RotationMixin:
     def keys_report(self):
         """Per terminal: the generations offered and installed, with their BDK IDs."""
         out = {}
-        for tid, generation, ik_id, offered, installed in self._db.execute(
-            "SELECT tid, generation, ik_id, offered, installed FROM key_generations "
-            "ORDER BY tid, generation"
+        for tid, generation, ik_id, offered, installed in sorted(
+            self._db.execute(
+                "SELECT tid, generation, ik_id, offered, installed FROM key_generations"
+            ),
+            key=lambda row: (row[0], row[1]),
         ):
             entry = out.setdefault(tid, {"offered": 0, "installed": 0, "generations": []})
             entry["generations"].append(
@@ -151,7 +155,7 @@ class RotationMixin:
             entry["offered"] = max(entry["offered"], generation)
             if installed is not None:
                 entry["installed"] = max(entry["installed"], generation)
-        for tid, ik_id in self._db.execute("SELECT tid, ik_id FROM terminals ORDER BY tid"):
+        for tid, ik_id in by_terminal(self._db.execute("SELECT tid, ik_id FROM terminals")):
             entry = out.setdefault(tid, {"offered": 0, "installed": 0, "generations": []})
             entry["bdk_id"] = bytes(ik_id)[:4].hex()
         return out
@@ -162,14 +166,14 @@ class RotationMixin:
         (that of the newest generation offered to any terminal)."""
         db = self._db
         newest = db.execute(
-            "SELECT ik_id FROM key_generations WHERE generation > 0 ORDER BY offered DESC, "
-            "rowid DESC LIMIT 1"
+            "SELECT ik_id FROM key_generations WHERE generation > 0 "
+            "ORDER BY offered DESC, generation DESC LIMIT 1"
         ).fetchone()
         newest_id = bytes(newest[0])[:4].hex() if newest else None
         beats = self.heartbeats()
         keys = self.keys_report()
         terminals = []
-        for (tid,) in db.execute("SELECT tid FROM terminals ORDER BY tid").fetchall():
+        for (tid,) in by_terminal(db.execute("SELECT tid FROM terminals").fetchall()):
             if "@" in tid:
                 continue  # a retired identity (terminals add --replace)
             entry = keys.get(tid, {})

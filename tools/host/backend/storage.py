@@ -1,146 +1,160 @@
-"""The ledger's storage: one SQLite (WAL) file, its schema, one connection per thread, write
-transactions, the terminals and what they last said."""
+"""The ledger's storage behind one interface, with an implementation per database:
+SQLite (a file: `--db ledger.db`, the embedded default) and PostgreSQL (`--db
+postgresql://...`, several processes on several hosts). One schema, the numbered SQL files
+in migrations/, applied at start; the terminals and what they last said.
+
+What the rest of the back end sees of a store (sqlite_store.SQLiteStore,
+postgres_store.PostgresStore):
+
+    store.db                 runs one statement outside a transaction: .execute(sql, params)
+                             gives rows (fetchone, fetchall, iteration, rowcount)
+    store.transaction(work)  work(db) inside one write transaction, committed or rolled back
+    store.for_update         the suffix that locks a terminal's row for its transaction
+                             (SQLite: nothing, BEGIN IMMEDIATE locks the whole ledger)
+    store.close()
+
+Statements are written once, in what both databases take, with `?` for parameters (the
+PostgreSQL store turns them into `%s`). A store that cannot reach its database raises
+StoreUnavailable (the API answers 503; the terminal sends again later).
+
+Migrations are plain numbered SQL files rather than a tool such as Alembic: the back end
+speaks SQL through its drivers with no ORM to generate them from, the schema is a dozen
+tables, and each file is applied with its version row in one transaction (both databases
+roll back DDL), under a lock, so workers starting together apply it once. A new table is
+a new file, NNNN_what.sql, in the common SQL.
+"""
 
 import os
 import re
-import sqlite3
-import threading
 import time
-from urllib.parse import quote
 
 from tools.host.backend.errors import IngestError, LedgerError, RegistrationError
 from tools.host.backend.keyring import as_keyring
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS terminals (
-    tid TEXT PRIMARY KEY, ik_id BLOB NOT NULL, ack INTEGER NOT NULL DEFAULT 0,
-    registered INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS merchants (
-    tid TEXT NOT NULL, number INTEGER NOT NULL, merchant_id TEXT NOT NULL, name TEXT NOT NULL,
-    PRIMARY KEY (tid, number));
-CREATE TABLE IF NOT EXISTS records (
-    tid TEXT NOT NULL, counter INTEGER NOT NULL, kind INTEGER NOT NULL,
-    merchant INTEGER NOT NULL, method INTEGER NOT NULL, amount_minor INTEGER NOT NULL,
-    currency INTEGER NOT NULL, time INTEGER NOT NULL, receipt INTEGER NOT NULL,
-    reference INTEGER NOT NULL, cashier INTEGER NOT NULL, reason INTEGER NOT NULL,
-    flags INTEGER NOT NULL, token BLOB NOT NULL, last_four INTEGER NOT NULL,
-    frame BLOB NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (tid, counter));
-CREATE TABLE IF NOT EXISTS heartbeats (
-    tid TEXT PRIMARY KEY, status TEXT NOT NULL, received INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS quarantine (
-    tid TEXT NOT NULL, counter INTEGER NOT NULL, frame BLOB NOT NULL, reason TEXT NOT NULL,
-    received INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS configs (
-    tid TEXT NOT NULL, version INTEGER NOT NULL, payload TEXT NOT NULL, created INTEGER NOT NULL,
-    PRIMARY KEY (tid, version));
-CREATE TABLE IF NOT EXISTS blacklist (
-    token BLOB PRIMARY KEY, added INTEGER NOT NULL, removed INTEGER);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS commands (
-    tid TEXT NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL, created INTEGER NOT NULL,
-    PRIMARY KEY (tid, id));
-CREATE TABLE IF NOT EXISTS faults (
-    tid TEXT NOT NULL, text TEXT NOT NULL, received INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS key_generations (
-    tid TEXT NOT NULL, generation INTEGER NOT NULL, ik_id BLOB NOT NULL, offered INTEGER NOT NULL,
-    installed INTEGER, PRIMARY KEY (tid, generation));
-CREATE TABLE IF NOT EXISTS auto_blocks (
-    tid TEXT NOT NULL, counter INTEGER NOT NULL, token BLOB NOT NULL, lifted INTEGER NOT NULL,
-    status TEXT NOT NULL, blacklist_version INTEGER, decided INTEGER,
-    PRIMARY KEY (tid, counter));
-"""
-_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
-# How a ledger is opened: "create" makes the file and its tables when missing (registering
-# the first terminal); "write" changes an existing ledger only; "read" never writes (the
-# reports): a mistyped path must not leave a new, empty ledger behind.
-_MODES = {"create": "rwc", "write": "rw", "read": "ro"}
+MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
 
-def create_private(path):
-    """Create a file 0600 (whatever the umask) if it does not exist yet."""
-    if path not in ("", ":memory:") and not os.path.exists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+class StoreUnavailable(LedgerError):
+    """The database did not answer (restarting, unreachable): nothing was changed by the
+    work that failed; try again later."""
 
 
-_COLUMNS = (
-    ("nonce", "INTEGER NOT NULL DEFAULT 0"),
-    ("quarantine_dropped", "INTEGER NOT NULL DEFAULT 0"),
-    ("faults_dropped", "INTEGER NOT NULL DEFAULT 0"),
-    ("suspected", "TEXT"),  # why the terminal is thought cloned; NULL: it is not
-)
+def is_url(locator):
+    return locator.startswith(("postgresql://", "postgres://"))
 
 
-class SQLiteStorage:
-    """The connection, transactions and terminal rows LedgerDB is built on."""
+def open_store(locator, mode="create"):
+    """The store of `--db`: a PostgreSQL URL or an SQLite file. `mode`: "create" makes the
+    ledger's tables when missing (registering the first terminal), "write" changes an
+    existing ledger only, "read" never writes (the reports): a mistyped --db must not leave
+    a new, empty ledger behind. Migrations are applied unless reading."""
+    if is_url(locator):
+        from tools.host.backend.postgres_store import PostgresStore
 
-    def __init__(self, path, bdk=None, mode="create"):
-        if mode != "create":
-            _check_ledger_file(path)
+        store = PostgresStore(locator, mode)
+    else:
+        from tools.host.backend.sqlite_store import SQLiteStore
+
+        store = SQLiteStore(locator, mode)
+    try:
+        if mode == "read":
+            missing = pending(store)
+            if missing:
+                raise LedgerError(
+                    "%s is a ledger of an older version (schema %s not applied): run "
+                    "tools/backend serve on it once" % (store.label, missing[0])
+                )
         else:
-            try:
-                # SQLite gives the -wal and -shm files the database file's mode: 0600 here.
-                create_private(path)
-            except OSError as exc:
-                raise LedgerError(_cannot_open(path, exc)) from None
-        self._path = path
-        self._mode = mode
-        self._uri = "file:%s?mode=%s" % (quote(os.path.abspath(path)), _MODES[mode])
-        self._local = threading.local()
-        self._connections = []
-        self._connections_lock = threading.Lock()
+            migrate(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def migration_files():
+    """[(version, name, statements)] of migrations/NNNN_name.sql, by version."""
+    found = []
+    for name in sorted(os.listdir(MIGRATIONS)):
+        matched = re.match(r"(\d{4})_(\w+)\.sql$", name)
+        if not matched:
+            continue
+        with open(os.path.join(MIGRATIONS, name)) as source:
+            text = re.sub(r"--[^\n]*", "", source.read())
+        statements = [s.strip() for s in text.split(";") if s.strip()]
+        found.append((int(matched.group(1)), matched.group(2), statements))
+    return found
+
+
+def applied(store, db):
+    """The versions a ledger has applied, or None when it has no migrations table."""
+    if not store.has_table(db, "schema_migrations"):
+        return None
+    return {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+
+
+def pending(store):
+    """The migrations a ledger has not applied, by version."""
+    done = applied(store, store.db) or set()
+    return [version for version, _, _ in migration_files() if version not in done]
+
+
+def migrate(store):
+    """Apply every migration not applied yet, each in one transaction with its version row,
+    under the store's migration lock (several workers may start at once)."""
+
+    def work(db):
+        store.lock_migrations(db)
+        done = applied(store, db)
+        if done is None:
+            if store.mode == "write" and not store.has_table(db, "terminals"):
+                raise LedgerError(store.no_ledger())
+            store.adopt(db)  # a ledger made before migrations existed
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                "name TEXT NOT NULL, applied BIGINT NOT NULL)"
+            )
+            done = set()
+        for version, name, statements in migration_files():
+            if version in done:
+                continue
+            for statement in statements:
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, int(time.time()))
+            )
+
+    store.transaction(work)
+
+
+class Storage:
+    """LedgerDB's storage: the store it was opened on, and the terminals."""
+
+    def __init__(self, locator, bdk=None, mode="create"):
+        self._store = open_store(locator, mode)
+        self._path = self._store.label
         self._keys = {}  # IK ID -> (request key, reply key): derived once per terminal
         self._digests = {}  # blacklist version -> digest of the whole list at it
-        try:
-            db = self._db
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if (tables and "terminals" not in tables) or (mode != "create" and not tables):
-                raise LedgerError("%s is not a OneTill ledger (it has no terminals)" % path)
-            if mode == "read":
-                missing = sorted(_TABLES - tables)
-                if missing:
-                    raise LedgerError(
-                        "%s is a ledger of an older version (no %s table): run "
-                        "tools/backend serve on it once" % (path, missing[0])
-                    )
-            else:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                have = {row[1] for row in db.execute("PRAGMA table_info(terminals)")}
-                for name, kind in _COLUMNS:  # a database made before these columns existed
-                    if name not in have:
-                        db.execute("ALTER TABLE terminals ADD COLUMN %s %s" % (name, kind))
-        except sqlite3.Error as exc:
-            self.close()
-            raise LedgerError(_cannot_open(path, exc)) from None
-        except LedgerError:
-            self.close()
-            raise
         self._bdk = as_keyring(bdk)  # every BDK, by BDK ID (keyring.py), or None
-        self.commit_seconds = 0.0  # spent in ingest's COMMITs, and how many
-        self.commits = 0
 
     @property
     def _db(self):
-        """This thread's connection (sqlite3 connections are not shared between threads)."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(
-                self._uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None
-            )
-            if self._mode != "read":
-                db.execute("PRAGMA synchronous=FULL")  # a stored record survives a power cut
-            self._local.db = db
-            with self._connections_lock:
-                self._connections.append(db)
-        return db
+        return self._store.db
+
+    def _transaction(self, work):
+        return self._store.transaction(work)
+
+    @property
+    def commit_seconds(self):
+        """Time spent in COMMITs, and how many (tools/bench ingest reads them)."""
+        return self._store.commit_seconds
+
+    @property
+    def commits(self):
+        return self._store.commits
 
     def close(self):
-        with self._connections_lock:
-            for db in self._connections:
-                db.close()
-            self._connections = []
-        self._local = threading.local()
+        self._store.close()
 
     def add_terminal(self, tid, ik_id, merchants=(), replace=False):
         """Register a terminal (its IK ID) and the merchants of its config. The same ID
@@ -149,15 +163,22 @@ class SQLiteStorage:
         request counter start afresh."""
         if len(ik_id) != 8:
             raise ValueError("IK ID must be 8 bytes")
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT ik_id FROM terminals WHERE tid = ?", (tid,)).fetchone()
-            if row is not None and bytes(row[0]) != bytes(ik_id):
+        ik_id = bytes(ik_id)
+
+        def work(db):
+            db.execute(
+                "INSERT INTO terminals (tid, ik_id, registered) VALUES (?, ?, ?) "
+                "ON CONFLICT (tid) DO NOTHING",
+                (tid, ik_id, int(time.time())),
+            )
+            row = db.execute(
+                "SELECT ik_id FROM terminals WHERE tid = ?" + self._store.for_update, (tid,)
+            ).fetchone()
+            if bytes(row[0]) != ik_id:
                 if not replace:
                     raise RegistrationError(
                         "terminal %s is registered with IK ID %s; give --replace to start it "
-                        "afresh with %s" % (tid, bytes(row[0]).hex(), bytes(ik_id).hex())
+                        "afresh with %s" % (tid, bytes(row[0]).hex(), ik_id.hex())
                     )
                 retired = "%s@%s" % (tid, bytes(row[0]).hex())
                 for table in ("records", "quarantine"):
@@ -166,20 +187,19 @@ class SQLiteStorage:
                     "UPDATE terminals SET ik_id = ?, ack = 0, nonce = 0 WHERE tid = ?",
                     (ik_id, tid),
                 )
-            db.execute(
-                "INSERT INTO terminals (tid, ik_id, registered) VALUES (?, ?, ?) "
-                "ON CONFLICT(tid) DO NOTHING",
-                (tid, ik_id, int(time.time())),
-            )
             for number, merchant_id, name in merchants:
-                db.execute(
-                    "INSERT OR REPLACE INTO merchants VALUES (?, ?, ?, ?)",
-                    (tid, number, merchant_id, name),
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+                self._name_merchant(db, tid, number, merchant_id, name)
+
+        self._transaction(work)
+
+    @staticmethod
+    def _name_merchant(db, tid, number, merchant_id, name):
+        db.execute(
+            "INSERT INTO merchants (tid, number, merchant_id, name) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tid, number) DO UPDATE SET merchant_id = excluded.merchant_id, "
+            "name = excluded.name",
+            (tid, number, merchant_id, name),
+        )
 
     def clear_terminal(self, tid):
         """An operator's word that a suspected terminal was investigated: its next records
@@ -188,7 +208,9 @@ class SQLiteStorage:
         self._terminal(tid)
 
         def work(db):
-            row = db.execute("SELECT suspected FROM terminals WHERE tid = ?", (tid,)).fetchone()
+            row = db.execute(
+                "SELECT suspected FROM terminals WHERE tid = ?" + self._store.for_update, (tid,)
+            ).fetchone()
             db.execute("UPDATE terminals SET suspected = NULL WHERE tid = ?", (tid,))
             return row[0]
 
@@ -198,9 +220,11 @@ class SQLiteStorage:
         """Per terminal: why it is suspected of being cloned (if it is), and how many
         forged frames and fault logs its bounds dropped."""
         out = {}
-        for tid, suspected, quarantine, faults in self._db.execute(
-            "SELECT tid, suspected, quarantine_dropped, faults_dropped FROM terminals "
-            "WHERE suspected IS NOT NULL OR quarantine_dropped > 0 OR faults_dropped > 0"
+        for tid, suspected, quarantine, faults in by_terminal(
+            self._db.execute(
+                "SELECT tid, suspected, quarantine_dropped, faults_dropped FROM terminals "
+                "WHERE suspected IS NOT NULL OR quarantine_dropped > 0 OR faults_dropped > 0"
+            )
         ):
             out[tid] = {
                 "suspected": suspected,
@@ -215,29 +239,25 @@ class SQLiteStorage:
             raise IngestError("unknown terminal %s" % tid)
         return bytes(row[0])
 
-    def _transaction(self, work):
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return result
-
     def heartbeat(self, tid, status):
         """Keep the terminal's latest status line (bounded), as it sent it."""
-        self._beat(self._db, tid, status, int(time.time()))
+        self._transaction(lambda db: self._beat(db, tid, status, int(time.time())))
 
     @staticmethod
     def _beat(db, tid, status, now):
-        db.execute("INSERT OR REPLACE INTO heartbeats VALUES (?, ?, ?)", (tid, status[:200], now))
+        db.execute(
+            "INSERT INTO heartbeats (tid, status, received) VALUES (?, ?, ?) "
+            "ON CONFLICT (tid) DO UPDATE SET status = excluded.status, "
+            "received = excluded.received",
+            (tid, status[:200], now),
+        )
 
     def heartbeats(self):
         """{terminal: {"status": {name: value}, "received": unix}}"""
         out = {}
-        for tid, status, received in self._db.execute("SELECT * FROM heartbeats"):
+        for tid, status, received in by_terminal(
+            self._db.execute("SELECT tid, status, received FROM heartbeats")
+        ):
             fields = dict(p.split("=", 1) for p in status.split(";") if "=" in p)
             out[tid] = {"status": fields, "received": received}
         return out
@@ -250,29 +270,7 @@ class SQLiteStorage:
         return [row[0] for row in rows]
 
 
-def _check_ledger_file(path):
-    """An existing ledger is a file: say plainly what the path is instead."""
-    if os.path.isdir(path):
-        raise LedgerError("%s is a folder, not a ledger" % path)
-    if not os.path.exists(path):
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise LedgerError("no ledger at %s: there is no folder %s" % (path, folder))
-        raise LedgerError(
-            "no ledger at %s (tools/backend terminals add --db FILE makes one)" % path
-        )
-    if os.path.getsize(path) == 0:
-        raise LedgerError("%s is an empty file, not a OneTill ledger" % path)
-
-
-def _cannot_open(path, exc):
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
-        return "%s is not a OneTill ledger (not an SQLite database)" % path
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        return "cannot make a ledger at %s: there is no folder %s" % (
-            path,
-            os.path.dirname(os.path.abspath(path)),
-        )
-    if os.path.isdir(path):
-        return "%s is a folder, not a ledger" % path
-    return "cannot open the ledger %s: %s" % (path, exc)
+def by_terminal(rows):
+    """Rows ordered by their first column, a terminal ID, by code point: the same order on
+    every store (a database's ORDER BY on text follows its collation)."""
+    return sorted(rows, key=lambda row: row[0])

@@ -107,11 +107,6 @@ class RotationMixin:
             )
         ]
 
-    def keys_version(self, tid):
-        """The newest generation offered to the terminal and not installed (0: none)."""
-        pending = self.pending_keys(tid)
-        return pending[0][0] if pending else 0
-
     def sealed_rotation(self, tid):
         """The rotation document of the newest generation offered to the terminal, or None."""
         if self._bdk is None:

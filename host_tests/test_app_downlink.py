@@ -116,7 +116,7 @@ def test_pushed_config_waits_for_the_sale_then_is_in_force():
     assert terminal.state == AMOUNT and terminal.screen.text()[6] == "Max 10.00"
     keys(app, "#")  # 2.00 is within it
     assert terminal.state == METHOD
-    app.board.uplink = Offered((1, 0, 0, 0, 0))
+    app.board.uplink = Offered((1, 0, 0, 0, 0, 0))
     assert "cfg=1" in app.heartbeat() and not wanted(app)[0]  # not fetched again
 
 
@@ -154,7 +154,7 @@ def test_settle_command_runs_once():
     assert (
         app.ledger.totals.sum(1, 1)[0] == 0 and app.command_done == 1 and not app.received.commands
     )
-    app.board.uplink = Offered((0, 0, 1, 0, 0))  # the back end still lists it: not fetched again
+    app.board.uplink = Offered((0, 0, 1, 0, 0, 0))  # the back end still lists it: not fetched
     assert wanted(app) == (False, False, False, False)
     idle_moment(app)
     assert app.ledger.unsent_count() == unsent + 1
@@ -165,3 +165,39 @@ def test_a_restart_knows_the_last_command_taken():
     board = Board(config_folder())
     board.store.write("command.id", b"\x00\x00\x00\x07")  # what a settle left behind
     assert started_app(board).command_done == 7
+
+
+class TimedUplink:
+    """The uplink as the clock command sees it: the back end's time of the last reply."""
+
+    def __init__(self, server_time):
+        self.server_time = server_time
+        self.versions = (0, 0, 1, 0)
+
+
+def test_the_clock_command_lets_the_back_end_move_the_clock_once_never_before_a_sale():
+    from pos.record import CASH, SALE, Record
+
+    now = 1_795_000_000
+    day = 86400
+    board = Board(config_folder())
+    board.set_to = []
+    board.set_time = board.set_to.append
+    app = started_app(board)
+    app.ledger.book(Record(SALE, 1, 500, 978, method=CASH, time=now - 2 * day))
+    app.set_clock(now - day)  # a clock a day ahead: the back end alone moves it 5 min at most
+    assert board.set_to == [] and "refused" in board.faults[-1]
+    board.uplink = TimedUplink(now - day)
+    received(app).commands = [(1, "clock")]
+    idle_moment(app)
+    assert board.uplink.server_time == 0  # the time that came before the command is stale
+    assert "the clock takes the back end's next time" in board.faults[-1]
+    app.set_clock(now - day)
+    assert board.set_to == [now - day]
+    app.set_clock(now - 2 * day + 600)  # once: the next is bound by the 5 minutes again
+    assert board.set_to == [now - day] and "refused" in board.faults[-1]
+    received(app).commands = [(2, "clock")]
+    idle_moment(app)
+    app.set_clock(now - 3 * day)  # never before the newest sale: to it
+    assert board.set_to == [now - day, now - 2 * day]
+    assert app.board.store.read("command.id") == b"\x00\x00\x00\x02"

@@ -2,7 +2,12 @@
 the server's CA but none of the terminals' keys: forged, replayed, oversized, slow and
 spoofed requests are each refused with the expected status, and the database's money, ack,
 quarantine, fault and heartbeat tables are byte for byte what they were. Then the genuine
-terminal sends its backlog and every sale is stored once."""
+terminal sends its backlog and every sale is stored once: a host-side terminal, and the
+simulator's real firmware at 96 KiB.
+
+A malicious back end too (the server's certificate, not the BDK): the real firmware behind it
+keeps every record, its limits hold and its fault log says why each reply was refused; a
+copied terminal is caught end to end."""
 
 import json
 import os
@@ -482,3 +487,277 @@ def test_a_copied_terminal_is_caught_end_to_end():
         db.close()
     assert money == [(100,), (200,)]  # the copy's 9.99 is not money
     assert len(kept) == 1 and kept[0][0].startswith("clone")
+
+
+class MaliciousProxy:
+    """A back end holding the server's certificate but not the BDK, in front of the real one
+    (a TLS-terminating proxy). What it cannot forge it relays (polls, the config document);
+    it answers every batch itself, acked whole and stored nowhere, with the time put back a
+    day and newer versions on offer, under a tag it has to make up; and to a terminal asking
+    for its whole blacklist it serves a delta made for another base (a genuine document of
+    this terminal, as a recording of its traffic would hold one: it cannot make one)."""
+
+    def __init__(self, cert_dir, real_port, delta):
+        self.real_port = real_port
+        self.delta = delta
+        self.seen = []  # (request line, what the proxy did)
+        self.client = ssl.create_default_context(cafile=cert_dir + "/ca.pem")
+        self.server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server.load_cert_chain(cert_dir + "/server.pem", cert_dir + "/server.key")
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw_sock, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                with self.server.wrap_socket(raw_sock, server_side=True) as sock:
+                    self._answer(sock)
+            except (OSError, ValueError):
+                pass
+
+    def _answer(self, sock):
+        sock.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        while len(body) < length:
+            body += sock.recv(4096)
+        request = head.split(b"\r\n")[0]
+        if request.startswith(b"POST ") and b"/records " in request:
+            self.seen.append((request, "forged an ack"))
+            sock.sendall(self._forged_ack(body))
+        elif b"/blacklist?since=0 " in request:
+            self.seen.append((request, "served a delta from base 1"))
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (len(self.delta), self.delta)
+            )
+        else:
+            self.seen.append((request, "relayed"))
+            with socket.create_connection(("127.0.0.1", self.real_port), timeout=10) as raw:
+                with self.client.wrap_socket(raw, server_hostname="127.0.0.1") as real:
+                    real.sendall(head + b"\r\n\r\n" + body)
+                    while True:
+                        chunk = real.recv(4096)
+                        if not chunk:
+                            break
+                        sock.sendall(chunk)
+
+    @staticmethod
+    def _forged_ack(body):
+        top, offset = 0, 0
+        while offset < len(body):  # the highest counter of the batch: "all of it is here"
+            top = struct.unpack_from(">I", body, offset + 1)[0]
+            offset += 1 + body[offset] + 4
+        reply = json.dumps(
+            {
+                "ack": top,
+                "stored": 0,
+                "duplicates": 0,
+                "quarantined": 0,
+                "refused": 0,
+                "server_time": int(time.time()) - 86400,
+                "config": 9,
+                "blacklist": 9,
+                "commands": 9,
+                "blacklist_whole": True,
+            }
+        ).encode()
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-OneTill-Reply: %s\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (bytes(16).hex().encode(), len(reply), reply)
+        )
+
+    def stop(self):
+        self.listener.close()
+
+
+def wait_for(firmware, done, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, firmware.faults
+        firmware.read_message(0.5)
+
+
+def test_a_malicious_back_end_changes_nothing_then_the_real_one_drains_every_sale_once():
+    """The real firmware (tools/sim's, MicroPython at the default 96 KiB heap) behind a proxy
+    that holds the certificate, not the BDK. It acks every batch without storing it, puts the
+    time back a day and serves a blacklist delta for another base: the terminal keeps every
+    record, its offline limit holds (the third card sale is declined), the clock is not
+    moved, the delta is refused, and the fault log says why each time. Then, pointed at the
+    real back end, it drains its backlog: every record stored once."""
+    from test_downlink_sim import backend, new_config
+    from test_sim import state_folder
+
+    from tools.host import sim
+
+    state = state_folder("malicious")
+    sim.prepare_state(state)
+    keys = os.path.join(state, "backend")
+    real = sim.Backend(state)  # registers the terminal; its TLS keys are the sim's
+    proxy = None
+    firmware = None
+    lock = sim.StateLock(state)
+    try:
+        db = os.path.join(state, "backend.db")
+        with open(os.path.join(keys, "terminals.json")) as source:
+            tid = next(iter(json.load(source)))
+        config = new_config(100000)  # merchant 1, cashier 1111; two unsent card sales at most
+        config["merchants"]["merchants"][0]["limits"]["max_offline_count"] = 2
+        with open(os.path.join(state, "config.json"), "w") as out:
+            json.dump(config, out)
+        assert backend("config", "set", "--db", db, "--terminal", tid, out.name).returncode == 0
+        token_key = os.path.join(keys, "card_token.key")
+        for card in ("4000000000000002", "4012888888881881"):  # versions 1 and 2
+            added = backend("blacklist", "add", "--db", db, "--token-key-file", token_key, card)
+            assert added.returncode == 0, added.stderr
+        with open(os.path.join(keys, "bdk.key")) as source:
+            bdk = bytes.fromhex(source.read().strip())
+        ledger = LedgerDB(db, bdk=bdk)
+        delta = ledger.sealed_document(tid, "B", 1)  # version 1 to 2: the second card only
+        ledger.close()
+
+        proxy = MaliciousProxy(keys, real.port, delta)
+        sim.use_backend(state, "https://127.0.0.1:%d" % proxy.port)
+        firmware = sim.Firmware(state, sim.parse_heap("96k") + sim.TLS_ALLOWANCE, lock)
+        firmware.wait_for_start()
+        wait_for(firmware, lambda: any("config 1 in force" in f for f in firmware.faults))
+        wait_for(
+            firmware, lambda: any("blacklist 2: a delta from 1" in f for f in firmware.faults)
+        )
+        assert any(
+            f.startswith("downlink refused: blacklist 2: a delta from 1, the list is at 0")
+            for f in firmware.faults
+        ), firmware.faults
+
+        events = 0
+
+        def keys_in(text):
+            nonlocal events
+            for _, line in sim.parse_keys(text):
+                firmware.send(line)
+                events += 1
+            firmware.wait_for_events(events)
+
+        def refusals():
+            return sum("not tagged for this request" in f for f in firmware.faults)
+
+        keys_in("1 1 1 1 #")
+        for number, amount in enumerate(("5 0 0", "6 0 0", "7 0 0")):
+            keys_in("1 # %s # 1 card:4111111111111111 #" % amount)
+            headline = firmware.screen[2] + firmware.screen[3]
+            if number < 2:
+                assert "APPROVED" in "".join(firmware.screen), firmware.screen
+                wait_for(firmware, lambda n=number: refusals() > n)
+            else:  # the two unsent are still unsent: the offline count holds
+                assert "Offline count" in "".join(firmware.screen), (headline, firmware.screen)
+            keys_in("#")
+        assert firmware.unsent_count() == 3  # two sales and the decline, every one kept
+        assert not any(f.startswith("clock set") for f in firmware.faults), firmware.faults
+        assert not any("blacklist 2:" in f and "added" in f for f in firmware.faults)
+        firmware.stop()
+        firmware = None
+        done = {what for _, what in proxy.seen}
+        assert done == {"relayed", "forged an ack", "served a delta from base 1"}, proxy.seen
+        stored = sqlite3.connect(db)
+        try:
+            assert stored.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+        finally:
+            stored.close()
+
+        sim.use_backend(state, real.server.url)  # the real back end: the backlog drains
+        firmware = sim.Firmware(state, sim.parse_heap("96k") + sim.TLS_ALLOWANCE, lock)
+        firmware.wait_for_start()
+        assert firmware.drain(timeout_s=60), firmware.faults
+        firmware.stop()
+        firmware = None
+    finally:
+        if firmware is not None:
+            firmware.stop()
+        if proxy is not None:
+            proxy.stop()
+        real.stop()
+        lock.release()
+    stored = sqlite3.connect(db)
+    try:
+        rows = stored.execute("SELECT counter, kind, amount_minor FROM records").fetchall()
+    finally:
+        stored.close()
+    assert len(rows) == 3 and len({r[0] for r in rows}) == 3, rows
+    assert sorted(r[2] for r in rows) == [500, 600, 700], rows
+
+
+def test_after_the_attacks_the_simulated_terminal_drains_every_sale_once():
+    """The simulator's terminal sells offline; the attacks above hit its own back end
+    (unsigned, its genuine frames replayed unsigned and under another key, spoofed
+    heartbeats, an oversized body): each refused, nothing changed. Then the real firmware
+    (MicroPython, 96 KiB) drains its backlog: every sale stored once."""
+    from test_sim import SALE, sim, state_folder
+
+    from tools.host import sim as simulator
+
+    state = state_folder("attacked")
+    sold = sim(state, SALE + " # " + SALE[len("1 1 1 1 # ") :], "--offline")
+    assert sold.returncode == 0, sold.stdout + sold.stderr
+    keys = os.path.join(state, "backend")
+    real = simulator.Backend(state)
+    lock = simulator.StateLock(state)
+    firmware = None
+    try:
+        with open(os.path.join(keys, "terminals.json")) as source:
+            tid = next(iter(json.load(source)))
+        path = "/v1/terminals/%s/records" % tid
+        db = os.path.join(state, "backend.db")
+        with open(os.path.join(state, "flash.bin"), "rb") as image:
+            image.seek(0x8000)
+            genuine = image.read()  # the frames are in here somewhere; any bytes will do
+        stranger = TerminalSigner(BDK, OTHER_IK_ID)  # a key of its own, not this terminal's
+        context = ssl.create_default_context(cafile=keys + "/ca.pem")
+        with httpx.Client(base_url=real.server.url, verify=context) as client:
+            before = tables(db)
+            for body, headers, status in (
+                (frame(0xFFFF0000), {}, 401),
+                (frame(0xFFFFFFFF) + frame(1), {}, 401),
+                (genuine[:2048], {}, 401),
+                (frame(1), stranger.headers("POST", path, frame(1)), 401),
+                (frame(2), {"X-OneTill-Status": "cfg=99;bl=99;cmd=99"}, 401),
+            ):
+                reply = client.post(path, content=body, headers=dict(OCTETS, **headers))
+                assert reply.status_code == status, (reply.status_code, reply.text)
+            huge = client.post(path, content=b"\0" * (64 * 1024 + 1), headers=dict(OCTETS, **{}))
+            assert huge.status_code in (401, 413)
+            assert tables(db) == before
+        simulator.use_backend(state, real.server.url)
+        firmware = simulator.Firmware(
+            state, simulator.parse_heap("96k") + simulator.TLS_ALLOWANCE, lock
+        )
+        firmware.wait_for_start()
+        assert firmware.drain(timeout_s=60), firmware.faults
+    finally:
+        if firmware is not None:
+            firmware.stop()
+        real.stop()
+        lock.release()
+    stored = sqlite3.connect(db)
+    try:
+        rows = stored.execute("SELECT counter, amount_minor FROM records").fetchall()
+    finally:
+        stored.close()
+    assert sorted(rows) == [(rows[0][0], 1234), (rows[0][0] + 1, 1234)], rows

@@ -31,6 +31,7 @@ MEMBERS = {
     "set_time": "    def set_time(self, unix: int) -> None:\n        pass\n",
     "feed_watchdog": "    def feed_watchdog(self) -> None:\n        pass\n",
     "start": "    def start(self, app: Any) -> None:\n        pass\n",
+    "restart": "    def restart(self) -> None:\n        pass\n",
     "rssi": "    def rssi(self) -> int:\n        return 0\n",
 }
 

@@ -234,7 +234,7 @@ def test_esp32_deploy_writes_the_romfs_partition_and_installs_with_mip(board, pa
     again = deploy(port, *esp32)
     assert again.returncode == 0, again.stderr
     assert "already holds this image" in again.stdout
-    assert again.stdout.startswith("0 of 2 files to copy")
+    assert again.stdout.startswith("0 of 3 files to copy")
     assert not any(path.startswith("/file/") for path in requests[fetched:])  # mip: "Exists"
 
     with open(flash, "r+b") as chip:  # one byte of the partition changes on the board

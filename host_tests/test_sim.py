@@ -328,3 +328,16 @@ def test_no_card_number_or_payment_code_on_the_flash_in_any_form():
                 number,
                 image.find(pattern),
             )
+
+
+def test_a_lockout_survives_restarting_the_simulator():
+    """Three wrong PINs lock login; the simulator restarted (the firmware boots again from
+    its flash) is still locked, and ignores even the right PIN."""
+    state = state_folder("lockout")
+    first = sim(state, "5 5 5 5 # 5 5 5 5 # 5 5 5 5 #", "--offline")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "|Login locked    |" in first.stdout
+    second = sim(state, "1 1 1 1 #", "--offline")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "|Login locked    |" in second.stdout
+    assert "Merchant?" not in second.stdout

@@ -168,7 +168,11 @@ def test_kill_9_of_the_simulator_ends_its_back_end_too():
             with open("/proc/%d/task/%d/children" % (process.pid, process.pid)) as listing:
                 children = [int(pid) for pid in listing.read().split()]
         assert len(children) == 2, "the back end and the firmware did not start"
-        time.sleep(2)  # the firmware has read uplink.json
+        # The firmware has read uplink.json (tools/sim removes it once the firmware shows
+        # its first screen): within seconds, however loaded the machine.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and os.path.exists(os.path.join(state, "uplink.json")):
+            time.sleep(0.2)
         assert not os.path.exists(os.path.join(state, "uplink.json"))
         process.send_signal(signal.SIGKILL)
         process.wait()

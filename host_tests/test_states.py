@@ -25,7 +25,14 @@ def copies(module):
 
 def test_every_copy_matches_pos_states():
     listed = numbers()
-    for name, at_least in (("pos.terminal", 22), ("pos.functions", 12), ("pos.received", 2)):
+    for name, at_least in (
+        ("pos.terminal", 22),
+        ("pos.functions", 11),
+        ("pos.menu_refund", 6),
+        ("pos.menu_report", 2),
+        ("pos.menu_unblock", 3),
+        ("pos.received", 2),
+    ):
         module = import_module(name)  # at use: core tests in this process unload some
         found = copies(module)
         assert len(found) >= at_least, (module.__name__, sorted(found))
@@ -46,3 +53,24 @@ def test_no_import_circle_between_terminal_and_functions():
             text = source.read()
         # pos.terminal loads pos.functions while the menu is in use, inside a method only.
         assert not re.search(r"^(from %s |import %s)" % (other, other), text, re.M)
+
+
+def test_menu_items_copy_the_record_and_screen_numbers_right():
+    """The menu items keep pos.record's kinds and flag, pos.reports' VOIDED and pos.screen's
+    rows as private const() copies too (an imported name is a global on the heap)."""
+    import pos.autoblock
+    import pos.record
+    import pos.reports
+    import pos.screen
+
+    sources = (pos.record, pos.reports, pos.screen, pos.autoblock)
+    checked = 0
+    menus = ("pos.functions", "pos.menu_refund", "pos.menu_report", "pos.menu_status")
+    for name in menus + ("pos.menu_unblock",):
+        for copy, value in vars(import_module(name)).items():
+            for source in sources:
+                original = getattr(source, copy[1:], None)
+                if copy.startswith("_") and copy[1:].isupper() and isinstance(original, int):
+                    assert original == value, (name, copy)
+                    checked += 1
+    assert checked >= 12

@@ -31,13 +31,24 @@ apt_install() {
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   _say "installing Debian packages: $*"
+  # An install cut short (Ctrl-C, a power cut) leaves packages unpacked but not set up:
+  # finish those first, or apt-get refuses to install anything.
+  $sudo dpkg --configure -a >/dev/null 2>&1 || true
   $sudo apt-get update -qq >/dev/null &&
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
+_apt_whole() {
+  # _apt_whole PACKAGE: the package is installed and set up (not left half-way by an
+  # install cut short); true where there is no dpkg to ask.
+  command -v dpkg-query >/dev/null 2>&1 || return 0
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
 need_apt() {
-  # need_apt COMMAND PACKAGE: install a Debian package when its command is missing.
-  command -v "$1" >/dev/null 2>&1 && return 0
+  # need_apt COMMAND PACKAGE: install a Debian package when its command is missing, or
+  # when an earlier install of it was cut short.
+  command -v "$1" >/dev/null 2>&1 && _apt_whole "$2" && return 0
   apt_install "$2" || true
   command -v "$1" >/dev/null 2>&1 || { _say "could not install $2 (for $1)"; return 1; }
 }

@@ -113,3 +113,6 @@ class Board:
 
     def rssi(self):
         return -61
+
+    def restart(self):
+        self.restarted = True

@@ -11,7 +11,7 @@ from flashregion import Region
 from expect import scratch
 from norflash import CutStore, NorFlash
 from pos.card import Tokenizer
-from pos.compat import unload
+from pos.compat import IS_MICROPYTHON, unload
 from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.risk import Risk
@@ -141,8 +141,25 @@ class Kit:
             self.settings, merchants, cashiers, Tokenizer(TOKEN_KEY), self.risk
         )
         self.runner = Runner(self.terminal, self.ledger, self._print, self._beep, self._upload)
+        # The PIN lockout kept on flash, as pos.app keeps it.
+        from pos import lockout
+
+        self.terminal.keep_lockout = self._keep_lockout
+        self.lockout_fault = lockout.restore(self.store, STORAGE_KEY, self.terminal, self.now_ms)
+        lockout = None
+        if IS_MICROPYTHON:
+            unload("pos.lockout")
         self.feed(("link", True))
         self.tick(0)
+
+    def _keep_lockout(self, terminal):
+        from pos import lockout
+
+        lockout.save(self.store, STORAGE_KEY, terminal)
+        lockout = None
+        if IS_MICROPYTHON:  # as the app does; CPython's full collection costs ~0.1 s a PIN
+            unload("pos.lockout")
+        return True
 
     def _print(self, lines):
         self.printed.append(lines)

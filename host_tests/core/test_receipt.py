@@ -325,7 +325,7 @@ def _report_lines():
 
 
 def test_report_receipt_lines():
-    from pos.functions import report_receipt
+    from pos.menu_report import report_receipt
 
     merchant = _merchant()
     lines = report_receipt("X REPORT", merchant, "T0001", T_2026_11_27_1405, _report_lines())
@@ -346,7 +346,7 @@ def test_report_receipt_lines():
 
 
 def test_report_receipt_48_columns_offset_and_clock_not_set():
-    from pos.functions import report_receipt
+    from pos.menu_report import report_receipt
 
     merchant = _merchant("Dumpling House Of Plenty", "123456789012345")
     lines = report_receipt("Z SETTLEMENT", merchant, "T0001", 1795822200, _report_lines(), 48, 60)

@@ -116,6 +116,9 @@ class Esp32Board:
             self.wifi = Wifi(networks)
             asyncio.create_task(self.wifi.run(lambda up: self._link(app, up)))
 
+    def restart(self):
+        machine.reset()  # boot.py then runs the update's boot code (pos.install)
+
     def rssi(self):
         """The Wi-Fi signal in dBm, 0 without Wi-Fi (no wifi.json) or while not joined."""
         return self.wifi.rssi() if self.wifi is not None else 0

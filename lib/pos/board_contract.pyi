@@ -70,5 +70,7 @@ class Board(Protocol):
     def feed_watchdog(self) -> None: ...
     def start(self, app: App) -> None:
         """Start the board's own tasks (Wi-Fi) once the event loop runs."""
+    def restart(self) -> None:
+        """Restart the terminal (an update installs at the start: pos.install)."""
     def rssi(self) -> int:
         """The Wi-Fi signal in dBm for the heartbeat, 0 without a radio link."""

@@ -37,6 +37,12 @@ if IS_MICROPYTHON:
 
         return asyncio.sleep_ms(ms)
 
+    def collect_every(nbytes):
+        """Collect garbage whenever nbytes more have been allocated (pos.app says why)."""
+        import gc
+
+        gc.threshold(nbytes)
+
     def mem_free():
         """Free heap after a collection: without one, garbage waiting to be collected
         counts as used and the figure says more about the last few keys than the heap."""
@@ -50,6 +56,7 @@ else:
     # costs heap for each function and text it holds.
     from pos.compat_cpython import (  # noqa: F401  (re-exported)
         aes,
+        collect_every,
         const,
         crc32,
         mem_free,

@@ -30,6 +30,10 @@ def ticks_diff(end, start):
     return ((end - start + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
 
 
+def collect_every(nbytes):
+    """MicroPython's byte threshold for a collection; CPython's heap is not the device's."""
+
+
 def mem_free():
     return -1  # CPython has no fixed heap to report
 

@@ -314,7 +314,7 @@ async def catch_up(app):
     key = board.store.read(DOWNLINK_KEY)
     if todo[0] or todo[1] or todo[2] or todo[3]:
         if key is None or len(key) != 16:
-            received.refused[:] = versions[:3] + versions[4:5]
+            received.refused[:] = versions[:3] + versions[5:6]
             _refuse(app, "no downlink key: provision this terminal again")
             app.handled(versions)
             return
@@ -354,15 +354,34 @@ async def catch_up(app):
                     last = received.commands[-1][0] if received.commands else app.command_done
                     received.commands += await link.commands(last)
             except DownlinkError as exc:
-                received.refused[index] = versions[4 if index == 3 else index]
+                received.refused[index] = versions[5 if index == 3 else index]
                 _refuse(app, str(exc))
         if received.upload_faults:
             await uplink.send("faults", _fault_tail(board))
             received.upload_faults = False
             board.fault("fault log sent")
+        link = None
+        await _update(app, versions[4])
         app.handled(versions)
     except Exception as exc:  # the link went down: what is missing is fetched again later
         board.fault("downlink: %r" % (exc,))
+
+
+async def _update(app, offered):
+    """Confirm a version on trial, fetch and check an offered release (pos.update, loaded
+    only when there is something to do: loading it leaves its names interned for good)."""
+    text = app.board.store.read("update.txt") or b"sw=0;"
+    if offered <= int(text[3 : text.find(b";")]) and b"trial" not in text:
+        return
+    from pos import update
+    from pos.compat import unload
+
+    try:
+        await update.after_contact(app, offered)
+    finally:
+        update = None
+        for name in ("pos.update", "pos.install", "pos.release", "pos.lms"):
+            unload(name)
 
 
 def _refuse(app, text):

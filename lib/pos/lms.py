@@ -181,7 +181,10 @@ class Verifier:
 
     def __init__(self, public_key, signature):
         public_key = memoryview(public_key)
-        signature = memoryview(signature)
+        try:
+            signature = memoryview(signature)
+        except TypeError:
+            pass  # read piece by piece (pos.update reads it from a file: no 2.5 KiB block)
         self._levels = levels = []  # (LMS public key, LMS signature) from the top level down
         self._hash = None
         if len(public_key) != HSS_PUBLIC_KEY_SIZE or len(signature) < 4:

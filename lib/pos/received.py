@@ -19,12 +19,16 @@ class Received:
         self.commands = []  # [(id, name)] fetched, run in order at idle moments
         self.keys = False  # a key rotation staged (pos.keyrot), installed at an idle moment
         self.upload_faults = False
+        self.clock_command = False  # the back end's next time is taken whatever its offset
         self.refused = [0, 0, 0, 0]  # the config, blacklist, command, key versions refused
         self.refused_text = ""
+        self.update = 0  # a release staged and checked (pos.update), installed when idle
 
     def waiting(self, terminal):
         """Something to do, and the terminal idle: no cashier logged in, or the merchant
         menu between sales (never mid-sale, never a terminal that cannot sell)."""
+        if self.update and terminal.state == _LOGIN:
+            return True  # nobody logged in: the restart into it interrupts no one
         if self.config is None and not self.commands and not self.keys:
             return False
         return terminal.config_error is None and (
@@ -36,8 +40,9 @@ class Received:
 def wanted(app):
     """Which of config, blacklist, commands, keys the back end has newer (and not refused);
     the blacklist also when the back end asks for it whole (its digest of ours did not
-    match); keys only when no rotation is staged already."""
-    config, listed, command, whole, keys = app.board.uplink.versions
+    match); keys only when no rotation is staged already. The release offered (index 4) is
+    pos.downlink's own business (pos.update)."""
+    config, listed, command, whole, _, keys = app.board.uplink.versions
     received = app.received
     refused = received.refused if received is not None else (0, 0, 0, 0)
     last = received.commands[-1][0] if received is not None and received.commands else 0
@@ -64,6 +69,11 @@ def at_idle(app):
         keyrot = None
         unload("pos.keyrot")
         unload("pos.keywrap")
+    if received.update and app.terminal.state == _LOGIN and not app.ledger.unsent_count():
+        from pos import update  # the terminal restarts: nothing to unload
+
+        update.install_now(app)
+        return
     if received.config is not None:
         _swap_config(app)
     while received.commands and received.waiting(app.terminal):
@@ -76,6 +86,13 @@ def at_idle(app):
             _settle(app)
         elif name == "faultlog":
             received.upload_faults = True
+        elif name == "clock":
+            # The operator's word: the back end's time, the next one to come (the last is
+            # stale by now), is taken however far it moves the clock (App.set_clock), once.
+            received.clock_command = True
+            app.board.uplink.server_time = 0
+            app.wake_uplink()
+            app.board.fault("command %d: the clock takes the back end's next time" % number)
         else:
             app.board.fault("command %d: unknown command %s" % (number, name))
 

@@ -74,7 +74,8 @@ def check(public_key, header, signature, image, installed_version=None):
     """Check a staged release: the signature of header (a Header) under public_key (an HSS
     public key, 60 bytes), then, if installed_version is given, that the release is newer
     and may replace it, then the image's length and SHA-256, read from image (anything with
-    readinto) in small pieces. Raises ReleaseError with the reason; returns nothing."""
+    readinto; None: the header alone, before the image is fetched) in small pieces. Raises
+    ReleaseError with the reason; returns nothing."""
     if len(signature) != header.signature_length:
         raise ReleaseError("signature cut short")
     if not lms.verify(public_key, signature, header.data):
@@ -88,6 +89,8 @@ def check(public_key, header, signature, image, installed_version=None):
             raise ReleaseError(
                 "version %d needs %d or later installed" % (header.version, header.min_version)
             )
+    if image is None:
+        return
     digest = sha256()
     piece = memoryview(bytearray(_PIECE))
     left = header.image_length

@@ -275,6 +275,10 @@ class Terminal:
         self.wrong_pins = 0
         self.lock_count = 0
         self.locked_until = None
+        # callable(terminal) that stores wrong_pins, lock_count and the lock on flash (the
+        # app's, pos.lockout): called when they change, before a PIN is checked too; it
+        # answers whether the count is stored.
+        self.keep_lockout = None
         self.last_activity = 0
         self.result_since = 0
         self.result = None  # (headline, detail rows) of the _RESULT screen
@@ -407,6 +411,8 @@ class Terminal:
                 self.to_merchants()
         if self.locked_until is not None and ticks_diff(self.locked_until, now_ms) <= 0:
             self.locked_until = None
+            if self.keep_lockout is not None:
+                self.keep_lockout(self)
 
     # --- verbs: how the screens (and pos.functions) move the terminal ---------------------
 
@@ -485,6 +491,7 @@ class Terminal:
 
     def _close_functions(self):
         if self.functions is not None:
+            self.functions.close()  # the item's module (pos.menu_*) in use, if any
             self.functions = None
             unload("pos.functions")
 
@@ -546,6 +553,13 @@ class Terminal:
             return None
         pin = bytes(entry.view()).decode()
         entry.wipe()
+        # Counted wrong, and kept, before it is checked: a power cut timed between a wrong
+        # PIN and the write of its count would otherwise be a free try (issue 13).
+        self.wrong_pins += 1
+        if self.keep_lockout is not None and not self.keep_lockout(self):
+            self.wrong_pins -= 1  # not counted on flash (the heap was short): not checked
+            self.say(_text(_T_LOW_MEMORY))
+            return None
         return pin
 
     def supervisor_key(self, key, merchant_number=0):
@@ -562,7 +576,11 @@ class Terminal:
         person = self.cashiers.by_pin(pin)
         if person is None:
             self.wrong_pin()
-        elif not person.is_supervisor():
+            return None
+        # A known PIN: not a wrong try after all (and all tries forgotten if it approves).
+        self.wrong_pins -= 1
+        approver = None
+        if not person.is_supervisor():
             self.say(_text(_T_NOT_A_SUPERVISOR))
         elif merchant_number and not person.may_use(merchant_number):
             self.say(_text(_T_NOT_ASSIGNED))
@@ -570,11 +588,13 @@ class Terminal:
             self.say(_text(_T_NEEDS_2ND_PERSON))
         else:
             self.wrong_pins = 0
-            return person
-        return None
+            approver = person
+        if self.keep_lockout is not None:
+            self.keep_lockout(self)
+        return approver
 
     def wrong_pin(self):
-        self.wrong_pins += 1
+        """A PIN no one has (pin_key has counted it already)."""
         self.effects.append(("beep", "error"))
         if self.wrong_pins < _MAX_WRONG_PINS:
             self.message = "Wrong PIN %d left" % (_MAX_WRONG_PINS - self.wrong_pins)
@@ -585,6 +605,8 @@ class Terminal:
         if lock_s > _LOCKOUT_MAX_S:
             lock_s = _LOCKOUT_MAX_S
         self.locked_until = self.now_ms + lock_s * 1000
+        if self.keep_lockout is not None:
+            self.keep_lockout(self)
         self.logout(None)
 
     def _login_key(self, key):
@@ -599,6 +621,8 @@ class Terminal:
             return
         self.wrong_pins = 0
         self.lock_count = 0
+        if self.keep_lockout is not None:
+            self.keep_lockout(self)
         self.cashier = cashier
         self.allowed = [m for m in self.merchants if cashier.may_use(m.number)]
         self.effects.append(("beep", "ok"))

@@ -122,6 +122,7 @@ class SimBoard:
         self.blacklist_path = MOUNT + "/state/blacklist"
         self.fault_log_path = MOUNT + "/state/faults.log"
         self.reset_cause = "power"  # every start of the simulator is a power-on
+        self.restarting = False
         if provision_only:
             self._provision()
             return
@@ -170,6 +171,9 @@ class SimBoard:
         for name, text in doc["config"].items():
             with open(self.config_folder + "/" + name, "w") as out:
                 out.write(text)
+        if "release_pub" in doc:  # the release public key, as tools/provision writes it
+            with open(self.config_folder + "/release.pub", "wb") as out:
+                out.write(unhexlify(doc["release_pub"]))
         device_key = unhexlify(doc["device_key"])
         self.store.write("device.key", device_key)
         if "downlink_key" in doc:
@@ -271,10 +275,20 @@ class SimBoard:
         pass  # the simulator's clock is the PC's, already right
 
     def start(self, app):
-        pass  # no tasks of its own: stdin is read by next_event
+        # No tasks of its own (stdin is read by next_event); the app's task, which a
+        # restart ends.
+        self._main_task = asyncio.current_task()
 
     def rssi(self):
         return 0  # no radio
+
+    def restart(self):
+        """As machine.reset(): the app ends, and tools/sim starts the firmware again
+        (simrom: pos.install first)."""
+        self.restarting = True
+        task = self._main_task
+        if task is not None:
+            task.cancel()
 
 
 TYPE_CHECKING = False
@@ -305,13 +319,22 @@ def main(argv):
     if argv[1:] == ["provision"]:
         SimBoard(argv[0], provision_only=True)
         return
+    import simrom  # loaded by mp_boot before the budget, as the device's resets are not code
+
+    simrom.run_terminal(argv[0], start)
+    print("Q")
+
+
+def start(state_dir):
+    """The terminal, booted (simrom runs it, and ends the process for a restart); its
+    board."""
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
     early_reserve = bytearray(16 * 1024)
-    uplink = early_uplink(argv[0])
+    uplink = early_uplink(state_dir)
     from pos.app import App
 
-    board = SimBoard(argv[0], uplink)
+    board = SimBoard(state_dir, uplink)
     app = board.app = App(board)
     del early_reserve
     gc.collect()
@@ -321,5 +344,4 @@ def main(argv):
     else:
         board.uplink = None  # a terminal that cannot sell has nothing to send
     app.feed(("link", False))
-    asyncio.run(app.main())
-    print("Q")
+    return board

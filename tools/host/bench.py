@@ -17,9 +17,12 @@ heap    the lowest app heap at which the firmware gets through a scripted busy d
 update  signature size, verify time and peak heap of the terminal's release check on
         MicroPython (tools/release keys), and a W8 key's verify time for comparison.
 uplink  what signing a request and checking its reply cost the terminal on MicroPython
-        (heap kept, garbage, time); records per second one back-end process ingests from 50
-        concurrent terminals over TLS on loopback (CPython clients, signed as terminals
-        sign), batch latency p50/p99, bytes on the wire per sale.
+        (heap kept, garbage, time); the back end (serve --workers 2) under load from
+        terminals in processes of their own, pos.uplink on CPython and on MicroPython
+        (tools/host/benchuplink.py): 200 terminals offering 1,000 records/s, then a flood of
+        full batches for the sustained rate; records/s, batch latency p50/p99, the server's
+        CPU per record; bytes on the wire per sale. Median of 3 runs, on SQLite, then on
+        PostgreSQL (a server of the bench's own).
 """
 
 import argparse
@@ -181,103 +184,70 @@ def sale_heap():
     run_on_micropython("import sale_heap", heap="256k")
 
 
-def uplink_load(terminals=50, batches=8, batch_records=10):
-    """Batches of real sealed records from `terminals` terminals, posted concurrently."""
-    import asyncio
-    import ssl
-    import time
+def uplink_load(runs=3, workers=2):
+    """The back end under the terminals' load (tools/host/benchuplink.py): 200 terminals
+    offering 1,000 records/s, then a flood of full batches for the sustained rate; each
+    `runs` times on a new ledger, the median printed with every run's figure beside it. On
+    SQLite (uplink_*), then on PostgreSQL (uplink_pg_*, a server of the bench's own, its
+    CPU counted as the back end's) where this back end has that store."""
+    from tools.host import benchuplink
 
-    import httpx
+    wire = _uplink_store(benchuplink, "uplink", runs, workers, lambda: (None, None))
+    # The terminal's request as pos.uplink sends it, the reply, their TLS records; the
+    # handshake (a new connection every batch) apart.
+    line("uplink_bytes_per_sale", "%.0f" % wire[0], "bytes (batches of 10)")
+    line("uplink_handshake_bytes", wire[1], "bytes a batch (TLS 1.3, session tickets)")
+    try:
+        from tools.host.pgserver import PostgresServer, PostgresUnavailable
+    except ImportError:
+        line("uplink_pg", "none", "(this back end has no PostgreSQL store)")
+        return
+    try:
+        with PostgresServer() as postgres:
+            _uplink_store(
+                benchuplink,
+                "uplink_pg",
+                runs,
+                workers,
+                lambda: (postgres.new_database(), postgres.cpu_seconds),
+            )
+    except PostgresUnavailable as exc:
+        line("uplink_pg", "none", "(%s)" % exc)
 
-    from norflash import NorFlash
-    from pos.dukpt import derive_initial_key
-    from pos.journal import Journal
-    from pos.ledger import Ledger
-    from pos.record import CREDIT, SALE, Record
-    from pos.txq import TxQueue
-    from tools.host.backend import LedgerDB, Server, make_certs
-    from tools.host.linkclient import TerminalSigner
 
-    bdk = bytes(range(16))
-    with tempfile.TemporaryDirectory() as scratch:
-        make_certs(scratch)
-        with open(os.path.join(scratch, "bdk.key"), "w") as out:
-            out.write(bdk.hex())
-        db_path = os.path.join(scratch, "bench.db")
-        db = LedgerDB(db_path)
-        work = []
-        for number in range(terminals):
-            tid = "B%05d" % number
-            ik_id = b"\xbe\x00" + number.to_bytes(6, "big")
-            db.add_terminal(tid, ik_id)
-            flash = NorFlash(32, sector_size=1024)
-            log = NorFlash(8, sector_size=1024)
-            Journal.provision(log, bytes(16), derive_initial_key(bdk, ik_id), ik_id)
-            ledger = Ledger(TxQueue(flash), log, bytes(16))
-            bodies = []
-            for _ in range(batches):
-                frames = []
-                for _ in range(batch_records):
-                    counter = ledger.book(
-                        Record(
-                            SALE, 1, 1234, 978, method=CREDIT, token=b"\x01" * 6, last_four=4242
-                        )
+def _uplink_store(benchuplink, prefix, runs, workers, new_ledger):
+    """Both loads on one store, `runs` times each on a new ledger; the wire sizes."""
+    import statistics
+
+    loads = (
+        (prefix, dict(terminals=200, rate=5.0, duration_s=20.0)),
+        (prefix + "_flood", dict(terminals=40, rate=0, duration_s=10.0)),
+    )
+    wire = None
+    for name_prefix, options in loads:
+        figures = []
+        for _ in range(runs):
+            db, database_cpu = new_ledger()
+            with benchuplink.Load(
+                workers=workers, db=db, database_cpu=database_cpu, **options
+            ) as load:
+                figures.append(load.run())
+                if wire is None:
+                    wire = benchuplink.wire_bytes(load.server.port, load.ca_der)
+        rows = [f.rows() for f in figures]
+        for index, (name, _, unit) in enumerate(rows[0]):
+            values = [row[index][1] for row in rows]
+            if isinstance(values[0], str):
+                shown = values[0]
+            else:
+                middle = statistics.median(values)
+                shown = ("%.0f" if middle >= 100 or middle == int(middle) else "%.2f") % middle
+                if len(set(values)) > 1:
+                    unit += " (runs: %s)" % ", ".join(
+                        ("%.0f" if v >= 100 or v == int(v) else "%.2f") % v for v in values
                     )
-                    frames.append(bytes(next(f for c, f in ledger.queue.unsent() if c == counter)))
-                bodies.append(b"".join(frames))
-            work.append((tid, bodies, TerminalSigner(bdk, ik_id)))
-        db.close()
-        server = Server(db_path, os.path.join(scratch, "bdk.key"), scratch)
-        trust = ssl.create_default_context(cafile=os.path.join(scratch, "ca.pem"))
-        url = server.url
-        try:
-            latencies = []
-            wire = []
-
-            async def terminal(client, tid, bodies, signer):
-                path = "/v1/terminals/%s/records" % tid
-                for body in bodies:
-                    started = time.perf_counter()
-                    # Signed as pos.uplink signs (a heartbeat of the usual length).
-                    signed = signer.headers("POST", path, body, HEARTBEAT)
-                    reply = await client.post(
-                        path,
-                        content=body,
-                        headers=dict(signed, **{"Content-Type": "application/octet-stream"}),
-                    )
-                    latencies.append(time.perf_counter() - started)
-                    assert reply.status_code == 200 and reply.json()["stored"] == batch_records
-                    assert signer.reply_ok(reply.headers["x-onetill-reply"], reply.content)
-                    head = (
-                        "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n"
-                        "Connection: close\r\n\r\n" % (path, len(body))
-                    )
-                    head += "".join("%s: %s\r\n" % item for item in signed.items())
-                    reply_head = 40 + len("x-onetill-reply: \r\n") + 32
-                    wire.append(len(head) + len(body) + len(reply.content) + reply_head + 120)
-
-            async def run_all():
-                limits = httpx.Limits(max_connections=terminals)
-                async with httpx.AsyncClient(
-                    base_url=url, verify=trust, limits=limits, timeout=30
-                ) as client:
-                    started = time.perf_counter()
-                    await asyncio.gather(*(terminal(client, *w) for w in work))
-                    return time.perf_counter() - started
-
-            elapsed = asyncio.run(run_all())
-        finally:
-            server.stop()
-    records = terminals * batches * batch_records
-    latencies.sort()
-    line("uplink_terminals", terminals, "terminals")
-    line("uplink_records_per_s", "%.0f" % (records / elapsed), "records/s")
-    line("uplink_batch_p50_ms", "%.1f" % (latencies[len(latencies) // 2] * 1000), "ms")
-    line("uplink_batch_p99_ms", "%.1f" % (latencies[int(len(latencies) * 0.99)] * 1000), "ms")
-    # The terminal's request as pos.uplink sends it, the reply, and about 120 bytes of TLS
-    # records and reply headers a batch; the handshake (about 1.5 KiB) is not counted.
-    line("uplink_bytes_per_sale", "%.0f" % (sum(wire) / records), "bytes")
+            line("%s_%s" % (name_prefix, name), shown, unit)
+    return wire
 
 
 def ingest_frames(bdk, ik_id, count):
@@ -466,9 +436,11 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="tools/bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "suite",
-        choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update"],
+        choices=["queue", "sale", "heap", "uplink", "ingest", "blacklist", "update", "lockout"],
         help="which benchmark to run",
     )
+    parser.add_argument("--runs", type=int, default=3, help="uplink: runs of each load")
+    parser.add_argument("--workers", type=int, default=2, help="uplink: back-end workers")
     parser.add_argument(
         "--batch-records",
         type=int,
@@ -487,13 +459,16 @@ def main(argv):
     elif args.suite == "uplink":
         run_on_micropython("import uplink_auth; uplink_auth.main()")
         backend_auth()
-        uplink_load()
+        uplink_load(runs=args.runs, workers=args.workers)
     elif args.suite == "ingest":
         ingest(batch_records=args.batch_records)
     elif args.suite == "blacklist":
         blacklist()
     elif args.suite == "update":
         update()
+    elif args.suite == "lockout":
+        with tempfile.TemporaryDirectory() as scratch:
+            run_on_micropython("import lockout_bench; lockout_bench.main(%r)" % scratch)
     return 0
 
 

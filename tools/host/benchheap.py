@@ -10,7 +10,11 @@ simulator's own allowance on top of the app heap).
 
 A day passes when every step shows the screen it should (no "Low memory" anywhere, the
 status screen opens), the firmware reports no memory fault, and it exits cleanly; with the
-back end, the back end also gets every record, at mid-day and at the end. The
+back end, the back end also gets every record, at mid-day and at the end. With the back
+end the firmware gets, on top of its app heap, what a TLS exchange itself takes, measured
+at the start of the run (tls_heap: tools/emu/tlsneed.py, over TLS and over plain TCP): on
+the ESP32 mbedTLS allocates from ESP-IDF's heap, not the app's, and any more than that
+would lend the app heap it does not have on the device. The
 lowest app heap at which the day passes on every one of the terminals is found by
 bisection (a day takes a few seconds); the margin is the default 96 KiB minus it.
 
@@ -21,6 +25,7 @@ heap layout depends on the length of the path it is given.
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -136,13 +141,16 @@ def day_script():
 
 
 class Day:
-    """One scripted day on a copy of a provisioned terminal, at one app heap."""
+    """One scripted day on a copy of a provisioned terminal, at one app heap. With the
+    back end, tls_heap bytes more for TLS (tls_heap(); the simulator's own allowance if
+    not given)."""
 
-    def __init__(self, template, workdir, heap_k, backend):
+    def __init__(self, template, workdir, heap_k, backend, tls_heap=None):
         self.template = template
         self.state = workdir
         self.heap_k = heap_k
         self.with_backend = backend
+        self.tls_heap = sim.TLS_ALLOWANCE if tls_heap is None else tls_heap
         self.where = "start"
 
     def run(self, steps):
@@ -158,7 +166,7 @@ class Day:
             heap = self.heap_k * 1024
             if self.with_backend:
                 backend = sim.Backend(self.state)
-                heap += sim.TLS_ALLOWANCE
+                heap += self.tls_heap
             firmware = sim.Firmware(self.state, heap, lock)
             firmware.wait_for_start()
             failure = self._play(firmware, steps)
@@ -244,12 +252,65 @@ def provision(folder, count):
     return templates
 
 
-def passes(templates, heap_k, backend, steps, log):
+def tls_heap(template, low=1024, high=64 * 1024):
+    """The bytes of heap a TLS exchange with the back end takes on the unix port: the
+    lowest app heap at which tools/emu/tlsneed.py passes over TLS, less the lowest at which
+    it passes over plain TCP (each found by bisection to 128 bytes)."""
+    state = os.path.join(os.path.dirname(template), "tls")
+    if os.path.exists(state):
+        shutil.rmtree(state)
+    shutil.copytree(template, state)
+    image = sim.build_image()
+    backend = sim.Backend(state)
+    try:
+
+        def exchange(heap, tls):
+            args = [
+                ".venv/bin/micropython",
+                "-X",
+                "heapsize=%d" % (heap + os.path.getsize(image) + 32 * 1024),
+                "tools/host/mp_boot.py",
+                os.path.relpath(image, ROOT),
+                str(heap),
+                "tlsneed",
+                os.path.relpath(state, ROOT),
+                str(backend.port),
+                "1" if tls else "0",
+            ]
+            done = subprocess.run(
+                args,
+                cwd=ROOT,
+                env=dict(os.environ, MICROPYPATH=".frozen"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            return done.returncode == 0 and "OK" in done.stdout
+
+        def lowest(tls):
+            fails, holds = low, high
+            if not exchange(holds, tls):
+                raise sim.SimError("no TLS exchange with the back end even at %d bytes" % high)
+            while holds - fails > 128:
+                middle = (fails + holds) // 2
+                if exchange(middle, tls):
+                    holds = middle
+                else:
+                    fails = middle
+            return holds
+
+        return lowest(True) - lowest(False)
+    finally:
+        backend.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def passes(templates, heap_k, backend, steps, log, tls=None):
     """True if the day passes at heap_k on every terminal (stops at the first failure)."""
     work = os.path.join(os.path.dirname(templates[0]), "day")
     for number, template in enumerate(templates):
         started = time.monotonic()
-        failure = Day(template, work, heap_k, backend).run(steps)
+        failure = Day(template, work, heap_k, backend, tls).run(steps)
         log(
             "heap %d KiB%s terminal %d: %s (%.1f s)"
             % (
@@ -265,14 +326,14 @@ def passes(templates, heap_k, backend, steps, log):
     return True
 
 
-def lowest_heap_k(templates, backend, steps, log, low=48, high=160):
+def lowest_heap_k(templates, backend, steps, log, low=48, high=160, tls=None):
     """The lowest heap (KiB) at which the day passes on every terminal, by bisection
     between low (assumed to fail) and high (checked)."""
-    if not passes(templates, high, backend, steps, log):
+    if not passes(templates, high, backend, steps, log, tls):
         return None
     while high - low > 1:
         middle = (low + high) // 2
-        if passes(templates, middle, backend, steps, log):
+        if passes(templates, middle, backend, steps, log, tls):
             high = middle
         else:
             low = middle
@@ -293,11 +354,15 @@ def run(terminals=5, modes=("offline", "backend"), quiet=False):
     sim.build_image()  # once, before the clock starts
     templates = provision(folder, terminals)
     steps = day_script()
+    tls = None
+    if "backend" in modes:
+        tls = tls_heap(templates[0])
+        line("tls_heap", tls, "bytes")
     results = {}
     margins = []
     for mode in modes:
         started = time.monotonic()
-        lowest = lowest_heap_k(templates, mode == "backend", steps, log)
+        lowest = lowest_heap_k(templates, mode == "backend", steps, log, tls=tls)
         results[mode] = lowest
         line(mode + "_terminals", terminals, "terminals")
         if lowest is None:

@@ -52,7 +52,7 @@ for folder in FOLDERS:
         walk(folder, out)
     except OSError:
         pass
-for name in ("boot.py", "main.py"):
+for name in ("boot.py", "main.py", "otaboot.py"):
     try:
         with open(name, "rb") as f:
             out[name] = binascii.hexlify(hashlib.sha256(f.read()).digest()).decode()
@@ -175,7 +175,11 @@ def bundle(target):
 
 
 def entry_points():
-    return {name: os.path.join(ROOT, name) for name in ENTRY_POINTS}
+    files = {name: os.path.join(ROOT, name) for name in ENTRY_POINTS}
+    # The update's boot code, run by boot.py from the vfs: never from the romfs partition
+    # that it rewrites (lib/pos/install.py).
+    files["otaboot.py"] = os.path.join(ROOT, "lib", "pos", "install.py")
+    return files
 
 
 def sha256(path):

@@ -17,14 +17,23 @@ import vfs
 def main():
     with open(sys.argv[1], "rb") as source:
         image = source.read()
-    vfs.mount(vfs.VfsRom(image), "/rom")
-    sys.path[:0] = ["/rom/tests", "/rom/emu", "/rom/lib"]
     app_heap = int(sys.argv[2])
     if sys.argv[3] == "simboard":
-        # The simulated board's NOR-flash model stands for the ESP32's partition driver,
-        # which is C in the firmware and takes no heap: its code is loaded before the
-        # budget is pinned, as the image itself is.
+        # The simulator runs the core from its flash image's romfs partition, as the ESP32
+        # does (tools/emu/simrom.py: the update's boot code first); the image given here
+        # holds the board (emu/) and that boot code. The NOR-flash model stands for the
+        # ESP32's partition driver, which is C in the firmware and takes no heap: its code
+        # is loaded before the budget is pinned, as the images themselves are.
+        vfs.mount(vfs.VfsRom(image), "/host")
+        sys.path[:0] = ["/host/emu"]
+        import simrom
+
         import norflash  # noqa: F401
+
+        simrom.boot(sys.argv[4])
+    else:
+        vfs.mount(vfs.VfsRom(image), "/rom")
+        sys.path[:0] = ["/rom/tests", "/rom/emu", "/rom/lib"]
     gc.collect()
     extra = gc.mem_free() - app_heap
     if extra < 0:

@@ -91,8 +91,10 @@ def statelog_image(device_key, initial_key, ik_id):
     return bytes(chip._ram)
 
 
-def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
-    """Build everything in memory, then write it to out_dir (None: a dry run)."""
+def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False, release_pub=None):
+    """Build everything in memory, then write it to out_dir (None: a dry run). release_pub:
+    the release public key file (tools/release keygen's release.pub) for /config/release.pub,
+    which the terminal checks updates with (pos.update) and no downlink document can change."""
     from littlefs import LittleFS
 
     from pos import config
@@ -110,6 +112,15 @@ def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
         )
     if len(bdk) != 16:
         raise ProvisionError("the BDK must be 16 bytes")
+    public_key = None
+    if release_pub is not None:
+        try:
+            with open(release_pub, "rb") as source:
+                public_key = source.read()
+        except OSError as exc:
+            raise ProvisionError("cannot read the release public key: %s" % exc) from None
+        if len(public_key) != 60 or public_key[:4] != b"\x00\x00\x00\x01":
+            raise ProvisionError("%s is not a release public key (release.pub)" % release_pub)
     ik_id = secrets.token_bytes(8)
     device_key = secrets.token_bytes(16)
     _, vfs_size = vfs_geometry()
@@ -127,6 +138,9 @@ def provision(config_dir, bdk, terminal_id, out_dir=None, flash_image=False):
         if os.path.isfile(path):
             with open(path, "rb") as source, fs.open("/config/" + name, "wb") as out:
                 out.write(source.read())
+    if public_key is not None:
+        with fs.open("/config/release.pub", "wb") as out:
+            out.write(public_key)
     store = _FsStore(fs, "/state")
     store.write("device.key", device_key)
     store.write("downlink.key", derive_downlink_key(bdk, ik_id))
@@ -179,6 +193,12 @@ def main(argv):
         action="store_true",
         help="with --register: the ID is registered with another IK ID; start it afresh",
     )
+    parser.add_argument(
+        "--release-pub",
+        metavar="FILE",
+        help="the release public key (tools/release keygen's release.pub): the terminal "
+        "installs only updates signed with its private key",
+    )
     parser.add_argument("--dry-run", action="store_true", help="check and build, write nothing")
     args = parser.parse_args(argv)
     if not args.dry_run and not args.out:
@@ -196,6 +216,7 @@ def main(argv):
             args.terminal_id,
             None if args.dry_run else args.out,
             args.flash_image,
+            args.release_pub,
         )
     except ProvisionError as exc:
         sys.stderr.write("tools/provision: %s\n" % exc)

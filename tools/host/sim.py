@@ -37,6 +37,7 @@ KEY_TOKENS = set("0123456789#*ABCD")
 # On the unix port mbedTLS allocates from the MicroPython heap; on the ESP32 it has ESP-IDF's
 # own. So with the back end the firmware gets its app heap plus this much for TLS.
 TLS_ALLOWANCE = 32 * 1024
+RESTART_EXIT = 4  # the firmware asks to be started again (tools/emu/simrom.py)
 TOKEN_RE = re.compile(r"^(card|scan):(\d{1,24})$|^wait:(\d{1,7})$|^link:(up|down)$")
 
 
@@ -134,9 +135,10 @@ def _key_file(path):
     return key
 
 
-def prepare_state(state):
+def prepare_state(state, release_pub=None):
     """Make STATE/flash.bin and, the first time, the demo terminal's provisioning file and the
-    back end's key file. Returns a line saying what was done."""
+    back end's key file (and the release public key given, bytes, in its /config). Returns a
+    line saying what was done."""
     os.makedirs(state, mode=0o700, exist_ok=True)
     os.chmod(state, 0o700)  # flash.bin holds the terminal's keys, backend/ the BDK
     image = os.path.join(state, "flash.bin")
@@ -182,6 +184,8 @@ def prepare_state(state):
         "downlink_key": hexlify(derive_downlink_key(bdk, ik_id)).decode(),
         "config": config,
     }
+    if release_pub is not None:
+        provision["release_pub"] = hexlify(release_pub).decode()
     with open(
         os.open(os.path.join(state, "provision.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
     ) as out:
@@ -243,6 +247,39 @@ def build_image():
     return mpybuild.build_romfs(out_dir)
 
 
+def core_image():
+    """The ROMFS image of the core exactly as tools/deploy writes it to an ESP32's romfs
+    partition (bytecode only, so the unix port runs the same files)."""
+    from tools.host import deploy
+
+    files, base = deploy.bundle("esp32")
+    image = os.path.join(ROOT, "build", "onetill-esp32.romfs")
+    # The folders too: a module removed from lib/ changes its folder, not a file left.
+    paths = set(files.values()) | {os.path.dirname(path) for path in files.values()}
+    newest = max(os.path.getmtime(path) for path in paths)
+    if os.path.exists(image) and os.path.getmtime(image) > newest:
+        return image  # built from these very files: no mpremote run at every start
+    return deploy.build_romfs_image(base, "esp32", deploy.romfs_partition_size())
+
+
+def install_code(state):
+    """Write the working tree's core into STATE/flash.bin's romfs partition, where the
+    simulated terminal runs it from (as tools/deploy does to an ESP32): only the bytes that
+    differ, the rest of the partition erased (0xFF). Returns True when it changed."""
+    image_path = os.path.join(state, "flash.bin")
+    offset, size = partitions.read_image_table(image_path)["romfs"]
+    with open(core_image(), "rb") as source:
+        wanted = source.read()
+    wanted += b"\xff" * (size - len(wanted))
+    with open(image_path, "r+b") as flash:
+        flash.seek(offset)
+        if flash.read(size) == wanted:
+            return False
+        flash.seek(offset)
+        flash.write(wanted)
+    return True
+
+
 def parse_heap(text):
     match = re.fullmatch(r"(\d+)([kK]?)", text)
     if not match:
@@ -264,9 +301,6 @@ class Backend:
             terminals = json.load(source)
         db_path = os.path.join(state, "backend.db")
         db = LedgerDB(db_path)
-        for tid, entry in terminals.items():
-            db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
-        db.close()
         # The keyring: bdk.key (the original BDK) first, then any later one (bdk-2.key, ...:
         # a key rotation, tools/backend keys rotate).
         ring = [os.path.join(keys, "bdk.key")] + sorted(
@@ -275,7 +309,18 @@ class Backend:
             if name.startswith("bdk") and name.endswith(".key") and name != "bdk.key"
         )
         try:
-            self.server = Server(db_path, ring, keys)
+            for tid, entry in terminals.items():
+                db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
+            self.logins = demo_logins(db, keys, terminals)
+        finally:
+            db.close()
+        try:
+            self.server = Server(
+                db_path,
+                ring,
+                keys,
+                token_key_file=os.path.join(keys, "card_token.key"),
+            )
         except OSError as exc:
             raise SimError(str(exc)) from None
         self.port = self.server.port
@@ -287,6 +332,30 @@ class Backend:
         self.server.stop()
         if os.path.exists(self.uplink_file):
             os.remove(self.uplink_file)
+
+
+def demo_logins(db, keys, terminals):
+    """The back office's demo accounts, made once per state folder: an operator and one
+    per demo merchant, each with a random password kept in STATE/backend/logins.json
+    (0600). Returns [(name, role, password)]."""
+    from tools.host.backend.office.accounts import hash_password
+    from tools.host.backend.office.store import OfficeStore
+
+    path = os.path.join(keys, "logins.json")
+    if os.path.exists(path):
+        with open(path) as source:
+            return [tuple(login) for login in json.load(source)]
+    logins = [("operator", "operator", None, secrets.token_urlsafe(9))]
+    for _, merchant_id, name in next(iter(terminals.values())).get("merchants", []):
+        user = name.split()[0].lower()
+        logins.append((user, "merchant", merchant_id, secrets.token_urlsafe(9)))
+    store = OfficeStore(db)
+    for user, role, merchant_id, password in logins:
+        store.add_user(user, role, merchant_id, hash_password(password))
+    out = [(user, role, password) for user, role, _, password in logins]
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as target:
+        json.dump(out, target)
+    return out
 
 
 def use_backend(state, url):
@@ -308,9 +377,14 @@ def use_backend(state, url):
 class Firmware:
     """The MicroPython process and its line protocol."""
 
-    def __init__(self, state, heap, lock):
+    def __init__(self, state, heap, lock, keep_code=False):
+        if not keep_code:
+            install_code(state)  # the working tree's core into the flash's romfs partition
         image = build_image()
-        process_heap = heap + os.path.getsize(image) + 32 * 1024
+        # The boot image (the board, the update's boot code) and the romfs partition's copy
+        # sit in the process heap outside the app's budget, as both are flash on the ESP32.
+        romfs = partitions.read_image_table(os.path.join(state, "flash.bin"))["romfs"][1]
+        process_heap = heap + os.path.getsize(image) + romfs + 32 * 1024
         env = dict(os.environ, MICROPYPATH=".frozen")
         # Paths relative to ROOT (the process runs there) where they can be: the firmware
         # then lays out its heap the same wherever the repository was cloned.
@@ -334,21 +408,11 @@ class Firmware:
             )
             if done.returncode or os.path.exists(os.path.join(state, "provision.json")):
                 raise SimError("provisioning failed:\n" + done.stdout + done.stderr)
-        # A session of its own: Ctrl-C in the terminal stops the simulator, which then
-        # stops the firmware between events; if the simulator is killed, the firmware reads
-        # the end of its input and stops by itself.
-        self.process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-            pass_fds=(lock.fd,),  # the state folder stays locked while the firmware runs
-        )
+        self._args, self._env, self._lock = args, env, lock
+        self._stopping = False
+        self._events_base = 0  # events handled by the firmware's processes before this one
+        self.restarts = 0
+        self._spawn()
         # A thread moves the firmware's output lines into a queue: select() on a buffered
         # pipe would miss lines that already sit in Python's buffer.
         self._lines = queue.Queue()
@@ -363,9 +427,34 @@ class Firmware:
         self.stray = []
         self.unsent = None
 
+    def _spawn(self):
+        # A session of its own: Ctrl-C in the terminal stops the simulator, which then
+        # stops the firmware between events; if the simulator is killed, the firmware reads
+        # the end of its input and stops by itself.
+        self.process = subprocess.Popen(
+            self._args,
+            cwd=ROOT,
+            env=self._env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            pass_fds=(self._lock.fd,),  # the state folder stays locked while it runs
+        )
+
     def _pump(self):
-        for line in self.process.stdout:
-            self._lines.put(line.rstrip("\n"))
+        while True:
+            for line in self.process.stdout:
+                self._lines.put(line.rstrip("\n"))
+            # The terminal restarted (an update; simrom's RESTART_EXIT): a reset is a new
+            # process, on a whole heap, booted again from its flash.
+            if self.process.wait() != RESTART_EXIT or self._stopping:
+                break
+            self.process.stderr.close()
+            self.process.stdin.close()
+            self._spawn()
         self._lines.put(None)  # the firmware has stopped
 
     def _next_line(self, timeout_s):
@@ -382,11 +471,17 @@ class Firmware:
         return line
 
     def send(self, line):
-        try:
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            raise SimError(self.crash_report()) from None
+        for _ in range(100):
+            process = self.process
+            try:
+                process.stdin.write(line + "\n")
+                process.stdin.flush()
+                return
+            except (BrokenPipeError, ValueError):  # ValueError: closed by a restart
+                if process.wait() != RESTART_EXIT:
+                    break
+                time.sleep(0.1)  # the firmware restarts: to the next process
+        raise SimError(self.crash_report())
 
     def read_message(self, timeout_s):
         """Read one message (a screen, a slip, a beep, a fault); False on timeout."""
@@ -394,7 +489,7 @@ class Firmware:
         if line is False:
             return False
         if line.startswith("S "):
-            self.events_shown = int(line[2:])
+            self.events_shown = self._events_base + int(line[2:])
             self.screen = [self._row() for _ in range(8)]
         elif line.startswith("P "):
             self.printed.append([self._row() for _ in range(int(line[2:]))])
@@ -405,7 +500,10 @@ class Firmware:
         elif line.startswith("U "):
             self.unsent = int(line[2:])
         elif line.startswith("A "):
-            self.events_acked = int(line[2:])
+            self.events_acked = self._events_base + int(line[2:])
+        elif line == "R":  # a restart: the next process counts its events from 0
+            self._events_base = self.events_acked
+            self.restarts += 1
         elif line.startswith("L "):
             self.link_up = line[2:] == "1"
         elif line == "Q":
@@ -466,6 +564,7 @@ class Firmware:
         return False
 
     def stop(self):
+        self._stopping = True
         if self.process.poll() is None:
             try:
                 self.send("quit")
@@ -683,6 +782,12 @@ def main(argv):
         "must come from the CA in STATE/backend/ (e.g. another tools/backend serve given "
         "those certificates)",
     )
+    parser.add_argument(
+        "--keep-code",
+        action="store_true",
+        help="run the core installed in STATE/flash.bin's romfs partition (an update over "
+        "the air) instead of writing the working tree's there first",
+    )
     args = parser.parse_args(argv)
     out = sys.stdout
     header = []  # the start-up lines, kept above the drawing in interactive mode
@@ -739,6 +844,18 @@ def run(args, heap, steps, out, header, say, lock):
         elif not args.offline:
             backend = Backend(args.state)
             say("back end on https://127.0.0.1:%d" % backend.port)
+            say(
+                "back office on https://127.0.0.1:%d/office/ (its certificate is from the "
+                "test CA in %s/backend/); logins: %s"
+                % (
+                    backend.port,
+                    args.state,
+                    ", ".join(
+                        "%s / %s (%s)" % (user, password, role)
+                        for user, role, password in backend.logins
+                    ),
+                )
+            )
         uplinked = backend is not None or bool(args.backend)
         if uplinked:
             say(
@@ -746,7 +863,9 @@ def run(args, heap, steps, out, header, say, lock):
                 "from the same heap)" % (heap // 1024, TLS_ALLOWANCE // 1024)
             )
         say("building the code image and starting the firmware")
-        firmware = Firmware(args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock)
+        firmware = Firmware(
+            args.state, heap + (TLS_ALLOWANCE if uplinked else 0), lock, args.keep_code
+        )
         try:
             firmware.wait_for_start()
             # The firmware has read it: gone now, so a killed run leaves nothing behind.

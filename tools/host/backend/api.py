@@ -45,18 +45,21 @@ class RefusalLog:
             self._since = now
 
 
-def make_app(db, docs=False):
+def make_app(db, docs=False, office=False, token_key_file=None):
     """The HTTP API over a LedgerDB. Every terminal route depends on `caller` (the request
-    authenticated before its body is read); /docs and /openapi.json only with docs=True."""
+    authenticated before its body is read); /docs and /openapi.json only with docs=True;
+    the back office's pages under /office with office=True (tools/host/backend/office)."""
     import hashlib
     from typing import Annotated
 
     from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
     from pydantic import BaseModel
-    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
     from tools.host.backend.auth import EMPTY_BODY_HASH, AuthError, Caller, StaleRequest
     from tools.host.backend.storage import StoreUnavailable
+
+    read_row, write = ledger_access(db)
 
     class BatchReply(BaseModel):
         ack: int
@@ -68,6 +71,7 @@ def make_app(db, docs=False):
         config: int
         blacklist: int
         commands: int
+        release: int
         keys: int
         blacklist_whole: bool
 
@@ -76,6 +80,7 @@ def make_app(db, docs=False):
         config: int
         blacklist: int
         commands: int
+        release: int
         keys: int
         blacklist_whole: bool
 
@@ -105,7 +110,7 @@ def make_app(db, docs=False):
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
         try:
-            return await run_in_threadpool(
+            return await read_row(
                 db.authenticate,
                 tid,
                 request.method,
@@ -160,10 +165,15 @@ def make_app(db, docs=False):
 
         async def read():
             body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise HTTPException(413, "%s larger than %d bytes" % (what, limit))
+            try:
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise HTTPException(413, "%s larger than %d bytes" % (what, limit))
+            except ClientDisconnect:
+                # Gone before its body was whole (a terminal's timeout, a stranger): nothing
+                # to answer and nothing to log (a traceback each would be a flood of lines).
+                raise HTTPException(400, "%s cut short" % what) from None
             return bytes(body)
 
         try:
@@ -210,9 +220,8 @@ def make_app(db, docs=False):
             return result
 
         try:
-            # Key derivation is CPU work and SQLite blocks: off the event loop, on this
-            # thread's own connection.
-            result = await run_in_threadpool(work)
+            # Key derivation is CPU work and the database blocks: off the event loop.
+            result = await write(work)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         result["server_time"] = int(time.time())
@@ -234,7 +243,7 @@ def make_app(db, docs=False):
             return db.offer(tid)
 
         try:
-            result = await run_in_threadpool(work)
+            result = await write(work)
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         result["server_time"] = int(time.time())
@@ -251,7 +260,7 @@ def make_app(db, docs=False):
                 return db.sealed_document(tid, DOCUMENT_KINDS[kind], since)
 
             try:
-                body = await run_in_threadpool(work)
+                body = await write(work)
             except IngestError as exc:
                 raise HTTPException(404, str(exc)) from None
             if body is None:
@@ -278,6 +287,40 @@ def make_app(db, docs=False):
     for kind in DOCUMENT_KINDS:
         document_route(kind)
 
+    @app.get(
+        "/v1/terminals/{tid}/release",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "up to 8 KiB of the release file from offset (pos.update)",
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            },
+            **unauthorized,
+            404: {"description": "unknown terminal, or that release is not offered to it"},
+        },
+    )
+    async def release_chunk(
+        tid: str,
+        who: Authenticated,
+        version: int = Query(ge=1, le=0xFFFFFFFF),
+        offset: int = Query(0, ge=0, le=0xFFFFFFFF),
+    ):
+        """A piece of the release offered to this terminal. Not tagged: the terminal uses
+        nothing of it before the whole file passes the release signature (pos.release)."""
+        no_body(who)
+
+        def work():
+            db.take(who)
+            return db.release_chunk(tid, version, offset)
+
+        try:
+            body = await write(work)
+        except IngestError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if not body:
+            raise HTTPException(404, "release %d is not offered to %s" % (version, tid))
+        return Response(body, media_type="application/octet-stream")
+
     @app.post(
         "/v1/terminals/{tid}/faults",
         responses={
@@ -296,13 +339,49 @@ def make_app(db, docs=False):
         if not body:
             raise HTTPException(400, "an empty fault log")
         try:
-            await run_in_threadpool(db.store_faults, tid, body.decode("utf-8", "replace"), who)
+            text = body.decode("utf-8", "replace")
+            await write(lambda: db.store_faults(tid, text, who))
         except IngestError as exc:
             raise HTTPException(404, str(exc)) from None
         return signed(who, {"ok": True})
 
     app.state.refusals = refusals
+    if office:
+        from tools.host.backend.office import mount
+
+        mount(app, db, token_key_file)
     return app
+
+
+def ledger_access(db):
+    """How a worker reads from and writes to the ledger: `await read_row(fn, *args)` for the
+    request check (one row by key), `await write(work)` for what changes the ledger.
+
+    SQLite lets one writer into the file at a time. Threads that race for it wait in SQLite's
+    busy handler, which sleeps and retries (1 ms growing to 100 ms between tries, first come
+    not first served): under load that waiting, not the work, made the batch latency's p99
+    seconds (tools/bench uplink). So on SQLite a worker's writes queue in order for one
+    thread of their own, and only the workers (processes) meet in the busy handler. Its
+    reads (WAL: they never wait for the writer) run on the event loop: a row by key takes
+    tens of microseconds, less than handing it to a thread and back.
+    PostgreSQL locks a terminal's row, not the database, and flushes concurrent commits
+    together, and every query is a round trip: there both run on the thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from starlette.concurrency import run_in_threadpool
+
+    store = getattr(db, "_store", None)
+    if getattr(store, "name", "sqlite") != "sqlite":
+        return run_in_threadpool, run_in_threadpool
+    writer = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
+
+    async def read_row(function, *args):
+        return function(*args)
+
+    async def write(work):
+        return await asyncio.get_running_loop().run_in_executor(writer, work)
+
+    return read_row, write
 
 
 def _binary_body(max_bytes, description):
@@ -332,6 +411,7 @@ def guarded_protocol():
 ENV_DB = "ONETILL_BACKEND_DB"
 ENV_BDK_FILE = "ONETILL_BACKEND_BDK_FILE"
 ENV_DOCS = "ONETILL_BACKEND_DOCS"
+ENV_TOKEN_KEY_FILE = "ONETILL_BACKEND_TOKEN_KEY_FILE"
 
 
 def app_from_environment():
@@ -342,7 +422,16 @@ def app_from_environment():
 
     from tools.host.backend.cli import read_bdk
     from tools.host.backend.ledger import LedgerDB
+    from tools.host.backend.server import _end_with_parent
 
+    # A worker ends with the process that started it: the serve command killed with kill -9
+    # must not leave workers serving the port with nobody to restart or stop them.
+    _end_with_parent(os.getppid())()
     keyring = read_bdk(os.environ[ENV_BDK_FILE].split(os.pathsep))
     db = LedgerDB(os.environ[ENV_DB], keyring, mode="write")
-    return make_app(db, docs=os.environ.get(ENV_DOCS) == "1")
+    return make_app(
+        db,
+        docs=os.environ.get(ENV_DOCS) == "1",
+        office=True,
+        token_key_file=os.environ.get(ENV_TOKEN_KEY_FILE) or None,
+    )

@@ -12,7 +12,7 @@ from tools.host.backend.errors import DownlinkError, IngestError
 from tools.host.backend.storage import by_terminal
 
 MAX_FAULT_LOGS_PER_TERMINAL = 16
-COMMANDS = ("settle", "faultlog")
+COMMANDS = ("settle", "faultlog", "clock")
 MAX_COMMANDS_A_DOCUMENT = 8  # keeps a commands document within the terminal's 512 bytes
 MAX_FAULT_LOG_BYTES = 4096
 DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K", "keys": "R"}
@@ -131,7 +131,7 @@ class DocumentsMixin:
 
     def offer(self, tid):
         """What a batch reply or a poll tells the terminal: versions and blacklist_whole,
-        read in one statement (every reply carries them)."""
+        read in one statement (every reply carries them), and the release offered."""
         versions, status = self._versions_and_status(tid)
         versions["blacklist_whole"] = self._whole(versions["blacklist"], status)
         return versions
@@ -153,6 +153,7 @@ class DocumentsMixin:
             "config": row[0] or 0,
             "blacklist": row[1] or 0,
             "commands": row[2] or 0,
+            "release": self.offered_release(tid),
             "keys": row[4] or 0,
         }
         return versions, row[3]
@@ -298,6 +299,7 @@ class DocumentsMixin:
                     "keys": int(status.get("kg", 0) or 0),
                 },
                 "refused": status.get("refused", ""),
+                "release": self.release_report(tid, status),
                 "commands": commands,
                 "fault_log": fault[0] if fault else None,
             }

@@ -27,6 +27,7 @@ from tools.host.backend.auth import AuthMixin
 from tools.host.backend.autoblocks import AutoBlockMixin
 from tools.host.backend.documents import DocumentsMixin
 from tools.host.backend.ingest import IngestMixin
+from tools.host.backend.releases import ReleasesMixin
 from tools.host.backend.reports import ReportsMixin
 from tools.host.backend.rotation import RotationMixin
 from tools.host.backend.storage import Storage
@@ -35,6 +36,7 @@ from tools.host.backend.storage import Storage
 class LedgerDB(
     IngestMixin,
     DocumentsMixin,
+    ReleasesMixin,
     AutoBlockMixin,
     RotationMixin,
     ReportsMixin,

@@ -15,7 +15,7 @@ class GuardedH11Protocol(H11Protocol):
         peer = self.client[0] if self.client else None
         same = sum(1 for c in self.connections if c.client and c.client[0] == peer)
         if peer is not None and same > MAX_CONNECTIONS_PER_SOURCE:
-            transport.close()
+            transport.abort()
             return
         self._arm()
 
@@ -30,7 +30,9 @@ class GuardedH11Protocol(H11Protocol):
     def _head_too_slow(self):
         self._head_deadline = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
+            # Aborted, not closed: a TLS close waits for the peer's close_notify (uvloop's
+            # up to its shutdown timeout), which a slow sender never sends.
+            self.transport.abort()
 
     def data_received(self, data):
         super().data_received(data)

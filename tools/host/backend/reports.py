@@ -20,9 +20,11 @@ from tools.host.backend.errors import LedgerError
 class ReportsMixin:
     """LedgerDB's report."""
 
-    def report(self, merchant=None):
+    def report(self, merchant=None, since=None, until=None):
         """Per terminal and merchant: counts and totals by type and method, settlements and
-        whether each Z reconciles with the records received before it."""
+        whether each Z reconciles with the records received before it. With since and until
+        (unix seconds): only the records and Zs timed in [since, until) are counted, while
+        each Z is still reconciled with its whole batch."""
         db = self._db
         names = {
             (tid, number): (merchant_id, name)
@@ -41,7 +43,7 @@ class ReportsMixin:
                 )
         query = (
             "SELECT tid, merchant, counter, kind, method, amount_minor, currency, token,"
-            " last_four, reference, flags FROM records"
+            " last_four, reference, flags, time FROM records"
         )
         # Ordered here, not by the database: text order is the database's collation, and
         # the report must be the same on every store (Python orders by code point).
@@ -56,8 +58,11 @@ class ReportsMixin:
                 merchant_id, name = names.get((tid, number), ("", ""))
                 entry = merchants[(tid, number)] = _empty_entry(tid, number, merchant_id, name)
                 entry["currency"] = currency  # ISO 4217 numeric, as the records carry it
-            _count(entry, counter, kind, method, amount, token, last_four, row[9])
-            if kind == SALE and row[10] & FLAG_SUPERVISOR:  # reference: who approved it
+            counted = since is None or since <= row[11] < until
+            _count(entry, counter, kind, method, amount, token, last_four, row[9], counted)
+            if (
+                counted and kind == SALE and row[10] & FLAG_SUPERVISOR
+            ):  # reference: who approved it
                 entry["supervisor_approved"].append(
                     {"counter": counter, "amount_minor": amount, "supervisor": row[9]}
                 )
@@ -100,11 +105,20 @@ def _empty_entry(tid, number, merchant_id, name):
     }
 
 
-def _count(entry, counter, kind, method, amount, token, last_four, reference):
+def _count(entry, counter, kind, method, amount, token, last_four, reference, counted=True):
     if kind == BLOCK:  # moves no money: reported apart (auto_blocks)
         return
     batch = entry["_batch"]
     name = KIND_NAMES[kind]
+    if not counted:  # outside the period: only its Z batch's sums
+        if kind == SETTLEMENT:
+            entry["_batch"] = [0, 0, 0, 0]
+        elif kind in (SALE, VOID, REFUND):
+            sign = -1 if kind == VOID else 1
+            index = 2 if kind == REFUND else 0
+            batch[index] += sign
+            batch[index + 1] += sign * amount
+        return
     if kind == SALE:
         entry["sales_count"] += 1
         entry["sales_total_minor"] += amount
@@ -237,6 +251,21 @@ def print_report(report, out, merchant=None):
                 out.write(
                     "  Keys: generation %d offered, %d installed (terminal says %d)\n"
                     % (keys["offered"], keys["installed"], in_force.get("keys", 0))
+                )
+            release = entry.get("release")
+            if release and (release["offered"] or release["running"] or release["state"] != "-"):
+                out.write(
+                    "  Release: offered %s, terminal runs %d, %s\n"
+                    % (
+                        release["offered"] or "none",
+                        release["running"],
+                        release["state"]
+                        + (
+                            " %d" % release["state_version"]
+                            if release["state_version"] is not None
+                            else ""
+                        ),
+                    )
                 )
     print_auto_blocks(report.get("auto_blocks", []), out)
     out.write("Quarantined records (not counted as money): %d\n" % report["quarantined"])

@@ -94,7 +94,7 @@ class Server:
     """`tools/backend serve` in a child process on a free loopback port, until stop().
     For the simulator, the benchmarks and the tests: one way to start and wait for it."""
 
-    def __init__(self, db_path, bdk_file, cert_dir, timeout_s=15, workers=1):
+    def __init__(self, db_path, bdk_file, cert_dir, timeout_s=15, workers=1, token_key_file=None):
         """bdk_file: a key file, or a list of them (the keyring, the base key first)."""
         import socket
         import ssl
@@ -126,6 +126,7 @@ class Server:
                 os.path.join(cert_dir, "server.key"),
                 "--workers",
                 str(workers),
+                *(("--token-key-file", token_key_file) if token_key_file else ()),
             ],
             cwd=ROOT,
             preexec_fn=_end_with_parent(os.getpid()),

@@ -1,0 +1,179 @@
+"""The function menu's void and refund screens (pos.functions loads this module while one
+is in use): the last sale to void, or an original receipt, its amount and confirmation."""
+
+from pos.compat import const
+from pos.money import format_minor
+from pos.record import Record
+from pos.risk import today
+
+# pos.states' screens and Terminal.edit's outcomes, and pos.record's and pos.reports'
+# numbers, as private constants (inlined; host_tests/test_states.py checks them).
+_REFUND_RECEIPT = const(12)
+_REFUND_AMOUNT = const(13)
+_REFUND_CONFIRM = const(14)
+_VOID_CONFIRM = const(15)
+_DONE = const(3)
+_BACK = const(4)
+_TITLE = const(0)
+_HINT = const(7)
+_VOID = const(3)
+_REFUND = const(2)
+_FLAG_SUPERVISOR = const(2)
+_VOIDED = const(1)
+_RECEIPT_DIGITS = const(8)
+
+_TEXT = (
+    b"No sale to void\0"  # 0
+    b"Not assigned\0\0\0\0"  # 1
+    b"Merchant removed"  # 2
+    b"Not a sale\0\0\0\0\0\0"  # 3
+    b"No such receipt\0"  # 4
+    b"Already refunded"  # 5
+    b"Sale voided\0\0\0\0\0"  # 6
+    b"Daily refund cap"  # 7
+    b"Refund\0\0\0\0\0\0\0\0\0\0"  # 8
+    b"Orig. receipt no"  # 9
+    b"#OK *back\0\0\0\0\0\0\0"  # 10
+)
+_T_NO_SALE_TO_VOID = const(0)
+_T_NOT_ASSIGNED = const(1)
+_T_MERCHANT_REMOVED = const(2)
+_T_NOT_A_SALE = const(3)
+_T_NO_SUCH_RECEIPT = const(4)
+_T_ALREADY_REFUNDED = const(5)
+_T_SALE_VOIDED = const(6)
+_T_DAILY_REFUND_CAP = const(7)
+_T_REFUND = const(8)
+_T_ORIG_RECEIPT_NO = const(9)
+_T_OK_BACK = const(10)
+
+
+def _text(number):
+    return memoryview(_TEXT)[number << 4 : (number + 1) << 4]  # row `number`
+
+
+def start_void(fn):
+    """Menu item 1: the last sale, if this cashier may void it."""
+    t = fn.t
+    original = t.ledger.last_voidable_sale()
+    if original is None:
+        t.say(_text(_T_NO_SALE_TO_VOID))
+    elif not t.cashier.may_use(original[4]):
+        t.say(_text(_T_NOT_ASSIGNED))
+    elif t.merchants.get(original[4]) is None:
+        t.say(_text(_T_MERCHANT_REMOVED))
+    else:
+        fn.original = original
+        t.go(_VOID_CONFIRM, t.merchants.get(original[4]))
+
+
+def key(fn, key):
+    if fn.t.state == _REFUND_RECEIPT:
+        _receipt_key(fn, key)
+    else:
+        _confirm_key(fn, key)
+
+
+def draw(fn, screen):
+    if fn.t.state == _REFUND_RECEIPT:
+        screen.put(_TITLE, _text(_T_REFUND))
+        screen.put(2, _text(_T_ORIG_RECEIPT_NO))
+        screen.put(3, fn.t.entry.view(), right=True)
+        screen.put(_HINT, _text(_T_OK_BACK))
+        screen.focus = 2
+    else:
+        _draw_confirm(fn, screen)
+
+
+def _receipt_key(fn, key):
+    t = fn.t
+    entry = t.entry
+    outcome = t.edit(entry, key, _RECEIPT_DIGITS)
+    if outcome == _BACK:
+        t.open_menu()
+    if outcome != _DONE:
+        return
+    receipt = int(bytes(entry.view()).decode())
+    entry.wipe()
+    ledger = t.ledger
+    original = ledger.recent.find_sale(receipt)
+    if original is None:
+        # Every receipt number below the next was given to some record: one that the
+        # recent sales would hold, were it a sale, was a void, refund, decline or Z.
+        issued = 0 < receipt < ledger.next_receipt
+        known = issued and ledger.recent.holds_sales_from(receipt)
+        t.say(_text(_T_NOT_A_SALE) if known else _text(_T_NO_SUCH_RECEIPT))
+    elif original[6] & _VOIDED:
+        t.say(_text(_T_SALE_VOIDED))
+    elif t.merchants.get(original[4]) is None:
+        t.say(_text(_T_MERCHANT_REMOVED))
+    elif not t.cashier.may_use(original[4]) or not fn.supervisor.may_use(original[4]):
+        t.say(_text(_T_NOT_ASSIGNED))
+    elif original[7] - original[8] <= 0:
+        t.say(_text(_T_ALREADY_REFUNDED))
+    else:
+        fn.original = original
+        t.amount.wipe()
+        t.go(_REFUND_AMOUNT, t.merchants.get(original[4]))
+
+
+def refund_amount(fn, value):
+    """The refund amount keyed (not zero, within the merchant's refund cap, which the
+    amount screen keeps to): check it against the original and the day's refunds."""
+    t = fn.t
+    merchant = t.merchant
+    remaining = fn.original[7] - fn.original[8]
+    if value > remaining:
+        t.say("Max " + format_minor(remaining, merchant.exponent))
+    elif today(t.ledger, merchant.number, t.now())[2] + value > merchant.limit(
+        "max_refund_day_minor"
+    ):
+        t.say(_text(_T_DAILY_REFUND_CAP))
+    else:
+        t.go(_REFUND_CONFIRM)
+
+
+def _confirm_key(fn, key):
+    t = fn.t
+    if key == "*":
+        if t.state == _REFUND_CONFIRM:
+            t.go(_REFUND_AMOUNT)
+        else:
+            t.open_menu()
+    elif key == "#":
+        void = t.state == _VOID_CONFIRM
+        kind = _VOID if void else _REFUND
+        original = fn.original
+        record = Record(
+            kind,
+            original[4],
+            original[7] if void else t.amount.amount_minor,
+            t.merchant.currency_numeric,
+            method=original[5],
+            cashier=t.cashier.number,
+            time=t.now(),
+            reference=original[0],
+            flags=t.flags() | (_FLAG_SUPERVISOR if kind == _REFUND else 0),
+            token=original[9],
+            last_four=original[10],
+        )
+        t.book(record)
+
+
+def _draw_confirm(fn, screen):
+    t = fn.t
+    original = fn.original
+    void = t.state == _VOID_CONFIRM
+    # "Refund no. 12", or without "no." once the number needs the room (16 columns).
+    text = "%s no. %d" % ("Void" if void else "Refund", original[0])
+    if len(text) > 16:
+        text = text.replace(" no.", "")
+    screen.put(1, text)
+    if void:
+        screen.put(2, t.merchant.currency_code)
+        screen.put_digits(2, original[7], t.merchant.exponent)
+    else:
+        t.draw_amount_line(2)
+    t.draw_card_line(3, original[5], original[10])
+    screen.put(_HINT, _text(_T_OK_BACK))
+    screen.focus = 1

@@ -6,6 +6,7 @@ reaches the back end and opens; tools/recover opens the dump given both key file
 import json
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 
@@ -52,14 +53,29 @@ def test_a_rotation_mid_day_keeps_every_record_readable():
     assert amounts == [500, 600, 700, 800]
     # With the old key file alone, the last sale does not open: it is the new key's.
     flash = os.path.join(state, "flash.bin")
+    old_key = os.path.join(state, "backend", "bdk.key")
+    old_ik_id = registered_ik_id(state)
     old_only = run(
+        "-m", "tools.host.recover", "--flash", flash, "--bdk-file", old_key, "--ik-id", old_ik_id
+    )
+    assert old_only.returncode == 1 and old_only.stdout.count("UNREADABLE") == 1
+    # An operator's dump, both key files and both IK IDs given by hand: every record opens.
+    with sqlite3.connect(db) as ledger:
+        (new_ik_id,) = ledger.execute("SELECT ik_id FROM key_generations").fetchone()
+    both = run(
         "-m",
         "tools.host.recover",
         "--flash",
         flash,
         "--bdk-file",
-        os.path.join(state, "backend", "bdk.key"),
+        old_key,
+        "--bdk-file",
+        new_key,
         "--ik-id",
-        json.load(open(os.path.join(state, "backend", "terminals.json"))).popitem()[1]["ik_id"],
+        old_ik_id,
+        "--ik-id",
+        bytes(new_ik_id).hex(),
+        "--json",
     )
-    assert old_only.returncode == 1 and old_only.stdout.count("UNREADABLE") == 1
+    assert both.returncode == 0, both.stdout + both.stderr
+    assert [row["amount_minor"] for row in json.loads(both.stdout)] == [500, 600, 700, 800]

@@ -2,6 +2,8 @@
 within auto_block_window_min is blocked on every merchant of the terminal at once, with a
 sealed BLOCK record, across a restart, and a supervisor can lift it."""
 
+import sys
+
 from pos.record import DECLINE
 from pos.risk import CARD_BLOCKED, TOO_MANY_USES
 from termkit import Kit
@@ -131,9 +133,12 @@ def test_a_supervisor_lifts_a_block_and_it_is_recorded():
     kit.keys("9 9 9 9 #")
     rows = kit.keys(" ".join("4111111111111111") + " #")
     assert rows[1] == "UNBLOCKED", rows
+    assert "pos.menu_unblock" in sys.modules and "pos.autoblock" not in sys.modules
     lifted = kit.newest()
     assert lifted.kind == BLOCK and lifted.flags & FLAG_LIFTED and lifted.cashier == 9
     kit.keys("#")
+    # Back at the merchant menu: the item's module is gone with the menu's.
+    assert "pos.menu_unblock" not in sys.modules and "pos.functions" not in sys.modules
     kit.at(NOON + 3601)  # velocity's hour has passed: the card pays again
     assert kit.card_sale("2")[1] == "APPROVED"
     kit.keys("#")

@@ -156,3 +156,42 @@ def test_keys_rotate_and_status_on_the_command_line(tmp_path, ledger_at):
     assert "STILL ON AN OLD BDK" in lines["T0001"] and "STILL ON AN OLD BDK" in lines["T0002"]
     shown = json.loads(backend("keys", "status", "--db", path, "--json").stdout)
     assert [t["offered"] for t in shown["terminals"]] == [1, 0]
+
+
+def test_keyrot_and_release_migrations_apply_to_a_ledger_that_has_either(ledger_at):
+    """0003_keyrot and 0004_releases were numbered on two branches: a ledger made on either
+    (main's 0001, 0002, 0004; keyrot's 0001, 0003) gets what it lacks when a writing command
+    opens it, and both features work on it after. On each store in turn."""
+    import re
+
+    from tools.host.backend.storage import migration_files, pending
+
+    every = [version for version, _, _ in migration_files()]
+    assert {3, 4} <= set(every)
+    for generation, missing in ((1, (3,)), (2, (2, 4))):
+        db = ledger(ledger_at, [BDK])
+        tables = [
+            re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement).group(1)
+            for version, _, statements in migration_files()
+            if version in missing
+            for statement in statements
+            if statement.startswith("CREATE TABLE")
+        ]
+
+        def forget(connection, tables=tables, missing=missing):
+            for table in tables:
+                connection.execute("DROP TABLE %s" % table)
+            for version in missing:
+                connection.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+
+        db._transaction(forget)
+        assert pending(db._store) == list(missing)
+        db.close()
+        new_bdk = bytes([generation]) * 16
+        db = LedgerDB(ledger_at, [BDK, new_bdk], mode="write")
+        assert pending(db._store) == []
+        applied = db._db.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+        assert [row[0] for row in applied] == every
+        assert db.rotate_keys(new_bdk)[0][:2] == ("T0001", generation)  # 0003's tables
+        assert db.releases() == [] and db.offered_release("T0001") == 0  # 0004's table
+        db.close()

@@ -61,7 +61,9 @@ def test_a_rotation_mid_day_keeps_every_record_readable():
     assert old_only.returncode == 1 and old_only.stdout.count("UNREADABLE") == 1
     # An operator's dump, both key files and both IK IDs given by hand: every record opens.
     with sqlite3.connect(db) as ledger:
-        (new_ik_id,) = ledger.execute("SELECT ik_id FROM key_generations").fetchone()
+        (new_ik_id,) = ledger.execute(
+            "SELECT ik_id FROM key_generations WHERE generation = 1"
+        ).fetchone()
     both = run(
         "-m",
         "tools.host.recover",

@@ -96,9 +96,9 @@ def second_terminal(state, now):
     from pos.record import CASH, CREDIT, SALE, Record
     from pos.txq import TxQueue
     from tools.host.backend import LedgerDB
-    from tools.host.backend.cli import read_bdk
+    from tools.host.backend.keyring import read_key_file
 
-    bdk = read_bdk(os.path.join(state, "backend", "bdk.key"))
+    bdk = read_key_file(os.path.join(state, "backend", "bdk.key"))
     flash = NorFlash(16, sector_size=1024)
     queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
     Journal.provision(

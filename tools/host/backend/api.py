@@ -72,6 +72,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
         blacklist: int
         commands: int
         release: int
+        keys: int
         blacklist_whole: bool
 
     class Versions(BaseModel):
@@ -80,6 +81,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
         blacklist: int
         commands: int
         release: int
+        keys: int
         blacklist_whole: bool
 
     refusals = RefusalLog()
@@ -270,7 +272,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
             name="document_" + kind,
             description="The terminal's %s document, encrypted and MACed with its downlink key "
             "(config: the newest; blacklist: the delta from version `since`; commands: those "
-            "after id `since`)." % kind,
+            "after id `since`; keys: the newest key generation offered, pos.keyrot)." % kind,
             response_class=Response,
             responses={
                 200: {
@@ -425,7 +427,8 @@ def app_from_environment():
     # A worker ends with the process that started it: the serve command killed with kill -9
     # must not leave workers serving the port with nobody to restart or stop them.
     _end_with_parent(os.getppid())()
-    db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
+    keyring = read_bdk(os.environ[ENV_BDK_FILE].split(os.pathsep))
+    db = LedgerDB(os.environ[ENV_DB], keyring, mode="write")
     return make_app(
         db,
         docs=os.environ.get(ENV_DOCS) == "1",

@@ -67,6 +67,7 @@ LAST_FOUR_NONE = const(0xFFFF)
 TOKEN_SIZE = const(6)
 _NO_TOKEN = bytes(TOKEN_SIZE)
 _MAX_U32 = 0xFFFFFFFF
+_UNSET = const(0)  # an optional field left at its default (compared by identity)
 
 
 # The messages and the fields' names, "|" between them, in one bytes constant: each str
@@ -107,6 +108,20 @@ class RecordError(ValueError):
 class Record:
     """A record's fields; pack() gives the 32 bytes that seal.py encrypts."""
 
+    # The optional fields' defaults, read from the class until a record sets its own: each
+    # field set grows the record's dict, and with all thirteen it is a 272-byte table in one
+    # piece (a Z's settlement records missed it on a worn heap); most records set fewer. A
+    # value that is not the default itself (False, None, 0.0) is kept, for validate().
+    method = NO_METHOD
+    cashier = 0
+    time = 0
+    receipt = 0
+    reference = 0
+    reason = 0
+    flags = 0
+    token = _NO_TOKEN
+    last_four = LAST_FOUR_NONE
+
     def __init__(
         self,
         kind,
@@ -127,15 +142,24 @@ class Record:
         self.merchant = merchant
         self.amount_minor = amount_minor
         self.currency = currency
-        self.method = method
-        self.cashier = cashier
-        self.time = time
-        self.receipt = receipt
-        self.reference = reference
-        self.reason = reason
-        self.flags = flags
-        self.token = token
-        self.last_four = last_four
+        if method is not _UNSET:
+            self.method = method
+        if cashier is not _UNSET:
+            self.cashier = cashier
+        if time is not _UNSET:
+            self.time = time
+        if receipt is not _UNSET:
+            self.receipt = receipt
+        if reference is not _UNSET:
+            self.reference = reference
+        if reason is not _UNSET:
+            self.reason = reason
+        if flags is not _UNSET:
+            self.flags = flags
+        if token is not _NO_TOKEN:
+            self.token = token
+        if last_four is not LAST_FOUR_NONE:
+            self.last_four = last_four
 
     @classmethod
     def settlement(

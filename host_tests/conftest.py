@@ -36,6 +36,7 @@ def ledger_at(request, tmp_path):
     server.drop_database(url)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """tools/test runs pytest in several processes (pytest-xdist, `--dist loadgroup`). The
     core tests may run anywhere side by side: each makes its own folder (expect.scratch) and

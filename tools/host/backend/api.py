@@ -412,6 +412,7 @@ ENV_DB = "ONETILL_BACKEND_DB"
 ENV_BDK_FILE = "ONETILL_BACKEND_BDK_FILE"
 ENV_DOCS = "ONETILL_BACKEND_DOCS"
 ENV_TOKEN_KEY_FILE = "ONETILL_BACKEND_TOKEN_KEY_FILE"
+ENV_SERVE_PID = "ONETILL_BACKEND_SERVE_PID"
 
 
 def app_from_environment():
@@ -425,8 +426,10 @@ def app_from_environment():
     from tools.host.backend.server import _end_with_parent
 
     # A worker ends with the process that started it: the serve command killed with kill -9
-    # must not leave workers serving the port with nobody to restart or stop them.
-    _end_with_parent(os.getppid())()
+    # must not leave workers serving the port with nobody to restart or stop them. Its pid
+    # comes from the environment, not os.getppid(): a worker still importing when the serve
+    # command was killed would read the pid of its new parent (init) and never end.
+    _end_with_parent(int(os.environ[ENV_SERVE_PID]))()
     keyring = read_bdk(os.environ[ENV_BDK_FILE].split(os.pathsep))
     db = LedgerDB(os.environ[ENV_DB], keyring, mode="write")
     return make_app(

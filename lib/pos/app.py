@@ -362,8 +362,11 @@ class App:
                     if uplink.versions != self._handled or (
                         received is not None and received.upload_faults
                     ):
-                        await self._with_downlink().catch_up(self)
-                        unload("pos.downlink")
+                        try:
+                            await self._with_downlink().catch_up(self)
+                        finally:  # a MemoryError too: the code must not stay resident
+                            unload("pos.downlink")
+                            unload("pos.received")  # its Received keeps its class
                 except Exception as exc:  # UplinkError, MemoryError: never the app's end
                     self.syncs_failed += 1
                     self.board.fault("sync: %s" % (exc,))

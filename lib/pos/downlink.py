@@ -21,28 +21,24 @@ config. The payload is streamed: decrypted into a temporary file (or small buffe
 MAC runs, and used only once the tag matches; anything else removes the temporary file.
 """
 
-import asyncio
-import gc
-import json
-import os
-import struct
+from pos import compat
+from pos.compat import const
 
-from pos.compat import AES_CBC, AES_ECB, aes, const
-from pos.seal import Cmac, _double
-from pos.uplink import UplinkError, read_head
+# Imports are inside the functions that use them and the module's own numbers are const():
+# every global is an entry of the module's dict, which is made when the module is loaded, at
+# a sync on a worn heap. With 39 names it grew to 752 bytes in one piece, which a terminal
+# with the back end could not find after its first sale (tools/bench heap); 22 fit in 368.
 
 CONFIG = "C"
 BLACKLIST = "B"
 COMMANDS = "K"
 KEYS = "R"  # a key rotation (pos.keyrot)
-KIND_PATHS = {CONFIG: "config", BLACKLIST: "blacklist", COMMANDS: "commands", KEYS: "keys"}
-HEADER_SIZE = const(32)
-TAG_SIZE = const(16)
+_HEADER_SIZE = const(32)
+_TAG_SIZE = const(16)
 _CHUNK = const(128)  # bytes read, decrypted and written at a time
-_MAGIC = b"OTDL\x01"
 MAX_PLAIN = {CONFIG: 32768, BLACKLIST: 65536, COMMANDS: 512, KEYS: 72}
 PUSHED_CONFIG = "pushed.json"  # in the config folder, in force over the provisioned files
-TIMEOUT_S = const(30)
+_TIMEOUT_S = const(30)
 
 
 class DownlinkError(Exception):
@@ -52,25 +48,32 @@ class DownlinkError(Exception):
 def derive_downlink_key(bdk, ik_id):
     """The terminal's downlink key: NIST SP 800-108 counter mode with AES-CMAC under the
     BDK, label "OneTill downlink", context the IK ID, 128 bits."""
+    from pos.seal import Cmac
+
     data = b"\x01OneTill downlink\x00" + bytes(ik_id) + b"\x00\x80"
     return bytes(Cmac().digest(bytes(bdk), data))
 
 
 def _keys(downlink_key):
-    derive = aes(bytes(downlink_key), AES_ECB)
+    derive = compat.aes(bytes(downlink_key), compat.AES_ECB)
     return derive.encrypt(b"\x11" * 16), derive.encrypt(b"\x12" * 16)
 
 
 def seal_document(downlink_key, kind, version, payload, iv=None):
     """A sealed document (the back end makes them; the tests too)."""
+    import os
+    import struct
+
+    from pos.seal import Cmac
+
     data_key, mac_key = _keys(downlink_key)
     if iv is None:
         iv = os.urandom(16)
     padded = bytearray(payload)
     while len(padded) % 16:
         padded.append(0)
-    header = _MAGIC + kind.encode() + b"\x00\x00" + struct.pack(">II", version, len(payload))
-    body = header + bytes(iv) + aes(data_key, AES_CBC, iv).encrypt(bytes(padded))
+    header = b"OTDL\x01" + kind.encode() + b"\x00\x00" + struct.pack(">II", version, len(payload))
+    body = header + bytes(iv) + compat.aes(data_key, compat.AES_CBC, iv).encrypt(bytes(padded))
     return body + bytes(Cmac().digest(mac_key, body))
 
 
@@ -79,8 +82,10 @@ class _Opener:
     decrypts the payload beside it."""
 
     def __init__(self, downlink_key, header):
+        from pos.seal import _double
+
         data_key, mac_key = _keys(downlink_key)
-        self._mac = aes(mac_key, AES_ECB)
+        self._mac = compat.aes(mac_key, compat.AES_ECB)
         self._state = bytearray(16)
         self._subkey = bytearray(16)
         self._mac.encrypt(self._state, self._subkey)  # L = AES(K, 0)
@@ -89,7 +94,7 @@ class _Opener:
         self._held = False
         self.plain = bytearray(_CHUNK)
         self._update(header)
-        self._cipher = aes(data_key, AES_CBC, bytes(header[16:32]))
+        self._cipher = compat.aes(data_key, compat.AES_CBC, bytes(header[16:32]))
 
     def _update(self, data):
         state = self._state
@@ -114,8 +119,8 @@ class _Opener:
         for i in range(16):
             state[i] ^= self._last[i] ^ self._subkey[i]
         self._mac.encrypt(state, state)
-        difference = len(tag) ^ TAG_SIZE
-        for i in range(min(len(tag), TAG_SIZE)):
+        difference = len(tag) ^ _TAG_SIZE
+        for i in range(min(len(tag), _TAG_SIZE)):
             difference |= state[i] ^ tag[i]
         if difference:
             raise DownlinkError("MAC does not match: not from our back end, or altered")
@@ -127,12 +132,16 @@ class Downlink:
         self.key = downlink_key
         self.config_folder = config_folder
         self.store = store
-        self.timeout_s = TIMEOUT_S
+        self.timeout_s = _TIMEOUT_S
 
     async def fetch(self, kind, current, since, out):
         """GET the newest document of a kind and write its payload to out (a file or
         stream); returns its version. DownlinkError (out then holds garbage) unless the
         document is whole, has a matching MAC and is newer than `current`."""
+        import asyncio
+
+        from pos.uplink import UplinkError
+
         try:
             return await asyncio.wait_for(self._fetch(kind, current, since, out), self.timeout_s)
         except DownlinkError:
@@ -143,7 +152,19 @@ class Downlink:
             raise DownlinkError("no answer: %r" % (exc,)) from None
 
     async def _fetch(self, kind, current, since, out):
-        name = KIND_PATHS[kind]
+        import struct
+
+        from pos.uplink import read_head
+
+        name = (
+            "config"
+            if kind == CONFIG
+            else "blacklist"
+            if kind == BLACKLIST
+            else "keys"
+            if kind == KEYS
+            else "commands"
+        )
         head = self.uplink.head("GET", "%s?since=%d" % (name, since), b"")
         reader, writer = await self.uplink.connect()
         try:
@@ -153,12 +174,12 @@ class Downlink:
             status, length, _ = await read_head(reader, 1 << 20)
             if status != 200:
                 raise DownlinkError("%s: back end answered %d" % (name, status))
-            header = await reader.readexactly(HEADER_SIZE)
-            if header[:5] != _MAGIC or header[5:8] != kind.encode() + b"\x00\x00":
+            header = await reader.readexactly(_HEADER_SIZE)
+            if header[:5] != b"OTDL\x01" or header[5:8] != kind.encode() + b"\x00\x00":
                 raise DownlinkError("%s: not a %s document" % (name, name))
             version, plain_size = struct.unpack_from(">II", header, 8)
             padded = (plain_size + 15) // 16 * 16
-            if plain_size > MAX_PLAIN[kind] or length != HEADER_SIZE + padded + TAG_SIZE:
+            if plain_size > MAX_PLAIN[kind] or length != _HEADER_SIZE + padded + _TAG_SIZE:
                 raise DownlinkError("%s: document of the wrong size" % name)
             if version <= current:
                 raise DownlinkError(
@@ -172,7 +193,7 @@ class Downlink:
                 left -= size
                 keep = size if left else size - (padded - plain_size)
                 out.write(plain[:keep])
-            opener.check(await reader.readexactly(TAG_SIZE))
+            opener.check(await reader.readexactly(_TAG_SIZE))
             return version
         finally:
             writer.close()
@@ -181,6 +202,9 @@ class Downlink:
     async def config(self, current):
         """Fetch, check and install a newer config: (version, merchants, cashiers), in force
         at the next start and for the app to swap in at an idle moment."""
+        import gc
+        import json
+
         from pos.compat import unload
 
         path = self.config_folder + "/" + PUSHED_CONFIG
@@ -205,6 +229,8 @@ class Downlink:
         except BaseException:
             _remove(temporary)
             raise
+        import os
+
         os.rename(temporary, path)
         return parsed
 
@@ -213,6 +239,8 @@ class Downlink:
         this version or newer) and merge it in. The payload: the base version the delta
         applies to (0: the whole list, which replaces ours), the counts of tokens to add and
         to remove (4 bytes each), then the tokens. A delta from any other base is refused."""
+        import struct
+
         from pos.blacklist import TOKEN_SIZE, BlacklistError
 
         path = blacklist.path + ".delta"
@@ -248,6 +276,7 @@ class Downlink:
 
     async def commands(self, done):
         """Fetch the commands queued after id `done`: [(id, name)], in order."""
+        import json
         from io import BytesIO
 
         out = BytesIO()
@@ -295,8 +324,7 @@ class _FileTokens:
 
 # --- what the app does with it (functions of the app, so pos.app itself stays small) -------
 
-DOWNLINK_KEY = "downlink.key"
-FAULT_LOG_BYTES = 2048  # the tail of the fault log that the faultlog command sends
+_FAULT_LOG_BYTES = const(2048)  # the tail of the fault log that the faultlog command sends
 
 
 async def catch_up(app):
@@ -311,7 +339,7 @@ async def catch_up(app):
     received = app.received
     versions = uplink.versions
     todo = wanted(app)
-    key = board.store.read(DOWNLINK_KEY)
+    key = board.store.read("downlink.key")
     if todo[0] or todo[1] or todo[2] or todo[3]:
         if key is None or len(key) != 16:
             received.refused[:] = versions[:3] + versions[5:6]
@@ -396,13 +424,15 @@ def _fault_tail(board):
     try:
         with open(path, "rb") as log:
             size = log.seek(0, 2)
-            log.seek(max(0, size - FAULT_LOG_BYTES))
-            return log.read(FAULT_LOG_BYTES) or b"(empty)"
+            log.seek(max(0, size - _FAULT_LOG_BYTES))
+            return log.read(_FAULT_LOG_BYTES) or b"(empty)"
     except OSError:
         return b"(no fault log yet)"
 
 
 def _remove(path):
+    import os
+
     try:
         os.remove(path)
     except OSError:

@@ -64,13 +64,42 @@ MAX_PACKED_SIZE = _STATE_HEAD + _NUM_REG * _KEY_LEN + 4  # every register in use
 _ZERO_KEY = bytes(_KEY_LEN)
 
 
+# The messages (and two names of keys), "|" between them, in one bytes constant: each str
+# literal longer than about 10 characters would be a heap object of its own (about 35 bytes
+# on the 64-bit port).
+_WHY = (
+    b"%s must be %d bytes, not %d|"  # 0
+    b"KSN counter is 0|"  # 1
+    b"KSN counter has %d one-bits (at most 16 are used)|"  # 2
+    b"algorithm %d needs a key longer than 128 bits|"  # 3
+    b"usage 0x%04x is not a working-key usage|"  # 4
+    b"counter out of range: %d|"  # 5
+    b"DUKPT counters exhausted: load a new initial key|"  # 6
+    b"no key register for counter %d: state is corrupt|"  # 7
+    b"DUKPT state too short: %d bytes|"  # 8
+    b"DUKPT state corrupt: CRC mismatch|"  # 9
+    b"DUKPT state version %d not supported|"  # 10
+    b"DUKPT state length %d does not match its bitmap|"  # 11
+    b"DUKPT state corrupt: counter has more than 16 one-bits|"  # 12
+    b"DUKPT state corrupt: registers do not match the counter|"  # 13
+    b"initial key|"  # 14
+    b"transaction key"  # 15
+)
+
+
+def _why(number):
+    return _WHY.split(b"|")[number].decode()
+
+
 class DukptError(ValueError):
     """Bad key, KSN or counter, corrupt state, or a terminal with no counters left."""
 
 
 def _check_len(value, length, what):
+    """what: the value's name, or its number in _WHY (decoded only for the message)."""
     if len(value) != length:
-        raise DukptError("%s must be %d bytes, not %d" % (what, length, len(value)))
+        what = _why(what) if isinstance(what, int) else what
+        raise DukptError(_why(0) % (what, length, len(value)))
 
 
 def _ones(buf, start):
@@ -101,9 +130,9 @@ def _lowest(buf, start):
 def _check_counter_bytes(buf, start):
     ones = _ones(buf, start)
     if ones == 0:
-        raise DukptError("KSN counter is 0")
+        raise DukptError(_why(1))
     if ones > _MAX_ONES:
-        raise DukptError("KSN counter has %d one-bits (at most 16 are used)" % ones)
+        raise DukptError(_why(2) % ones)
 
 
 def _fill(data, usage, algorithm, ik_id):
@@ -120,16 +149,16 @@ def _fill(data, usage, algorithm, ik_id):
 
 def _check_working(usage, algorithm):
     if algorithm not in _ALGS_128:
-        raise DukptError("algorithm %d needs a key longer than 128 bits" % algorithm)
+        raise DukptError(_why(3) % algorithm)
     if usage not in _WORKING_USAGES:
-        raise DukptError("usage 0x%04x is not a working-key usage" % usage)
+        raise DukptError(_why(4) % usage)
 
 
 def ksn_bytes(ik_id, counter):
     """The 12-byte KSN: IK ID, then the counter big-endian."""
     _check_len(ik_id, _IK_ID_LEN, "IK ID")
     if not 0 <= counter <= _MAX_COUNTER:
-        raise DukptError("counter out of range: %d" % counter)
+        raise DukptError(_why(5) % counter)
     return bytes(ik_id) + struct.pack(">I", counter)
 
 
@@ -150,7 +179,7 @@ def derive_initial_key(bdk, ik_id):
 
 def derive_transaction_key(ik, ksn):
     """The transaction key for a KSN, rebuilt from the initial key as the back end does."""
-    _check_len(ik, _KEY_LEN, "initial key")
+    _check_len(ik, _KEY_LEN, 14)
     _check_len(ksn, _KSN_LEN, "KSN")
     _check_counter_bytes(ksn, _IK_ID_LEN)
     # A buffer per call, not a shared one: the back end may derive from several threads.
@@ -172,7 +201,7 @@ def derive_transaction_key(ik, ksn):
 
 def derive_working_key(txn_key, ksn, usage, algorithm=ALG_AES128):
     """A 16-byte working key (data, MAC, PIN ...) from a transaction key."""
-    _check_len(txn_key, _KEY_LEN, "transaction key")
+    _check_len(txn_key, _KEY_LEN, 15)
     _check_len(ksn, _KSN_LEN, "KSN")
     _check_counter_bytes(ksn, _IK_ID_LEN)
     _check_working(usage, algorithm)
@@ -223,7 +252,7 @@ class DukptTerminal:
 
         The initial key itself is not kept: register j holds the key of counter 1 << j.
         """
-        _check_len(ik, _KEY_LEN, "initial key")
+        _check_len(ik, _KEY_LEN, 14)
         terminal = cls(ik_id)
         terminal._set_counter(0)
         terminal._derive(aes(ik, AES_ECB), _NUM_REG, 0)
@@ -258,10 +287,10 @@ class DukptTerminal:
     def _current(self):
         """The register of the current counter, after checking that it can be used."""
         if self._counter > _MAX_COUNTER:
-            raise DukptError("DUKPT counters exhausted: load a new initial key")
+            raise DukptError(_why(6))
         low = _lowest(self._tc, 0)
         if low < 0 or not self._in_use[low]:
-            raise DukptError("no key register for counter %d: state is corrupt" % self._counter)
+            raise DukptError(_why(7) % self._counter)
         return low
 
     def _derive(self, cipher, top, bottom):
@@ -325,7 +354,7 @@ class DukptTerminal:
     def skip_past(self, used_counter):
         """Advance until counter > used_counter, as repeated next_keys() would, in O(32) steps."""
         if not 0 <= used_counter <= _MAX_COUNTER:
-            raise DukptError("counter out of range: %d" % used_counter)
+            raise DukptError(_why(5) % used_counter)
         while self._counter <= used_counter:
             low = self._current()
             counter = self._counter
@@ -380,21 +409,21 @@ class DukptTerminal:
         """The terminal stored by to_bytes(); DukptError unless it is intact and consistent."""
         size = len(data)
         if size < _STATE_MIN:
-            raise DukptError("DUKPT state too short: %d bytes" % size)
+            raise DukptError(_why(8) % size)
         view = memoryview(data)
         if crc32(view[: size - 4]) & 0xFFFFFFFF != struct.unpack_from(">I", data, size - 4)[0]:
-            raise DukptError("DUKPT state corrupt: CRC mismatch")
+            raise DukptError(_why(9))
         if data[0] != _STATE_VERSION:
-            raise DukptError("DUKPT state version %d not supported" % data[0])
+            raise DukptError(_why(10) % data[0])
         count = _ones(data, 13)
         if size != _STATE_MIN + count * _KEY_LEN:
-            raise DukptError("DUKPT state length %d does not match its bitmap" % size)
+            raise DukptError(_why(11) % size)
         if _ones(data, 9) > _MAX_ONES:
-            raise DukptError("DUKPT state corrupt: counter has more than 16 one-bits")
+            raise DukptError(_why(12))
         expected = _expected_in_use(view[9:13])
         for i in range(4):
             if data[13 + i] != expected[i]:
-                raise DukptError("DUKPT state corrupt: registers do not match the counter")
+                raise DukptError(_why(13))
         terminal = cls(view[1:9])
         counter = struct.unpack_from(">I", data, 9)[0]
         terminal._set_counter(counter if counter else _EXHAUSTED)

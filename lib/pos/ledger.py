@@ -32,14 +32,16 @@ class Ledger:
         # buffer never grows on the sale path of a typical terminal (a busier one grows it
         # once per merchant beyond that).
         room = 9 + RECENT_SIZE * RECENT_BYTES + 4 * MERCHANT_TOTALS_BYTES
-        self.journal = Journal(queue, log_bdev, storage_key, room, every)
+        # The recent-records ring (1 KiB in one piece) before the journal, which loads the
+        # start-up code (pos.logscan) that leaves holes when it is unloaded.
         self.recent = RecentRecords()
+        self.totals = Totals()
+        self.journal = Journal(queue, log_bdev, storage_key, room, every)
         self.queue = queue
         self.next_receipt = 1
         # The offset "today" is told at (the terminal sets it from its settings). Kept in
         # the state, so a record replayed after a power cut counts in the day it was made.
         self.utc_offset_min = 0
-        self.totals = Totals()
         from pos import logscan  # loaded by the journal; its end_replay() unloads it
 
         logscan.load_ledger(self, self.journal.app_state)

@@ -1,5 +1,7 @@
 """The merchants that share this terminal (built by pos.config from /config/merchants.json)."""
 
+import struct
+
 from pos.money import currency
 
 # The limits a merchant may set (pos.config checks them; pos.risk applies them). Amounts
@@ -29,15 +31,26 @@ class Merchant:
         self.label = name.encode()  # as the screen draws it, made once
         self.currency_code = currency_code
         self.currency_numeric, self.exponent = currency(currency_code)
-        # Only the limits given become attributes, not a dict kept per merchant: 99
-        # merchants must fit (pos.config has checked the names and values).
-        for name in limits:
-            setattr(self, name, limits[name])
+        # The limits given, as one packed row (4 bytes each, in LIMITS order; 0: not given),
+        # or None when none is (pos.config has checked the names and values, all below
+        # 2**32): as attributes they grew each merchant's dict to 640 bytes, and 99
+        # merchants must fit.
+        self._limits = None
+        if limits:
+            row = bytearray(4 * len(LIMITS))
+            for name in limits:
+                struct.pack_into("<I", row, 4 * LIMITS.index(name), limits[name])
+            self._limits = bytes(row)
 
     def limit(self, name):
         if name not in LIMITS:
             raise KeyError(name)
-        return getattr(self, name, 0 if name == "anomaly_factor" else NO_LIMIT)
+        row = self._limits
+        value = 0
+        if row:  # by arithmetic on the bytes: the risk checks read limits on every sale
+            at = 4 * LIMITS.index(name)
+            value = row[at] | row[at + 1] << 8 | row[at + 2] << 16 | row[at + 3] << 24
+        return value or (0 if name == "anomaly_factor" else NO_LIMIT)
 
 
 class Merchants:

@@ -15,6 +15,27 @@ _CURRENCIES = (
 )
 
 
+# The messages, "|" between them, in one bytes constant: each str literal longer than about
+# 10 characters would be a heap object of its own (about 35 bytes on the 64-bit port).
+_WHY = (
+    b"unknown currency |"  # 0
+    b"amount must be an integer|"  # 1
+    b"amount below zero|"  # 2
+    b"amount too large|"  # 3
+    b"amount must be text|"  # 4
+    b"amount is empty|"  # 5
+    b"no digits after the point|"  # 6
+    b"no digits before the point|"  # 7
+    b"not an amount: |"  # 8
+    b"too many decimals|"  # 9
+    b"not a digit"  # 10
+)
+
+
+def _why(number):
+    return _WHY.split(b"|")[number].decode()
+
+
 class MoneyError(ValueError):
     """An amount or currency that the terminal refuses; the message is fit for a screen."""
 
@@ -26,7 +47,7 @@ def currency(code):
             if _CURRENCIES[start : start + 3] == code:
                 entry = _CURRENCIES[start + 3 : start + 7]
                 return int(entry[:3]), int(entry[3])
-    raise MoneyError("unknown currency " + str(code))
+    raise MoneyError(_why(0) + str(code))
 
 
 def currency_code(numeric):
@@ -35,17 +56,17 @@ def currency_code(numeric):
         for start in range(0, len(_CURRENCIES), 7):
             if int(_CURRENCIES[start + 3 : start + 6]) == numeric:
                 return _CURRENCIES[start : start + 3]
-    raise MoneyError("unknown currency " + str(numeric))
+    raise MoneyError(_why(0) + str(numeric))
 
 
 def check_amount(amount_minor):
     """Raise MoneyError unless amount_minor is an int in 0..MAX_AMOUNT_MINOR."""
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
-        raise MoneyError("amount must be an integer")
+        raise MoneyError(_why(1))
     if amount_minor < 0:
-        raise MoneyError("amount below zero")
+        raise MoneyError(_why(2))
     if amount_minor > MAX_AMOUNT_MINOR:
-        raise MoneyError("amount too large")
+        raise MoneyError(_why(3))
     return amount_minor
 
 
@@ -55,10 +76,10 @@ def format_minor(amount_minor, exponent=2, sign=True):
     Negative amounts are allowed here (refund totals, net figures) with sign=True.
     """
     if not isinstance(amount_minor, int):
-        raise MoneyError("amount must be an integer")
+        raise MoneyError(_why(1))
     negative = amount_minor < 0
     if negative and not sign:
-        raise MoneyError("amount below zero")
+        raise MoneyError(_why(2))
     digits = str(-amount_minor if negative else amount_minor)
     if exponent > 0:
         if len(digits) <= exponent:
@@ -74,27 +95,27 @@ def parse_minor(text, exponent=2):
     currency has: a cashier or a config file gets a clear error rather than a guess.
     """
     if not isinstance(text, str):
-        raise MoneyError("amount must be text")
+        raise MoneyError(_why(4))
     text = text.strip()
     if not text:
-        raise MoneyError("amount is empty")
+        raise MoneyError(_why(5))
     dot = text.find(".")
     if dot < 0:
         whole, fraction = text, ""
     else:
         whole, fraction = text[:dot], text[dot + 1 :]
         if not fraction:
-            raise MoneyError("no digits after the point")
+            raise MoneyError(_why(6))
     if not whole:
-        raise MoneyError("no digits before the point")
+        raise MoneyError(_why(7))
     if not _all_digits(whole) or (fraction and not _all_digits(fraction)):
-        raise MoneyError("not an amount: " + text)
+        raise MoneyError(_why(8) + text)
     if len(fraction) > exponent:
-        raise MoneyError("too many decimals")
+        raise MoneyError(_why(9))
     # Check the length before int() so a very long string never builds a big integer.
     whole = _strip_zeros(whole)
     if len(whole) + exponent > 9:
-        raise MoneyError("amount too large")
+        raise MoneyError(_why(3))
     amount = int(whole + fraction + "0" * (exponent - len(fraction)))
     return check_amount(amount)
 
@@ -133,7 +154,7 @@ class AmountEntry:
         pass limit (the merchant's cap) or MAX_AMOUNT_MINOR."""
         digit = ord(digit_char) - 48
         if digit < 0 or digit > 9:
-            raise MoneyError("not a digit")
+            raise MoneyError(_why(10))
         if self.length == 0 and digit == 0:
             return True  # leading zeros change nothing
         amount = self.amount_minor * 10 + digit

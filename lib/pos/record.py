@@ -67,6 +67,38 @@ LAST_FOUR_NONE = const(0xFFFF)
 TOKEN_SIZE = const(6)
 _NO_TOKEN = bytes(TOKEN_SIZE)
 _MAX_U32 = 0xFFFFFFFF
+_UNSET = const(0)  # an optional field left at its default (compared by identity)
+
+
+# The messages and the fields' names, "|" between them, in one bytes constant: each str
+# literal longer than about 10 characters would be a heap object of its own (about 35 bytes
+# on the 64-bit port).
+_WHY = (
+    b"%s out of range: %r|"  # 0
+    b"settlement count out of range|"  # 1
+    b"not a settlement record|"  # 2
+    b"payment method missing|"  # 3
+    b"card token must be %d bytes|"  # 4
+    b"record must be %d bytes, not %d|"  # 5
+    b"unknown record version %d|"  # 6
+    b"record type|"  # 7
+    b"payment method|"  # 8
+    b"merchant number|"  # 9
+    b"cashier number|"  # 10
+    b"amount|"  # 11
+    b"currency|"  # 12
+    b"time|"  # 13
+    b"receipt number|"  # 14
+    b"reference|"  # 15
+    b"reason code|"  # 16
+    b"flags|"  # 17
+    b"last four digits|"  # 18
+    b"refund total"  # 19
+)
+
+
+def _why(number):
+    return _WHY.split(b"|")[number].decode()
 
 
 class RecordError(ValueError):
@@ -75,6 +107,20 @@ class RecordError(ValueError):
 
 class Record:
     """A record's fields; pack() gives the 32 bytes that seal.py encrypts."""
+
+    # The optional fields' defaults, read from the class until a record sets its own: each
+    # field set grows the record's dict, and with all thirteen it is a 272-byte table in one
+    # piece (a Z's settlement records missed it on a worn heap); most records set fewer. A
+    # value that is not the default itself (False, None, 0.0) is kept, for validate().
+    method = NO_METHOD
+    cashier = 0
+    time = 0
+    receipt = 0
+    reference = 0
+    reason = 0
+    flags = 0
+    token = _NO_TOKEN
+    last_four = LAST_FOUR_NONE
 
     def __init__(
         self,
@@ -96,15 +142,24 @@ class Record:
         self.merchant = merchant
         self.amount_minor = amount_minor
         self.currency = currency
-        self.method = method
-        self.cashier = cashier
-        self.time = time
-        self.receipt = receipt
-        self.reference = reference
-        self.reason = reason
-        self.flags = flags
-        self.token = token
-        self.last_four = last_four
+        if method is not _UNSET:
+            self.method = method
+        if cashier is not _UNSET:
+            self.cashier = cashier
+        if time is not _UNSET:
+            self.time = time
+        if receipt is not _UNSET:
+            self.receipt = receipt
+        if reference is not _UNSET:
+            self.reference = reference
+        if reason is not _UNSET:
+            self.reason = reason
+        if flags is not _UNSET:
+            self.flags = flags
+        if token is not _NO_TOKEN:
+            self.token = token
+        if last_four is not LAST_FOUR_NONE:
+            self.last_four = last_four
 
     @classmethod
     def settlement(
@@ -112,8 +167,8 @@ class Record:
     ):
         """A Z record: the merchant's totals since the last Z, for the back end to reconcile."""
         if not 0 <= sale_count <= 0xFFFF or not 0 <= refund_count <= 0xFFFF:
-            raise RecordError("settlement count out of range")
-        _check(refund_total, 0, MAX_AMOUNT_MINOR, "refund total")
+            raise RecordError(_why(1))
+        _check(refund_total, 0, MAX_AMOUNT_MINOR, 19)
         token = struct.pack(">HI", sale_count, refund_total)
         return cls(
             SETTLEMENT,
@@ -129,28 +184,28 @@ class Record:
     def settlement_counts(self):
         """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""
         if self.kind != SETTLEMENT:
-            raise RecordError("not a settlement record")
+            raise RecordError(_why(2))
         sale_count, refund_total = struct.unpack(">HI", self.token)
         return sale_count, self.amount_minor, self.last_four, refund_total
 
     def validate(self):
-        _check(self.kind, SALE, _BLOCK, "record type")
-        _check(self.method, NO_METHOD, CASH, "payment method")
+        _check(self.kind, SALE, _BLOCK, 7)
+        _check(self.method, NO_METHOD, CASH, 8)
         if (self.kind < VOID or self.kind == DECLINE) and self.method == NO_METHOD:
-            raise RecordError("payment method missing")
-        _check(self.merchant, 1, 255, "merchant number")
-        _check(self.cashier, 0, 255, "cashier number")
-        _check(self.amount_minor, 0, MAX_AMOUNT_MINOR, "amount")
-        _check(self.currency, 0, 999, "currency")
-        _check(self.time, 0, _MAX_U32, "time")
-        _check(self.receipt, 0, _MAX_U32, "receipt number")
-        _check(self.reference, 0, _MAX_U32, "reference")
-        _check(self.reason, 0, 255, "reason code")
-        _check(self.flags, 0, 255, "flags")
+            raise RecordError(_why(3))
+        _check(self.merchant, 1, 255, 9)
+        _check(self.cashier, 0, 255, 10)
+        _check(self.amount_minor, 0, MAX_AMOUNT_MINOR, 11)
+        _check(self.currency, 0, 999, 12)
+        _check(self.time, 0, _MAX_U32, 13)
+        _check(self.receipt, 0, _MAX_U32, 14)
+        _check(self.reference, 0, _MAX_U32, 15)
+        _check(self.reason, 0, 255, 16)
+        _check(self.flags, 0, 255, 17)
         if not isinstance(self.token, (bytes, bytearray)) or len(self.token) != TOKEN_SIZE:
-            raise RecordError("card token must be %d bytes" % TOKEN_SIZE)
+            raise RecordError(_why(4) % TOKEN_SIZE)
         if self.last_four != LAST_FOUR_NONE:
-            _check(self.last_four, 0, 9999, "last four digits")
+            _check(self.last_four, 0, 9999, 18)
 
     def pack_into(self, buf, offset=0):
         self.validate()
@@ -181,10 +236,10 @@ class Record:
     @classmethod
     def unpack(cls, data):
         if len(data) != RECORD_SIZE:
-            raise RecordError("record must be %d bytes, not %d" % (RECORD_SIZE, len(data)))
+            raise RecordError(_why(5) % (RECORD_SIZE, len(data)))
         fields = struct.unpack(_FORMAT, data)
         if fields[0] != RECORD_VERSION:
-            raise RecordError("unknown record version %d" % fields[0])
+            raise RecordError(_why(6) % fields[0])
         record = cls(
             fields[1] >> 4,
             fields[3],
@@ -211,5 +266,6 @@ class Record:
 
 
 def _check(value, low, high, what):
+    """what: the field's name, by its number in _WHY (decoded only for the message)."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise RecordError("%s out of range: %r" % (what, value))
+        raise RecordError(_why(0) % (_why(what), value))

@@ -20,6 +20,23 @@ _BLOCK = const(16)
 _ZERO_IV = bytes(16)
 
 
+# The messages, "|" between them, in one bytes constant: each str literal longer than about
+# 10 characters would be a heap object of its own (about 35 bytes on the 64-bit port).
+_WHY = (
+    b"record must be a multiple of 16 bytes|"  # 0
+    b"sealed body has the wrong size|"  # 1
+    b"record tag does not match: wrong key or altered record|"  # 2
+    b"device storage key must be 16 bytes|"  # 3
+    b"sealed state has the wrong size|"  # 4
+    b"sealed state does not match the storage key or was altered|"  # 5
+    b"sealed state has a bad length"  # 6
+)
+
+
+def _why(number):
+    return _WHY.split(b"|")[number].decode()
+
+
 class SealError(ValueError):
     """A body that does not open: wrong key, changed byte, or wrong size."""
 
@@ -97,7 +114,7 @@ class Sealer:
         """Encrypt plain (a multiple of 16 bytes) and tag it; returns the sealed body."""
         size = len(plain)
         if not size or size % _BLOCK:
-            raise SealError("record must be a multiple of 16 bytes")
+            raise SealError(_why(0))
         if out is None:
             out = bytearray(self.body_size(size))
         view = memoryview(out)
@@ -111,14 +128,14 @@ class Sealer:
         """Check the tag (in constant time), then decrypt; returns the plaintext."""
         size = len(body) - 4 - TAG_SIZE
         if size <= 0 or size % _BLOCK:
-            raise SealError("sealed body has the wrong size")
+            raise SealError(_why(1))
         view = memoryview(body)
         self._cmac.digest(mac_key, view[: 4 + size], self._tag)
         difference = 0
         for i in range(TAG_SIZE):
             difference |= self._tag[i] ^ view[4 + size + i]
         if difference:
-            raise SealError("record tag does not match: wrong key or altered record")
+            raise SealError(_why(2))
         return aes(data_key, AES_CBC, _ZERO_IV).decrypt(view[4 : 4 + size])
 
 
@@ -141,7 +158,7 @@ class StateSealer:
 
     def __init__(self, storage_key):
         if len(storage_key) != 16:
-            raise SealError("device storage key must be 16 bytes")
+            raise SealError(_why(3))
         derive = aes(storage_key, AES_ECB)
         self._data_key = derive.encrypt(b"\x01" * _BLOCK)
         self._mac_key = aes(derive.encrypt(b"\x02" * _BLOCK), AES_ECB)
@@ -177,19 +194,19 @@ class StateSealer:
         (start, length) of the data within buf."""
         size = blob_size - 2 * _BLOCK
         if size <= 0 or size % _BLOCK or blob_size > len(buf):
-            raise SealError("sealed state has the wrong size")
+            raise SealError(_why(4))
         view = memoryview(buf)
         tag = self._cmac.digest(self._mac_key, view[: _BLOCK + size], self._tag)
         difference = 0
         for i in range(_BLOCK):
             difference |= tag[i] ^ view[_BLOCK + size + i]
         if difference:
-            raise SealError("sealed state does not match the storage key or was altered")
+            raise SealError(_why(5))
         body = view[_BLOCK : _BLOCK + size]
         aes(self._data_key, AES_CBC, bytes(view[:_BLOCK])).decrypt(body, body)
         length = struct.unpack_from(">H", buf, _BLOCK)[0]
         if length > size - 2:
-            raise SealError("sealed state has a bad length")
+            raise SealError(_why(6))
         return _BLOCK + 2, length
 
     def open(self, blob):

@@ -44,6 +44,25 @@ _ERASED = const(0xFF)
 _WINDOW = const(136)  # the largest frame (127 + 5), rounded up
 
 
+# The messages, "|" between them, in one bytes constant: each str literal longer than about
+# 10 characters would be a heap object of its own (about 35 bytes on the 64-bit port).
+_WHY = (
+    b"txq partition has unusable %d-byte blocks|"  # 0
+    b"txq partition too small|"  # 1
+    b"record size %d out of range|"  # 2
+    b"record counter %d is not above %d|"  # 3
+    b"flash write failed at sector %d: record not stored|"  # 4
+    b"queue full: %d records wait for the back end|"  # 5
+    b"flash write failed at sector %d header|"  # 6
+    b"ack %d is above the last record %d|"  # 7
+    b"queue holds records of a newer format: update the firmware"  # 8
+)
+
+
+def _why(number):
+    return _WHY.split(b"|")[number].decode()
+
+
 class QueueError(Exception):
     """The queue refused an operation; the message is fit for the cashier or the operator."""
 
@@ -60,9 +79,9 @@ class TxQueue:
         self.sector_count = bdev.ioctl(4, 0)
         self.sector_size = size = bdev.ioctl(5, 0)
         if size < MIN_SECTOR_SIZE or size % 16:
-            raise QueueError("txq partition has unusable %d-byte blocks" % size)
+            raise QueueError(_why(0) % size)
         if self.sector_count < 2 + SPARE_SECTORS:
-            raise QueueError("txq partition too small")
+            raise QueueError(_why(1))
         n = self.sector_count
         # Per-sector facts of the sectors in the log, indexed by physical sector: arrays,
         # 4 bytes a sector where a list would take a pointer and an int object each.
@@ -110,7 +129,7 @@ class TxQueue:
             elif state == 2:
                 self.found_unknown_sectors += 1
         if self.found_unknown_sectors:
-            self.refused = "queue holds records of a newer format: update the firmware"
+            self.refused = _why(8)
         if self.head < 0:
             return
         # Walk back from the head while the sequence numbers run on without a gap.
@@ -241,10 +260,10 @@ class TxQueue:
             raise QueueError(self.refused)
         length = len(body)
         if length < 4 or length > MAX_BODY:
-            raise QueueError("record size %d out of range" % length)
+            raise QueueError(_why(2) % length)
         counter = _counter_at(body, 0)
         if counter <= self.last_counter:
-            raise QueueError("record counter %d is not above %d" % (counter, self.last_counter))
+            raise QueueError(_why(3) % (counter, self.last_counter))
         size = length + FRAME_OVERHEAD
         if not self._room_in_head(size):
             self._open_sector(for_sale=True)
@@ -295,7 +314,7 @@ class TxQueue:
         self._bdev.readblocks(sector, check, offset)
         if check != view[:size]:
             self.head_closed = True
-            raise QueueError("flash write failed at sector %d: record not stored" % sector)
+            raise QueueError(_why(4) % sector)
 
     def free_sectors(self):
         return self.sector_count - self.sector_in_use
@@ -305,7 +324,7 @@ class TxQueue:
         self.reclaim()
         reserve = SPARE_SECTORS if for_sale else 0
         if self.free_sectors() <= reserve:
-            raise QueueFull("queue full: %d records wait for the back end" % self.unsent_count())
+            raise QueueFull(_why(5) % self.unsent_count())
         n = self.sector_count
         sector = 0 if self.head < 0 else (self.head + 1) % n
         seq = 1 if self.head < 0 else (self._seq[self.head] + 1) & 0xFFFFFFFF
@@ -337,7 +356,7 @@ class TxQueue:
         self._bdev.readblocks(sector, memoryview(check)[:HEADER_SIZE], 0)
         if memoryview(check)[:HEADER_SIZE] != header:
             self.head_closed = True
-            raise QueueError("flash write failed at sector %d header" % sector)
+            raise QueueError(_why(6) % sector)
 
     def _is_erased(self, sector):
         return self._erased_from(sector, 0)
@@ -351,7 +370,7 @@ class TxQueue:
         after a power cut at most the batch in flight is offered again.
         """
         if watermark > self.last_counter:
-            raise QueueError("ack %d is above the last record %d" % (watermark, self.last_counter))
+            raise QueueError(_why(7) % (watermark, self.last_counter))
         if watermark <= self.ack_watermark:
             return True
         self.ack_watermark = watermark

@@ -78,20 +78,54 @@ class SQLiteStore:
 
     def transaction(self, work):
         db = self.db
+        if getattr(self._local, "grouped", False):
+            return _savepoint(db, lambda: work(db))  # inside transactions(): part of a group
+        return self._write(db, lambda: work(db))
+
+    def transactions(self, works):
+        """Group commit (tools/host/backend/writer.py): every work() of `works` in one write
+        transaction, each under a savepoint of its own, and one COMMIT (one fsync) for
+        them all. [(True, result) or (False, exception)] in order, once the COMMIT has
+        returned: a work that raises is rolled back to its savepoint, the others stand.
+        Raises, with nothing stored, if the transaction itself fails (BEGIN, COMMIT, or an
+        error that ended it, such as a full disk). A work's own transaction() calls are
+        savepoints inside its own."""
+        db = self.db
+
+        def group():
+            outcomes = []
+            self._local.grouped = True
+            try:
+                for work in works:
+                    try:
+                        outcomes.append((True, _savepoint(db, work)))
+                    except Exception as exc:
+                        if not db.in_transaction:
+                            raise  # SQLite ended the whole transaction: none of it stands
+                        outcomes.append((False, exc))
+            finally:
+                self._local.grouped = False
+            return outcomes
+
+        return self._write(db, group)
+
+    def _write(self, db, work):
         db.execute("BEGIN IMMEDIATE")
         try:
-            result = work(db)
+            result = work()
             committing = time.perf_counter()
             db.execute("COMMIT")
             self.commit_seconds += time.perf_counter() - committing
             self.commits += 1
         except sqlite3.OperationalError as exc:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreUnavailable("the ledger %s is busy: %s" % (self.label, exc)) from None
             raise
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return result
 
@@ -128,6 +162,20 @@ class SQLiteStore:
             if "seq" not in have:
                 db.execute("ALTER TABLE faults ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
                 db.execute("UPDATE faults SET seq = rowid")
+
+
+def _savepoint(db, work):
+    """work() under a savepoint of the open transaction: rolled back to it if it raises."""
+    db.execute("SAVEPOINT work")
+    try:
+        result = work()
+    except BaseException:
+        if db.in_transaction:  # an error that ended the transaction has rolled it back
+            db.execute("ROLLBACK TO work")
+            db.execute("RELEASE work")
+        raise
+    db.execute("RELEASE work")
+    return result
 
 
 def _check_ledger_file(path):

@@ -169,3 +169,63 @@ def test_a_failing_write_is_rolled_back_alone_and_a_nested_one_to_its_savepoint(
         assert not store.db.in_transaction
     finally:
         store.close()
+
+
+def test_writers_of_every_process_take_the_ledgers_writer_lock_first(tmp_path):
+    """The lock other processes wait on in flock(2) (woken at its release) rather than in
+    SQLite's busy handler (sleeps of up to 100 ms): held for the whole of a write
+    transaction, grouped or not, and free again after it, whether it commits or fails."""
+    import fcntl
+    import os
+
+    path = str(tmp_path / "ledger.db")
+    store = SQLiteStore(path)
+    store.transaction(lambda db: db.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+    other = os.open(path + "-writer", os.O_RDWR)  # another process's view of the lock
+    try:
+
+        def held():
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(other, fcntl.LOCK_UN)
+            return False
+
+        def work():
+            store.db.execute("INSERT INTO t VALUES (NULL)")
+            return held()
+
+        assert not held()
+        assert store.transaction(lambda db: work()) is True
+        assert store.transactions([work, lambda: 1 / 0]) == [(True, True), (False, ANY_ERROR)]
+        assert not held()
+        try:
+            store.transaction(lambda db: 1 / 0)
+        except ZeroDivisionError:
+            pass
+        assert not held()
+        # Waiting for it: a write of this process waits while another process holds it.
+        fcntl.flock(other, fcntl.LOCK_EX)
+        import threading
+
+        done = threading.Event()
+        writer = threading.Thread(
+            target=lambda: (store.transaction(lambda db: db.execute("DELETE FROM t")), done.set())
+        )
+        writer.start()
+        assert not done.wait(0.3)
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert done.wait(10)
+        writer.join()
+    finally:
+        os.close(other)
+        store.close()
+
+
+class _AnyError:
+    def __eq__(self, other):
+        return isinstance(other, Exception)
+
+
+ANY_ERROR = _AnyError()

@@ -415,6 +415,7 @@ def app_from_environment():
     """The app of one worker process of `serve --workers N` (uvicorn's factory): its own
     LedgerDB over the shared ledger (SQLite file or PostgreSQL URL), the BDK read from its
     file."""
+    import multiprocessing
     import os
 
     from tools.host.backend.cli import read_bdk
@@ -422,8 +423,11 @@ def app_from_environment():
     from tools.host.backend.server import _end_with_parent
 
     # A worker ends with the process that started it: the serve command killed with kill -9
-    # must not leave workers serving the port with nobody to restart or stop them.
-    _end_with_parent(os.getppid())()
+    # must not leave workers serving the port with nobody to restart or stop them. Its pid
+    # as multiprocessing passed it, not getppid(): a serve killed while this worker was
+    # still importing has made getppid() 1 already, and a worker armed against 1 lived on.
+    parent = multiprocessing.parent_process()
+    _end_with_parent(parent.pid if parent is not None else os.getppid())()
     db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
     return make_app(
         db,

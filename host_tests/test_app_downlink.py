@@ -68,7 +68,7 @@ def push_config(app, version):
     config = None
     unload("pos.config")
     app.config_version = parsed[0]
-    received(app).config = parsed[1], parsed[2]
+    received(app).config = parsed[1], parsed[2], parsed[3]
 
 
 def received(app):
@@ -116,7 +116,7 @@ def test_pushed_config_waits_for_the_sale_then_is_in_force():
     assert terminal.state == AMOUNT and terminal.screen.text()[6] == "Max 10.00"
     keys(app, "#")  # 2.00 is within it
     assert terminal.state == METHOD
-    app.board.uplink = Offered((1, 0, 0, 0, 0))
+    app.board.uplink = Offered((1, 0, 0, 0, 0, 0))
     assert "cfg=1" in app.heartbeat() and not wanted(app)[0]  # not fetched again
 
 
@@ -154,8 +154,8 @@ def test_settle_command_runs_once():
     assert (
         app.ledger.totals.sum(1, 1)[0] == 0 and app.command_done == 1 and not app.received.commands
     )
-    app.board.uplink = Offered((0, 0, 1, 0, 0))  # the back end still lists it: not fetched again
-    assert wanted(app) == (False, False, False)
+    app.board.uplink = Offered((0, 0, 1, 0, 0, 0))  # the back end still lists it: not fetched
+    assert wanted(app) == (False, False, False, False)
     idle_moment(app)
     assert app.ledger.unsent_count() == unsent + 1
     assert app.board.store.read("command.id") == b"\x00\x00\x00\x01"  # taken, for a restart

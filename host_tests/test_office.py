@@ -598,3 +598,33 @@ def test_a_name_that_starts_like_a_formula_stays_text_in_a_csv():
 
     assert text_cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
     assert text_cell("@SUM(1)") == "'@SUM(1)" and text_cell("Tea House") == "Tea House"
+
+
+def test_an_automatic_block_is_no_sale_on_the_merchants_pages(tmp_path, clock):
+    """A terminal's BLOCK record (pos.autoblock) names a merchant but moves no money: the
+    merchant's pages, downloads and figures leave it out (the operator's report has it)."""
+    from pos.autoblock import BLOCK
+    from pos.record import CREDIT, SALE, Record
+
+    ledger = kit.make_ledger(str(tmp_path / "backend.db"))
+    try:
+        third = kit.Terminal(bytes.fromhex("c1c2c3c4c5c6c7c8"))
+        third.book(SALE, 1, 700, kit.DAY2 + 8 * 3600, CREDIT, last_four=1111)
+        block = Record(BLOCK, 1, 3, 978, cashier=1, time=kit.DAY2 + 8 * 3600 + 60, reason=7)
+        block.reference, block.token, block.last_four = 1 << 7, b"\x01" * 6, 1111
+        third.ledger.book(block)
+        ledger.add_terminal(
+            "T0003", bytes.fromhex("c1c2c3c4c5c6c7c8"), [(1, kit.TEA, "Tea House")]
+        )
+        assert ledger.ingest("T0003", third.batch())["quarantined"] == 0
+        tea = browser(ledger, clock, "tea")
+        base = "/office/merchants/%s" % kit.TEA
+        for path in ("", "/sales", "/sales.csv", "/statement.csv", "/settlements"):
+            page = tea.get(base + path + "?from=2026-11-29")
+            assert page.status_code == 200, path
+            assert "block" not in page.text.lower(), path
+        sales = tea.get(base + "/sales?from=2026-11-29").text
+        assert "1 found" in sales and "EUR 7.00" in sales and "EUR 0.03" not in sales
+        assert tea.get(base + "/sales/T0003/2").status_code == 404
+    finally:
+        ledger.close()

@@ -1,8 +1,8 @@
 """The back office in a real browser (Debian's Chromium driven by Playwright) over a
-simulated day: the operator and each merchant log in and see the report's figures, a
-merchant asking for another's page gets 404, a statement PDF is downloaded and read back
-with pdftotext, the pain.001 is checked against its schema, and screenshots are saved.
-tools/test installs chromium and poppler-utils when they are missing."""
+simulated day on three terminals: the operator and each merchant log in and see the
+report's figures, a merchant asking for another's page gets 404, a statement PDF is
+downloaded and read back with pdftotext, the pain.001 is checked against its schema, and
+screenshots are saved. tools/test installs chromium and poppler-utils when they are missing."""
 
 import os
 import re
@@ -24,9 +24,14 @@ def test_operator_and_merchants_in_a_real_browser(tmp_path):
     failed = [what for ok, what in checks if not ok]
     assert not failed, failed
     assert len(checks) >= 20
-    # Noodles sold on both terminals: the sim's (2.50 + 12.00, its Z, then 7.70) and the
-    # second terminal's (18.90 + 7.60).
+    # Three simulated terminals (tools/sim, the real firmware) drained into one back end.
+    # Noodles sold on two: the first's (2.50 + 12.00, its Z, then 7.70) and the second's
+    # (18.90 + 7.60); tea on the first (12.34 + 5.00) and the third (3.20 + 6.40);
+    # dumplings on the first (0.99 voided, 4.50) and the second (33.50 + 12.75).
     assert report["800000000000001"]["net_total_minor"] == 250 + 1200 + 770 + 1890 + 760
+    assert report["800000000000002"]["net_total_minor"] == 1234 + 500 + 320 + 640
+    assert report["800000000000003"]["net_total_minor"] == 450 + 3350 + 1275
+    assert report["800000000000003"]["voids_count"] == 1
     for merchant_id, figures in report.items():
         text = officeshots.pdf_text(saved["statement-" + merchant_id])
         assert "Statement: %s" % figures["name"] in text

@@ -27,9 +27,10 @@ def test_every_copy_matches_pos_states():
     listed = numbers()
     for name, at_least in (
         ("pos.terminal", 22),
-        ("pos.functions", 10),
+        ("pos.functions", 11),
         ("pos.menu_refund", 6),
         ("pos.menu_report", 2),
+        ("pos.menu_unblock", 3),
         ("pos.received", 2),
     ):
         module = import_module(name)  # at use: core tests in this process unload some
@@ -41,7 +42,7 @@ def test_every_copy_matches_pos_states():
 
 def test_screens_are_numbered_once():
     screens = [value for name, value in numbers().items() if name not in OUTCOMES]
-    assert len(screens) == 21 and len(set(screens)) == len(screens)
+    assert len(screens) == 22 and len(set(screens)) == len(screens)
     outcomes = [numbers()[name] for name in OUTCOMES]
     assert len(set(outcomes)) == len(outcomes)
 
@@ -57,13 +58,15 @@ def test_no_import_circle_between_terminal_and_functions():
 def test_menu_items_copy_the_record_and_screen_numbers_right():
     """The menu items keep pos.record's kinds and flag, pos.reports' VOIDED and pos.screen's
     rows as private const() copies too (an imported name is a global on the heap)."""
+    import pos.autoblock
     import pos.record
     import pos.reports
     import pos.screen
 
-    sources = (pos.record, pos.reports, pos.screen)
+    sources = (pos.record, pos.reports, pos.screen, pos.autoblock)
     checked = 0
-    for name in ("pos.functions", "pos.menu_refund", "pos.menu_report", "pos.menu_status"):
+    menus = ("pos.functions", "pos.menu_refund", "pos.menu_report", "pos.menu_status")
+    for name in menus + ("pos.menu_unblock",):
         for copy, value in vars(import_module(name)).items():
             for source in sources:
                 original = getattr(source, copy[1:], None)

@@ -119,7 +119,7 @@ class Kit:
     def boot(self):
         # A restart: drop the running terminal before building the next (as a reset does),
         # so two of them never share a 96 KiB heap.
-        self.terminal = self.runner = self.ledger = None
+        self.terminal = self.runner = self.ledger = self.risk = None
         self.flash.reboot()  # the power is back, if it was cut
         gc.collect()
         self.ledger = Ledger(TxQueue(self.queue_bdev), self.log_bdev, STORAGE_KEY)
@@ -136,7 +136,7 @@ class Kit:
         cashiers = config.parse_cashiers(cashiers_doc(), merchants)
         config = None
         unload("pos.config")
-        self.risk = Risk()
+        self.risk = Risk(None, self.store)
         self.terminal.configure(
             self.settings, merchants, cashiers, Tokenizer(TOKEN_KEY), self.risk
         )

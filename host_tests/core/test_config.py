@@ -4,7 +4,7 @@ import json
 import os
 
 from expect import raises, scratch
-from pos.config import ConfigError, load, parse_settings, pin_hash_hex
+from pos.config import ConfigError, load, parse_pushed, parse_settings, pin_hash_hex
 
 KEY_HEX = "000102030405060708090a0b0c0d0e0f"
 SALT = b"test-salt-01"
@@ -47,6 +47,34 @@ def test_settings_defaults():
     assert settings.four_eyes is True
 
 
+def test_auto_block_is_off_unless_set_and_a_pushed_config_may_set_it():
+    settings = parse_settings(_settings_doc())
+    assert settings.auto_block_declines == 0 and settings.auto_block_window_min == 60
+    settings = parse_settings(_settings_doc(auto_block_declines=3, auto_block_window_min=10))
+    assert settings.auto_block_declines == 3 and settings.auto_block_window_min == 10
+    merchants = {
+        "merchants": [{"number": 1, "merchant_id": "1", "name": "Soup", "currency": "EUR"}]
+    }
+    cashiers = {
+        "pin_salt": SALT_HEX,
+        "cashiers": [
+            {
+                "number": 1,
+                "name": "Ana",
+                "role": "cashier",
+                "merchants": "all",
+                "pin_hash": pin_hash_hex("1111", SALT, 10),
+            }
+        ],
+    }
+    doc = {"version": 2, "merchants": merchants, "cashiers": cashiers}
+    assert parse_pushed(doc)[3] is None  # not pushed: terminal.json's rule stays
+    doc["auto_block_declines"] = 2
+    assert parse_pushed(doc)[3] == (2, 60)
+    doc["auto_block_window_min"] = 0
+    assert "auto_block_window_min" in str(raises(ConfigError, parse_pushed, doc))
+
+
 def test_four_eyes_is_true_or_false():
     assert parse_settings(_settings_doc(four_eyes=False)).four_eyes is False
     for value in (0, 1, "yes", None):
@@ -80,6 +108,8 @@ RANGES = (
     ("lockout_base_s", 1, 3600),
     ("utc_offset_min", -720, 840),
     ("menu_rows", 2, 5),
+    ("auto_block_declines", 0, 16),
+    ("auto_block_window_min", 1, 1440),
 )
 
 

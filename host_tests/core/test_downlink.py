@@ -53,8 +53,9 @@ def config_outcome(reply, current=0):
 
 def test_config_is_installed_whole():
     result, files, request = config_outcome(http(200, config_document(3)), current=2)
-    version, merchants_, cashiers_ = result
+    version, merchants_, cashiers_, auto_block = result
     assert version == 3 and merchants_.get(1).name == "Soup" and len(cashiers_) == 1
+    assert auto_block is None  # the terminal.json rule stays
     assert files == [PUSHED_CONFIG]  # renamed into place, no temporary left
     assert request.startswith(b"GET /v1/terminals/T0042/config?since=2 ")
 

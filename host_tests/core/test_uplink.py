@@ -132,7 +132,7 @@ def test_a_reply_not_tagged_for_this_request_changes_nothing():
         result, _ = run(reply, queue, uplink)
         assert isinstance(result, UplinkError), result
         assert queue.unsent_count() == 2
-        assert uplink.server_time == 0 and uplink.versions == (0, 0, 0, 0, 0)
+        assert uplink.server_time == 0 and uplink.versions == (0, 0, 0, 0, 0, 0)
 
 
 def test_a_replayed_reply_is_refused():

@@ -65,6 +65,7 @@ class App:
         self.blacklist = None
         self.config_version = 0  # of the pushed config in force; 0: the provisioned files
         self.command_done = 0  # the last command id taken (kept in the state store)
+        self.key_generation = 0  # of the keys in force (pos.keyrot; kept in the state store)
         self.received = None  # pos.downlink.Received: what waits for an idle moment
         self._handled = None  # the back end's versions last dealt with
         self._contact_ms = None
@@ -105,7 +106,9 @@ class App:
             try:
                 pushed = config.load_pushed(board.config_folder) if fault is None else None
                 if pushed is not None:
-                    self.config_version, merchants, cashiers = pushed
+                    self.config_version, merchants, cashiers, auto_block = pushed
+                    if auto_block is not None:
+                        settings.auto_block_declines, settings.auto_block_window_min = auto_block
             except ValueError as exc:  # checked before it was installed: flash damage
                 board.fault("pushed config unusable, provisioned one in force: %s" % (exc,))
             pushed = None
@@ -136,6 +139,18 @@ class App:
         done = board.store.read("command.id")
         if done and len(done) == 4:
             self.command_done = int.from_bytes(done, "big")
+        done = board.store.read("keygen")
+        if done and len(done) == 4:
+            self.key_generation = int.from_bytes(done, "big")
+        if self.ledger is not None and board.store.size("keys.new") is not None:
+            # A key install a power cut interrupted (or one staged and not yet installed):
+            # finished before the first sale, so no record is sealed under the old keys.
+            from pos import keyrot
+
+            keyrot.install(self)
+            keyrot = None
+            unload("pos.keyrot")
+            unload("pos.keywrap")
         gc.collect()
         self.feed(("tick", ticks_ms(), board.unix_time()))
 
@@ -143,7 +158,7 @@ class App:
         """Risk rules with the blacklist file the board names (none: nothing blocked)."""
         path = self.board.blacklist_path
         if path is None:
-            return Risk()
+            return Risk(None, self.board.store)
         from pos.blacklist import Blacklist, BlacklistError
 
         try:
@@ -155,7 +170,7 @@ class App:
 
             os.remove(path)
             self.blacklist = Blacklist(path)
-        return Risk(self.blacklist)
+        return Risk(self.blacklist, self.board.store)
 
     def feed(self, event):
         runner = self.runner
@@ -264,7 +279,7 @@ class App:
         update = board.store.read("update.txt")  # pos.install: the version and its phase
         return (
             "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
-            "cmd=%d%s;%s"
+            "cmd=%d;kg=%d%s;%s"
             % (
                 depth,
                 max(0, now - oldest) if oldest and now else -1,
@@ -277,6 +292,7 @@ class App:
                 self.blacklist.version if self.blacklist is not None else 0,
                 self.blacklist.digest if self.blacklist is not None else "-",
                 self.command_done,
+                self.key_generation,
                 self.received.refused_text if self.received is not None else "",
                 update.decode() if update else "sw=0",
             )

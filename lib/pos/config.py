@@ -8,7 +8,8 @@ than guess which merchant a sale belongs to.
 terminal.json  {"terminal_id": "T0001", "idle_logout_s": 300, "result_timeout_s": 20,
                 "lockout_base_s": 30, "receipt_columns": 32, "utc_offset_min": 60,
                 "menu_rows": 5, "velocity_max_uses": 3, "velocity_window_min": 10,
-                "four_eyes": true, "card_token_key": "<32 hex digits>"}
+                "four_eyes": true, "auto_block_declines": 3, "auto_block_window_min": 60,
+                "card_token_key": "<32 hex digits>"}
 merchants.json {"version": 4, "merchants": [{"number": 1, "merchant_id": "100000000000001",
                 "name": "Noodle Bar", "currency": "EUR", "limits": {"max_sale_minor": 50000,
                 "max_day_count": 500, "anomaly_factor": 5}}]}  (every limit: pos.merchants)
@@ -48,6 +49,8 @@ SETTING_NUMBERS = (
     "menu_rows", 5, 2, 5,
     "velocity_max_uses", 0, 0, 16,  # card uses allowed in the window; 0: no velocity rule
     "velocity_window_min", 10, 1, 1440,
+    "auto_block_declines", 0, 0, 16,  # fraud declines that block a card; 0: no auto-block
+    "auto_block_window_min", 60, 1, 1440,
 )
 # fmt: on
 
@@ -246,16 +249,29 @@ def load(folder):
 
 
 def parse_pushed(doc, source="pushed.json"):
-    """(version, merchants, cashiers) of a config the back end pushed (pos.downlink):
-    {"version": N, "merchants": <merchants.json>, "cashiers": <cashiers.json>}."""
+    """(version, merchants, cashiers, auto_block) of a config the back end pushed
+    (pos.downlink): {"version": N, "merchants": <merchants.json>, "cashiers":
+    <cashiers.json>} and optionally "auto_block_declines" and "auto_block_window_min",
+    which override terminal.json's (auto_block: (declines, window_min), or None)."""
     if not isinstance(doc, dict):
         raise ConfigError(source + ": not an object")
     version = _int(doc.get("version"), source, "version", 1, 0x7FFFFFFF)
     merchants = parse_merchants(doc.get("merchants"), source + ": merchants")
+    # The auto-block settings are SETTING_NUMBERS' last two (no literals of their own: the
+    # parser's load at start is near the 96 KiB heap's edge).
+    auto_block = None
+    first = len(SETTING_NUMBERS) - 8
+    if SETTING_NUMBERS[first] in doc or SETTING_NUMBERS[first + 4] in doc:
+        auto_block = []
+        for i in range(first, first + 8, 4):
+            name, default, low, high = SETTING_NUMBERS[i : i + 4]
+            auto_block.append(_int(doc.get(name, default), source, name, low, high))
+        auto_block = tuple(auto_block)
     return (
         version,
         merchants,
         parse_cashiers(doc.get("cashiers"), merchants, source + ": cashiers"),
+        auto_block,
     )
 
 

@@ -4,7 +4,7 @@ and authenticated document that is checked in full before anything changes.
 Loaded only while documents are fetched (pos.app unloads it after), so it takes no heap while
 the terminal sells. A document (all 16-byte blocks, so the MAC can run as the bytes arrive):
 
-    0  "OTDL" | format 1 | kind ("C" config, "B" blacklist, "K" commands) | 0 0
+    0  "OTDL" | format 1 | kind ("C" config, "B" blacklist, "K" commands, "R" keys) | 0 0
     8  version (4, big-endian) | plain length (4, big-endian)
    16  IV (16, random)
    32  AES-128-CBC(payload, zero-padded to 16)
@@ -34,12 +34,13 @@ from pos.uplink import UplinkError, read_head
 CONFIG = "C"
 BLACKLIST = "B"
 COMMANDS = "K"
-KIND_PATHS = {CONFIG: "config", BLACKLIST: "blacklist", COMMANDS: "commands"}
+KEYS = "R"  # a key rotation (pos.keyrot)
+KIND_PATHS = {CONFIG: "config", BLACKLIST: "blacklist", COMMANDS: "commands", KEYS: "keys"}
 HEADER_SIZE = const(32)
 TAG_SIZE = const(16)
 _CHUNK = const(128)  # bytes read, decrypted and written at a time
 _MAGIC = b"OTDL\x01"
-MAX_PLAIN = {CONFIG: 32768, BLACKLIST: 65536, COMMANDS: 512}
+MAX_PLAIN = {CONFIG: 32768, BLACKLIST: 65536, COMMANDS: 512, KEYS: 72}
 PUSHED_CONFIG = "pushed.json"  # in the config folder, in force over the provisioned files
 TIMEOUT_S = const(30)
 
@@ -266,6 +267,15 @@ class Downlink:
             raise DownlinkError("commands %d: ids do not end at the version" % version)
         return commands
 
+    async def keys(self, generation):
+        """Fetch the newest key rotation (above the generation in force): (version,
+        payload), checked by pos.keyrot before it is staged."""
+        from io import BytesIO
+
+        out = BytesIO()
+        version = await self.fetch(KEYS, generation, generation, out)
+        return version, out.getvalue()
+
 
 class _FileTokens:
     """`count` 6-byte tokens from a file at an offset, read one at a time when iterated."""
@@ -302,24 +312,39 @@ async def catch_up(app):
     versions = uplink.versions
     todo = wanted(app)
     key = board.store.read(DOWNLINK_KEY)
-    if todo[0] or todo[1] or todo[2]:
+    if todo[0] or todo[1] or todo[2] or todo[3]:
         if key is None or len(key) != 16:
-            received.refused[:] = versions[:3]
+            received.refused[:] = versions[:3] + versions[5:6]
             _refuse(app, "no downlink key: provision this terminal again")
             app.handled(versions)
             return
     link = Downlink(uplink, key, board.config_folder, board.store)
     try:
-        for index in range(3):
+        for index in range(4):
             if not todo[index]:
                 continue
             try:
                 if index == 0:
                     parsed = await link.config(app.config_version)
                     app.config_version = parsed[0]
-                    received.config = parsed[1], parsed[2]
+                    received.config = parsed[1], parsed[2], parsed[3]
                     board.fault("config %d installed" % parsed[0])
                     parsed = None
+                elif index == 3:
+                    version, payload = await link.keys(app.key_generation)
+                    from pos import keyrot
+                    from pos.compat import unload
+
+                    try:
+                        keyrot.stage(app, version, payload, key)
+                    except keyrot.RotationError as exc:
+                        raise DownlinkError(str(exc)) from None
+                    finally:
+                        keyrot = None
+                        unload("pos.keyrot")
+                        unload("pos.keywrap")
+                    received.keys = True
+                    board.fault("keys %d staged: installed at an idle moment" % version)
                 elif index == 1:
                     board.fault(
                         "blacklist %d: %d added, %d removed"
@@ -329,7 +354,7 @@ async def catch_up(app):
                     last = received.commands[-1][0] if received.commands else app.command_done
                     received.commands += await link.commands(last)
             except DownlinkError as exc:
-                received.refused[index] = versions[index]
+                received.refused[index] = versions[5 if index == 3 else index]
                 _refuse(app, str(exc))
         if received.upload_faults:
             await uplink.send("faults", _fault_tail(board))
@@ -360,7 +385,7 @@ async def _update(app, offered):
 
 
 def _refuse(app, text):
-    app.received.refused_text = ";refused=%d,%d,%d" % tuple(app.received.refused)
+    app.received.refused_text = ";refused=%d,%d,%d,%d" % tuple(app.received.refused)
     app.board.fault("downlink refused: " + text)
 
 

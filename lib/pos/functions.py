@@ -1,10 +1,12 @@
-"""The terminal's function menu (key A): void, refund, X and Z reports, status, sync, log out.
+"""The terminal's function menu (key A): void, refund, X and Z reports, status, sync, log out,
+and (8, not listed on the 8-row screen) lifting a card's automatic block.
 
 Loaded when the cashier presses A and unloaded when they are back at the merchant menu
 (pos.compat.unload), so the sale path never carries this code in the heap. Only the menu
 and the supervisor PIN live here; each item's screens are a module of their own, loaded
 when the item is chosen and unloaded with the menu or when another item is chosen
-(pos.menu_refund: void and refund; pos.menu_report: X and Z; pos.menu_status: status), so
+(pos.menu_refund: void and refund; pos.menu_report: X and Z; pos.menu_status: status;
+pos.menu_unblock: a block lifted), so
 the heap holds one item's code at a time, in pieces small enough for the holes a day of
 sales leaves. It works on the terminal it is given, only through its verbs (go, say, book,
 to_merchants, open_menu, edit).
@@ -24,6 +26,8 @@ _PICK_MERCHANT = const(16)
 _REPORT_VIEW = const(17)
 _Z_CONFIRM = const(18)
 _STATUS = const(19)
+_UNBLOCK_CARD = const(21)
+_BLOCK = const(6)  # pos.autoblock's record type
 _BACK = const(4)
 _TITLE = const(0)  # pos.screen's rows
 _HINT = const(7)
@@ -55,6 +59,7 @@ _T_OK_BACK = const(11)
 _REFUND_PART = "pos.menu_refund"
 _REPORT_PART = "pos.menu_report"
 _STATUS_PART = "pos.menu_status"
+_UNBLOCK_PART = "pos.menu_unblock"
 
 
 class Functions:
@@ -64,7 +69,7 @@ class Functions:
 
     def __init__(self, terminal):
         self.t = terminal
-        self.supervisor = None  # who entered a supervisor PIN for this refund or Z
+        self.supervisor = None  # who entered a supervisor PIN for this refund, Z or unblock
         self.after_supervisor = 0
         self.after_pick = 0
         self.part = None  # the item's module (pos.menu_*) while one is in use
@@ -125,8 +130,12 @@ class Functions:
             t.to_merchants()
         elif key == "1":
             self.use(_REFUND_PART).start_void(self)
-        elif key == "2" or key == "4":
-            self.after_supervisor = _REFUND_RECEIPT if key == "2" else _PICK_MERCHANT
+        elif key == "2" or key == "4" or key == "8":
+            self.after_supervisor = _PICK_MERCHANT
+            if key == "2":
+                self.after_supervisor = _REFUND_RECEIPT
+            elif key == "8":
+                self.after_supervisor = _UNBLOCK_CARD
             self.after_pick = _Z_CONFIRM
             t.go(_SUPERVISOR_PIN)
         elif key == "3":
@@ -141,7 +150,7 @@ class Functions:
         elif key == "7":
             t.logout(self.text(_T_LOGGED_OUT))
 
-    # --- supervisor PIN (a refund and a Z need one) ---------------------------------------
+    # --- supervisor PIN (a refund, a Z and an unblock need one) ---------------------------
 
     def _supervisor_key(self, key):
         t = self.t
@@ -152,6 +161,9 @@ class Functions:
             self.supervisor = supervisor
             if self.after_supervisor == _REFUND_RECEIPT:
                 self.use(_REFUND_PART)
+            elif self.after_supervisor == _UNBLOCK_CARD:
+                self.use(_UNBLOCK_PART)
+                t.card.wipe()
             t.go(self.after_supervisor)
 
     # --- what the terminal's own screens hand over ------------------------------------------
@@ -165,5 +177,7 @@ class Functions:
         self.use(_REFUND_PART).refund_amount(self, value)
 
     def settled(self, record):
-        """The Z record is stored: the result screen's (headline, detail)."""
-        return self.use(_REPORT_PART).settled(self, record)
+        """The Z record (or a lifted block's) is stored: the result screen's (headline,
+        detail)."""
+        part = _UNBLOCK_PART if record.kind == _BLOCK else _REPORT_PART
+        return self.use(part).settled(self, record)

@@ -89,6 +89,18 @@ def recover(log):
     log.sector_in_use = count
     log._bdev.readblocks(log.head, log._header, 0)
     log.ik_id = bytes(log._header[8:16])
+    # Registers count only in sectors that name the head's IK ID: a key install (pos.keyrot)
+    # commits with a sector header naming the new one, and the old key's registers go.
+    # (Compared byte by byte: a slice each would leave garbage among the long-lived objects
+    # the terminal makes next.)
+    header = log._header
+    ik_id = log.ik_id
+    for sector in _log_sectors(log):
+        log._bdev.readblocks(sector, header, 0)
+        for i in range(8):
+            if header[8 + i] != ik_id[i]:
+                valid[sector] = 2
+                break
     # Pass 1: the lowest live counter, the last complete checkpoint, the head's end.
     lowest = 0
     started = -1  # chunk index expected next of the checkpoint being read, -1: none
@@ -103,7 +115,9 @@ def recover(log):
                 break
             if log._valid:
                 tag = window[0]
-                if tag == _TAG_REGISTER:
+                if tag == _TAG_REGISTER and valid[sector] == 2:
+                    pass  # another key's register: shredded below
+                elif tag == _TAG_REGISTER:
                     counter = u32(window, 1)
                     if not lowest or counter < lowest:
                         lowest = counter
@@ -141,13 +155,13 @@ def recover(log):
             if size <= 0:
                 break
             if window[0] == _TAG_REGISTER:
-                _settle_register(log, sector, offset, lowest)
+                _settle_register(log, sector, offset, 0 if valid[sector] == 2 else lowest)
             offset += size
 
 
 def _settle_register(log, sector, offset, lowest):
     window = log._window
-    if log._valid:
+    if log._valid and lowest:  # lowest 0: a register of another key (or none is live)
         counter = u32(window, 1)
         j = lowest_bit(counter)
         if j >= lowest_bit(lowest) and counter == expected_counter(lowest, j) and not log._reg[j]:

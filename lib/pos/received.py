@@ -14,11 +14,13 @@ class Received:
     """What the downlink brought that the app has yet to use, and what it refused."""
 
     def __init__(self):
-        self.config = None  # (merchants, cashiers) installed, for the next idle moment
+        # (merchants, cashiers, auto_block or None) installed, for the next idle moment
+        self.config = None
         self.commands = []  # [(id, name)] fetched, run in order at idle moments
+        self.keys = False  # a key rotation staged (pos.keyrot), installed at an idle moment
         self.upload_faults = False
         self.clock_command = False  # the back end's next time is taken whatever its offset
-        self.refused = [0, 0, 0]  # the config, blacklist, command versions refused
+        self.refused = [0, 0, 0, 0]  # the config, blacklist, command, key versions refused
         self.refused_text = ""
         self.update = 0  # a release staged and checked (pos.update), installed when idle
 
@@ -27,7 +29,7 @@ class Received:
         menu between sales (never mid-sale, never a terminal that cannot sell)."""
         if self.update and terminal.state == _LOGIN:
             return True  # nobody logged in: the restart into it interrupts no one
-        if self.config is None and not self.commands:
+        if self.config is None and not self.commands and not self.keys:
             return False
         return terminal.config_error is None and (
             terminal.state == _LOGIN
@@ -36,23 +38,37 @@ class Received:
 
 
 def wanted(app):
-    """Which of config, blacklist, commands the back end has newer (and not refused); the
-    blacklist also when the back end asks for it whole (its digest of ours did not match)."""
-    config, listed, command, whole, _ = app.board.uplink.versions
+    """Which of config, blacklist, commands, keys the back end has newer (and not refused);
+    the blacklist also when the back end asks for it whole (its digest of ours did not
+    match); keys only when no rotation is staged already. The release offered (index 4) is
+    pos.downlink's own business (pos.update)."""
+    config, listed, command, whole, _, keys = app.board.uplink.versions
     received = app.received
-    refused = received.refused if received is not None else (0, 0, 0)
+    refused = received.refused if received is not None else (0, 0, 0, 0)
     last = received.commands[-1][0] if received is not None and received.commands else 0
     blacklist = app.blacklist
     return (
         config > app.config_version and config != refused[0],
         blacklist is not None and (listed > blacklist.version or whole) and listed != refused[1],
         command > max(last, app.command_done) and command != refused[2],
+        keys > app.key_generation
+        and keys != refused[3]
+        and not (received is not None and received.keys),
     )
 
 
 def at_idle(app):
     """Swap in a pushed config and run queued commands (the terminal is idle)."""
     received = app.received
+    if received.keys:
+        received.keys = False
+        from pos import keyrot
+        from pos.compat import unload
+
+        keyrot.install(app)
+        keyrot = None
+        unload("pos.keyrot")
+        unload("pos.keywrap")
     if received.update and app.terminal.state == _LOGIN and not app.ledger.unsent_count():
         from pos import update  # the terminal restarts: nothing to unload
 
@@ -83,9 +99,12 @@ def at_idle(app):
 
 def _swap_config(app):
     terminal = app.terminal
-    merchants, cashiers = app.received.config
+    merchants, cashiers, auto_block = app.received.config
     app.received.config = None
     terminal.merchants, terminal.cashiers = merchants, cashiers
+    if auto_block is not None:
+        settings = terminal.settings
+        settings.auto_block_declines, settings.auto_block_window_min = auto_block
     cashier = terminal.cashier
     if cashier is not None:  # logged in: the same cashier and PIN stay, with the new rights
         same = None

@@ -15,11 +15,17 @@ Layout, big-endian (struct ">BBBBBBHIIII6sH"), 32 bytes, one AES block pair:
    16  receipt      terminal receipt number
    20  reference    refund/void: receipt number of the original (0 for none); a sale a
                     supervisor approved (FLAG_SUPERVISOR): that supervisor's number (else
-                    0); settlement: the Z batch number
+                    0); settlement: the Z batch number; block: the reasons of the declines
+                    that led to it, one bit per reason code (1 << code)
    24  token        6-byte keyed card token (zeros for cash); settlement: sale count (H) and
                     refund total in minor units (I)
    30  last_four    last four card digits as a number, LAST_FOUR_NONE when there are none;
                     settlement: refund count
+
+A BLOCK record (an automatic block, pos.autoblock) carries the card's token, the reason
+and merchant of the decline that tripped the rule, the number of declines counted as its
+amount, and their reasons in reference; with FLAG_LIFTED it records a supervisor lifting a
+block (cashier: that supervisor). It moves no money and no totals.
 
 Money is an integer number of minor units; a card number never appears, only its token.
 """
@@ -39,6 +45,9 @@ REFUND = const(2)
 VOID = const(3)
 DECLINE = const(4)
 SETTLEMENT = const(5)
+# 6: BLOCK, a card put on (or taken off) this terminal's block list: pos.autoblock names it,
+# so that the resident module carries no more names (each is heap on MicroPython).
+_BLOCK = const(6)
 KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement")
 
 # Payment methods.
@@ -52,6 +61,7 @@ METHOD_NAMES = ("", "credit", "debit", "mobile", "cash")
 FLAG_OFFLINE = const(1)  # taken while the link was down
 FLAG_SUPERVISOR = const(2)  # a supervisor PIN approved it
 FLAG_KEYED = const(4)  # card number keyed in rather than read
+# 8: FLAG_LIFTED, a BLOCK record that lifts the block (pos.autoblock)
 
 LAST_FOUR_NONE = const(0xFFFF)
 TOKEN_SIZE = const(6)
@@ -124,9 +134,9 @@ class Record:
         return sale_count, self.amount_minor, self.last_four, refund_total
 
     def validate(self):
-        _check(self.kind, SALE, SETTLEMENT, "record type")
+        _check(self.kind, SALE, _BLOCK, "record type")
         _check(self.method, NO_METHOD, CASH, "payment method")
-        if self.kind != SETTLEMENT and self.kind != VOID and self.method == NO_METHOD:
+        if (self.kind < VOID or self.kind == DECLINE) and self.method == NO_METHOD:
             raise RecordError("payment method missing")
         _check(self.merchant, 1, 255, "merchant number")
         _check(self.cashier, 0, 255, "cashier number")
@@ -194,7 +204,7 @@ class Record:
         return record
 
     def kind_name(self):
-        return KIND_NAMES[self.kind]
+        return KIND_NAMES[self.kind] if self.kind < _BLOCK else "block"
 
     def method_name(self):
         return METHOD_NAMES[self.method]

@@ -3,7 +3,9 @@
 Every decision is a reason code, shown to the cashier in words and kept in the sealed record
 (declines are recorded too, so the back end sees them). The rules, in the order they run:
 
-    blacklist      the card's token is on the list pushed by the back end (pos.blacklist)
+    blacklist      the card's token is on the list pushed by the back end (pos.blacklist),
+                   or on this terminal's own block list (pos.autoblock: a card with
+                   auto_block_declines fraud declines within auto_block_window_min)
     velocity       the token paid more than N times in M minutes, any merchant (terminal.json)
     sale cap       one sale above max_sale_minor
     daily limits   approved sales today: max_day_count, max_day_minor (cash counts too)
@@ -131,8 +133,12 @@ def today(ledger, merchant, now):
 
 
 class Risk:
-    def __init__(self, blacklist=None):
+    def __init__(self, blacklist=None, store=None):
         self.blacklist = blacklist  # a pos.blacklist.Blacklist (searched on flash), or None
+        self.store = store  # the state store that keeps the terminal's own block list
+        # The terminal's own block list (pos.autoblock writes it: "blocked"), 6 bytes a card,
+        # in the heap only while it holds one (None).
+        self.blocked = store.read("blocked") if store is not None else None
 
     def check_sale(self, terminal, merchant, amount, supervised=False):
         """The reason code for the sale the terminal is about to book (APPROVED: go ahead).
@@ -145,6 +151,14 @@ class Risk:
         if token is not None:
             if self.blacklist is not None and self.blacklist.contains(token):
                 return CARD_BLOCKED
+            blocked = self.blocked
+            if blocked is not None:  # searched here: a function more would be heap
+                for at in range(0, len(blocked) - 5, 6):
+                    for i in range(6):
+                        if blocked[at + i] != token[i]:
+                            break
+                    else:
+                        return CARD_BLOCKED
             uses = settings.velocity_max_uses
             if uses:
                 since = now - settings.velocity_window_min * 60 if now else 0

@@ -9,6 +9,7 @@ else happened: Backspace on an empty field, a tenth amount digit, a card off the
 screen) beeps "error", as a terminal does, so the cashier knows the key was not lost.
 """
 
+from pos.compat import unload
 from pos.reports import TotalsFull
 from pos.txq import QueueError, QueueFull
 
@@ -58,12 +59,32 @@ class Runner:
             index += 1
             kind = effect[0]
             if kind == "book":
+                record = effect[1]
                 try:
-                    follow = ("booked", self.ledger.book(effect[1]))
+                    follow = ("booked", self.ledger.book(record))
                 except (QueueError, TotalsFull, ValueError, OSError) as exc:
                     if self.faults is not None:
                         self.faults("book failed: %r" % (exc,))
                     follow = ("book_failed", failure_text(exc))
+                else:
+                    # A decline (4) of the fraud kind counts towards an automatic block
+                    # (pos.autoblock): 0x888 has one bit per pos.risk reason code,
+                    # CARD_BLOCKED (3), TOO_MANY_USES (7), UNUSUAL_AMOUNT (11). Numbers, not
+                    # names: each imported name would be heap on the sale path.
+                    if (
+                        record.kind == 4
+                        and 0x888 >> record.reason & 1
+                        and terminal.settings.auto_block_declines
+                    ):
+                        # Its code is loaded for this moment only (no heap on the sale path).
+                        try:
+                            from pos import autoblock
+
+                            autoblock.after_decline(self, record)
+                        except MemoryError:  # the decline stands; it is not counted
+                            pass
+                        autoblock = None
+                        unload("pos.autoblock")
                 # The terminal emits "book" last: its outcome starts a fresh effect list.
                 terminal.handle(follow)
                 effects = terminal.effects

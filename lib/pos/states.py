@@ -30,6 +30,7 @@ REPORT_VIEW = const(17)
 Z_CONFIRM = const(18)
 STATUS = const(19)
 SALE_SUPERVISOR = const(20)  # an unusual amount waits for a supervisor's PIN
+UNBLOCK_CARD = const(21)  # a supervisor keys a card to lift its automatic block
 
 # What Terminal.edit did with a key on an entry screen (digits, B, * and #); the screen
 # acts on DONE, BACK and OTHER only.

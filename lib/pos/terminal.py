@@ -219,6 +219,8 @@ class Settings:
         velocity_max_uses=0,
         velocity_window_min=10,
         four_eyes=True,
+        auto_block_declines=0,
+        auto_block_window_min=60,
     ):
         self.terminal_id = terminal_id
         self.card_token_key = card_token_key
@@ -231,6 +233,8 @@ class Settings:
         self.velocity_max_uses = velocity_max_uses  # 0: no velocity rule (pos.risk)
         self.velocity_window_min = velocity_window_min
         self.four_eyes = four_eyes  # a supervisor may not approve for their own login
+        self.auto_block_declines = auto_block_declines  # 0: no automatic block (autoblock)
+        self.auto_block_window_min = auto_block_window_min
 
 
 class Terminal:
@@ -945,7 +949,7 @@ class Terminal:
             self.result = (_text(_T_DECLINED), reason_text(record.reason))
             self.effects.append(("beep", "error"))
             return
-        if record.kind == SETTLEMENT:
+        if record.kind >= SETTLEMENT:  # a Z, or a block lifted (pos.functions)
             self.result = self.functions.settled(record)
             return
         headline = _text(_T_APPROVED)
@@ -984,7 +988,7 @@ class Terminal:
         headline, detail = self.result
         screen.put(1, headline)
         record = self.booking
-        if record is not None and record.kind != SETTLEMENT:
+        if record is not None and record.kind < SETTLEMENT:
             self.screen.put(2, self.merchant.currency_code)
             self.screen.put_digits(2, record.amount_minor, self.merchant.exponent)
         if (

@@ -98,9 +98,10 @@ class Uplink:
         self._batch = bytearray(BATCH_BYTES)
         self.server_time = 0
         # What the back end holds for this terminal, from its last reply: the newest config
-        # version, blacklist version and command id (pos.downlink fetches what is newer).
-        # and 1 when the back end sends the blacklist whole, and the release on offer
-        self.versions = (0, 0, 0, 0, 0)
+        # version, blacklist version and command id (pos.downlink fetches what is newer),
+        # 1 when the back end sends the blacklist whole, the release on offer and the key
+        # generation offered.
+        self.versions = (0, 0, 0, 0, 0, 0)
         self.timeout_s = TIMEOUT_S
         self._keys = None  # (request key, reply key); None: not provisioned, nothing is sent
         self._store = None
@@ -218,6 +219,7 @@ class Uplink:
                 reply.get("commands", 0),
                 1 if reply.get("blacklist_whole") is True else 0,
                 reply.get("release", 0),  # a release offered to this terminal (pos.update)
+                reply.get("keys", 0),  # the key generation offered (pos.keyrot)
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UplinkError("reply does not parse") from None

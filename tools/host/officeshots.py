@@ -1,6 +1,6 @@
 """tools/screenshots: a simulated day in a real browser. Runs the firmware through a day
-(tools/sim --keys ... --drain: three merchants, a void and a Z), adds a second terminal
-whose records are sealed by the core ledger under the same BDK, serves the back end, and
+(tools/sim --keys ... --drain: three merchants, a void and a Z), then two more simulated
+terminals of the same operator against the same back end, serves the back end, and
 drives Debian's headless Chromium with Playwright: logs in as the operator and as each
 merchant, checks the figures against `tools/backend report --json`, downloads a statement
 PDF and the pain.001, and saves screenshots.
@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 for _folder in ("lib", "tools/emu"):
@@ -37,8 +36,6 @@ DAY_KEYS = (
     "3 # 9 9 # 4 # # A 1 # # 3 # 4 5 0 # 4 # # A 4 9 9 9 9 # 1 # # # "
     "1 # 7 7 0 # 4 # #"
 )
-SECOND_TID = "SIMB0002"
-SECOND_IK_ID = bytes.fromhex("5eb0000200000001")
 PASSWORD = "screenshots-only"
 IBANS = {
     "800000000000001": "DE89 3704 0044 0532 0130 00",
@@ -69,10 +66,12 @@ class ShotError(Exception):
     """A step of the run failed; the message says which."""
 
 
-def simulated_day(state):
-    """The sim's day in STATE (its back end's ledger: STATE/backend.db)."""
+def simulated_day(state, keys=DAY_KEYS, *options):
+    """A simulated terminal's day in STATE, typed and drained: to its own back end (whose
+    ledger is STATE/backend.db) unless the options say --backend URL."""
     result = subprocess.run(
-        [sys.executable, "-m", "tools.host.sim", "--state", state, "--keys", DAY_KEYS, "--drain"],
+        [sys.executable, "-m", "tools.host.sim", "--state", state, "--keys", keys, "--drain"]
+        + list(options),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -83,59 +82,69 @@ def simulated_day(state):
     return result.stdout
 
 
-def second_terminal(state, now):
-    """A second terminal serving noodles (as its menu number 2) and dumplings (1): records
-    booked and sealed by the core's Ledger on the flash model, under the sim's BDK, and
-    stored by the back end's ingest."""
-    from flashregion import Region
+# The other terminals of the food court, each a real simulated terminal (tools/sim) of the
+# same operator, with the demo menu (1 noodles, 2 tea, 3 dumplings): (folder, keys).
+OTHER_TERMINALS = (
+    # Ana: noodles 18.90 cash; dumplings 33.50 and noodles 7.60 by card; dumplings 12.75 cash.
+    (
+        "terminal-b",
+        "1 1 1 1 # 1 # 1 8 9 0 # 4 # # 3 # 3 3 5 0 # 1 card:4242424242424242 # # "
+        "1 # 7 6 0 # 1 card:5555555555021881 # # 3 # 1 2 7 5 # 4 # #",
+    ),
+    # Ana: tea 3.20 cash and 6.40 by card.
+    ("terminal-c", "1 1 1 1 # 2 # 3 2 0 # 4 # # 2 # 6 4 0 # 1 card:4242424242424242 # #"),
+)
 
-    from norflash import NorFlash
-    from pos.dukpt import derive_initial_key
-    from pos.journal import Journal
-    from pos.ledger import Ledger
-    from pos.record import CASH, CREDIT, SALE, Record
-    from pos.txq import TxQueue
-    from tools.host.backend import LedgerDB
-    from tools.host.backend.cli import read_bdk
 
-    bdk = read_bdk(os.path.join(state, "backend", "bdk.key"))
-    flash = NorFlash(16, sector_size=1024)
-    queue, log = Region(flash, 0, 8), Region(flash, 8, 8)
-    Journal.provision(
-        log, b"storage-key-0003", derive_initial_key(bdk, SECOND_IK_ID), SECOND_IK_ID
-    )
-    ledger = Ledger(TxQueue(queue), log, b"storage-key-0003")
-    for merchant, amount, method, last_four in (
-        (2, 1890, CASH, 0xFFFF),
-        (1, 3350, CREDIT, 4242),
-        (2, 760, CREDIT, 1881),
-        (1, 1275, CASH, 0xFFFF),
-    ):
-        now -= 600
-        ledger.book(
-            Record(
-                SALE,
-                merchant,
-                amount,
-                978,
-                method=method,
-                time=now,
-                cashier=2,
-                last_four=last_four,
-            )
-        )
-    db = LedgerDB(os.path.join(state, "backend.db"), bdk)
+def other_terminals(state):
+    """The food court's other terminals: each a new state folder under STATE with the
+    operator's keys (BDK, card-token key, CA) copied from STATE/backend/, registered in the
+    first terminal's back end and run with tools/sim --backend URL --drain. Returns their
+    terminal IDs."""
+    from tools.host import sim
+    from tools.host.backend import LedgerDB, Server
+
+    keys = os.path.join(state, "backend")
+    db_path = os.path.join(state, "backend.db")
+    terminals = []
+    for folder, _ in OTHER_TERMINALS:
+        other = os.path.join(state, folder)
+        os.makedirs(os.path.join(other, "backend"), mode=0o700)
+        for name in os.listdir(keys):
+            if name != "terminals.json" and not name.startswith("logins"):
+                shutil.copy(os.path.join(keys, name), os.path.join(other, "backend", name))
+        sim.prepare_state(other)
+        with open(os.path.join(other, "backend", "terminals.json")) as source:
+            ((tid, entry),) = json.load(source).items()
+        terminals.append((tid, bytes.fromhex(entry["ik_id"]), entry["merchants"]))
+    db = LedgerDB(db_path)
     try:
-        db.add_terminal(
-            SECOND_TID,
-            SECOND_IK_ID,
-            [(1, "800000000000003", "Dumpling House"), (2, "800000000000001", "Noodle Bar")],
-        )
-        batch = b"".join(bytes(frame) for _, frame in ledger.queue.unsent())
-        db.ingest(SECOND_TID, batch)
-        from tools.host.backend.office.accounts import hash_password
-        from tools.host.backend.office.store import OfficeStore
+        for tid, ik_id, merchants in terminals:
+            db.add_terminal(tid, ik_id, merchants)
+    finally:
+        db.close()
+    server = Server(
+        db_path,
+        os.path.join(keys, "bdk.key"),
+        keys,
+        token_key_file=os.path.join(keys, "card_token.key"),
+    )
+    try:
+        for folder, keys_typed in OTHER_TERMINALS:
+            simulated_day(os.path.join(state, folder), keys_typed, "--backend", server.url)
+    finally:
+        server.stop()
+    return [tid for tid, _, _ in terminals]
 
+
+def office_accounts(state):
+    """The run's own back-office logins (the sim's demo ones have random passwords)."""
+    from tools.host.backend import LedgerDB
+    from tools.host.backend.office.accounts import hash_password
+    from tools.host.backend.office.store import OfficeStore
+
+    db = LedgerDB(os.path.join(state, "backend.db"))
+    try:
         office = OfficeStore(db)
         for name, role, merchant_id in ACCOUNTS:
             if office.user(name) is None:
@@ -195,7 +204,7 @@ def euros(minor):
     return money(minor, 978)
 
 
-def browse(state, out, check):
+def browse(state, out, check, terminals):
     """Serve STATE's ledger and drive Chromium through it; `check(condition, what)` is
     called for every check. Returns {name: path} of the files it saved."""
     from playwright.sync_api import sync_playwright
@@ -223,7 +232,9 @@ def browse(state, out, check):
                 executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
             )
             try:
-                saved.update(_operator(browser, base, day, report, out, downloads, check))
+                saved.update(
+                    _operator(browser, base, day, report, out, downloads, check, terminals)
+                )
                 for name, _, merchant_id in ACCOUNTS[1:]:
                     saved.update(
                         _merchant(
@@ -252,7 +263,7 @@ def _page(browser, base, name):
     return context, page
 
 
-def _operator(browser, base, day, report, out, downloads, check):
+def _operator(browser, base, day, report, out, downloads, check, terminals):
     saved = {}
     context, page = _page(browser, base, ACCOUNTS[0][0])
     try:
@@ -294,7 +305,8 @@ def _operator(browser, base, day, report, out, downloads, check):
             )
         saved["operator-merchants"] = _shot(page, out, "operator-merchants.png")
         page.goto(base + "/operator/fleet")
-        check(SECOND_TID in page.content(), "the fleet shows both terminals")
+        fleet = page.content()
+        check(all(tid in fleet for tid in terminals), "the fleet shows %s" % terminals)
         saved["operator-fleet"] = _shot(page, out, "operator-fleet.png")
         page.goto(base + "/operator?from=%s&to=%s" % (day, day))
         with page.expect_download() as download:
@@ -382,8 +394,10 @@ def run(out, state=None, check=None):
         state = tempfile.mkdtemp(prefix="onetill-shots-")
     try:
         simulated_day(state)
-        second_terminal(state, int(time.time()))
-        saved = browse(state, out, check)
+        with open(os.path.join(state, "backend", "terminals.json")) as source:
+            terminals = list(json.load(source)) + other_terminals(state)
+        office_accounts(state)
+        saved = browse(state, out, check, terminals)
         day = datetime.datetime.now(datetime.UTC).date().isoformat()
         report = report_by_merchant(os.path.join(state, "backend.db"), day)
         saved["statement-picture"] = pdf_picture(

@@ -9,6 +9,12 @@ terminal does (pos.txq, the same code), opens every record with keys derived fro
 terminal would. The BDK never leaves the operator's machine: it is read from a key file
 (hex), e.g. the simulator's STATE/backend/bdk.key. The terminal's IK ID comes from --ik-id or, with
 --state, from STATE/backend/terminals.json.
+
+After a key rotation (tools/backend keys rotate) a queue holds records of two key generations:
+give every BDK (--bdk-file, once each) and every IK ID (--ik-id, once each, the terminal's
+current one last); each record is opened with the IK ID whose tag it matches, under the BDK
+that IK ID names (its first half is the BDK ID; the first BDK file otherwise). With --state,
+every STATE/backend/bdk*.key and the IK IDs the simulator's back end offered are used.
 """
 
 import argparse
@@ -32,7 +38,7 @@ from pos.dukpt import (  # noqa: E402
     ksn_bytes,
 )
 from pos.money import MoneyError, currency, currency_code, format_minor  # noqa: E402
-from pos.record import KIND_NAMES, METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
+from pos.record import METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
 from pos.seal import Sealer, SealError  # noqa: E402
 from pos.txq import QueueError, TxQueue  # noqa: E402
 from tools.host import partitions  # noqa: E402
@@ -77,8 +83,35 @@ def read_hex_file(path, size, what):
     return value
 
 
+def key_pairs(bdks, ik_ids):
+    """[(initial key, IK ID)], each IK ID under the BDK it names (the first otherwise)."""
+    from tools.host.backend.keyring import bdk_id
+
+    named = {bdk_id(bdk): bdk for bdk in bdks}
+    return [(derive_initial_key(named.get(ik_id[:4], bdks[0]), ik_id), ik_id) for ik_id in ik_ids]
+
+
+def _open(sealer, frame, counter, pairs):
+    """The record in a frame, opened with the first (IK, IK ID) whose tag it matches."""
+    failure = None
+    for ik, ik_id in pairs:
+        ksn = ksn_bytes(ik_id, counter)
+        key = derive_transaction_key(ik, ksn)
+        try:
+            plain = sealer.open(
+                bytes(frame[1:-4]),
+                derive_working_key(key, ksn, USAGE_DATA_ENCRYPT),
+                derive_working_key(key, ksn, USAGE_MAC_GENERATION),
+            )
+            return Record.unpack(bytes(plain))
+        except (SealError, RecordError) as exc:
+            failure = exc
+    raise failure
+
+
 def open_records(image, bdk, ik_id):
-    """(rows, recovery report) for the queue in a flash image."""
+    """(rows, recovery report) for the queue in a flash image. bdk and ik_id: one each, or
+    lists of them (the key generations of a rotation)."""
     try:
         table = partitions.read_image_table(image)
     except OSError as exc:
@@ -90,7 +123,8 @@ def open_records(image, bdk, ik_id):
     offset, size = table["txq"]
     if os.path.getsize(image) < offset + size:
         raise RecoverError("%s ends before its txq partition does" % image)
-    ik = derive_initial_key(bdk, ik_id)
+    bdks = bdk if isinstance(bdk, list) else [bdk]
+    pairs = key_pairs(bdks, ik_id if isinstance(ik_id, list) else [ik_id])
     flash = NorFlash(size // 4096, path=image, offset=offset, count_erases=False)
     flash.program = flash.erase = _read_only  # recovery must never write to the evidence
     try:
@@ -101,21 +135,14 @@ def open_records(image, bdk, ik_id):
     rows = []
     for counter, acked, frame in queue.records():
         row = {"counter": counter, "acked": acked, "error": "", "_frame": bytes(frame)}
-        ksn = ksn_bytes(ik_id, counter)
-        key = derive_transaction_key(ik, ksn)
         try:
-            plain = sealer.open(
-                bytes(frame[1:-4]),
-                derive_working_key(key, ksn, USAGE_DATA_ENCRYPT),
-                derive_working_key(key, ksn, USAGE_MAC_GENERATION),
-            )
-            record = Record.unpack(bytes(plain))
+            record = _open(sealer, frame, counter, pairs)
         except (SealError, RecordError) as exc:
             row["error"] = str(exc)  # a wrong BDK or IK ID, or a record altered on flash
             rows.append(row)
             continue
         row.update(
-            type=KIND_NAMES[record.kind],
+            type=record.kind_name(),
             merchant_number=record.merchant,
             method=METHOD_NAMES[record.method],
             amount_minor=record.amount_minor,
@@ -282,8 +309,16 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="tools/recover", description=__doc__.split("\n")[0])
     parser.add_argument("--flash", help="flash dump or simulator flash.bin")
     parser.add_argument("--state", help="a simulator state folder (flash.bin and backend keys)")
-    parser.add_argument("--bdk-file", help="the BDK, 32 hex digits, in a file")
-    parser.add_argument("--ik-id", help="the terminal's IK ID, 16 hex digits")
+    parser.add_argument(
+        "--bdk-file",
+        action="append",
+        help="the BDK, 32 hex digits, in a file (once per BDK after a key rotation)",
+    )
+    parser.add_argument(
+        "--ik-id",
+        action="append",
+        help="the terminal's IK ID, 16 hex digits (once per key generation, the current last)",
+    )
     parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
     parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--unsent", action="store_true", help="only records not yet acked")
@@ -303,7 +338,8 @@ def main(argv):
 
 
 def keys_of_state(state):
-    """(flash image, BDK file, IK ID) of a simulator state folder."""
+    """(flash image, [BDK files], [IK IDs]) of a simulator state folder: every bdk*.key of
+    its back end, and the IK IDs its back end registered or offered (key rotations)."""
     if not os.path.isdir(state):
         raise RecoverError("no simulator state folder %s" % state)
     try:
@@ -315,7 +351,33 @@ def keys_of_state(state):
         raise RecoverError(
             "no terminal in %s: backend/terminals.json names none" % state
         ) from None
-    return os.path.join(state, "flash.bin"), os.path.join(state, "backend", "bdk.key"), ik_id
+    keys = os.path.join(state, "backend")
+    files = [os.path.join(keys, "bdk.key")] + sorted(
+        os.path.join(keys, name)
+        for name in os.listdir(keys)
+        if name.startswith("bdk") and name.endswith(".key") and name != "bdk.key"
+    )
+    ik_ids = [ik_id] + [
+        i for i in _offered_ik_ids(os.path.join(state, "backend.db")) if i != ik_id
+    ]
+    return os.path.join(state, "flash.bin"), files, ik_ids
+
+
+def _offered_ik_ids(db_path):
+    """The IK IDs of the key generations the simulator's back end offered, oldest first."""
+    import sqlite3
+
+    if not os.path.exists(db_path):
+        return []
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+        try:
+            rows = db.execute("SELECT ik_id FROM key_generations ORDER BY tid, generation")
+            return [bytes(row[0]).hex() for row in rows]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []  # a ledger from before key rotation
 
 
 def run(args):
@@ -329,16 +391,27 @@ def run(args):
         ik_hex = ik_hex or from_state[2]
     if not image or not bdk_file or not ik_hex:
         raise RecoverError("give --state DIR, or --flash, --bdk-file and --ik-id")
-    try:
-        ik_id = unhexlify(ik_hex)
-    except ValueError:
-        raise RecoverError("--ik-id must be hex") from None
-    if len(ik_id) != 8:
-        raise RecoverError("--ik-id must be 8 bytes (16 hex digits)")
-    bdk = read_hex_file(bdk_file, 16, "the BDK")
-    rows, report = open_records(image, bdk, ik_id)
+    ik_ids = []
+    for text in ik_hex:
+        try:
+            ik_id = unhexlify(text)
+        except ValueError:
+            raise RecoverError("--ik-id must be hex") from None
+        if len(ik_id) != 8:
+            raise RecoverError("--ik-id must be 8 bytes (16 hex digits)")
+        ik_ids.append(ik_id)
+    bdks = [read_hex_file(path, 16, "the BDK") for path in bdk_file]
+    rows, report = open_records(image, bdks, ik_ids)
     if args.upload:
-        ack = upload(rows, args.upload, args.tid, args.ca, bdk, ik_id)
+        # Signed as the terminal signs now: with its current key (the last IK ID given).
+        from tools.host.backend.keyring import bdk_id
+
+        current = ik_ids[-1]
+
+        named = {bdk_id(b): b for b in bdks}
+        ack = upload(
+            rows, args.upload, args.tid, args.ca, named.get(current[:4], bdks[0]), current
+        )
         sys.stderr.write("uploaded: the back end acked up to counter %d\n" % ack)
     if args.unsent:
         rows = [row for row in rows if not row["acked"]]

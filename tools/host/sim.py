@@ -91,6 +91,8 @@ def demo_config(terminal_id, token_key, salt):
                 "card_token_key": hexlify(token_key).decode(),
                 "velocity_max_uses": 3,
                 "velocity_window_min": 10,
+                "auto_block_declines": 3,
+                "auto_block_window_min": 10,
             }
         ),
         "merchants.json": json.dumps(
@@ -116,6 +118,21 @@ def demo_config(terminal_id, token_key, salt):
             }
         ),
     }
+
+
+def _key_file(path):
+    """The 16-byte key in a key file, made (random, 0600) when there is none."""
+    try:
+        with open(path) as source:
+            key = bytes.fromhex(source.read().strip())
+        if len(key) == 16:
+            return key
+    except (OSError, ValueError):
+        pass
+    key = secrets.token_bytes(16)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(hexlify(key).decode() + "\n")
+    return key
 
 
 def prepare_state(state, release_pub=None):
@@ -144,20 +161,14 @@ def prepare_state(state, release_pub=None):
         return "using %s" % image
     keys_dir = os.path.join(state, "backend")
     os.makedirs(keys_dir, mode=0o700, exist_ok=True)
-    bdk = secrets.token_bytes(16)
     ik_id = secrets.token_bytes(4) + b"\x00\x00\x00\x01"
     terminal_id = "SIM" + hexlify(ik_id[:3]).decode().upper()
-    with open(
-        os.open(os.path.join(keys_dir, "bdk.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
-    ) as out:
-        out.write(hexlify(bdk).decode() + "\n")
+    # A BDK and card-token key already in STATE/backend/ (copied from another state folder)
+    # make this a second terminal of the same operator: same keys, its own IK ID.
+    bdk = _key_file(os.path.join(keys_dir, "bdk.key"))
     # The card-token key is the operator's, shared with the back end (tools/backend
     # blacklist add --token-key-file) so that it can block a card by its number.
-    token_key = secrets.token_bytes(16)
-    with open(
-        os.open(os.path.join(keys_dir, "card_token.key"), os.O_WRONLY | os.O_CREAT, 0o600), "w"
-    ) as out:
-        out.write(hexlify(token_key).decode() + "\n")
+    token_key = _key_file(os.path.join(keys_dir, "card_token.key"))
     config = demo_config(terminal_id, token_key, secrets.token_bytes(12))
     merchants = [
         [m["number"], m["merchant_id"], m["name"]]
@@ -290,6 +301,13 @@ class Backend:
             terminals = json.load(source)
         db_path = os.path.join(state, "backend.db")
         db = LedgerDB(db_path)
+        # The keyring: bdk.key (the original BDK) first, then any later one (bdk-2.key, ...:
+        # a key rotation, tools/backend keys rotate).
+        ring = [os.path.join(keys, "bdk.key")] + sorted(
+            os.path.join(keys, name)
+            for name in os.listdir(keys)
+            if name.startswith("bdk") and name.endswith(".key") and name != "bdk.key"
+        )
         try:
             for tid, entry in terminals.items():
                 db.add_terminal(tid, bytes.fromhex(entry["ik_id"]), entry.get("merchants", []))
@@ -299,7 +317,7 @@ class Backend:
         try:
             self.server = Server(
                 db_path,
-                os.path.join(keys, "bdk.key"),
+                ring,
                 keys,
                 token_key_file=os.path.join(keys, "card_token.key"),
             )

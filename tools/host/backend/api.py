@@ -72,6 +72,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
         blacklist: int
         commands: int
         release: int
+        keys: int
         blacklist_whole: bool
 
     class Versions(BaseModel):
@@ -80,6 +81,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
         blacklist: int
         commands: int
         release: int
+        keys: int
         blacklist_whole: bool
 
     refusals = RefusalLog()
@@ -270,7 +272,7 @@ def make_app(db, docs=False, office=False, token_key_file=None):
             name="document_" + kind,
             description="The terminal's %s document, encrypted and MACed with its downlink key "
             "(config: the newest; blacklist: the delta from version `since`; commands: those "
-            "after id `since`)." % kind,
+            "after id `since`; keys: the newest key generation offered, pos.keyrot)." % kind,
             response_class=Response,
             responses={
                 200: {
@@ -428,7 +430,8 @@ def app_from_environment():
     # still importing has made getppid() 1 already, and a worker armed against 1 lived on.
     parent = multiprocessing.parent_process()
     _end_with_parent(parent.pid if parent is not None else os.getppid())()
-    db = LedgerDB(os.environ[ENV_DB], read_bdk(os.environ[ENV_BDK_FILE]), mode="write")
+    keyring = read_bdk(os.environ[ENV_BDK_FILE].split(os.pathsep))
+    db = LedgerDB(os.environ[ENV_DB], keyring, mode="write")
     return make_app(
         db,
         docs=os.environ.get(ENV_DOCS) == "1",

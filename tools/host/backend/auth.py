@@ -38,6 +38,7 @@ class Caller:
         self.body_hash = body_hash
         self.tag = tag
         self.reply_key = reply_key
+        self.installs = None  # (generation, IK ID): signed with a newly offered key
 
     def reply_tag(self, body):
         """The tag of a reply body, bound to this request (pos.uplink.reply_tag)."""
@@ -73,7 +74,8 @@ class AuthMixin:
     def _link_keys(self, ik_id):
         keys = self._keys.get(ik_id)
         if keys is None:
-            keys = self._keys[ik_id] = link_keys(derive_downlink_key(self._bdk, ik_id))
+            key = derive_downlink_key(self._bdk.bdk_for(ik_id), ik_id)
+            keys = self._keys[ik_id] = link_keys(key)
         return keys
 
     def authenticate(self, tid, method, path, status, auth):
@@ -92,10 +94,22 @@ class AuthMixin:
         # An unknown terminal costs the same work as a known one and gets the same answer.
         ik_id, last = (bytes(row[0]), row[1]) if row is not None else (bytes(8), 0)
         request_key, reply_key = self._link_keys(ik_id)
-        expected = cmac(request_key, signed_message(method, path, nonce, body_hash, status))
-        if not hmac.compare_digest(expected, tag) or row is None:
+        message = signed_message(method, path, nonce, body_hash, status)
+        installs = None
+        if not hmac.compare_digest(cmac(request_key, message), tag) and row is not None:
+            # A terminal that has installed a key generation offered to it signs with the
+            # new downlink key from its first request on (rotation.py).
+            for generation, offered in self.pending_keys(tid):
+                request_key, reply_key = self._link_keys(offered)
+                if hmac.compare_digest(cmac(request_key, message), tag):
+                    installs = generation, offered
+                    break
+            else:
+                raise AuthError("request tag does not match")
+        if row is None:
             raise AuthError("request tag does not match")
         caller = Caller(tid, nonce, body_hash, tag, reply_key)
+        caller.installs = installs
         if nonce <= last:
             raise StaleRequest(caller, last)
         return caller
@@ -112,6 +126,10 @@ class AuthMixin:
         if not taken:
             row = db.execute("SELECT nonce FROM terminals WHERE tid = ?", (caller.tid,))
             raise StaleRequest(caller, row.fetchone()[0])
+        if caller.installs is not None:
+            from tools.host.backend.rotation import mark_installed
+
+            mark_installed(db, caller)
 
     def take(self, caller):
         """Take an authenticated request's counter (a request that changes nothing else)."""

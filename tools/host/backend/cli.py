@@ -7,6 +7,10 @@
     tools/backend config set --db FILE --terminal TID CONFIG.json
     tools/backend blacklist add|remove --db FILE [--token-key-file KEY] CARD|token:HEX...
     tools/backend command --db FILE --terminal TID settle|faultlog|clock
+    tools/backend blacklist policy --db FILE propagate|review
+    tools/backend blacklist review --db FILE [--accept CARD|token:HEX...] [--reject ...]
+    tools/backend keys rotate --db FILE --bdk-file NEW.key [--terminals all|TID,...]
+    tools/backend keys status --db FILE [--json]
     tools/backend users add|list|disable|reset --db FILE [--role R --merchant MID] [NAME]
     tools/backend release add --db FILE --pub release.pub [--percent N | --terminals T,...] F
     tools/backend release list|stop --db FILE [VERSION]
@@ -37,6 +41,7 @@ from tools.host.backend.errors import (
     LedgerError,
     RegistrationError,
 )
+from tools.host.backend.keyring import read_keyring
 from tools.host.backend.ledger import LedgerDB
 from tools.host.backend.office.accounts import add_users_parser, users_command
 from tools.host.backend.reports import print_alerts, print_report
@@ -44,15 +49,9 @@ from tools.host.backend.server import make_certs
 from tools.host.backend.storage import is_url
 
 
-def read_bdk(path):
-    try:
-        with open(path) as source:
-            bdk = unhexlify(source.read().strip())
-    except (OSError, ValueError) as exc:
-        raise CommandError("cannot read the BDK from %s: %s" % (path, exc)) from None
-    if len(bdk) != 16:
-        raise CommandError("the BDK in %s must be 16 bytes" % path)
-    return bdk
+def read_bdk(paths):
+    """The keyring of one or more BDK key files (keyring.py), the base key first."""
+    return read_keyring(paths)
 
 
 def downlink_command(args):
@@ -67,7 +66,17 @@ def downlink_command(args):
             version = db.set_config(args.terminal, doc)
             _audit(db, "config pushed", "%s version %d" % (args.terminal, version))
             print("config %d for %s stored: the terminal fetches it" % (version, args.terminal))
+        elif args.command == "blacklist" and args.action == "policy":
+            if len(args.cards) != 1:
+                raise DownlinkError("blacklist policy takes one word: propagate or review")
+            db.set_auto_block_policy(args.cards[0])
+            _audit(db, "auto_block policy", args.cards[0])
+            print("auto_block policy: %s" % args.cards[0])
+        elif args.command == "blacklist" and args.action == "review":
+            _review(db, args)
         elif args.command == "blacklist":
+            if not args.cards:
+                raise DownlinkError("blacklist %s needs card numbers or token:HEX" % args.action)
             tokens = card_tokens(args.cards, args.token_key_file)
             if args.action == "add":
                 version = db.change_blacklist(add=tokens)
@@ -88,6 +97,86 @@ def downlink_command(args):
             print("command %d (%s) queued for %s" % (number, args.name, args.terminal))
     finally:
         db.close()
+    return 0
+
+
+def _review(db, args):
+    """Accept or reject automatic blocks waiting for review; without either, list them."""
+    accept = card_tokens(args.accept, args.token_key_file) if args.accept else []
+    reject = card_tokens(args.reject, args.token_key_file) if args.reject else []
+    if args.cards:
+        raise DownlinkError("blacklist review takes --accept and --reject, not cards")
+    if accept or reject:
+        version = db.review_auto_blocks(accept, reject)
+        _audit(
+            db,
+            "auto blocks reviewed",
+            "accepted %s; rejected %s"
+            % tuple(" ".join("token:" + t.hex() for t in ts) or "-" for ts in (accept, reject)),
+        )
+        print(
+            "%d accepted%s, %d rejected"
+            % (len(accept), " (blacklist %d)" % version if version else "", len(reject))
+        )
+        return
+    from tools.host.backend.reports import print_auto_blocks
+
+    waiting = [b for b in db.auto_blocks_report() if b["status"] == "waiting for review"]
+    print("auto_block policy: %s; %d waiting for review" % (db.auto_block_policy(), len(waiting)))
+    print_auto_blocks(waiting, sys.stdout)
+
+
+def keys_command(args):
+    """Schedule a new key generation under a new BDK, or list where every terminal is."""
+    from tools.host.backend.keyring import bdk_id, read_key_file
+
+    if args.action == "rotate":
+        if not args.bdk_file:
+            raise CommandError("keys rotate needs --bdk-file NEW.key (the new BDK)")
+        new_bdk = read_key_file(args.bdk_file)
+        db = LedgerDB(args.db, mode="write")
+        try:
+            named = None
+            if args.terminals and args.terminals != "all":
+                named = [tid.strip() for tid in args.terminals.split(",") if tid.strip()]
+            offered = db.rotate_keys(new_bdk, named)
+            _audit(
+                db,
+                "keys rotated",
+                "BDK %s offered to %d terminals" % (bdk_id(new_bdk).hex(), len(offered)),
+            )
+        finally:
+            db.close()
+        for tid, generation, ik_id in offered:
+            print("%s: generation %d offered, IK ID %s" % (tid, generation, ik_id.hex()))
+        print(
+            "BDK %s: %d terminals offered a new key; serve with --bdk-file %s added to the "
+            "keyring, then watch tools/backend keys status"
+            % (bdk_id(new_bdk).hex(), len(offered), args.bdk_file)
+        )
+        return 0
+    db = LedgerDB(args.db, mode="read")
+    try:
+        status = db.keys_status()
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print("newest BDK: %s" % (status["newest_bdk_id"] or "the original (no rotation yet)"))
+    for entry in status["terminals"]:
+        print(
+            "%-12s generation %d installed (BDK %s), %d offered%s; terminal says %s%s"
+            % (
+                entry["terminal"],
+                entry["installed"],
+                entry["bdk_id"],
+                entry["offered"],
+                " (%s)" % entry["offered_since"] if entry["offered_since"] else "",
+                entry["heard"] if entry["heard"] is not None else "nothing yet",
+                "" if entry["current"] else "  STILL ON AN OLD BDK",
+            )
+        )
     return 0
 
 
@@ -280,7 +369,7 @@ def serve_command(args):
     os.environ.update(
         {
             api.ENV_DB: args.db if is_url(args.db) else os.path.abspath(args.db),
-            api.ENV_BDK_FILE: os.path.abspath(args.bdk_file),
+            api.ENV_BDK_FILE: os.pathsep.join(os.path.abspath(p) for p in args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
             api.ENV_TOKEN_KEY_FILE: os.path.abspath(args.token_key_file)
             if args.token_key_file
@@ -304,6 +393,7 @@ COMMANDS = {
     "config": downlink_command,
     "blacklist": downlink_command,
     "command": downlink_command,
+    "keys": keys_command,
     "users": users_command,
     "release": release_command,
 }
@@ -330,7 +420,12 @@ def main(argv):
     )
     serve = commands.add_parser("serve", help="serve the API over TLS")
     serve.add_argument("--db", required=True)
-    serve.add_argument("--bdk-file", required=True)
+    serve.add_argument(
+        "--bdk-file",
+        required=True,
+        action="append",
+        help="a BDK key file; give it once per key of the keyring, the original BDK first",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", required=True)
@@ -364,12 +459,26 @@ def main(argv):
     config.add_argument("--terminal", required=True)
     config.add_argument("file", help='{"merchants": <merchants.json>, "cashiers": <...>}')
     blacklist = commands.add_parser("blacklist", help="block or unblock cards everywhere")
-    blacklist.add_argument("action", choices=["add", "remove"])
-    blacklist.add_argument("--db", required=True)
-    blacklist.add_argument(
-        "--token-key-file", help="the card-token key (32 hex digits) to tokenise card numbers"
-    )
-    blacklist.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
+    actions = blacklist.add_subparsers(dest="action", required=True)
+    for name, words in (
+        ("add", "block cards on every terminal"),
+        ("remove", "lift cards from the fleet list"),
+        ("policy", "what an automatic block of a terminal does to the fleet list"),
+        ("review", "list, accept or reject automatic blocks waiting for review"),
+    ):
+        action = actions.add_parser(name, help=words)
+        action.add_argument("--db", required=True)
+        action.add_argument(
+            "--token-key-file", help="the card-token key (32 hex digits) to tokenise card numbers"
+        )
+        if name == "policy":
+            action.add_argument("cards", nargs=1, metavar="propagate|review")
+        elif name == "review":
+            action.add_argument("--accept", nargs="+", help="blocks to put on the fleet list")
+            action.add_argument("--reject", nargs="+", help="blocks to drop")
+            action.set_defaults(cards=[])
+        else:
+            action.add_argument("cards", nargs="+", help="card numbers, or token:12HEX")
     command = commands.add_parser("command", help="queue a command for a terminal")
     command.add_argument(
         "name",
@@ -379,6 +488,12 @@ def main(argv):
     )
     command.add_argument("--db", required=True)
     command.add_argument("--terminal", required=True)
+    keys = commands.add_parser("keys", help="rotate the terminals' keys to a new BDK; status")
+    keys.add_argument("action", choices=["rotate", "status"])
+    keys.add_argument("--db", required=True)
+    keys.add_argument("--bdk-file", help="rotate: the new BDK's key file (32 hex digits)")
+    keys.add_argument("--terminals", default="all", help="rotate: all, or TID,TID,...")
+    keys.add_argument("--json", action="store_true", help="status: as JSON")
     add_users_parser(commands)
     release = commands.add_parser(
         "release", help="signed software releases: add (staged rollout), list, stop"

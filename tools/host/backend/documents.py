@@ -15,7 +15,7 @@ MAX_FAULT_LOGS_PER_TERMINAL = 16
 COMMANDS = ("settle", "faultlog", "clock")
 MAX_COMMANDS_A_DOCUMENT = 8  # keeps a commands document within the terminal's 512 bytes
 MAX_FAULT_LOG_BYTES = 4096
-DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K"}
+DOCUMENT_KINDS = {"config": "C", "blacklist": "B", "commands": "K", "keys": "R"}
 
 
 class DocumentsMixin:
@@ -39,7 +39,8 @@ class DocumentsMixin:
         from pos import config
 
         self._terminal(tid)
-        if not isinstance(doc, dict) or set(doc) - {"merchants", "cashiers", "version"}:
+        extra = {"auto_block_declines", "auto_block_window_min"}
+        if not isinstance(doc, dict) or set(doc) - {"merchants", "cashiers", "version"} - extra:
             raise DownlinkError('a config is {"merchants": {...}, "cashiers": {...}}')
 
         def store(db):
@@ -51,8 +52,10 @@ class DocumentsMixin:
                 "merchants": doc.get("merchants"),
                 "cashiers": doc.get("cashiers"),
             }
+            for name in extra & set(doc):
+                pushed[name] = doc[name]
             try:
-                _, merchants, _ = config.parse_pushed(pushed, "config")
+                _, merchants, _, _ = config.parse_pushed(pushed, "config")
             except config.ConfigError as exc:
                 raise DownlinkError("config refused: %s" % exc) from None
             payload = json.dumps(pushed, separators=(",", ":"))
@@ -138,8 +141,11 @@ class DocumentsMixin:
             "SELECT (SELECT MAX(version) FROM configs WHERE tid = ?), "
             "(SELECT value FROM counters WHERE name = 'blacklist'), "
             "(SELECT MAX(id) FROM commands WHERE tid = ?), "
-            "(SELECT status FROM heartbeats WHERE tid = ?) FROM terminals WHERE tid = ?",
-            (tid,) * 4,
+            "(SELECT status FROM heartbeats WHERE tid = ?), "
+            # keys: the newest generation offered and not installed (rotation.py)
+            "(SELECT MAX(generation) FROM key_generations WHERE tid = ? AND installed IS NULL) "
+            "FROM terminals WHERE tid = ?",
+            (tid,) * 5,
         ).fetchone()
         if row is None:
             raise IngestError("unknown terminal %s" % tid)
@@ -148,6 +154,7 @@ class DocumentsMixin:
             "blacklist": row[1] or 0,
             "commands": row[2] or 0,
             "release": self.offered_release(tid),
+            "keys": row[4] or 0,
         }
         return versions, row[3]
 
@@ -232,10 +239,13 @@ class DocumentsMixin:
         or None when there is none."""
         if self._bdk is None:
             raise IngestError("the back end has no BDK loaded")
+        if kind == "R":
+            return self.sealed_rotation(tid)
         found = self.document(tid, kind, since)
         if found is None:
             return None
-        key = derive_downlink_key(self._bdk, self._terminal(tid))
+        ik_id = self._terminal(tid)
+        key = derive_downlink_key(self._bdk.bdk_for(ik_id), ik_id)
         return seal_document(key, kind, found[0], found[1])
 
     def store_faults(self, tid, text, caller=None):
@@ -286,6 +296,7 @@ class DocumentsMixin:
                     "config": int(status.get("cfg", 0) or 0),
                     "blacklist": int(status.get("bl", 0) or 0),
                     "commands": taken,
+                    "keys": int(status.get("kg", 0) or 0),
                 },
                 "refused": status.get("refused", ""),
                 "release": self.release_report(tid, status),

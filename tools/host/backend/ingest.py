@@ -28,6 +28,7 @@ from pos.record import (
 )
 from pos.seal import TAG_SIZE, SealError
 from tools.host.backend.errors import IngestError
+from tools.host.backend.keyring import as_keyring
 
 MAX_BATCH_BYTES = 64 * 1024
 MAX_QUARANTINE_PER_TERMINAL = 1000  # forged frames kept; later ones are counted, not kept
@@ -50,9 +51,9 @@ class KeyDeriver:
 
     MAX_TERMINALS = 4096  # paths kept; beyond, the cache starts afresh (a bound, not a policy)
 
-    def __init__(self, bdk):
-        self._bdk = bytes(bdk)
-        self._bdk_ecb = _ecb(self._bdk)
+    def __init__(self, keyring):
+        self._keyring = as_keyring(keyring)  # the BDK an IK ID names (keyring.py)
+        self._bdk_ecbs = {}  # BDK -> its ECB context
         self._paths = {}  # IK ID -> [(partial counter, ECB context of its key), ...]
 
     def keys(self, ik_id, counter):
@@ -66,7 +67,11 @@ class KeyDeriver:
             if len(self._paths) >= self.MAX_TERMINALS:
                 self._paths.clear()
             data = _INITIAL_HEAD + bytes(ik_id)
-            path = self._paths[ik_id] = [(0, _ecb(self._bdk_ecb.update(data)))]
+            bdk = self._keyring.bdk_for(ik_id)
+            bdk_ecb = self._bdk_ecbs.get(bdk)
+            if bdk_ecb is None:
+                bdk_ecb = self._bdk_ecbs[bdk] = _ecb(bdk)
+            path = self._paths[ik_id] = [(0, _ecb(bdk_ecb.update(data)))]
         device = bytes(ik_id[4:8])
         # The steps this counter shares with the last one derived: kept; the rest anew.
         partial = 0
@@ -91,7 +96,8 @@ class KeyDeriver:
 
     def _slow_keys(self, ik_id, counter):
         ksn = ksn_bytes(ik_id, counter)
-        key = derive_transaction_key(derive_initial_key(self._bdk, ik_id), ksn)
+        initial = derive_initial_key(self._keyring.bdk_for(ik_id), ik_id)
+        key = derive_transaction_key(initial, ksn)
         return (
             derive_working_key(key, ksn, USAGE_DATA_ENCRYPT),
             derive_working_key(key, ksn, USAGE_MAC_GENERATION),
@@ -147,8 +153,8 @@ class _Batch:
         "UNION ALL SELECT 2, MAX(counter), NULL FROM records WHERE tid = ?"
     )
 
-    def __init__(self, db, tid, ik_id, held, now, frames):
-        self.db, self.tid, self.ik_id, self.held, self.now = db, tid, ik_id, held, now
+    def __init__(self, db, tid, ik_ids, held, now, frames):
+        self.db, self.tid, self.ik_ids, self.held, self.now = db, tid, ik_ids, held, now
         self.rows = []
         self.stored, self.kept = {}, set()
         self.top = 0
@@ -214,10 +220,17 @@ class IngestMixin:
             if row is None:
                 raise IngestError("unknown terminal %s" % tid)
             self._take(db, caller)
-            ik_id, ack = bytes(row[0]), row[1]
+            ack = row[1]
+            # Every IK ID the terminal has had or been offered: a record opens with its own.
+            # Read after _take: a request signed with an offered key installs it there.
+            ik_ids = self.key_candidates(
+                db,
+                tid,
+                db.execute("SELECT ik_id FROM terminals WHERE tid = ?", (tid,)).fetchone()[0],
+            )
             frames = list(parsed)
             result["refused"] = int(cut)
-            batch = _Batch(db, tid, ik_id, row[2] is not None, now, frames)
+            batch = _Batch(db, tid, ik_ids, row[2] is not None, now, frames)
             # Far beyond what this terminal has used: from there on nothing is stored and
             # the ack stays before it.
             known = max(ack, batch.top)
@@ -241,6 +254,7 @@ class IngestMixin:
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     batch.rows,
                 )
+                self._note_blocks(db, tid, batch.rows)
             result["quarantined"] += result.pop("forged")
             if dealt > ack:
                 db.execute("UPDATE terminals SET ack = ? WHERE tid = ?", (dealt, tid))
@@ -263,12 +277,17 @@ class IngestMixin:
             return "duplicates"
         if (counter, frame) in batch.kept:
             return "duplicates"
-        try:
-            data_key, mac_key = self._deriver.keys(batch.ik_id, counter)
-            plain = open_sealed(frame[1:-4], data_key, mac_key)
-            record = Record.unpack(plain)
-        except (SealError, RecordError, DukptError) as exc:
-            return self._quarantine(db, tid, counter, frame, str(exc), now, "forged")
+        record = None
+        for ik_id in batch.ik_ids:  # the current IK ID first: the others only after a rotation
+            try:
+                data_key, mac_key = self._deriver.keys(ik_id, counter)
+                plain = open_sealed(frame[1:-4], data_key, mac_key)
+                record = Record.unpack(plain)
+                break
+            except (SealError, RecordError, DukptError) as exc:
+                failure = exc
+        if record is None:
+            return self._quarantine(db, tid, counter, frame, str(failure), now, "forged")
         if known is not None:
             # Both tags check: the terminal's keys are in two places. Both records are kept,
             # and from now on none of its records is money until an operator clears it.

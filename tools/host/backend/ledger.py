@@ -24,14 +24,25 @@ WAL: readers do not wait); PostgreSQL locks the terminal's row for its batch.
 """
 
 from tools.host.backend.auth import AuthMixin
+from tools.host.backend.autoblocks import AutoBlockMixin
 from tools.host.backend.documents import DocumentsMixin
 from tools.host.backend.ingest import IngestMixin
 from tools.host.backend.releases import ReleasesMixin
 from tools.host.backend.reports import ReportsMixin
+from tools.host.backend.rotation import RotationMixin
 from tools.host.backend.storage import Storage
 
 
-class LedgerDB(IngestMixin, DocumentsMixin, ReleasesMixin, ReportsMixin, AuthMixin, Storage):
+class LedgerDB(
+    IngestMixin,
+    DocumentsMixin,
+    ReleasesMixin,
+    AutoBlockMixin,
+    RotationMixin,
+    ReportsMixin,
+    AuthMixin,
+    Storage,
+):
     """The ledger the API, the CLI and the tools use: storage, auth, ingest, downlink and
     reports, one module each, over the store `--db` names (an SQLite file or a
     postgresql:// URL)."""

@@ -4,6 +4,7 @@ reconciles; printed for an operator."""
 import struct
 import time
 
+from pos.autoblock import BLOCK
 from pos.record import (
     FLAG_SUPERVISOR,
     KIND_NAMES,
@@ -76,6 +77,8 @@ class ReportsMixin:
             "terminals": self.heartbeats(),
             "downlink": self.downlink_report(),
             "alerts": self.alerts(),
+            "auto_blocks": self.auto_blocks_report(),
+            "keys": self.keys_report(),
         }
 
 
@@ -103,6 +106,8 @@ def _empty_entry(tid, number, merchant_id, name):
 
 
 def _count(entry, counter, kind, method, amount, token, last_four, reference, counted=True):
+    if kind == BLOCK:  # moves no money: reported apart (auto_blocks)
+        return
     batch = entry["_batch"]
     name = KIND_NAMES[kind]
     if not counted:  # outside the period: only its Z batch's sums
@@ -241,6 +246,12 @@ def print_report(report, out, merchant=None):
                     ", refused " + entry["refused"] if entry["refused"] else "",
                 )
             )
+            keys = report.get("keys", {}).get(tid)
+            if keys and keys["offered"]:
+                out.write(
+                    "  Keys: generation %d offered, %d installed (terminal says %d)\n"
+                    % (keys["offered"], keys["installed"], in_force.get("keys", 0))
+                )
             release = entry.get("release")
             if release and (release["offered"] or release["running"] or release["state"] != "-"):
                 out.write(
@@ -256,7 +267,56 @@ def print_report(report, out, merchant=None):
                         ),
                     )
                 )
+    print_auto_blocks(report.get("auto_blocks", []), out)
     out.write("Quarantined records (not counted as money): %d\n" % report["quarantined"])
+
+
+def _when(unix):
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(unix)) if unix else "clock not set"
+
+
+def print_auto_blocks(blocks, out):
+    """Every automatic block with its evidence (and every block lifted on a terminal)."""
+    for block in blocks:
+        if block["lifted"]:
+            out.write(
+                "Block lifted: card ****%04d (token:%s) on terminal %s by supervisor %d, %s\n"
+                % (
+                    block["last_four"],
+                    block["token"],
+                    block["terminal"],
+                    block["by_cashier"],
+                    _when(block["time"]),
+                )
+            )
+            continue
+        out.write(
+            "AUTO-BLOCK: card ****%04d (token:%s) on terminal %s at merchant %d, %s: "
+            "%d declines (%s); %s%s\n"
+            % (
+                block["last_four"],
+                block["token"],
+                block["terminal"],
+                block["merchant"],
+                _when(block["time"]),
+                block["declines"],
+                ", ".join(block["reasons"]),
+                block["status"],
+                " in blacklist %d" % block["blacklist_version"]
+                if block["blacklist_version"]
+                else "",
+            )
+        )
+        for decline in block["evidence"]:
+            out.write(
+                "    decline %d at merchant %d, %s: %s\n"
+                % (
+                    decline["counter"],
+                    decline["merchant"],
+                    _when(decline["time"]),
+                    decline["reason"],
+                )
+            )
 
 
 def _print_merchant(entry, out):

@@ -95,6 +95,7 @@ class Server:
     For the simulator, the benchmarks and the tests: one way to start and wait for it."""
 
     def __init__(self, db_path, bdk_file, cert_dir, timeout_s=15, workers=1, token_key_file=None):
+        """bdk_file: a key file, or a list of them (the keyring, the base key first)."""
         import socket
         import ssl
         import subprocess
@@ -112,8 +113,11 @@ class Server:
                 "serve",
                 "--db",
                 db_path,
-                "--bdk-file",
-                bdk_file,
+                *[
+                    word
+                    for path in ([bdk_file] if isinstance(bdk_file, str) else bdk_file)
+                    for word in ("--bdk-file", path)
+                ],
                 "--port",
                 str(self.port),
                 "--tls-cert",

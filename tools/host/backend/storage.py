@@ -29,6 +29,7 @@ import re
 import time
 
 from tools.host.backend.errors import IngestError, LedgerError, RegistrationError
+from tools.host.backend.keyring import as_keyring
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
@@ -132,9 +133,9 @@ class Storage:
     def __init__(self, locator, bdk=None, mode="create"):
         self._store = open_store(locator, mode)
         self._path = self._store.label
-        self._bdk = bdk
         self._keys = {}  # IK ID -> (request key, reply key): derived once per terminal
         self._digests = {}  # blacklist version -> digest of the whole list at it
+        self._bdk = as_keyring(bdk)  # every BDK, by BDK ID (keyring.py), or None
 
     @property
     def _db(self):

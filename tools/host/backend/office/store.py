@@ -18,6 +18,8 @@ terminals sealed, never a copy the office could let drift.
 
 import time
 
+from pos.autoblock import BLOCK
+
 
 class OfficeStore:
     """The office's queries over a LedgerDB's connection (one per thread) and transactions."""
@@ -214,13 +216,15 @@ class OfficeStore:
 
     def merchant_records(self, merchant_id):
         """Every record of a merchant ID on every terminal that serves it, in each
-        terminal's counter order (the order Z batches are counted in)."""
+        terminal's counter order (the order Z batches are counted in). Not a terminal's
+        automatic blocks (pos.autoblock): they name a merchant but are no sale of it (the
+        operator's report lists them)."""
         rows = self._db.execute(
             "SELECT r.tid, r.merchant, r.counter, r.kind, r.method, r.amount_minor, r.currency,"
             " r.time, r.receipt, r.reference, r.cashier, r.flags, r.token, r.last_four"
             " FROM records r JOIN merchants m ON m.tid = r.tid AND m.number = r.merchant"
-            " WHERE m.merchant_id = ? ORDER BY r.tid, r.merchant, r.counter",
-            (merchant_id,),
+            " WHERE m.merchant_id = ? AND r.kind <> ? ORDER BY r.tid, r.merchant, r.counter",
+            (merchant_id, BLOCK),
         )
         keys = (
             "tid",

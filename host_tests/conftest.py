@@ -34,3 +34,16 @@ def ledger_at(request, tmp_path):
     url = server.new_database()
     yield url
     server.drop_database(url)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """tools/test runs pytest in several processes (pytest-xdist, `--dist loadgroup`). The
+    core tests may run anywhere side by side: each makes its own folder (expect.scratch) and
+    they already run so on MicroPython. A host test's file stays in one process, in its
+    order: some share a folder under build/ or a server between their tests."""
+    core = os.path.join(ROOT, "host_tests", "core") + os.sep
+    for item in items:
+        path = str(item.path)
+        if not path.startswith(core):
+            item.add_marker(pytest.mark.xdist_group(os.path.relpath(path, ROOT)))

@@ -59,8 +59,18 @@ def stage_lint():
     return "%s files checked" % (files.group(1) if files else "?")
 
 
+# pytest's processes (pytest-xdist). Many tests wait on a subprocess (the firmware on the
+# unix port, a back end, a browser) rather than compute, so one more than the cores.
+PYTEST_WORKERS = (os.cpu_count() or 2) + 1
+
+
 def stage_cpython():
-    result = _run([os.path.join(BIN, "python"), "-m", "pytest", "-q", "host_tests"])
+    # What several tests build, built once before they start side by side (each would find
+    # it up to date; mpybuild writes by rename, so a race would also be safe, only slower).
+    mpybuild.build_romfs(mpybuild.build_for_unix_port())
+    mpybuild.build_bundle()
+    workers = ["-n", str(PYTEST_WORKERS), "--dist", "loadgroup"]  # groups: host_tests/conftest.py
+    result = _run([os.path.join(BIN, "python"), "-m", "pytest", "-q"] + workers + ["host_tests"])
     _show(result)
     passed = re.search(r"(\d+) passed", result.stdout)
     failed = re.search(r"(\d+) (failed|errors?)", result.stdout)

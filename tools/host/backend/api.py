@@ -362,7 +362,8 @@ def ledger_access(db):
     not first served): under load that waiting, not the work, made the batch latency's p99
     seconds (tools/bench uplink). So on SQLite a worker's writes queue for one thread of
     their own, which commits every write waiting in one transaction (group commit: one
-    fsync for the group), and only the workers (processes) meet in the busy handler. Its
+    fsync for the group), and the workers (processes) meet at the ledger's writer lock
+    (flock, sqlite_store.py), woken when it is let go. Its
     reads (WAL: they never wait for the writer) run on the event loop: a row by key takes
     tens of microseconds, less than handing it to a thread and back.
     PostgreSQL locks a terminal's row, not the database, and flushes concurrent commits
@@ -411,13 +412,13 @@ ENV_DB = "ONETILL_BACKEND_DB"
 ENV_BDK_FILE = "ONETILL_BACKEND_BDK_FILE"
 ENV_DOCS = "ONETILL_BACKEND_DOCS"
 ENV_TOKEN_KEY_FILE = "ONETILL_BACKEND_TOKEN_KEY_FILE"
+ENV_SERVE_PID = "ONETILL_BACKEND_SERVE_PID"
 
 
 def app_from_environment():
     """The app of one worker process of `serve --workers N` (uvicorn's factory): its own
     LedgerDB over the shared ledger (SQLite file or PostgreSQL URL), the BDK read from its
     file."""
-    import multiprocessing
     import os
 
     from tools.host.backend.cli import read_bdk
@@ -426,10 +427,9 @@ def app_from_environment():
 
     # A worker ends with the process that started it: the serve command killed with kill -9
     # must not leave workers serving the port with nobody to restart or stop them. Its pid
-    # as multiprocessing passed it, not getppid(): a serve killed while this worker was
-    # still importing has made getppid() 1 already, and a worker armed against 1 lived on.
-    parent = multiprocessing.parent_process()
-    _end_with_parent(parent.pid if parent is not None else os.getppid())()
+    # comes from the environment, not os.getppid(): a worker still importing when the serve
+    # command was killed would read the pid of its new parent (init) and never end.
+    _end_with_parent(int(os.environ[ENV_SERVE_PID]))()
     keyring = read_bdk(os.environ[ENV_BDK_FILE].split(os.pathsep))
     db = LedgerDB(os.environ[ENV_DB], keyring, mode="write")
     return make_app(

@@ -371,6 +371,7 @@ def serve_command(args):
             api.ENV_DB: args.db if is_url(args.db) else os.path.abspath(args.db),
             api.ENV_BDK_FILE: os.pathsep.join(os.path.abspath(p) for p in args.bdk_file),
             api.ENV_DOCS: "1" if args.docs else "0",
+            api.ENV_SERVE_PID: str(os.getpid()),
             api.ENV_TOKEN_KEY_FILE: os.path.abspath(args.token_key_file)
             if args.token_key_file
             else "",

@@ -27,8 +27,8 @@ def lax_umask():
 def test_database_and_its_wal_files(tmp_path):
     path = str(tmp_path / "backend.db")
     db = LedgerDB(path, BDK)
-    db.add_terminal("T0001", bytes(8))  # a write: the -wal and -shm files exist now
-    for name in ("backend.db", "backend.db-wal", "backend.db-shm"):
+    db.add_terminal("T0001", bytes(8))  # a write: the -wal, -shm and -writer files exist now
+    for name in ("backend.db", "backend.db-wal", "backend.db-shm", "backend.db-writer"):
         assert mode(tmp_path / name) == 0o600, name
     db.close()
 

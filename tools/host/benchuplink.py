@@ -255,6 +255,7 @@ class Load:
         timeout_s=10,
         db=None,
         database_cpu=None,
+        client_sessions=True,
     ):
         self.terminals = terminals
         self.rate = rate
@@ -267,6 +268,10 @@ class Load:
         self.retry_s = retry_s
         self.timeout_s = timeout_s
         self.db = db
+        # Each client process in a session of its own: Linux (autogroup) shares the CPU
+        # between sessions first, so clients in the server's session would take their CPU
+        # out of the server's share, as terminals elsewhere never do.
+        self.client_sessions = client_sessions
         # CPU seconds of a database server the back end uses (PostgreSQL's processes), counted
         # as the server's: a record's cost is the back end's and its database's together.
         self.database_cpu = database_cpu or (lambda: 0.0)
@@ -335,6 +340,7 @@ class Load:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                start_new_session=self.client_sessions,
             )
             process.stdin.write(json.dumps(dict(spec, terminals=mine)) + "\n")
             process.stdin.flush()
@@ -377,6 +383,7 @@ class Load:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                start_new_session=self.client_sessions,
             )
             clients.append(process)
         return clients

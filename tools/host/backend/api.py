@@ -360,28 +360,28 @@ def ledger_access(db):
     SQLite lets one writer into the file at a time. Threads that race for it wait in SQLite's
     busy handler, which sleeps and retries (1 ms growing to 100 ms between tries, first come
     not first served): under load that waiting, not the work, made the batch latency's p99
-    seconds (tools/bench uplink). So on SQLite a worker's writes queue in order for one
-    thread of their own, and only the workers (processes) meet in the busy handler. Its
+    seconds (tools/bench uplink). So on SQLite a worker's writes queue for one thread of
+    their own, which commits every write waiting in one transaction (group commit: one
+    fsync for the group), and the workers (processes) meet at the ledger's writer lock
+    (flock, sqlite_store.py), woken when it is let go. Its
     reads (WAL: they never wait for the writer) run on the event loop: a row by key takes
     tens of microseconds, less than handing it to a thread and back.
     PostgreSQL locks a terminal's row, not the database, and flushes concurrent commits
     together, and every query is a round trip: there both run on the thread pool."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from starlette.concurrency import run_in_threadpool
+
+    from tools.host.backend.writer import GroupWriter
 
     store = getattr(db, "_store", None)
     if getattr(store, "name", "sqlite") != "sqlite":
         return run_in_threadpool, run_in_threadpool
-    writer = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
 
     async def read_row(function, *args):
         return function(*args)
 
-    async def write(work):
-        return await asyncio.get_running_loop().run_in_executor(writer, work)
-
-    return read_row, write
+    # Every write waiting when the thread is free goes into one transaction and one COMMIT
+    # (group commit, tools/host/backend/writer.py).
+    return read_row, GroupWriter(store.transactions).write
 
 
 def _binary_body(max_bytes, description):

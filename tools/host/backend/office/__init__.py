@@ -89,12 +89,38 @@ def mount(app, ledger, token_key_file=None, clock=None):
     async def login_needed(request, exc):
         return security_headers(RedirectResponse(PREFIX + "/login", status_code=303))
 
-    @app.middleware("http")
-    async def office_headers(request, call_next):
-        response = await call_next(request)
-        path = request.url.path
-        if path == PREFIX or path.startswith(PREFIX + "/"):
-            security_headers(response, static=path.startswith(PREFIX + "/static/"))
-        return response
-
+    app.add_middleware(OfficeHeaders)
     return app.state.office
+
+
+class OfficeHeaders:
+    """The office's security headers on every answer under /office, as plain ASGI: the
+    terminals' requests pass straight through. (Starlette's @app.middleware("http") ran
+    every terminal batch through a task and memory streams of its own: 0.4 ms of the event
+    loop's CPU a request, about as much as the rest of the route.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == PREFIX or path.startswith(PREFIX + "/")):
+            await self.app(scope, receive, send)
+            return
+        from starlette.datastructures import MutableHeaders
+
+        static = path.startswith(PREFIX + "/static/")
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                security_headers(_HeadersOf(MutableHeaders(scope=message)), static=static)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _HeadersOf:
+    """What security_headers() sets headers on: here an ASGI message's."""
+
+    def __init__(self, headers):
+        self.headers = headers

@@ -2,11 +2,10 @@
 operation answers within its documented responses and never with a server error, whatever
 arrives. Half the requests go as the fuzzer made them (unsigned: every terminal route must
 answer 401, never 500), half are signed on the way in as terminal T0001 would sign them,
-so the fuzzed batches, paths and queries reach the real ingest behind the authentication."""
+so the fuzzed batches, paths and queries reach the real ingest behind the authentication.
+On SQLite and on PostgreSQL (the `ledger_at` fixture)."""
 
 import hashlib
-import os
-import tempfile
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -73,18 +72,22 @@ def signing(app, signers):
     return wrapped
 
 
-_folder = tempfile.mkdtemp(prefix="onetill-fuzz-")
-_db = CountingDB(os.path.join(_folder, "fuzz.db"), BDK)
-_signers = {}
-for tid in ("T0001", "0", "A"):  # short IDs the fuzzer is likely to try
-    _ik_id = hashlib.sha256(tid.encode()).digest()[:8]
-    _db.add_terminal(tid, _ik_id)
-    _signers[tid] = TerminalSigner(BDK, _ik_id)
-_app = signing(make_app(_db, docs=True), _signers)
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
+def fuzzed_site(ledger_at):
+    """The back end on the given store (a SQLite path or a PostgreSQL URL) with three
+    terminals, behind the signing middleware; its OpenAPI schema for schemathesis."""
+    db = CountingDB(ledger_at, BDK)
+    signers = {}
+    for tid in ("T0001", "0", "A"):  # short IDs the fuzzer is likely to try
+        ik_id = hashlib.sha256(tid.encode()).digest()[:8]
+        db.add_terminal(tid, ik_id)
+        signers[tid] = TerminalSigner(BDK, ik_id)
+    app = signing(make_app(db, docs=True), signers)
+    return db, schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-def test_api_conforms_to_its_spec_and_the_fuzzing_reaches_the_ingest():
+def test_api_conforms_to_its_spec_and_the_fuzzing_reaches_the_ingest(ledger_at):
+    db, schema = fuzzed_site(ledger_at)
+    CountingDB.batches = 0
     # Each operation in turn, in one test, rather than schema.parametrize(): that makes one
     # pytest item per operation under a single name, which pytest-xdist (tools/test runs
     # pytest in several processes) takes for one test and runs once.
@@ -103,3 +106,4 @@ def test_api_conforms_to_its_spec_and_the_fuzzing_reaches_the_ingest():
         conforms()
     # The fuzzed batches reached the real ingest, not only the routing.
     assert CountingDB.batches > 10, CountingDB.batches
+    db.close()

@@ -5,12 +5,11 @@ terminal of the same operator declines it too after its next sync."""
 
 import json
 import os
-import shutil
 
 from test_sim import sim, state_folder
 
 from tools.host.backend import LedgerDB, Server, make_certs
-from tools.host.sim import prepare_state
+from tools.host.sim import another_terminal, prepare_state
 
 CARD = "card:4111111111111111"
 
@@ -32,15 +31,9 @@ def test_three_declines_block_the_card_here_at_once_and_on_the_fleet_after_a_syn
     make_certs(keys)
     # A second terminal of the same operator: the BDK, card-token key and CA copied.
     second = state_folder("autoblock-b")
-    os.makedirs(os.path.join(second, "backend"), mode=0o700)
-    for name in os.listdir(keys):
-        if name != "terminals.json":
-            shutil.copy(os.path.join(keys, name), os.path.join(second, "backend", name))
-    prepare_state(second)
     db_path = os.path.join(first, "backend.db")
     db = LedgerDB(db_path)
-    for state in (first, second):
-        tid, ik_id, merchants = _terminal(state)
+    for tid, ik_id, merchants in (_terminal(first), another_terminal(first, second)):
         db.add_terminal(tid, ik_id, merchants)
     db.set_auto_block_policy("propagate")
     db.close()

@@ -106,17 +106,9 @@ def other_terminals(state):
 
     keys = os.path.join(state, "backend")
     db_path = os.path.join(state, "backend.db")
-    terminals = []
-    for folder, _ in OTHER_TERMINALS:
-        other = os.path.join(state, folder)
-        os.makedirs(os.path.join(other, "backend"), mode=0o700)
-        for name in os.listdir(keys):
-            if name != "terminals.json" and not name.startswith("logins"):
-                shutil.copy(os.path.join(keys, name), os.path.join(other, "backend", name))
-        sim.prepare_state(other)
-        with open(os.path.join(other, "backend", "terminals.json")) as source:
-            ((tid, entry),) = json.load(source).items()
-        terminals.append((tid, bytes.fromhex(entry["ik_id"]), entry["merchants"]))
+    terminals = [
+        sim.another_terminal(state, os.path.join(state, folder)) for folder, _ in OTHER_TERMINALS
+    ]
     db = LedgerDB(db_path)
     try:
         for tid, ik_id, merchants in terminals:

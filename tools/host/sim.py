@@ -199,6 +199,24 @@ def prepare_state(state, release_pub=None):
     return "new terminal %s in %s" % (terminal_id, image)
 
 
+def another_terminal(site, state):
+    """Provision a new terminal in STATE for the operator whose keys are in SITE/backend/
+    (the BDK, the card-token key, the CA: everything but the site's terminal list and its
+    back-office logins), as the README's "a second terminal of the same operator" says.
+    Returns (terminal ID, IK ID, merchants) for registering it in the site's back end."""
+    import shutil
+
+    keys = os.path.join(site, "backend")
+    os.makedirs(os.path.join(state, "backend"), mode=0o700)
+    for name in os.listdir(keys):
+        if name != "terminals.json" and not name.startswith("logins"):
+            shutil.copy(os.path.join(keys, name), os.path.join(state, "backend", name))
+    prepare_state(state)
+    with open(os.path.join(state, "backend", "terminals.json")) as source:
+        ((tid, entry),) = json.load(source).items()
+    return tid, bytes.fromhex(entry["ik_id"]), entry["merchants"]
+
+
 # --- the firmware process ------------------------------------------------------------------
 
 

@@ -37,19 +37,6 @@ def ledger_at(request, tmp_path):
     server.drop_database(url)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
-def pytest_collection_modifyitems(config, items):
-    """tools/test runs pytest in several processes (pytest-xdist, `--dist loadgroup`). The
-    core tests may run anywhere side by side: each makes its own folder (expect.scratch) and
-    they already run so on MicroPython. A host test's file stays in one process, in its
-    order: some share a folder under build/ or a server between their tests."""
-    core = os.path.join(ROOT, "host_tests", "core") + os.sep
-    for item in items:
-        path = str(item.path)
-        if not path.startswith(core):
-            item.add_marker(pytest.mark.xdist_group(os.path.relpath(path, ROOT)))
-
-
 @pytest.fixture(autouse=True)
 def _collections_see_only_the_tests_objects():
     """The core calls gc.collect() where MicroPython's 96 KiB heap needs it (before a large

@@ -69,7 +69,11 @@ def stage_cpython():
     # it up to date; mpybuild writes by rename, so a race would also be safe, only slower).
     mpybuild.build_romfs(mpybuild.build_for_unix_port())
     mpybuild.build_bundle()
-    workers = ["-n", str(PYTEST_WORKERS), "--dist", "loadgroup"]  # groups: host_tests/conftest.py
+    # A test file stays in one process, in its order: some tests of a file share a folder
+    # under build/ or a server. (`--dist loadgroup` with marks was tried: pytest-xdist 3.8
+    # sets a group by renaming item._nodeid, which pytest 9 no longer reads, and a file's
+    # tests were split, two of them rebuilding one folder at once.)
+    workers = ["-n", str(PYTEST_WORKERS), "--dist", "loadfile"]
     result = _run([os.path.join(BIN, "python"), "-m", "pytest", "-q"] + workers + ["host_tests"])
     _show(result)
     passed = re.search(r"(\d+) passed", result.stdout)

@@ -44,12 +44,16 @@ MOUNT = "/flash"
 
 
 _NETWORK_DOWN = "network down (the simulator's link switch)"
+# The part of the firmware's heap that is mbedTLS's (tools/host/sim.py passes it): on the
+# ESP32 mbedTLS allocates from ESP-IDF's heap, not the app's.
+TLS_HEAP = int(os.getenv("ONETILL_SIM_TLS_HEAP") or 0)
 
 
 class _Connection:
     """A connection to the back end that fails once the simulated network goes down, as one
     would when Wi-Fi drops: the step under way fails, and so does its end (wait_closed), so
-    an exchange that began before the switch never reports the link up after it."""
+    an exchange that began before the switch never reports the link up after it. Its end
+    gives mbedTLS's room back to it (TlsRoom)."""
 
     def __init__(self, board, stream):
         self._board = board
@@ -64,9 +68,58 @@ class _Connection:
         self._stream.close()
 
     async def wait_closed(self):
-        await self._stream.wait_closed()
+        try:
+            await self._stream.wait_closed()
+        finally:
+            self._stream = None
+            self._board.tls_room.take()
         if not self._board.network:
             raise OSError(_NETWORK_DOWN)
+
+
+class TlsRoom:
+    """The heap mbedTLS has to itself, as it has on the ESP32 (ESP-IDF's heap, not the
+    app's). On the unix port mbedTLS allocates from the MicroPython heap, so the simulator
+    gives the firmware its app heap plus a TLS allowance; left to itself, a connection would
+    look for its blocks in the app's worn heap and the app would borrow what TLS leaves
+    unused. So what the allowance holds beyond the TLS context is held here, at the top of
+    the heap, from the start: let go just before a connection opens (its TLS blocks, too
+    large for the app's holes, go there) and taken again once it has closed."""
+
+    def __init__(self, size):
+        self.size = size
+        self._room = None
+        if size <= 0:
+            return
+        # At the top of the heap: first fit puts the app's objects below it, and a
+        # connection's large blocks, which fit nowhere below, in it.
+        below = []
+        gc.collect()
+        try:
+            while gc.mem_free() > size + 1024:
+                below.append(bytearray(256))
+        except MemoryError:  # only holes smaller than that are left below
+            pass
+        self._room = bytearray(size)
+        below = None
+        gc.collect()
+
+    def release(self):
+        if self._room is not None:
+            self._room = None
+            gc.collect()
+
+    def take(self):
+        if self.size > 0 and self._room is None:
+            gc.collect()
+            try:
+                self._room = bytearray(self.size)
+            except MemoryError:
+                # The app kept a block in it: it borrowed heap it would not have on the
+                # device. A fault (tools/bench heap fails such a day); the next close tries
+                # again.
+                self._room = None
+                print("F TLS room not free after the connection: the app holds memory in it")
 
 
 def read_partitions(path):
@@ -86,36 +139,24 @@ def read_partitions(path):
 
 class SimBoard:
     def __init__(self, state_dir, uplink=None, provision_only=False):
-        from norflash import NorFlash
+        import simrom
+
         from pos.store import FileStore
 
         self.state_dir = state_dir
-        image = state_dir + "/flash.bin"
-        partitions = read_partitions(image)
-        if "txq" not in partitions:
+        # The partitions, on the NOR-flash model, made before the budget (simrom): every
+        # write flushed (a killed simulator loses nothing a chip would keep), no per-sector
+        # erase counters.
+        chips = simrom.chips
+        if "txq" not in chips:
             raise OSError("flash.bin has no txq partition")
-        offset, size = partitions["txq"]
-        # Every write flushed (a killed simulator loses nothing a chip would keep), and no
-        # per-sector erase counters: 1.9 KiB of heap the device does not spend.
-        self.bdev = NorFlash(
-            size // SECTOR, path=image, offset=offset, count_erases=False, durable=True
-        )
-        if "statelog" not in partitions:
+        self.bdev = chips["txq"]
+        if "statelog" not in chips:
             raise OSError(
                 "flash.bin has no statelog partition: delete the sim state for a new one"
             )
-        offset, size = partitions["statelog"]
-        self.statelog = NorFlash(
-            size // SECTOR, path=image, offset=offset, count_erases=False, durable=True
-        )
-        vfs_start = max(o + s for o, s in partitions.values())
-        self._vfs_flash = NorFlash(
-            (FLASH_SIZE - vfs_start) // SECTOR,
-            path=image,
-            offset=vfs_start,
-            count_erases=False,
-            durable=True,
-        )
+        self.statelog = chips["statelog"]
+        self._vfs_flash = chips["vfs"]
         self._mount()
         self.config_folder = MOUNT + "/config"
         self.store = FileStore(MOUNT + "/state")
@@ -139,10 +180,16 @@ class SimBoard:
             async def connect_if_network():
                 if not self.network:
                     raise OSError(_NETWORK_DOWN)
-                stream = _Connection(self, (await connect())[1])
+                self.tls_room.release()
+                try:
+                    stream = _Connection(self, (await connect())[1])
+                except BaseException:
+                    self.tls_room.take()
+                    raise
                 return stream, stream
 
             uplink.connect = connect_if_network  # the seam pos.uplink and pos.downlink use
+        self.tls_room = TlsRoom(0)
         self.app = None
 
     def _mount(self):
@@ -238,10 +285,14 @@ class SimBoard:
         self._send_frame()
 
     def _send_frame(self):
-        out = ["S %d" % self.events]
+        # Piece by piece: a display driver writes rows, it builds no text of the whole
+        # screen (one would be a block the app's worn heap must find).
+        write = sys.stdout.write
+        write("S %d\n" % self.events)
         for row in self._screen.text():
-            out.append("|" + row)
-        print("\n".join(out))
+            write("|")
+            write(row)
+            write("\n")
 
     def print_lines(self, lines):
         with open(self.state_dir + "/printer.txt", "a") as paper:
@@ -309,10 +360,18 @@ def early_uplink(state_dir):
         with open(state_dir + "/backend/ca.der", "rb") as source:
             ca_der = source.read()
     except OSError:
-        return None
+        return None, TlsRoom(0)
+    import ssl  # noqa: F401  # the module is the app's (MicroPython code), its context TLS's
+
     from pos.uplink import Uplink, tls_context
 
-    return Uplink(None, doc["host"], doc["port"], doc["tid"], tls_context(ca_der))
+    gc.collect()
+    free = gc.mem_free()
+    context = tls_context(ca_der)
+    gc.collect()
+    # What the TLS allowance holds beyond the context is mbedTLS's room for connections.
+    room = TlsRoom(TLS_HEAP - (free - gc.mem_free()))
+    return Uplink(None, doc["host"], doc["port"], doc["tid"], context), room
 
 
 def main(argv):
@@ -331,10 +390,11 @@ def start(state_dir):
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
     early_reserve = bytearray(16 * 1024)
-    uplink = early_uplink(state_dir)
+    uplink, room = early_uplink(state_dir)
     from pos.app import App
 
     board = SimBoard(state_dir, uplink)
+    board.tls_room = room
     app = board.app = App(board)
     del early_reserve
     gc.collect()

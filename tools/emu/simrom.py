@@ -23,6 +23,10 @@ MOUNT = "/flash"
 
 _buffer = []  # the partition's bytes, mounted at /rom (one buffer for every restart)
 state = None  # what pos.install's boot code left: [phase, boots, running, target, ...]
+# The board's partitions on the NOR-flash model, {"txq", "statelog", "vfs": NorFlash}: made
+# here, before the budget, as the model stands for the ESP32's partition driver (C, no
+# heap); tools/emu/simboard.py takes them.
+chips = {}
 
 
 def read_partitions(path):
@@ -84,6 +88,17 @@ def boot(state_dir):
     if "/rom/lib" not in sys.path:
         sys.path.insert(0, "/rom/lib")
     state = result
+    partitions = read_partitions(image)
+    for label in ("txq", "statelog"):
+        if label in partitions:
+            offset, size = partitions[label]
+            chips[label] = NorFlash(
+                size // SECTOR, path=image, offset=offset, count_erases=False, durable=True
+            )
+    start = max(o + s for o, s in partitions.values())
+    chips["vfs"] = NorFlash(
+        (FLASH_SIZE - start) // SECTOR, path=image, offset=start, count_erases=False, durable=True
+    )
 
 
 RESTART_EXIT = 4  # tools/sim starts the process again: a reset, with a whole heap

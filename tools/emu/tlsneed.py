@@ -1,34 +1,46 @@
-"""The heap a TLS exchange with the back end takes on the unix port, for tools/bench heap.
+"""The heap TLS takes on the unix port, for tools/bench heap.
 
-    mp_boot.py IMAGE APP_HEAP tlsneed STATE PORT 0|1
+    mp_boot.py IMAGE APP_HEAP tlsneed STATE PORT ROOM
 
-connects to the simulator's back end at 127.0.0.1:PORT, sends a request and reads the
-reply: over TLS with the terminal's CA (pos.uplink.tls_context, as the uplink does) with
-1, over plain TCP with 0 (the back end, which speaks only TLS, then closes), and prints
-"OK" when the exchange is over: with 1, only when the back end answered. The lowest APP_HEAP at
-which each passes differs by what TLS itself takes (mbedTLS's context, the CA, the
-handshake and record buffers): on the unix port mbedTLS allocates from the MicroPython
-heap, on the ESP32 from ESP-IDF's own, so the bench gives the firmware exactly that much on
-top of its app heap, and no more (a larger allowance would lend the app heap it does not
-have on the device).
+makes the terminal's TLS context (pos.uplink.tls_context with the CA of STATE's back end)
+and prints "CONTEXT N" (the bytes it holds), then fills the heap so that only a room of
+ROOM bytes at its top is free, and in that room connects over TLS to the simulator's back
+end at 127.0.0.1:PORT, sends a request and reads the reply: "OK" when the back end
+answered. On the unix port mbedTLS allocates from the MicroPython heap, on the ESP32 from
+ESP-IDF's own, so the bench gives the firmware its context and the lowest room that passes
+(found by bisection) on top of its app heap, and the simulator keeps that room for TLS's
+connections (tools/emu/simboard.py, TlsRoom). The room also holds the exchange's few Python
+objects (its streams), which on the device are the app's: the figure errs on TLS's side by
+those.
 """
 
 import asyncio
+import gc
 
 
 def main(argv):
-    from pos.uplink import tls_context  # in both runs: its code is the app's on the device
+    import ssl  # noqa: F401  # the module is the app's (MicroPython code), as simboard has it
 
-    state, port, tls = argv[0], int(argv[1]), argv[2] == "1"
-    context = None
-    if tls:
-        with open(state + "/backend/ca.der", "rb") as source:
-            context = tls_context(source.read())
+    from pos.uplink import tls_context  # its code is the app's on the device
+
+    state, port, room_size = argv[0], int(argv[1]), int(argv[2])
+    tls = argv[3:] != ["tcp"]
+    with open(state + "/backend/ca.der", "rb") as source:
+        ca_der = source.read()
+    gc.collect()
+    free = gc.mem_free()
+    context = tls_context(ca_der)
+    gc.collect()
+    print("CONTEXT %d" % (free - gc.mem_free()))
+    ca_der = None
 
     async def exchange():
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=context, server_hostname="localhost" if tls else None
-        )
+        if tls:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, server_hostname="localhost"
+            )
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /v1/health HTTP/1.0\r\n\r\n")
         await writer.drain()
         answer = await reader.read(64)
@@ -36,5 +48,30 @@ def main(argv):
         await writer.wait_closed()
         return answer
 
-    if asyncio.run(exchange()) or not tls:
+    # The room at the top of the heap, then everything below it taken.
+    below = []
+    gc.collect()
+    try:
+        while gc.mem_free() > room_size + 1024:
+            below.append(bytearray(256))
+    except MemoryError:
+        pass
+    room = bytearray(room_size)
+    below = None
+    gc.collect()
+    full = None
+    for size in (4096, 1024, 256, 64, 16, 1):
+        while True:
+            try:
+                full = (full, bytearray(size))
+            except MemoryError:
+                break
+    del room
+    gc.collect()
+    try:
+        answer = asyncio.run(exchange())
+    except MemoryError:
+        answer = None
+    full = None
+    if answer or (answer is not None and not tls):
         print("OK")

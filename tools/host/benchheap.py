@@ -24,6 +24,7 @@ heap layout depends on the length of the path it is given.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -163,11 +164,10 @@ class Day:
         failure = None
         lock = sim.StateLock(self.state)
         try:
-            heap = self.heap_k * 1024
             if self.with_backend:
                 backend = sim.Backend(self.state)
-                heap += self.tls_heap
-            firmware = sim.Firmware(self.state, heap, lock)
+            tls = self.tls_heap if self.with_backend else 0
+            firmware = sim.Firmware(self.state, self.heap_k * 1024, lock, tls_heap=tls)
             firmware.wait_for_start()
             failure = self._play(firmware, steps)
         except sim.SimError as exc:
@@ -252,10 +252,10 @@ def provision(folder, count):
     return templates
 
 
-def tls_heap(template, low=1024, high=64 * 1024):
-    """The bytes of heap a TLS exchange with the back end takes on the unix port: the
-    lowest app heap at which tools/emu/tlsneed.py passes over TLS, less the lowest at which
-    it passes over plain TCP (each found by bisection to 128 bytes)."""
+def tls_heap(template, high=16 * 1024):
+    """The bytes of heap TLS takes on the unix port: what the terminal's TLS context holds
+    plus the lowest room (to 64 bytes, by bisection) in which one TLS exchange with the
+    back end passes when nothing else in the heap is free (tools/emu/tlsneed.py)."""
     state = os.path.join(os.path.dirname(template), "tls")
     if os.path.exists(state):
         shutil.rmtree(state)
@@ -264,7 +264,9 @@ def tls_heap(template, low=1024, high=64 * 1024):
     backend = sim.Backend(state)
     try:
 
-        def exchange(heap, tls):
+        def exchange(room, tls=True):
+            """(passed, bytes the context holds)"""
+            heap = 64 * 1024
             args = [
                 ".venv/bin/micropython",
                 "-X",
@@ -275,8 +277,8 @@ def tls_heap(template, low=1024, high=64 * 1024):
                 "tlsneed",
                 os.path.relpath(state, ROOT),
                 str(backend.port),
-                "1" if tls else "0",
-            ]
+                str(room),
+            ] + ([] if tls else ["tcp"])
             done = subprocess.run(
                 args,
                 cwd=ROOT,
@@ -285,21 +287,25 @@ def tls_heap(template, low=1024, high=64 * 1024):
                 text=True,
                 timeout=60,
             )
-            return done.returncode == 0 and "OK" in done.stdout
+            context = re.search(r"^CONTEXT (\d+)$", done.stdout, re.M)
+            passed = done.returncode == 0 and "OK" in done.stdout.split()
+            return passed, int(context.group(1)) if context else None
+
+        passed, context = exchange(high)
+        if not passed or context is None:
+            raise sim.SimError("no TLS exchange with the back end even in %d bytes" % high)
 
         def lowest(tls):
-            fails, holds = low, high
-            if not exchange(holds, tls):
-                raise sim.SimError("no TLS exchange with the back end even at %d bytes" % high)
-            while holds - fails > 128:
+            fails, holds = 0, high
+            while holds - fails > 64:
                 middle = (fails + holds) // 2
-                if exchange(middle, tls):
+                if exchange(middle, tls)[0]:
                     holds = middle
                 else:
                     fails = middle
             return holds
 
-        return lowest(True) - lowest(False)
+        return context + lowest(True)
     finally:
         backend.stop()
         shutil.rmtree(state, ignore_errors=True)

@@ -395,15 +395,18 @@ def use_backend(state, url):
 class Firmware:
     """The MicroPython process and its line protocol."""
 
-    def __init__(self, state, heap, lock, keep_code=False):
+    def __init__(self, state, heap, lock, keep_code=False, tls_heap=0):
         if not keep_code:
             install_code(state)  # the working tree's core into the flash's romfs partition
         image = build_image()
         # The boot image (the board, the update's boot code) and the romfs partition's copy
         # sit in the process heap outside the app's budget, as both are flash on the ESP32.
         romfs = partitions.read_image_table(os.path.join(state, "flash.bin"))["romfs"][1]
+        # tls_heap: mbedTLS's part, held apart from the app's (tools/emu/simboard.py's
+        # TlsRoom; tools/bench heap). Without it the app may borrow what TLS leaves unused.
+        heap += tls_heap
         process_heap = heap + os.path.getsize(image) + romfs + 32 * 1024
-        env = dict(os.environ, MICROPYPATH=".frozen")
+        env = dict(os.environ, MICROPYPATH=".frozen", ONETILL_SIM_TLS_HEAP=str(tls_heap))
         # Paths relative to ROOT (the process runs there) where they can be: the firmware
         # then lays out its heap the same wherever the repository was cloned.
         state_path = os.path.abspath(state)

@@ -302,7 +302,7 @@ class App:
         """(unsent count, time of the oldest unsent sale or 0) as the queue will stand once
         the batch this heartbeat travels with is acked: the back end stores the heartbeat
         with that batch, so counting the batch would show it unsent for ever. The batch is
-        the oldest frames that fit pos.uplink's buffer, as Uplink._fill takes them."""
+        the oldest frames that fit pos.uplink's buffer, as Uplink._measure takes them."""
         ledger = self.ledger
         if not self._batch_in_flight:
             return ledger.unsent_count(), ledger.oldest_unsent_time()

@@ -95,7 +95,6 @@ class Uplink:
         # (queue depth, oldest unsent age, DUKPT counter, free heap, reset cause, signal,
         # firmware), sent with every batch.
         self.status = None
-        self._batch = bytearray(BATCH_BYTES)
         self.server_time = 0
         # What the back end holds for this terminal, from its last reply: the newest config
         # version, blacklist version and command id (pos.downlink fetches what is newer),
@@ -121,9 +120,10 @@ class Uplink:
         # Counters up to the stored one may have been used: the first request reserves more.
         self.nonce = self._reserved = int.from_bytes(stored or b"", "big")
 
-    def head(self, method, path, body):
+    def head(self, method, path, body, digest=None):
         """The request head for `path` under the terminal's base path, signed over the
-        body (bytes or a memoryview) and the heartbeat. UplinkError without a key."""
+        body (bytes or a memoryview; or, with `digest` its SHA-256 taken piece by piece, its
+        length) and the heartbeat. UplinkError without a key."""
         keys = self._keys
         if keys is None:
             raise UplinkError("no link key: provision this terminal again")
@@ -134,7 +134,10 @@ class Uplink:
             self._reserved = self.nonce + NONCE_STEP
             if self._store is not None:
                 self._store.write(NONCE_FILE, self._reserved.to_bytes(4, "big"))
-        body_hash = sha256(body).digest()
+        if digest is None:
+            body_hash, length = sha256(body).digest(), len(body)
+        else:
+            body_hash, length = digest, body
         # A Cmac of its own each time: nothing long-lived on the heap for it.
         tag = self._request_tag = bytes(
             Cmac().digest(keys[0], signed_message(method, path, self.nonce, body_hash, status))
@@ -151,28 +154,32 @@ class Uplink:
                 self.nonce,
                 hexlify(body_hash).decode(),
                 hexlify(tag).decode(),
-                len(body),
+                length,
             )
         ).encode()
 
-    def _fill(self):
-        """Copy the oldest unsent frames into the batch buffer; (size, highest counter)."""
-        size = top = 0
+    def _measure(self):
+        """(frames, bytes, highest counter, SHA-256) of the batch: the oldest unsent frames
+        that fit BATCH_BYTES, read from the queue (nothing is copied: _exchange reads them
+        again as it sends them)."""
+        digest = sha256()
+        frames = size = top = 0
         for counter, frame in self.queue.unsent():
             if size + len(frame) > BATCH_BYTES:
                 break
-            self._batch[size : size + len(frame)] = frame
+            digest.update(frame)
             size += len(frame)
             top = counter
-        return size, top
+            frames += 1
+        return frames, size, top, digest.digest()
 
     async def sync(self):
         """Send one batch; returns the number of records acked (0 when nothing was unsent).
         Raises UplinkError when the batch did not get through."""
-        size, top = self._fill()
-        if not size:
+        frames, size, top, digest = self._measure()
+        if not frames:
             return 0
-        reply = await self._request("POST", "records", memoryview(self._batch)[:size])
+        reply = await self._request(self.head("POST", "records", size, digest), frames)
         ack = reply.get("ack")
         if not isinstance(ack, int) or ack > top or ack < 0:
             raise UplinkError("ack %r outside the batch" % (ack,))
@@ -184,12 +191,12 @@ class Uplink:
     async def poll(self):
         """Ask the back end for its versions (and the time) without a batch: the heartbeat
         and the downlink of a terminal that has nothing to send. UplinkError on failure."""
-        await self._request("GET", "versions", b"")
+        await self._request(self.head("GET", "versions", b""), b"")
 
     async def send(self, name, body):
         """POST a small body (the fault log) to NAME under the terminal's path; UplinkError
         unless the back end answers 200 with a good tag."""
-        await self._request("POST", name, body)
+        await self._request(self.head("POST", name, body), body)
 
     def _reply(self, status, body, tag):
         """The decoded JSON reply, its time and versions kept, once its tag proves that the
@@ -241,23 +248,30 @@ class Uplink:
             self.host, self.port, ssl=self.context, server_hostname=self.host
         )
 
-    async def _request(self, method, name, body):
-        """The checked reply to a signed request (pos.uplink's docstring)."""
+    async def _request(self, head, body):
+        """The checked reply to a signed request (pos.uplink's docstring): its head (from
+        head()), then its body (bytes, or a number of the oldest unsent frames)."""
         try:
-            reply = await asyncio.wait_for(self._exchange(method, name, body), self.timeout_s)
+            reply = await asyncio.wait_for(self._exchange(head, body), self.timeout_s)
         except UplinkError:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
             raise UplinkError("no answer: %r" % (exc,)) from None
         return self._reply(*reply)
 
-    async def _exchange(self, method, name, body):
-        head = self.head(method, name, body)
+    async def _exchange(self, head, body):
         reader, writer = await self.connect()
         try:
             writer.write(head)
             head = None
-            if len(body):
+            if isinstance(body, int):
+                # The batch, frame by frame from the queue (no 2 KiB buffer for it on the
+                # heap): the frames _measure hashed, as a sale booked meanwhile only adds
+                # frames after them. Each is copied out before the next await.
+                for _, frame in self.queue.unsent(body):
+                    writer.write(bytes(frame))
+                    await writer.drain()
+            elif len(body):
                 writer.write(body)
             await writer.drain()
             return await read_response(reader)

@@ -101,7 +101,7 @@ class TlsRoom:
         except MemoryError:  # only holes smaller than that are left below
             pass
         self._room = bytearray(size)
-        below = None
+        del below
         gc.collect()
 
     def release(self):
@@ -120,6 +120,13 @@ class TlsRoom:
                 # again.
                 self._room = None
                 print("F TLS room not free after the connection: the app holds memory in it")
+
+
+def _readable(poller):
+    """Wait until stdin has input, as asyncio's StreamReader does: the task waits in the
+    loop's own poller."""
+    while not poller.poll(0):
+        yield asyncio.core._io_queue.queue_read(sys.stdin)  # type: ignore[attr-defined]
 
 
 def read_partitions(path):
@@ -167,7 +174,12 @@ class SimBoard:
         if provision_only:
             self._provision()
             return
-        self._stdin = asyncio.StreamReader(sys.stdin)
+        # stdin polled, not an asyncio stream: asyncio.stream's code (about 1.9 KiB of the
+        # app's heap) is the uplink's on the device, and a keypad needs none of it.
+        import select
+
+        self._stdin = select.poll()
+        self._stdin.register(sys.stdin, select.POLLIN)
         self.events = 0
         self._acked = 0
         self._link_shown = None
@@ -252,10 +264,11 @@ class SimBoard:
     async def next_event(self):
         while True:
             self._acknowledge()
-            line = await self._stdin.readline()
+            await _readable(self._stdin)  # MicroPython awaits a generator
+            line = sys.stdin.readline()
             if not line:
                 return None
-            words = line.decode().split()
+            words = line.split()
             if not words:
                 continue
             verb = words[0]

@@ -91,12 +91,7 @@ def idle_moment(app):
 
 
 def wanted(app):
-    from pos import received as module
-
-    result = module.wanted(app)
-    module = None
-    unload("pos.received")
-    return result
+    return app.wanted()
 
 
 def test_pushed_config_waits_for_the_sale_then_is_in_force():

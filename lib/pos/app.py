@@ -229,6 +229,33 @@ class App:
         """The back end's versions are dealt with: fetched, or refused and reported."""
         self._handled = versions
 
+    def wanted(self):
+        """Which of config, blacklist, commands, keys the back end has newer (and not
+        refused); the blacklist also when the back end asks for it whole (its digest of ours
+        did not match); keys only when no rotation is staged already. The release offered
+        (index 4) is release_due's."""
+        config, listed, command, whole, _, keys = self.board.uplink.versions
+        received = self.received
+        refused = received.refused if received is not None else (0, 0, 0, 0)
+        last = received.commands[-1][0] if received is not None and received.commands else 0
+        blacklist = self.blacklist
+        return (
+            config > self.config_version and config != refused[0],
+            blacklist is not None
+            and (listed > blacklist.version or whole)
+            and listed != refused[1],
+            command > max(last, self.command_done) and command != refused[2],
+            keys > self.key_generation
+            and keys != refused[3]
+            and not (received is not None and received.keys),
+        )
+
+    def release_due(self, offered):
+        """A release offered newer than the one installed, or the one installed on trial:
+        pos.update has something to do."""
+        text = self.board.store.read("update.txt") or b"sw=0;"
+        return offered > int(text[3 : text.find(b";")]) or b"trial" in text
+
     def wake_uplink(self):
         """The network is back (the board's Wi-Fi): contact the back end now, whatever the
         backoff said; a poll if nothing waits, so the link shown is the link found."""
@@ -359,14 +386,16 @@ class App:
                     self.set_clock(uplink.server_time)
                     if asked:
                         self.feed(("synced", True))
-                    if uplink.versions != self._handled or (
-                        received is not None and received.upload_faults
-                    ):
-                        try:
-                            await self._with_downlink().catch_up(self)
-                        finally:  # a MemoryError too: the code must not stay resident
-                            unload("pos.downlink")
-                            unload("pos.received")  # its Received keeps its class
+                    faults = received is not None and received.upload_faults
+                    if uplink.versions != self._handled or faults:
+                        if faults or True in self.wanted() or self.release_due(uplink.versions[4]):
+                            try:
+                                await self._with_downlink().catch_up(self)
+                            finally:  # a MemoryError too: the code must not stay resident
+                                unload("pos.downlink")
+                                unload("pos.received")  # its Received keeps its class
+                        else:  # nothing new: pos.downlink (4.5 KiB of code) not loaded
+                            self._handled = uplink.versions
                 except Exception as exc:  # UplinkError, MemoryError: never the app's end
                     self.syncs_failed += 1
                     self.board.fault("sync: %s" % (exc,))

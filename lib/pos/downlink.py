@@ -332,13 +332,13 @@ async def catch_up(app):
     reported (fault log, heartbeat) and not fetched again; one that did not arrive is."""
     board = app.board
     uplink = board.uplink
-    from pos.received import Received, wanted
+    from pos.received import Received
 
     if app.received is None:
         app.received = Received()
     received = app.received
     versions = uplink.versions
-    todo = wanted(app)
+    todo = app.wanted()
     key = board.store.read("downlink.key")
     if todo[0] or todo[1] or todo[2] or todo[3]:
         if key is None or len(key) != 16:
@@ -398,8 +398,7 @@ async def catch_up(app):
 async def _update(app, offered):
     """Confirm a version on trial, fetch and check an offered release (pos.update, loaded
     only when there is something to do: loading it leaves its names interned for good)."""
-    text = app.board.store.read("update.txt") or b"sw=0;"
-    if offered <= int(text[3 : text.find(b";")]) and b"trial" not in text:
+    if not app.release_due(offered):
         return
     from pos import update
     from pos.compat import unload

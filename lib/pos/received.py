@@ -37,26 +37,6 @@ class Received:
         )
 
 
-def wanted(app):
-    """Which of config, blacklist, commands, keys the back end has newer (and not refused);
-    the blacklist also when the back end asks for it whole (its digest of ours did not
-    match); keys only when no rotation is staged already. The release offered (index 4) is
-    pos.downlink's own business (pos.update)."""
-    config, listed, command, whole, _, keys = app.board.uplink.versions
-    received = app.received
-    refused = received.refused if received is not None else (0, 0, 0, 0)
-    last = received.commands[-1][0] if received is not None and received.commands else 0
-    blacklist = app.blacklist
-    return (
-        config > app.config_version and config != refused[0],
-        blacklist is not None and (listed > blacklist.version or whole) and listed != refused[1],
-        command > max(last, app.command_done) and command != refused[2],
-        keys > app.key_generation
-        and keys != refused[3]
-        and not (received is not None and received.keys),
-    )
-
-
 def at_idle(app):
     """Swap in a pushed config and run queued commands (the terminal is idle)."""
     received = app.received

@@ -36,8 +36,11 @@ NONCE_STEP requests, the file is moved NONCE_STEP ahead before those counters ar
 a power cut never reuses one and the flash sees one small write per NONCE_STEP requests.
 """
 
-import asyncio
 import json
+
+# asyncio's streams and funcs are loaded with this module at start, while the heap is whole,
+# not at the first sync on a worn one.
+from asyncio import open_connection, wait_for
 from binascii import hexlify, unhexlify
 from hashlib import sha256
 
@@ -243,8 +246,8 @@ class Uplink:
     async def connect(self):
         """(reader, writer) of a new connection to the back end."""
         if self.context is None:  # plain TCP: tests only, the device always pins a CA
-            return await asyncio.open_connection(self.host, self.port)
-        return await asyncio.open_connection(
+            return await open_connection(self.host, self.port)
+        return await open_connection(
             self.host, self.port, ssl=self.context, server_hostname=self.host
         )
 
@@ -252,7 +255,7 @@ class Uplink:
         """The checked reply to a signed request (pos.uplink's docstring): its head (from
         head()), then its body (bytes, or a number of the oldest unsent frames)."""
         try:
-            reply = await asyncio.wait_for(self._exchange(head, body), self.timeout_s)
+            reply = await wait_for(self._exchange(head, body), self.timeout_s)
         except UplinkError:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down

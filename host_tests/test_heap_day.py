@@ -45,3 +45,27 @@ def test_a_day_that_runs_out_of_heap_fails():
         assert failure is not None and "MemoryError" in failure
     finally:
         shutil.rmtree(FOLDER + "-small", ignore_errors=True)
+
+
+def test_with_the_back_end_tls_has_a_room_of_its_own():
+    """With the back end the firmware gets what TLS takes on top of its app heap, and the
+    simulator holds what a connection needs apart from the app (on the ESP32 mbedTLS has
+    ESP-IDF's heap): a day with its syncs passes, every connection gives the room back."""
+    folder = FOLDER + "-tls"
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    try:
+        (template,) = benchheap.provision(folder, 1)
+        tls = benchheap.tls_heap(template)
+        day = benchheap.Day(template, os.path.join(folder, "day"), 160, backend=True, tls_heap=tls)
+        assert day.run(benchheap.day_script()) is None
+        rooms = [f for f in day.faults if f.startswith("TLS room: ")]
+        assert len(rooms) == 1, day.faults
+        room = int(rooms[0].split()[2])
+        # The context is most of what TLS holds; a connection needs more than its handshake's
+        # largest block (about 1,366 bytes on the unix port).
+        assert 1400 < room < tls
+        assert not [f for f in day.faults if "TLS room not free" in f]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -103,6 +103,7 @@ class TlsRoom:
         self._room = bytearray(size)
         del below
         gc.collect()
+        print("F TLS room: %d bytes held for mbedTLS's connections" % size)
 
     def release(self):
         if self._room is not None:

@@ -153,6 +153,7 @@ class Day:
         self.with_backend = backend
         self.tls_heap = sim.TLS_ALLOWANCE if tls_heap is None else tls_heap
         self.where = "start"
+        self.faults = []  # what the firmware reported (F lines), once the day is over
 
     def run(self, steps):
         """None if the day passed, else what went wrong (one line)."""
@@ -174,6 +175,8 @@ class Day:
             failure = "%s: %s" % (self.where, _last_line(str(exc)))
         finally:
             code = firmware.stop() if firmware is not None else 0
+            if firmware is not None:
+                self.faults = list(firmware.faults)
             if backend is not None:
                 backend.stop()
             lock.release()

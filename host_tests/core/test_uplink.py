@@ -241,3 +241,33 @@ def test_no_server_is_a_clear_error():
     assert isinstance(result, UplinkError) and "no answer" in str(result)
     assert queue.unsent_count() == 1
     raises(ValueError, int, "x")  # expect works here too
+
+
+def test_a_batch_is_sent_as_hashed_while_the_queue_is_read_in_between():
+    """The batch goes out in pieces, read from the queue again; while a piece is written,
+    whatever else runs (a sale, the status screen) may read the queue into the same buffer:
+    what is sent is still exactly the frames its head was signed over."""
+    queue = queue_with(30)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+
+    class Writer:
+        """The connection's writer, at the network's edge."""
+
+        def __init__(self):
+            self.sent = bytearray()
+            self.drains = 0
+
+        def write(self, data):
+            self.sent += data
+
+        async def drain(self):
+            self.drains += 1
+            for _ in queue.unsent():  # another reader of the queue, between two pieces
+                pass
+
+    frames, size, top, digest = uplink._measure()
+    writer = Writer()
+    asyncio.run(uplink._send_frames(writer, frames))
+    assert frames == 30 and top == 30 and writer.drains >= 5
+    assert len(writer.sent) == size
+    assert sha256(writer.sent).digest() == digest

@@ -54,6 +54,7 @@ TIMEOUT_S = const(10)
 NONCE_STEP = const(64)
 NONCE_FILE = "request.counter"
 _TAG_SIZE = const(16)
+_CHUNK = const(256)  # a batch goes out in pieces of this many bytes (a TLS record each)
 
 
 class UplinkError(Exception):
@@ -262,18 +263,32 @@ class Uplink:
             raise UplinkError("no answer: %r" % (exc,)) from None
         return self._reply(*reply)
 
+    async def _send_frames(self, writer, count):
+        """The batch: the oldest `count` unsent frames, the ones _measure hashed (a sale
+        booked meanwhile only adds frames after them), read from the queue again and sent
+        in pieces of up to _CHUNK bytes, so no 2 KiB buffer for it stays on the heap."""
+        chunk = bytearray(_CHUNK)
+        used = 0
+        for _, frame in self.queue.unsent(count):
+            if used + len(frame) > _CHUNK:
+                # The frame is a view of the queue's read buffer, which whatever runs while
+                # this waits (a booking, the status screen) may read into: copied first.
+                frame = bytes(frame)
+                writer.write(memoryview(chunk)[:used])
+                await writer.drain()  # written out (or copied): the piece can be reused
+                used = 0
+            chunk[used : used + len(frame)] = frame
+            used += len(frame)
+        if used:
+            writer.write(memoryview(chunk)[:used])
+
     async def _exchange(self, head, body):
         reader, writer = await self.connect()
         try:
             writer.write(head)
             head = None
             if isinstance(body, int):
-                # The batch, frame by frame from the queue (no 2 KiB buffer for it on the
-                # heap): the frames _measure hashed, as a sale booked meanwhile only adds
-                # frames after them. Each is copied out before the next await.
-                for _, frame in self.queue.unsent(body):
-                    writer.write(bytes(frame))
-                    await writer.drain()
+                await self._send_frames(writer, body)
             elif len(body):
                 writer.write(body)
             await writer.drain()

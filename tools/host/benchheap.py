@@ -11,10 +11,12 @@ simulator's own allowance on top of the app heap).
 A day passes when every step shows the screen it should (no "Low memory" anywhere, the
 status screen opens), the firmware reports no memory fault, and it exits cleanly; with the
 back end, the back end also gets every record, at mid-day and at the end. With the back
-end the firmware gets, on top of its app heap, what a TLS exchange itself takes, measured
-at the start of the run (tls_heap: tools/emu/tlsneed.py, over TLS and over plain TCP): on
-the ESP32 mbedTLS allocates from ESP-IDF's heap, not the app's, and any more than that
-would lend the app heap it does not have on the device. The
+end the firmware gets, on top of its app heap, what TLS itself takes, measured at the
+start of the run (tls_heap: the terminal's TLS context and the room one exchange needs,
+tools/emu/tlsneed.py), and the simulator keeps that room apart from the app's heap
+(tools/emu/simboard.py, TlsRoom): on the ESP32 mbedTLS allocates from ESP-IDF's heap, not
+the app's, and any more, or a room the app could borrow, would lend the app heap it does
+not have on the device. The
 lowest app heap at which the day passes on every one of the terminals is found by
 bisection (a day takes a few seconds); the margin is the default 96 KiB minus it.
 

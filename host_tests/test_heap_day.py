@@ -67,7 +67,8 @@ def test_a_day_that_runs_out_of_heap_fails():
 def test_with_the_back_end_tls_has_a_room_of_its_own():
     """With the back end the firmware gets what TLS takes on top of its app heap, and the
     simulator holds what a connection needs apart from the app (on the ESP32 mbedTLS has
-    ESP-IDF's heap): a day with its syncs passes, every connection gives the room back."""
+    ESP-IDF's heap): a day with its syncs passes, and every connection lets the room go
+    and takes it back."""
     folder = FOLDER + "-tls"
     if os.path.exists(folder):
         shutil.rmtree(folder)
@@ -77,12 +78,15 @@ def test_with_the_back_end_tls_has_a_room_of_its_own():
         tls = benchheap.tls_heap(template)
         day = benchheap.Day(template, os.path.join(folder, "day"), 160, backend=True, tls_heap=tls)
         assert day.run(benchheap.day_script()) is None
-        rooms = [f for f in day.faults if f.startswith("TLS room: ")]
+        rooms = [f for f in day.faults if f.endswith("held for mbedTLS's connections")]
         assert len(rooms) == 1, day.faults
         room = int(rooms[0].split()[2])
         # The context is most of what TLS holds; a connection needs more than its handshake's
         # largest block (about 1,366 bytes on the unix port).
         assert 1400 < room < tls
         assert not [f for f in day.faults if "TLS room not free" in f]
+        (last,) = [f for f in day.faults if f.startswith("TLS room: let go ")]
+        let_go, taken_back = int(last.split()[4]), int(last.split()[8])
+        assert let_go >= 2 and taken_back == let_go, last  # the mid-day and last syncs
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -39,6 +39,7 @@ class _Contact:
         self.versions = versions
         self.server_time = 0
         self.status = None
+        self.sent = []
 
     def authenticate(self, link_key, store=None):
         pass
@@ -49,14 +50,19 @@ class _Contact:
     async def sync(self):
         return 0
 
+    async def send(self, name, body):
+        self.sent.append(name)
 
-def _first_contact(versions):
+
+def _first_contact(versions, before=None):
     """(app, its board, how many times pos.downlink was loaded) once the app's first
-    contact with a back end offering `versions` has been dealt with."""
+    contact with a back end offering `versions` has been dealt with; before(app) first."""
     board = Board(config_folder())
     board.uplink = _Contact(versions)
     app = App(board)
     app.start()
+    if before is not None:
+        before(app)
     loaded = []
     with_downlink = app._with_downlink
 
@@ -94,3 +100,39 @@ def test_a_newer_config_loads_the_downlink():
     assert app._handled == versions
     # This board has no downlink key, so the config is refused, and said so.
     assert [f for f in board.faults if "no downlink key" in f], board.faults
+
+
+def _received(app):
+    from pos.compat import unload
+    from pos.received import Received
+
+    app.received = Received()
+    unload("pos.received")
+    return app.received
+
+
+def test_a_config_once_refused_loads_no_downlink():
+    versions = (3, 0, 0, 0, 0, 0)
+
+    def refused(app):
+        _received(app).refused[0] = 3
+
+    app, board, loaded = _first_contact(versions, refused)
+    assert loaded == 0 and app._handled == versions
+
+
+def test_faults_to_upload_load_the_downlink_which_sends_them():
+    def asked(app):
+        _received(app).upload_faults = True
+
+    app, board, loaded = _first_contact((0, 0, 0, 0, 0, 0), asked)
+    assert loaded == 1
+    assert board.uplink.sent == ["faults"] and not app.received.upload_faults
+
+
+def test_a_release_on_trial_loads_the_downlink():
+    def on_trial(app):
+        app.board.store.write("update.txt", b"sw=2;trial")
+
+    app, board, loaded = _first_contact((0, 0, 0, 0, 0, 0), on_trial)
+    assert loaded == 1

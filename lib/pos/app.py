@@ -254,7 +254,10 @@ class App:
         """A release offered newer than the one installed, or the one installed on trial:
         pos.update has something to do."""
         text = self.board.store.read("update.txt") or b"sw=0;"
-        return offered > int(text[3 : text.find(b";")]) or b"trial" in text
+        try:
+            return offered > int(text[3 : text.find(b";")]) or b"trial" in text
+        except ValueError:  # damaged: pos.update says so (a fault), as it always has
+            return True
 
     def wake_uplink(self):
         """The network is back (the board's Wi-Fi): contact the back end now, whatever the
@@ -329,7 +332,7 @@ class App:
         """(unsent count, time of the oldest unsent sale or 0) as the queue will stand once
         the batch this heartbeat travels with is acked: the back end stores the heartbeat
         with that batch, so counting the batch would show it unsent for ever. The batch is
-        the oldest frames that fit pos.uplink's buffer, as Uplink._measure takes them."""
+        the oldest frames that fit pos.uplink's BATCH_BYTES, as Uplink._measure takes them."""
         ledger = self.ledger
         if not self._batch_in_flight:
             return ledger.unsent_count(), ledger.oldest_unsent_time()

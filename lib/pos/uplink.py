@@ -183,7 +183,7 @@ class Uplink:
         frames, size, top, digest = self._measure()
         if not frames:
             return 0
-        reply = await self._request(self.head("POST", "records", size, digest), frames)
+        reply = await self._request("POST", "records", frames, size, digest)
         ack = reply.get("ack")
         if not isinstance(ack, int) or ack > top or ack < 0:
             raise UplinkError("ack %r outside the batch" % (ack,))
@@ -195,12 +195,12 @@ class Uplink:
     async def poll(self):
         """Ask the back end for its versions (and the time) without a batch: the heartbeat
         and the downlink of a terminal that has nothing to send. UplinkError on failure."""
-        await self._request(self.head("GET", "versions", b""), b"")
+        await self._request("GET", "versions", b"")
 
     async def send(self, name, body):
         """POST a small body (the fault log) to NAME under the terminal's path; UplinkError
         unless the back end answers 200 with a good tag."""
-        await self._request(self.head("POST", name, body), body)
+        await self._request("POST", name, body)
 
     def _reply(self, status, body, tag):
         """The decoded JSON reply, its time and versions kept, once its tag proves that the
@@ -252,10 +252,14 @@ class Uplink:
             self.host, self.port, ssl=self.context, server_hostname=self.host
         )
 
-    async def _request(self, head, body):
-        """The checked reply to a signed request (pos.uplink's docstring): its head (from
-        head()), then its body (bytes, or a number of the oldest unsent frames)."""
+    async def _request(self, method, name, body, size=0, digest=None):
+        """The checked reply to a signed request (pos.uplink's docstring). The body is bytes,
+        or a number of the oldest unsent frames: then `size` bytes with SHA-256 `digest`."""
         try:
+            if digest is None:
+                head = self.head(method, name, body)
+            else:
+                head = self.head(method, name, size, digest)
             reply = await wait_for(self._exchange(head, body), self.timeout_s)
         except UplinkError:
             raise
@@ -274,13 +278,15 @@ class Uplink:
                 # The frame is a view of the queue's read buffer, which whatever runs while
                 # this waits (a booking, the status screen) may read into: copied first.
                 frame = bytes(frame)
-                writer.write(memoryview(chunk)[:used])
-                await writer.drain()  # written out (or copied): the piece can be reused
+                # A copy: a writer may keep what it is given (CPython's TLS transport
+                # does while its buffer is full), and the piece is reused.
+                writer.write(bytes(memoryview(chunk)[:used]))
+                await writer.drain()
                 used = 0
             chunk[used : used + len(frame)] = frame
             used += len(frame)
         if used:
-            writer.write(memoryview(chunk)[:used])
+            writer.write(bytes(memoryview(chunk)[:used]))
 
     async def _exchange(self, head, body):
         reader, writer = await self.connect()

@@ -84,11 +84,14 @@ class TlsRoom:
     look for its blocks in the app's worn heap and the app would borrow what TLS leaves
     unused. So what the allowance holds beyond the TLS context is held here, at the top of
     the heap, from the start: let go just before a connection opens (its TLS blocks, too
-    large for the app's holes, go there) and taken again once it has closed."""
+    large for the app's holes, go there) and taken again once it has closed (first fit: where
+    it was, unless the app kept a block there, which is a fault). How often it was let go and
+    taken back is said when the firmware ends."""
 
     def __init__(self, size):
         self.size = size
         self._room = None
+        self.let_go = self.taken_back = 0
         if size <= 0:
             return
         # At the top of the heap: first fit puts the app's objects below it, and a
@@ -100,14 +103,21 @@ class TlsRoom:
                 below.append(bytearray(256))
         except MemoryError:  # only holes smaller than that are left below
             pass
-        self._room = bytearray(size)
-        del below
-        gc.collect()
+        try:
+            self._room = bytearray(size)
+        except MemoryError:
+            self.size = 0
+            print("F TLS room: no %d-byte block at start (memory)" % size)
+            return
+        finally:
+            del below
+            gc.collect()
         print("F TLS room: %d bytes held for mbedTLS's connections" % size)
 
     def release(self):
         if self._room is not None:
             self._room = None
+            self.let_go += 1
             gc.collect()
 
     def take(self):
@@ -115,6 +125,7 @@ class TlsRoom:
             gc.collect()
             try:
                 self._room = bytearray(self.size)
+                self.taken_back += 1
             except MemoryError:
                 # The app kept a block in it: it borrowed heap it would not have on the
                 # device. A fault (tools/bench heap fails such a day); the next close tries
@@ -125,7 +136,8 @@ class TlsRoom:
 
 def _readable(poller):
     """Wait until stdin has input, as asyncio's StreamReader does: the task waits in the
-    loop's own poller."""
+    loop's own poller, once at least, so other tasks run between two lines."""
+    yield asyncio.core._io_queue.queue_read(sys.stdin)  # type: ignore[attr-defined]
     while not poller.poll(0):
         yield asyncio.core._io_queue.queue_read(sys.stdin)  # type: ignore[attr-defined]
 
@@ -388,6 +400,9 @@ def early_uplink(state_dir):
     return Uplink(None, doc["host"], doc["port"], doc["tid"], context), room
 
 
+_room = []  # type: list[TlsRoom]  # the running terminal's, for its last word
+
+
 def main(argv):
     if argv[1:] == ["provision"]:
         SimBoard(argv[0], provision_only=True)
@@ -395,6 +410,9 @@ def main(argv):
     import simrom  # loaded by mp_boot before the budget, as the device's resets are not code
 
     simrom.run_terminal(argv[0], start)
+    if _room and _room[0].size:
+        room = _room[0]
+        print("F TLS room: let go %d times, taken back %d" % (room.let_go, room.taken_back))
     print("Q")
 
 
@@ -405,6 +423,7 @@ def start(state_dir):
     # before the app's buffers are made) and the TLS context; then the app's code.
     early_reserve = bytearray(16 * 1024)
     uplink, room = early_uplink(state_dir)
+    _room[:] = [room]
     from pos.app import App
 
     board = SimBoard(state_dir, uplink)

@@ -178,6 +178,11 @@ class Day:
         finally:
             code = firmware.stop() if firmware is not None else 0
             if firmware is not None:
+                try:  # its last words too (read until it is gone)
+                    while firmware.read_message(1) is not False:
+                        pass
+                except sim.SimError:
+                    pass
                 self.faults = list(firmware.faults)
             if backend is not None:
                 backend.stop()
@@ -225,7 +230,8 @@ class Day:
 
 def _memory_fault(firmware, where):
     for fault in firmware.faults:
-        if "emory" in fault:  # MemoryError, "memory allocation failed"
+        # MemoryError, "memory allocation failed"; the app kept part of TLS's room.
+        if "emory" in fault or fault.startswith("TLS room not free"):
             return "%s: fault %s" % (where, fault)
     return None
 
@@ -269,7 +275,7 @@ def tls_heap(template, high=16 * 1024):
     backend = sim.Backend(state)
     try:
 
-        def exchange(room, tls=True):
+        def exchange(room):
             """(passed, bytes the context holds)"""
             heap = 64 * 1024
             args = [
@@ -283,7 +289,7 @@ def tls_heap(template, high=16 * 1024):
                 os.path.relpath(state, ROOT),
                 str(backend.port),
                 str(room),
-            ] + ([] if tls else ["tcp"])
+            ]
             done = subprocess.run(
                 args,
                 cwd=ROOT,
@@ -300,17 +306,14 @@ def tls_heap(template, high=16 * 1024):
         if not passed or context is None:
             raise sim.SimError("no TLS exchange with the back end even in %d bytes" % high)
 
-        def lowest(tls):
-            fails, holds = 0, high
-            while holds - fails > 64:
-                middle = (fails + holds) // 2
-                if exchange(middle, tls)[0]:
-                    holds = middle
-                else:
-                    fails = middle
-            return holds
-
-        return context + lowest(True)
+        fails, holds = 0, high
+        while holds - fails > 64:
+            middle = (fails + holds) // 2
+            if exchange(middle)[0]:
+                holds = middle
+            else:
+                fails = middle
+        return context + holds
     finally:
         backend.stop()
         shutil.rmtree(state, ignore_errors=True)

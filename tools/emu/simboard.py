@@ -95,23 +95,27 @@ class TlsRoom:
         if size <= 0:
             return
         # At the top of the heap: first fit puts the app's objects below it, and a
-        # connection's large blocks, which fit nowhere below, in it.
-        below = []
+        # connection's large blocks, which fit nowhere below, in it. So the heap is filled
+        # (a chain of pairs: a list's growing buffer would land anywhere), then given back
+        # from its top, the pieces taken last, until the room fits there.
+        below = None  # type: object
         gc.collect()
         try:
-            while gc.mem_free() > size + 1024:
-                below.append(bytearray(256))
-        except MemoryError:  # only holes smaller than that are left below
-            pass
-        try:
-            self._room = bytearray(size)
+            while True:
+                below = (below, bytearray(256))
         except MemoryError:
+            pass
+        while below is not None and self._room is None:
+            try:
+                self._room = bytearray(size)
+            except MemoryError:
+                below = below[0]  # type: ignore[index]
+        del below
+        gc.collect()
+        if self._room is None:
             self.size = 0
             print("F TLS room: no %d-byte block at start (memory)" % size)
             return
-        finally:
-            del below
-            gc.collect()
         print("F TLS room: %d bytes held for mbedTLS's connections" % size)
 
     def release(self):

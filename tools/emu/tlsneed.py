@@ -21,6 +21,8 @@ import gc
 def main(argv):
     import ssl  # noqa: F401  # the module is the app's (MicroPython code), as simboard has it
 
+    from simboard import TlsRoom
+
     from pos.uplink import tls_context  # its code is the app's on the device
 
     state, port, room_size = argv[0], int(argv[1]), int(argv[2])
@@ -44,17 +46,9 @@ def main(argv):
         await writer.wait_closed()
         return answer
 
-    # The room at the top of the heap, then everything below it taken.
-    below = []
-    gc.collect()
-    try:
-        while gc.mem_free() > room_size + 1024:
-            below.append(bytearray(256))
-    except MemoryError:
-        pass
-    room = bytearray(room_size)
-    below = None
-    gc.collect()
+    # The room at the top of the heap, as the simulator holds it, then everything below it
+    # taken.
+    room = TlsRoom(room_size)
     full = None
     for size in (4096, 1024, 256, 64, 16, 1):
         while True:
@@ -62,8 +56,7 @@ def main(argv):
                 full = (full, bytearray(size))
             except MemoryError:
                 break
-    del room
-    gc.collect()
+    room.release()
     try:
         answer = asyncio.run(exchange())
     except MemoryError:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from flashregion import Region
 
 from norflash import NorFlash
-from pos.dukpt import derive_initial_key
+from pos.derive import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, FLAG_SUPERVISOR, REFUND, SALE, VOID, Record

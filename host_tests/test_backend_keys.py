@@ -10,16 +10,8 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 import pytest  # noqa: E402
 
-from pos.dukpt import (  # noqa: E402
-    USAGE_DATA_ENCRYPT,
-    USAGE_MAC_GENERATION,
-    DukptError,
-    DukptTerminal,
-    derive_initial_key,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
-)
+from pos.derive import derive_initial_key, derive_transaction_key, derive_working_key, ksn_bytes  # noqa: E402
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptError, DukptTerminal  # noqa: E402
 from pos.seal import Sealer, SealError  # noqa: E402
 from tools.host.backend.ingest import KeyDeriver, open_sealed  # noqa: E402
 

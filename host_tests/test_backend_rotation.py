@@ -10,10 +10,11 @@ import zlib
 from fastapi.testclient import TestClient
 from test_backend import BDK, IK_ID, MERCHANTS, Terminal, backend, one_line_refusal
 
+from pos.derive import derive_initial_key
 from pos.downlink import _HEADER_SIZE as HEADER_SIZE  # private const()s: CPython keeps them
 from pos.downlink import _TAG_SIZE as TAG_SIZE
 from pos.downlink import DownlinkError, _Opener, derive_downlink_key
-from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptTerminal, derive_initial_key
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptTerminal
 from pos.keyrot import RotationError, open_payload
 from pos.record import CASH, SALE, Record
 from pos.seal import Sealer

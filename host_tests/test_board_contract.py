@@ -24,7 +24,7 @@ MEMBERS = {
     "reset_cause": "    reset_cause = 'power'\n",
     "next_event": "    async def next_event(self) -> Any:\n        return None\n",
     "show": "    def show(self, screen: Any) -> None:\n        pass\n",
-    "print_lines": "    def print_lines(self, lines: list[str]) -> None:\n        pass\n",
+    "print_lines": "    def print_lines(self, lines: Any) -> None:\n        pass\n",
     "beep": "    def beep(self, kind: str) -> None:\n        pass\n",
     "fault": "    def fault(self, text: str) -> None:\n        pass\n",
     "unix_time": "    def unix_time(self) -> int:\n        return 0\n",

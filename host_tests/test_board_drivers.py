@@ -34,7 +34,7 @@ def receipt(name="Café Crème", columns=32):
         SALE, 1, 1234, 978, method=CREDIT, cashier=3, time=1795788300, receipt=57,
         token=b"\x9a\x8b\x7c\x6d\x5e\x4f", last_four=4321,
     )  # fmt: skip
-    return sale_receipt(record, merchant, "T0001", "A1B2C3", False, CUSTOMER_COPY, columns)
+    return list(sale_receipt(record, merchant, "T0001", "A1B2C3", False, CUSTOMER_COPY, columns))
 
 
 def test_a_receipt_goes_out_as_esc_pos(printer_module):

@@ -10,7 +10,7 @@ from binascii import hexlify
 import pytest
 
 from norflash import NorFlash
-from pos.dukpt import derive_initial_key
+from pos.derive import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, REFUND, SALE, VOID, Record

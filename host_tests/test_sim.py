@@ -12,14 +12,8 @@ import time
 from binascii import unhexlify
 
 from norflash import NorFlash
-from pos.dukpt import (
-    USAGE_DATA_ENCRYPT,
-    USAGE_MAC_GENERATION,
-    derive_initial_key,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
-)
+from pos.derive import derive_initial_key, derive_transaction_key, derive_working_key, ksn_bytes
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION
 from pos.record import Record
 from pos.seal import Sealer
 from pos.txq import TxQueue

@@ -23,7 +23,7 @@ sys.path[:0] = ["build/mpy/lib", "build/mpy/emu"]
 from flashregion import Region
 from norflash import NorFlash
 from pos.downlink import derive_downlink_key
-from pos.dukpt import derive_initial_key
+from pos.derive import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CASH, SALE, Record

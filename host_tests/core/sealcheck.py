@@ -1,12 +1,7 @@
 """Test helper: the back end's side of a seal, from the initial key, with a key cache."""
 
-from pos.dukpt import (
-    USAGE_DATA_ENCRYPT,
-    USAGE_MAC_GENERATION,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
-)
+from pos.derive import derive_transaction_key, derive_working_key, ksn_bytes
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION
 from pos.record import Record
 from pos.seal import Sealer
 

@@ -162,7 +162,7 @@ class Kit:
         return True
 
     def _print(self, lines):
-        self.printed.append(lines)
+        self.printed.append(list(lines))  # the printer takes a slip's lines as they are made
         self.printed_count += 1
         if len(self.printed) > 4:
             self.printed.pop(0)

@@ -5,6 +5,13 @@ from binascii import unhexlify
 
 from expect import raises
 from pos.compat import crc32
+from pos.derive import (
+    derive_initial_key,
+    derive_transaction_key,
+    derive_working_key,
+    ksn_bytes,
+    ksn_counter,
+)
 from pos.dukpt import (
     ALG_2TDEA,
     ALG_3TDEA,
@@ -20,11 +27,6 @@ from pos.dukpt import (
     USAGE_PIN_ENCRYPTION,
     DukptError,
     DukptTerminal,
-    derive_initial_key,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
-    ksn_counter,
 )
 
 # ANSI X9.24-3-2017 supplement test vectors, as quoted in openemv/dukpt

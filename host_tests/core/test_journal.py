@@ -10,13 +10,8 @@ from expect import raises
 from norflash import CutStore, NorFlash, PowerCut
 from pos import logscan
 from pos.compat import AES_ECB, aes
-from pos.dukpt import (
-    USAGE_DATA_ENCRYPT,
-    USAGE_MAC_GENERATION,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
-)
+from pos.derive import derive_transaction_key, derive_working_key, ksn_bytes
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION
 from pos.journal import Journal, JournalError
 from pos.ledger import Ledger
 from pos.record import CASH, CREDIT, SALE, Record

@@ -44,16 +44,18 @@ def _record(kind=SALE, method=CREDIT, amount=1234, last_four=4321, **fields):
 
 
 def _lines(record, columns=32, offline=False, copy=CUSTOMER_COPY, merchant=None, **kw):
-    return sale_receipt(
-        record,
-        merchant or _merchant(),
-        kw.get("terminal_id", "T0001"),
-        kw.get("approval", "A1B2C3"),
-        offline,
-        copy,
-        columns,
-        kw.get("utc_offset_min", 0),
-        kw.get("reason_text", ""),
+    return list(
+        sale_receipt(
+            record,
+            merchant or _merchant(),
+            kw.get("terminal_id", "T0001"),
+            kw.get("approval", "A1B2C3"),
+            offline,
+            copy,
+            columns,
+            kw.get("utc_offset_min", 0),
+            kw.get("reason_text", ""),
+        )
     )
 
 
@@ -328,7 +330,7 @@ def test_report_receipt_lines():
     from pos.menu_report import report_receipt
 
     merchant = _merchant()
-    lines = report_receipt("X REPORT", merchant, "T0001", T_2026_11_27_1405, _report_lines())
+    lines = list(report_receipt("X REPORT", merchant, "T0001", T_2026_11_27_1405, _report_lines()))
     _within(lines, 32)
     assert lines[0] == " " * 12 + "X REPORT"
     assert lines[1].strip() == "Noodle Bar"
@@ -349,13 +351,15 @@ def test_report_receipt_48_columns_offset_and_clock_not_set():
     from pos.menu_report import report_receipt
 
     merchant = _merchant("Dumpling House Of Plenty", "123456789012345")
-    lines = report_receipt("Z SETTLEMENT", merchant, "T0001", 1795822200, _report_lines(), 48, 60)
+    lines = list(
+        report_receipt("Z SETTLEMENT", merchant, "T0001", 1795822200, _report_lines(), 48, 60)
+    )
     _within(lines, 48)
     assert lines[4].endswith(" 2026-11-28 00:30")
     assert lines[5] == "-" * 48 and lines[-1] == "-" * 48
     assert lines[6] == "Sales 3" + " " * 36 + "45.60"
     long_label = [("A label far longer than the paper is wide, which is cut", "")]
-    lines = report_receipt("X REPORT", merchant, "T0001", 0, long_label, 32)
+    lines = list(report_receipt("X REPORT", merchant, "T0001", 0, long_label, 32))
     _within(lines, 32)
     assert lines[4].endswith(" time not set")
     assert lines[6] == long_label[0][0][:32]

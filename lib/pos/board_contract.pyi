@@ -9,6 +9,7 @@ board at the edge (host_tests/core/appkit.py). main.py's and simboard.py's `App(
 check their board against this Protocol; pos.app reads `self.board` through it.
 """
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from pos.app import App
@@ -58,7 +59,9 @@ class Board(Protocol):
         """The next event for the terminal (key, card, scan, link), or None when input has
         ended."""
     def show(self, screen: Screen) -> None: ...
-    def print_lines(self, lines: list[str]) -> None: ...
+    def print_lines(self, lines: Iterable[str]) -> None:
+        """Print one slip. lines is an iterable, taken once: the core makes each line as
+        it is taken (a generator), so a slip is never whole in the heap."""
     def beep(self, kind: str) -> None: ...
     def fault(self, text: str) -> None:
         """Log a fault line (to fault_log_path when the board keeps one)."""

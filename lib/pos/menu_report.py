@@ -62,19 +62,18 @@ def report_lines(totals, merchant, exponent):
 
 
 def report_receipt(title, merchant, terminal_id, now, lines, columns=32, utc_offset_min=0):
-    """An X or Z report slip: header, then the report's (label, value) pairs."""
-    out = [
-        center(title, columns),
-        center(merchant.name, columns),
-        center("Merchant ID " + merchant.merchant_id, columns),
-        pair("Terminal", terminal_id, columns),
-        pair("Printed", format_datetime(now, utc_offset_min), columns),
-        "-" * columns,
-    ]
+    """An X or Z report slip: header, then the report's (label, value) pairs; made one line
+    at a time as the printer takes them (the whole slip at once was a list and 20 lines of
+    text, which a worn heap could not find room for)."""
+    yield center(title, columns)
+    yield center(merchant.name, columns)
+    yield center("Merchant ID " + merchant.merchant_id, columns)
+    yield pair("Terminal", terminal_id, columns)
+    yield pair("Printed", format_datetime(now, utc_offset_min), columns)
+    yield "-" * columns
     for label, value in lines:
-        out.append(pair(label, value, columns) if value else label[:columns])
-    out.append("-" * columns)
-    return out
+        yield pair(label, value, columns) if value else label[:columns]
+    yield "-" * columns
 
 
 def _print_report(fn, title):

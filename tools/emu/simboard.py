@@ -12,7 +12,7 @@ It talks to tools/sim over stdin/stdout, one line a message:
   in:   key K | card NUMBER | scan CODE | link 0|1 | frame | unsent | quit
   out:  S <events> then 8 lines "|row"   the screen after that many events (sent only when
                                          it changed, or when asked with "frame")
-        P <n> then n lines "|text"       a receipt or report that printed
+        P then lines "|text", then "."   a receipt or report that printed
         B ok|error                       a beep
         F text                           a fault
         U n                              records not yet acked by the back end
@@ -325,13 +325,19 @@ class SimBoard:
             write("\n")
 
     def print_lines(self, lines):
+        # One pass over the lines, as the device's printer takes them: each is made as it
+        # is taken (pos.receipt), so the slip is never whole in the heap.
+        write = sys.stdout.write
+        write("P\n")
         with open(self.state_dir + "/printer.txt", "a") as paper:
             for text in lines:
-                paper.write(text + "\n")
+                paper.write(text)
+                paper.write("\n")
+                write("|")
+                write(text)
+                write("\n")
             paper.write("\n")
-        print("P %d" % len(lines))
-        for text in lines:
-            print("|" + text)
+        write(".\n")
 
     def beep(self, kind):
         print("B " + kind)
@@ -425,7 +431,7 @@ def start(state_dir):
     board."""
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
-    early_reserve = bytearray(16 * 1024)
+    early_reserve = bytearray(int(os.getenv("RES") or 16) * 1024)
     uplink, room = early_uplink(state_dir)
     _room[:] = [room]
     from pos.app import App

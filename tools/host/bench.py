@@ -255,12 +255,8 @@ def ingest_frames(bdk, ik_id, count):
     import struct
     import zlib
 
-    from pos.dukpt import (
-        USAGE_DATA_ENCRYPT,
-        USAGE_MAC_GENERATION,
-        DukptTerminal,
-        derive_initial_key,
-    )
+    from pos.derive import derive_initial_key
+    from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptTerminal
     from pos.record import CREDIT, SALE, Record
     from pos.seal import Sealer
 

@@ -30,8 +30,8 @@ from binascii import hexlify, unhexlify
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools", "emu")]
 
+from pos.derive import derive_initial_key  # noqa: E402
 from pos.downlink import derive_downlink_key  # noqa: E402  (after the path is set)
-from pos.dukpt import derive_initial_key  # noqa: E402
 from pos.journal import Journal  # noqa: E402
 from tools.host import partitions  # noqa: E402
 

@@ -29,14 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools", "emu")]
 
 from norflash import NorFlash  # noqa: E402  (after the path is set)
-from pos.dukpt import (  # noqa: E402
-    USAGE_DATA_ENCRYPT,
-    USAGE_MAC_GENERATION,
-    derive_initial_key,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
-)
+from pos.derive import derive_initial_key, derive_transaction_key, derive_working_key, ksn_bytes  # noqa: E402
+from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION  # noqa: E402
 from pos.money import MoneyError, currency, currency_code, format_minor  # noqa: E402
 from pos.record import METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
 from pos.seal import Sealer, SealError  # noqa: E402

@@ -24,7 +24,7 @@ from binascii import hexlify
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
-from pos import dukpt  # noqa: E402  (after the path is set)
+from pos import derive  # noqa: E402  (after the path is set)
 from pos.config import pin_hash_hex  # noqa: E402
 from pos.downlink import derive_downlink_key  # noqa: E402
 from tools.host import mpybuild, partitions  # noqa: E402
@@ -179,7 +179,7 @@ def prepare_state(state, release_pub=None):
     provision = {
         "terminal_id": terminal_id,
         "ik_id": hexlify(ik_id).decode(),
-        "ik": hexlify(dukpt.derive_initial_key(bdk, ik_id)).decode(),
+        "ik": hexlify(derive.derive_initial_key(bdk, ik_id)).decode(),
         "device_key": hexlify(secrets.token_bytes(16)).decode(),
         "downlink_key": hexlify(derive_downlink_key(bdk, ik_id)).decode(),
         "config": config,
@@ -512,8 +512,15 @@ class Firmware:
         if line.startswith("S "):
             self.events_shown = self._events_base + int(line[2:])
             self.screen = [self._row() for _ in range(8)]
-        elif line.startswith("P "):
-            self.printed.append([self._row() for _ in range(int(line[2:]))])
+        elif line == "P":  # a slip: its lines ("|text"), then "."
+            slip = []
+            row = self._next_line(10)
+            while row is not False and row.startswith("|"):
+                slip.append(row[1:])
+                row = self._next_line(10)
+            if row != ".":
+                raise SimError("the firmware stopped in the middle of a slip")
+            self.printed.append(slip)
         elif line.startswith("F "):
             self.faults.append(line[2:])
         elif line.startswith("B "):

@@ -10,6 +10,7 @@ import zlib
 from cryptography.hazmat.primitives import cmac as _cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from pos.derive import derive_initial_key, derive_transaction_key, derive_working_key, ksn_bytes
 from pos.dukpt import (
     ALG_AES128,
     USAGE_DATA_ENCRYPT,
@@ -17,10 +18,6 @@ from pos.dukpt import (
     USAGE_KEY_DERIVATION,
     USAGE_MAC_GENERATION,
     DukptError,
-    derive_initial_key,
-    derive_transaction_key,
-    derive_working_key,
-    ksn_bytes,
 )
 from pos.record import (
     Record,

@@ -20,8 +20,8 @@ import time
 
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
+from pos.derive import derive_initial_key
 from pos.downlink import derive_downlink_key, seal_document
-from pos.dukpt import derive_initial_key
 from pos.keyrot import KIND, derive_kek, pack_payload
 from tools.host.backend.errors import DownlinkError, IngestError
 from tools.host.backend.keyring import bdk_id

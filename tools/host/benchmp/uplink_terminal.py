@@ -11,8 +11,8 @@ import sys
 import time
 
 from norflash import NorFlash
+from pos.derive import derive_initial_key
 from pos.downlink import derive_downlink_key
-from pos.dukpt import derive_initial_key
 from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CREDIT, SALE, Record

@@ -74,3 +74,24 @@ def test_menu_items_copy_the_record_and_screen_numbers_right():
                     assert original == value, (name, copy)
                     checked += 1
     assert checked >= 12
+
+
+def test_limit_numbers_match_the_merchants_names():
+    """pos.risk, pos.terminal and pos.menu_refund ask for a merchant's limits by number
+    (private const() copies, _L_ and the name): each number is that name's place."""
+    from pos.merchants import Merchant, limit_names
+
+    names = limit_names()
+    assert len(names) == 10 and len(set(names)) == 10
+    merchant = Merchant(
+        1, "100000000000001", "Shop", "EUR", {n: i + 1 for i, n in enumerate(names)}
+    )
+    found = 0
+    for module_name in ("pos.risk", "pos.terminal", "pos.menu_refund"):
+        module = import_module(module_name)
+        for name, value in vars(module).items():
+            if name.startswith("_L_"):
+                assert names[value] == name[3:].lower(), (module_name, name)
+                assert merchant.limit(value) == merchant.limit(name[3:].lower()) == value + 1
+                found += 1
+    assert found == 11

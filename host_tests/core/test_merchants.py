@@ -2,7 +2,7 @@
 
 from expect import raises
 from pos.config import ConfigError, parse_merchants
-from pos.merchants import LIMITS, NO_LIMIT, Merchant, Merchants
+from pos.merchants import NO_LIMIT, Merchant, Merchants, limit_names
 from pos.money import MAX_AMOUNT_MINOR, MoneyError
 
 
@@ -109,7 +109,7 @@ def test_parse_good_file():
 
 def test_limits_not_given_are_none():
     merchant = parse_merchants(_doc()).get(1)
-    for name in LIMITS:
+    for name in limit_names():
         if name != "anomaly_factor":
             assert merchant.limit(name) > 0xFFFFFFFF + MAX_AMOUNT_MINOR  # past any total
     assert merchant.limit("anomaly_factor") == 0  # off

@@ -22,7 +22,7 @@ import json
 from binascii import hexlify, unhexlify
 
 from pos.cashiers import ADMIN, CASHIER, DEFAULT_ROUNDS, SUPERVISOR, Cashier, Cashiers, hash_pin
-from pos.merchants import LIMITS, Merchant, Merchants
+from pos.merchants import Merchant, Merchants, limit_names
 from pos.money import MAX_AMOUNT_MINOR, MoneyError, currency
 from pos.terminal import Settings
 
@@ -32,7 +32,7 @@ MERCHANT_NAME_CHARS = 24
 CASHIER_NAME_CHARS = 16
 ROLES = {"cashier": CASHIER, "supervisor": SUPERVISOR, "admin": ADMIN}
 
-# The limits a merchant may set are pos.merchants.LIMITS (a missing one is no limit): whole
+# The limits a merchant may set are pos.merchants.limit_names() (a missing one is no limit): whole
 # numbers from 1 to MAX_AMOUNT_MINOR (minor units, counts, seconds), but max_offline_age_s
 # from 60, and anomaly_factor 0 (off) or 2 to 1000. (Code, not a table of tuples: each tuple
 # would be an object on the heap while the parser is loaded.)
@@ -161,7 +161,7 @@ def _limits(doc, where):
     if not isinstance(doc, dict):
         raise ConfigError(where + ": limits must be an object")
     limits = {}
-    for name in LIMITS:
+    for name in limit_names():
         if name in doc:
             if name == "anomaly_factor":
                 limits[name] = _int(doc[name], where, name, 0, 1000)

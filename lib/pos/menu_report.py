@@ -130,6 +130,7 @@ def key(fn, key):
             cashier=fn.supervisor.number,
             time=t.now(),
             flags=t.flags() | _FLAG_SUPERVISOR,
+            into=t.reused_record,
         )
         t.book(record)
 

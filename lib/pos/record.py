@@ -163,23 +163,53 @@ class Record:
 
     @classmethod
     def settlement(
-        cls, merchant, currency, batch, sale_count, sale_total, refund_count, refund_total, **kw
+        cls,
+        merchant,
+        currency,
+        batch,
+        sale_count,
+        sale_total,
+        refund_count,
+        refund_total,
+        cashier=0,
+        time=0,
+        flags=0,
+        into=None,
     ):
-        """A Z record: the merchant's totals since the last Z, for the back end to reconcile."""
+        """A Z record: the merchant's totals since the last Z, for the back end to reconcile.
+        into: a record to fill, every field, instead of a new one (the terminal's reused
+        record: a new one's dict is a block a worn heap may miss)."""
         if not 0 <= sale_count <= 0xFFFF or not 0 <= refund_count <= 0xFFFF:
             raise RecordError(_why(1))
         _check(refund_total, 0, MAX_AMOUNT_MINOR, 19)
         token = struct.pack(">HI", sale_count, refund_total)
-        return cls(
-            SETTLEMENT,
-            merchant,
-            sale_total,
-            currency,
-            reference=batch,
-            token=token,
-            last_four=refund_count,
-            **kw,
-        )
+        if into is None:
+            return cls(
+                SETTLEMENT,
+                merchant,
+                sale_total,
+                currency,
+                cashier=cashier,
+                time=time,
+                reference=batch,
+                flags=flags,
+                token=token,
+                last_four=refund_count,
+            )
+        into.kind = SETTLEMENT
+        into.merchant = merchant
+        into.amount_minor = sale_total
+        into.currency = currency
+        into.method = NO_METHOD
+        into.cashier = cashier
+        into.time = time
+        into.receipt = 0
+        into.reference = batch
+        into.reason = 0
+        into.flags = flags
+        into.token = token
+        into.last_four = refund_count
+        return into
 
     def settlement_counts(self):
         """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""

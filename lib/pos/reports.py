@@ -108,8 +108,9 @@ class Totals:
         slots = self._merchants.get(merchant)
         return slots[_BATCH] if slots else 1
 
-    def settlement(self, merchant, currency, **kw):
-        """The Z record for a merchant: sales net of voids, and refunds."""
+    def settlement(self, merchant, currency, cashier=0, time=0, flags=0, into=None):
+        """The Z record for a merchant: sales net of voids, and refunds (into: see
+        pos.record.Record.settlement)."""
         sale_count, sale_total = self.sum(merchant, SALE)
         void_count, void_total = self.sum(merchant, VOID)
         refund_count, refund_total = self.sum(merchant, REFUND)
@@ -121,7 +122,10 @@ class Totals:
             sale_total - void_total,
             refund_count,
             refund_total,
-            **kw,
+            cashier,
+            time,
+            flags,
+            into,
         )
 
     def net(self, merchant):

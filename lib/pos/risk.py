@@ -29,6 +29,16 @@ from pos.clock import is_set, local_day
 from pos.compat import const
 from pos.record import CASH, REFUND, SALE
 
+# pos.merchants' limits by number (host_tests/test_states.py checks them against the names).
+_L_MAX_SALE_MINOR = const(0)
+_L_MAX_OFFLINE_SALE_MINOR = const(2)
+_L_MAX_DAY_COUNT = const(3)
+_L_MAX_DAY_MINOR = const(4)
+_L_MAX_OFFLINE_COUNT = const(6)
+_L_MAX_OFFLINE_TOTAL_MINOR = const(7)
+_L_MAX_OFFLINE_AGE_S = const(8)
+_L_ANOMALY_FACTOR = const(9)
+
 APPROVED = const(0)
 OVER_SALE_LIMIT = const(1)
 OVER_OFFLINE_LIMIT = const(2)
@@ -164,28 +174,28 @@ class Risk:
                 since = now - settings.velocity_window_min * 60 if now else 0
                 if ledger.recent.token_uses(token, since) >= uses:
                     return TOO_MANY_USES
-        if amount > limit("max_sale_minor"):
+        if amount > limit(_L_MAX_SALE_MINOR):
             return OVER_SALE_LIMIT
         count, total, _ = today(ledger, merchant.number, now)
-        if count >= limit("max_day_count"):
+        if count >= limit(_L_MAX_DAY_COUNT):
             return OVER_DAY_COUNT
-        if total + amount > limit("max_day_minor"):
+        if total + amount > limit(_L_MAX_DAY_MINOR):
             return OVER_DAY_TOTAL
         slots = ledger.totals.slots(merchant.number)  # None before the merchant's first sale
         if not terminal.link_up and terminal.method != CASH:
-            if amount > limit("max_offline_sale_minor"):
+            if amount > limit(_L_MAX_OFFLINE_SALE_MINOR):
                 return OVER_OFFLINE_LIMIT
             # Until the newest is acked all of them count: a backlog partly sent is taken as
             # unsent, never the other way round.
             if slots is not None and slots[_LAST_COUNTER] > ledger.queue.ack_watermark:
-                if slots[_UNSENT_COUNT] >= limit("max_offline_count"):
+                if slots[_UNSENT_COUNT] >= limit(_L_MAX_OFFLINE_COUNT):
                     return OFFLINE_COUNT
-                if slots[_UNSENT_TOTAL] + amount > limit("max_offline_total_minor"):
+                if slots[_UNSENT_TOTAL] + amount > limit(_L_MAX_OFFLINE_TOTAL_MINOR):
                     return OFFLINE_TOTAL
                 since = slots[_UNSENT_SINCE]
-                if since and now and now - since > limit("max_offline_age_s"):
+                if since and now and now - since > limit(_L_MAX_OFFLINE_AGE_S):
                     return OFFLINE_AGE
-        factor = limit("anomaly_factor")
+        factor = limit(_L_ANOMALY_FACTOR)
         count = slots[_RING_COUNT] if slots is not None else 0
         if factor and not supervised and count >= MIN_HISTORY:
             amounts = sorted(slots[_RING : _RING + count])

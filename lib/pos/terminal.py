@@ -107,6 +107,9 @@ _TEXT = (
     b"Not a supervisor"  # 51
     b"Needs 2nd person"  # 52
 )
+# pos.merchants' limits by number (host_tests/test_states.py checks them).
+_L_MAX_SALE_MINOR = const(0)
+_L_MAX_REFUND_MINOR = const(1)
 _T_CREDIT_CARD = const(0)
 _T_DEBIT_CARD = const(1)
 _T_MOBILE_QR = const(2)
@@ -237,10 +240,12 @@ class Settings:
         self.auto_block_window_min = auto_block_window_min
 
 
-class Terminal:
-    """One method per event kind, then the screens: each screen's key handler (_x_key) sits
-    next to its drawing (_draw_x). Entry screens share one key rule (edit); pos.functions
-    moves the terminal through its verbs (go, say, book, to_merchants, open_menu)."""
+class _Terminal:
+    """The terminal up to the amount: events, verbs, login, merchants, amount. Terminal
+    (below) adds the payment: method, card, confirm, booking, result. Two classes, not one,
+    as a class's dict is one block of heap: with all 51 methods it was 944 bytes, the
+    allocation a start failed on a KiB above the lowest heap the day needs (tools/bench
+    heap); as two, 592 and 368."""
 
     def __init__(
         self,
@@ -284,7 +289,9 @@ class Terminal:
         self.result = None  # (headline, detail rows) of the _RESULT screen
         self.functions = None  # pos.functions.Functions while the function menu is in use
         self.booking = None  # the record handed to the ledger, until it answers
-        self._record = Record(SALE, 1, 0, 0, method=CASH)  # reused for every sale
+        # Reused for every sale, void and refund: a record's dict with all its fields is one
+        # 272-byte block, which a worn heap may not have (pos.record).
+        self.reused_record = Record(SALE, 1, 0, 0, method=CASH)
         self.configure(settings, merchants, cashiers, tokenizer, risk, config_error, fault_title)
 
     def configure(
@@ -457,6 +464,11 @@ class Terminal:
         return _OTHER
 
     def book(self, record):
+        if record.kind < SETTLEMENT:
+            # A void or refund from the function menu needs no more of it (its result is
+            # this class's screen): the menu's code leaves the heap before the booking's
+            # DUKPT step asks for its cipher, a 320-byte block (a Z's report needs it).
+            self._close_functions()
         self.booking = record
         self.state = _BOOKING
         self.effects.append(("book", record))
@@ -717,7 +729,7 @@ class Terminal:
         merchant = self.merchant
         refund = self.state == _REFUND_AMOUNT
         # The merchant's cap refuses the digit that would pass it, as it is typed.
-        cap = merchant.limit("max_refund_minor" if refund else "max_sale_minor")
+        cap = merchant.limit(_L_MAX_REFUND_MINOR if refund else _L_MAX_SALE_MINOR)
         if cap > MAX_AMOUNT_MINOR:
             cap = MAX_AMOUNT_MINOR
         outcome = self.edit(self.amount, key, cap, _text(_T_ENTER_AN_AMOUNT))
@@ -748,6 +760,12 @@ class Terminal:
         value = self.amount.amount_minor
         self.screen.put(row, merchant.currency_code)
         self.screen.put_digits(row, value, merchant.exponent)
+
+
+class Terminal(_Terminal):
+    """One method per event kind, then the screens: each screen's key handler (_x_key) sits
+    next to its drawing (_draw_x). Entry screens share one key rule (edit); pos.functions
+    moves the terminal through its verbs (go, say, book, to_merchants, open_menu)."""
 
     # --- method ---------------------------------------------------------------------------
 
@@ -901,7 +919,7 @@ class Terminal:
                 self.state = _SALE_SUPERVISOR
                 self.effects.append(("beep", "error"))
                 return
-        record = self._record
+        record = self.reused_record
         record.kind = SALE if reason == APPROVED else DECLINE
         record.merchant = merchant.number
         record.amount_minor = value

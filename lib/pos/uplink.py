@@ -57,6 +57,34 @@ _TAG_SIZE = const(16)
 _CHUNK = const(256)  # a batch goes out in pieces of this many bytes (a TLS record each)
 
 
+# The messages, "|" between them, in one bytes constant: each str literal longer than about
+# 10 characters would be a heap object of its own for the terminal's life (about 40 bytes
+# on the 64-bit port); split and decoded only when an error is raised.
+_WHY = (
+    b"no link key: provision this terminal again|"  # 0
+    b"ack %r outside the batch|"  # 1
+    b"back end answered %d|"  # 2
+    b"back end answered %d, not tagged for this request|"  # 3
+    b"reply does not parse|"  # 4
+    b"request counter moved to %d|"  # 5
+    b"no answer: %r|"  # 6
+    b"reply cut short|"  # 7
+    b"not an HTTP reply|"  # 8
+    b"bad status line|"  # 9
+    b"reply headers too long|"  # 10
+    b"bad Content-Length|"  # 11
+    b"reply body missing or too long"  # 12
+)
+
+
+def _why(number):
+    start = 0
+    for _ in range(number):
+        start = _WHY.index(b"|", start) + 1
+    end = _WHY.find(b"|", start)
+    return _WHY[start : end if end >= 0 else len(_WHY)].decode()
+
+
 class UplinkError(Exception):
     """A batch that did not get through; the message says why (for the fault log)."""
 
@@ -130,7 +158,7 @@ class Uplink:
         length) and the heartbeat. UplinkError without a key."""
         keys = self._keys
         if keys is None:
-            raise UplinkError("no link key: provision this terminal again")
+            raise UplinkError(_why(0))
         status = self.status()[:200] if self.status is not None else ""
         path = self.base_path + "/" + path
         self.nonce += 1
@@ -186,7 +214,7 @@ class Uplink:
         reply = await self._request("POST", "records", frames, size, digest)
         ack = reply.get("ack")
         if not isinstance(ack, int) or ack > top or ack < 0:
-            raise UplinkError("ack %r outside the batch" % (ack,))
+            raise UplinkError(_why(1) % (ack,))
         before = self.queue.unsent_count()
         if ack > self.queue.ack_watermark:
             self.queue.ack(ack)
@@ -206,7 +234,7 @@ class Uplink:
         """The decoded JSON reply, its time and versions kept, once its tag proves that the
         back end made it for this request. UplinkError otherwise, and nothing changes."""
         if status not in (200, 401):
-            raise UplinkError("back end answered %d" % status)
+            raise UplinkError(_why(2) % status)
         try:
             tag = unhexlify(tag) if tag else b""
         except ValueError:
@@ -216,7 +244,7 @@ class Uplink:
         for i in range(min(len(tag), _TAG_SIZE)):
             difference |= tag[i] ^ expected[i]
         if difference:
-            raise UplinkError("back end answered %d, not tagged for this request" % status)
+            raise UplinkError(_why(3) % status)
         try:
             reply = json.loads(body)
             if status == 401:
@@ -233,13 +261,13 @@ class Uplink:
                 reply.get("keys", 0),  # the key generation offered (pos.keyrot)
             )
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise UplinkError("reply does not parse") from None
+            raise UplinkError(_why(4)) from None
         if status == 401:  # the counter is behind the back end's: move past it
             self.nonce = max(self.nonce, last)
-            raise UplinkError("request counter moved to %d" % last)
+            raise UplinkError(_why(5) % last)
         for version in versions:
             if not isinstance(version, int) or version < 0:
-                raise UplinkError("reply does not parse")
+                raise UplinkError(_why(4))
         self.server_time = server_time
         self.versions = versions
         return reply
@@ -264,7 +292,7 @@ class Uplink:
         except UplinkError:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
-            raise UplinkError("no answer: %r" % (exc,)) from None
+            raise UplinkError(_why(6) % (exc,)) from None
         return self._reply(*reply)
 
     async def _send_frames(self, writer, count):
@@ -312,7 +340,7 @@ async def read_response(reader):
     while len(body) < length:
         chunk = await reader.read(length - len(body))
         if not chunk:
-            raise UplinkError("reply cut short")
+            raise UplinkError(_why(7))
         body += chunk
     return status, body, tag
 
@@ -323,18 +351,18 @@ async def read_head(reader, max_body):
     line = await reader.readline()
     parts = line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise UplinkError("not an HTTP reply")
+        raise UplinkError(_why(8))
     try:
         status = int(parts[1])
     except ValueError:
-        raise UplinkError("bad status line") from None
+        raise UplinkError(_why(9)) from None
     length = tag = None
     seen = len(line)
     while True:
         line = await reader.readline()
         seen += len(line)
         if seen > MAX_HEADER_BYTES:
-            raise UplinkError("reply headers too long")
+            raise UplinkError(_why(10))
         if line in (b"\r\n", b"\n", b""):
             break
         name, _, value = line.partition(b":")
@@ -343,9 +371,9 @@ async def read_head(reader, max_body):
             try:
                 length = int(value.strip())
             except ValueError:
-                raise UplinkError("bad Content-Length") from None
+                raise UplinkError(_why(11)) from None
         elif name == b"x-onetill-reply":
             tag = value.strip()
     if length is None or length < 0 or length > max_body:
-        raise UplinkError("reply body missing or too long")
+        raise UplinkError(_why(12))
     return status, length, tag

@@ -90,3 +90,38 @@ def test_with_the_back_end_tls_has_a_room_of_its_own():
         assert let_go >= 2 and taken_back == let_go, last  # the mid-day and last syncs
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _table_growth(script):
+    """Heap bytes taken by adding sys.modules entries up to 47 after `script` ran, on the
+    MicroPython unix port (the core from source)."""
+    import subprocess
+
+    root = benchheap.ROOT
+    code = (
+        "import gc, sys\n" + script + "\n"
+        "n = free = 0\n"  # the script's globals first: they are a dict too
+        "gc.collect()\n"
+        "free = gc.mem_free()\n"
+        "while len(sys.modules) < 47:\n"
+        "    sys.modules[n] = None\n"
+        "    n += 1\n"
+        "print(free - gc.mem_free())\n"
+    )
+    out = subprocess.run(
+        [os.path.join(root, ".venv", "bin", "micropython"), "-c", code],
+        env=dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(root, "lib")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+def test_sys_modules_has_room_for_a_terminals_modules_from_the_first_import():
+    """pos.compat grows sys.modules at the core's first import to hold 47 modules, so a
+    module loaded later on a worn heap (the function menu's, a sync's) adds no table of
+    592 or 752 bytes to it. Without pos.compat the same entries do."""
+    assert _table_growth("import pos.compat") == 0
+    assert _table_growth("") >= 592

@@ -59,6 +59,9 @@ def test_merchant_unknown_currency_or_limit():
     raises(MoneyError, Merchant, 1, "1", "A", "XXX", _limits())
     merchant = Merchant(1, "1", "A", "EUR", _limits())
     raises(KeyError, merchant.limit, "max_tip_minor")
+    raises(KeyError, merchant.limit, 10)  # by number: 0 to 9
+    raises(KeyError, merchant.limit, -1)
+    assert merchant.limit(0) == merchant.limit("max_sale_minor") == 50000
 
 
 def test_merchants_in_menu_number_order():

@@ -81,3 +81,46 @@ def test_refund_the_rest_and_no_more():
     kit.keys("# A 2 9 9 9 9 # 1 #")
     assert kit.shows("Already refunded")
     assert kit.ledger.totals.net(1) == 0
+
+
+def test_a_void_refills_the_terminal_record_once_the_menu_has_left_the_heap():
+    """A void is booked on the record the terminal's sales reuse (a new one was a block of
+    heap a worn day missed), every field of it set anew: a decline before it leaves a
+    reason, a token and a card's last digits there. The function menu's modules are gone
+    from the heap by the time it is booked."""
+    import sys
+
+    kit = Kit(limits={"max_day_count": 1})
+    kit.login()
+    kit.sale(merchant="2", amount="5 0 0")  # cash at Tea House: the sale to void
+    kit.keys("#")
+    rows = kit.card_sale("2", "2 0 0")  # Tea House's second sale today: declined
+    assert rows[1] == "DECLINED"
+    kit.keys("#")
+    booked = []
+    book = kit.ledger.book
+
+    def spy(record):
+        booked.append(
+            (
+                record is kit.terminal.reused_record,
+                "pos.functions" in sys.modules,
+                "pos.menu_refund" in sys.modules,
+            )
+        )
+        return book(record)
+
+    kit.ledger.book = spy
+    rows = kit.keys("A 1")
+    assert rows[1] == "Void no. 1"
+    assert "pos.menu_refund" in sys.modules
+    rows = kit.keys("#")
+    assert rows[1] == "VOIDED"
+    assert booked == [(True, False, False)]
+    sale, decline, void = stored(kit)
+    assert decline.reason and decline.last_four == 1111
+    assert (void.kind, void.reference, void.amount_minor, void.merchant) == (VOID, 1, 500, 2)
+    assert void.method == CASH and void.reason == 0 and void.flags & FLAG_SUPERVISOR == 0
+    assert void.token == sale.token and void.last_four == sale.last_four
+    assert void.receipt == 3
+    assert kit.ledger.totals.net(2) == 0

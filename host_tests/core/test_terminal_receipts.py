@@ -72,3 +72,24 @@ def test_a_cashiers_pin_at_the_supervisor_prompt_is_refused_not_counted():
     assert rows[6] == "Wrong PIN 2 left"
     rows = kit.keys("9 9 9 9 #")
     assert rows[2] == "Orig. receipt no"
+
+
+def test_a_receipt_reaches_the_printer_as_lines_made_one_at_a_time():
+    """Not a list: a card sale's two copies were 28 lines of text in the heap at once."""
+    kit = Kit()
+    kit.login()
+    slips = []
+    printer = kit.runner.printer
+
+    def spy(lines):
+        slips.append(isinstance(lines, (list, tuple)))
+        printer(lines)
+
+    kit.runner.printer = spy
+    assert kit.card_sale("1")[1] == "APPROVED"
+    assert slips == [False, False]
+    merchant_copy, customer_copy = kit.printed[-2:]
+    assert merchant_copy[-1].strip() == "MERCHANT COPY"
+    assert customer_copy[-1].strip() == "CUSTOMER COPY"
+    assert merchant_copy[:-1] == customer_copy[:-1]
+    assert "**** 1111" in customer_copy[8]

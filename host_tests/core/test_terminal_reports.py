@@ -129,3 +129,48 @@ def test_function_menu_code_is_loaded_only_while_in_use():
     kit.keys("5 #")
     assert kit.rows()[0].startswith("Merchant?")
     assert "pos.functions" not in sys.modules
+
+
+def test_a_z_refills_the_terminal_record_and_its_slip_is_made_line_by_line():
+    """The Z is booked on the record the terminal's sales reuse, every field set anew (a
+    decline before it leaves a reason and a card's digits there), and its report, like a
+    receipt, reaches the printer as lines made one at a time, not a list."""
+    from pos.record import NO_METHOD
+
+    kit = Kit(limits={"max_day_count": 1})
+    kit.login()
+    kit.sale(merchant="2", amount="1 0 0 0")
+    kit.keys("#")
+    assert kit.card_sale("2", "2 0 0")[1] == "DECLINED"  # the second sale today
+    kit.keys("#")
+    slips = []
+    printer = kit.runner.printer
+
+    def spy(lines):
+        slips.append(isinstance(lines, (list, tuple)))
+        printer(lines)
+
+    kit.runner.printer = spy
+    booked = []
+    book = kit.ledger.book
+
+    def book_spy(record):
+        booked.append(record is kit.terminal.reused_record)
+        return book(record)
+
+    kit.ledger.book = book_spy
+    kit.keys("A 4 9 9 9 9 # 2 #")
+    assert kit.keys("#")[1] == "Z BATCH 1 DONE"
+    assert booked == [True] and slips == [False]
+    assert kit.printed[-1][0].strip() == "Z REPORT 1"
+    assert kit.printed[-1][-1] == "-" * 32
+    z = stored(kit)[-1]
+    assert (z.kind, z.merchant, z.reference, z.reason, z.method) == (
+        SETTLEMENT,
+        2,
+        1,
+        0,
+        NO_METHOD,
+    )
+    assert z.settlement_counts() == (1, 1000, 0, 0)
+    assert z.receipt == 3 and z.cashier == 9

@@ -95,3 +95,13 @@ def test_limit_numbers_match_the_merchants_names():
                 assert merchant.limit(value) == merchant.limit(name[3:].lower()) == value + 1
                 found += 1
     assert found == 11
+
+
+def test_the_queue_recovery_copies_pos_txq_format():
+    """pos.logscan recovers the queue with private const() copies of pos.txq's format."""
+    from pos import logscan, txq
+
+    assert logscan._QUEUE_MAGIC == txq._MAGIC
+    assert logscan._QUEUE_ACK == txq._ACK_LENGTH
+    assert logscan._QUEUE_VERSION == txq.FORMAT_VERSION
+    assert logscan._QUEUE_HEADER_SIZE == txq.HEADER_SIZE

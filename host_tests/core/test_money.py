@@ -9,8 +9,8 @@ from pos.money import (
     currency,
     currency_code,
     format_minor,
-    parse_minor,
 )
+from pos.readout import parse_minor
 
 
 def test_format_two_decimals():

@@ -2,6 +2,7 @@
 
 from expect import raises
 from pos.money import MAX_AMOUNT_MINOR
+from pos.readout import kind_name, method_name, settlement_counts
 from pos.record import (
     CASH,
     CREDIT,
@@ -44,7 +45,7 @@ def test_pack_is_32_bytes_and_round_trips():
     assert (back.kind, back.merchant, back.amount_minor, back.currency) == (SALE, 2, 1234, 978)
     assert (back.method, back.cashier, back.time, back.receipt) == (CREDIT, 3, 1_795_000_000, 41)
     assert (back.flags, back.token, back.last_four) == (FLAG_OFFLINE, TOKEN, 4242)
-    assert back.kind_name() == "sale" and back.method_name() == "credit"
+    assert kind_name(back) == "sale" and method_name(back) == "credit"
 
 
 def test_cash_sale_has_no_card_data():
@@ -107,6 +108,6 @@ def test_settlement_carries_counts_and_totals():
     )
     back = Record.unpack(bytes(z.pack()))
     assert back.kind == SETTLEMENT and back.reference == 7
-    assert back.settlement_counts() == (120, 456_789, 3, 2_500)
-    raises(RecordError, card_sale().settlement_counts)
+    assert settlement_counts(back) == (120, 456_789, 3, 2_500)
+    raises(RecordError, settlement_counts, card_sale())
     raises(RecordError, Record.settlement, 2, 978, 7, 70000, 0, 0, 0)

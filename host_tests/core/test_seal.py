@@ -3,7 +3,8 @@
 from binascii import unhexlify
 
 from expect import raises
-from pos.seal import TAG_SIZE, Cmac, Sealer, SealError, body_counter
+from pos.readout import body_counter
+from pos.seal import TAG_SIZE, Cmac, Sealer, SealError
 
 # RFC 4493 (AES-CMAC), section 4: key, message prefixes of 0, 16, 40 and 64 bytes.
 RFC4493_KEY = unhexlify("2b7e151628aed2a6abf7158809cf4f3c")

@@ -108,12 +108,6 @@ class Ledger:
             return None
         return entry
 
-    def sale_for_refund(self, receipt):
-        entry = self.recent.find_sale(receipt)
-        if entry is None or entry[6] & 1:
-            return None
-        return entry
-
     @staticmethod
     def approval_code(counter):
         return "%06d" % (counter % 1000000)

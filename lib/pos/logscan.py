@@ -1,8 +1,10 @@
 """The state log read at start (pos.statelog's format): recovery, the live registers, the last
-checkpoint and the records booked after it.
+checkpoint and the records booked after it; and the queue's recovery (pos.txq's format),
+which pos.txq.TxQueue runs when it is made.
 
-Apart from pos.statelog so that its code takes the heap only while the terminal starts: the
-ledger unloads it once it has replayed the records (pos.compat.unload).
+Apart from pos.statelog and pos.txq so that this code takes the heap only while the
+terminal starts: the ledger unloads it once it has replayed the records
+(pos.compat.unload).
 """
 
 import struct
@@ -10,6 +12,8 @@ from array import array
 
 from pos.compat import const, crc32
 from pos.statelog import HEADER_FORMAT, ZEROS, LogError, expected_counter, u32
+from pos.txq import _HEADER_FORMAT as _QUEUE_HEADER
+from pos.txq import _why as _queue_why
 
 # pos.statelog's format (const() names are not module attributes on MicroPython, so they are
 # repeated here; test_journal checks both modules read and write the same log).
@@ -29,6 +33,11 @@ _REG_SIZE = const(16)
 _WINDOW = const(112)
 _MIN_SECTOR_SIZE = const(256)
 _SPARE_SECTORS = const(2)
+# pos.txq's
+_QUEUE_MAGIC = const(0x544F)
+_QUEUE_ACK = const(0x84)  # an ack frame's length byte
+_QUEUE_VERSION = const(1)
+_QUEUE_HEADER_SIZE = const(20)
 
 
 def lowest_bit(counter):
@@ -472,3 +481,118 @@ class StateBytes:
     def pack_into(self, buf, offset):
         buf[offset : offset + len(self.data)] = self.data
         return offset + len(self.data)
+
+
+# --- the queue's recovery (pos.txq's format): at start only, like the state log's ---------
+
+
+def recover_queue(q):
+    """Rebuild every fact about the queue (a pos.txq.TxQueue being made) from the flash alone."""
+    n = q.sector_count
+    q.tail = -1  # oldest sector of the log, -1 when the log is empty
+    q.head = -1  # sector being written
+    q.head_offset = 0
+    q.head_closed = False  # a torn write ended the head sector: open a new one
+    q.ack_watermark = 0
+    q.last_counter = 0
+    q.sector_in_use = 0
+    q.refused = None  # set when the flash holds a format this firmware cannot handle
+    # What recovery found, for the status screen and the fault log.
+    q.found_records = 0
+    q.found_acks = 0
+    q.found_corrupt = 0
+    q.found_stale_sectors = 0
+    q.found_unknown_sectors = 0
+
+    valid = bytearray(n)
+    head_seq = -1
+    for sector in range(n):
+        state = _queue_header(q, sector)
+        if state == 1:
+            valid[sector] = 1
+            if q._seq[sector] > head_seq or head_seq < 0:
+                head_seq = q._seq[sector]
+                q.head = sector
+        elif state == 2:
+            q.found_unknown_sectors += 1
+    if q.found_unknown_sectors:
+        q.refused = _queue_why(8)
+    if q.head < 0:
+        return
+    # Walk back from the head while the sequence numbers run on without a gap.
+    q.tail = q.head
+    count = 1
+    while count < n:
+        before = (q.tail - 1) % n
+        if not valid[before] or q._seq[before] != (q._seq[q.tail] - 1) & 0xFFFFFFFF:
+            break
+        q.tail = before
+        count += 1
+    q.sector_in_use = count
+    for sector in range(n):
+        if valid[sector] and not _in_queue(q, sector):
+            q.found_stale_sectors += 1
+    sector = q.tail
+    for _ in range(count):
+        _scan_queue_sector(q, sector)
+        sector = (sector + 1) % n
+
+
+def _queue_header(q, sector):
+    """Load one header: 1 valid, 2 ours but an unknown version, 0 anything else."""
+    header = q._header
+    q._bdev.readblocks(sector, header, 0)
+    magic, version, _, seq, watermark, last, crc = struct.unpack(_QUEUE_HEADER, header)
+    if magic != _QUEUE_MAGIC or crc != crc32(memoryview(header)[:16]):
+        return 0
+    if version != _QUEUE_VERSION:
+        return 2
+    q._seq[sector] = seq
+    if watermark > q.ack_watermark:
+        q.ack_watermark = watermark
+    if last > q.last_counter:
+        q.last_counter = last
+    return 1
+
+
+def _scan_queue_sector(q, sector):
+    window = q._window
+    offset = _QUEUE_HEADER_SIZE
+    first = last = records = size = 0
+    while offset < q.sector_size:
+        size = q._frame_at(sector, offset)
+        if size <= 0:
+            break
+        if window[0] == _QUEUE_ACK:
+            q.found_acks += 1
+            watermark = u32(window, 1)
+            if watermark > q.ack_watermark:
+                q.ack_watermark = watermark
+        else:
+            counter = u32(window, 1)
+            if not first:
+                first = counter
+            last = counter
+            records += 1
+            q.found_records += 1
+            if counter > q.last_counter:
+                q.last_counter = counter
+        offset += size
+    q._first_counter[sector] = first
+    q._last_counter[sector] = last
+    q._records[sector] = records
+    if sector == q.head:
+        q.head_offset = offset
+        # Anything but erased bytes after the last good frame is a torn write: the
+        # head sector takes no more frames (its bits cannot be set again).
+        if size < 0 or not q._erased_from(sector, offset):
+            q.head_closed = True
+            q.found_corrupt += 1
+    elif size < 0:
+        q.found_corrupt += 1
+
+
+def _in_queue(q, sector):
+    if q.tail < 0:
+        return False
+    return (sector - q.tail) % q.sector_count < q.sector_in_use

@@ -1,4 +1,5 @@
-"""Money as integer minor units: parse, format and key in amounts without ever using floats."""
+"""Money as integer minor units: format and key in amounts without ever using floats (amounts
+typed as text are parsed by pos.readout, off the terminal)."""
 
 from pos.compat import const
 
@@ -86,52 +87,6 @@ def format_minor(amount_minor, exponent=2, sign=True):
             digits = "0" * (exponent + 1 - len(digits)) + digits
         digits = digits[:-exponent] + "." + digits[-exponent:]
     return "-" + digits if negative else digits
-
-
-def parse_minor(text, exponent=2):
-    """Parse '12.34' (or '12', '12.3', '0.05') into minor units, refusing anything ambiguous.
-
-    No thousands separators, no sign, no exponent notation, no more decimals than the
-    currency has: a cashier or a config file gets a clear error rather than a guess.
-    """
-    if not isinstance(text, str):
-        raise MoneyError(_why(4))
-    text = text.strip()
-    if not text:
-        raise MoneyError(_why(5))
-    dot = text.find(".")
-    if dot < 0:
-        whole, fraction = text, ""
-    else:
-        whole, fraction = text[:dot], text[dot + 1 :]
-        if not fraction:
-            raise MoneyError(_why(6))
-    if not whole:
-        raise MoneyError(_why(7))
-    if not _all_digits(whole) or (fraction and not _all_digits(fraction)):
-        raise MoneyError(_why(8) + text)
-    if len(fraction) > exponent:
-        raise MoneyError(_why(9))
-    # Check the length before int() so a very long string never builds a big integer.
-    whole = _strip_zeros(whole)
-    if len(whole) + exponent > 9:
-        raise MoneyError(_why(3))
-    amount = int(whole + fraction + "0" * (exponent - len(fraction)))
-    return check_amount(amount)
-
-
-def _all_digits(text):
-    for ch in text:
-        if ch < "0" or ch > "9":
-            return False
-    return True
-
-
-def _strip_zeros(text):
-    start = 0
-    while start < len(text) - 1 and text[start] == "0":
-        start += 1
-    return text[start:]
 
 
 class AmountEntry:

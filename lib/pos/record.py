@@ -48,7 +48,6 @@ SETTLEMENT = const(5)
 # 6: BLOCK, a card put on (or taken off) this terminal's block list: pos.autoblock names it,
 # so that the resident module carries no more names (each is heap on MicroPython).
 _BLOCK = const(6)
-KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement")
 
 # Payment methods.
 NO_METHOD = const(0)
@@ -56,7 +55,6 @@ CREDIT = const(1)
 DEBIT = const(2)
 MOBILE = const(3)
 CASH = const(4)
-METHOD_NAMES = ("", "credit", "debit", "mobile", "cash")
 
 FLAG_OFFLINE = const(1)  # taken while the link was down
 FLAG_SUPERVISOR = const(2)  # a supervisor PIN approved it
@@ -211,13 +209,6 @@ class Record:
         into.last_four = refund_count
         return into
 
-    def settlement_counts(self):
-        """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""
-        if self.kind != SETTLEMENT:
-            raise RecordError(_why(2))
-        sale_count, refund_total = struct.unpack(">HI", self.token)
-        return sale_count, self.amount_minor, self.last_four, refund_total
-
     def validate(self):
         _check(self.kind, SALE, _BLOCK, 7)
         _check(self.method, NO_METHOD, CASH, 8)
@@ -287,12 +278,6 @@ class Record:
         )
         record.validate()
         return record
-
-    def kind_name(self):
-        return KIND_NAMES[self.kind] if self.kind < _BLOCK else "block"
-
-    def method_name(self):
-        return METHOD_NAMES[self.method]
 
 
 def _check(value, low, high, what):

@@ -139,11 +139,6 @@ class Sealer:
         return aes(data_key, AES_CBC, _ZERO_IV).decrypt(view[4 : 4 + size])
 
 
-def body_counter(body):
-    """The DUKPT counter a sealed body was made with."""
-    return struct.unpack_from(">I", body, 0)[0]
-
-
 class StateSealer:
     """Seals the terminal's own state files with the device storage key.
 

@@ -95,112 +95,11 @@ class TxQueue:
         self._frame = bytearray(MAX_BODY + FRAME_OVERHEAD)
         self._check = bytearray(MAX_BODY + FRAME_OVERHEAD)
         self._header = bytearray(HEADER_SIZE)
-        self.recover()
+        from pos.logscan import recover_queue  # the journal unloads it after the replay
 
-    # --- recovery ------------------------------------------------------------------------
+        recover_queue(self)
 
-    def recover(self):
-        """Rebuild every fact about the queue from the flash alone."""
-        n = self.sector_count
-        self.tail = -1  # oldest sector of the log, -1 when the log is empty
-        self.head = -1  # sector being written
-        self.head_offset = 0
-        self.head_closed = False  # a torn write ended the head sector: open a new one
-        self.ack_watermark = 0
-        self.last_counter = 0
-        self.sector_in_use = 0
-        self.refused = None  # set when the flash holds a format this firmware cannot handle
-        # What recovery found, for the status screen and the fault log.
-        self.found_records = 0
-        self.found_acks = 0
-        self.found_corrupt = 0
-        self.found_stale_sectors = 0
-        self.found_unknown_sectors = 0
-
-        valid = bytearray(n)
-        head_seq = -1
-        for sector in range(n):
-            state = self._read_header(sector)
-            if state == 1:
-                valid[sector] = 1
-                if self._seq[sector] > head_seq or head_seq < 0:
-                    head_seq = self._seq[sector]
-                    self.head = sector
-            elif state == 2:
-                self.found_unknown_sectors += 1
-        if self.found_unknown_sectors:
-            self.refused = _why(8)
-        if self.head < 0:
-            return
-        # Walk back from the head while the sequence numbers run on without a gap.
-        self.tail = self.head
-        count = 1
-        while count < n:
-            before = (self.tail - 1) % n
-            if not valid[before] or self._seq[before] != (self._seq[self.tail] - 1) & 0xFFFFFFFF:
-                break
-            self.tail = before
-            count += 1
-        self.sector_in_use = count
-        for sector in range(n):
-            if valid[sector] and not self._in_log(sector):
-                self.found_stale_sectors += 1
-        sector = self.tail
-        for _ in range(count):
-            self._scan_sector(sector)
-            sector = (sector + 1) % n
-
-    def _read_header(self, sector):
-        """Load one header: 1 valid, 2 ours but an unknown version, 0 anything else."""
-        header = self._header
-        self._bdev.readblocks(sector, header, 0)
-        magic, version, _, seq, watermark, last, crc = struct.unpack(_HEADER_FORMAT, header)
-        if magic != _MAGIC or crc != crc32(memoryview(header)[:16]):
-            return 0
-        if version != FORMAT_VERSION:
-            return 2
-        self._seq[sector] = seq
-        if watermark > self.ack_watermark:
-            self.ack_watermark = watermark
-        if last > self.last_counter:
-            self.last_counter = last
-        return 1
-
-    def _scan_sector(self, sector):
-        window = self._window
-        offset = HEADER_SIZE
-        first = last = records = size = 0
-        while offset < self.sector_size:
-            size = self._frame_at(sector, offset)
-            if size <= 0:
-                break
-            if window[0] == _ACK_LENGTH:
-                self.found_acks += 1
-                watermark = _counter_at(window, 1)
-                if watermark > self.ack_watermark:
-                    self.ack_watermark = watermark
-            else:
-                counter = _counter_at(window, 1)
-                if not first:
-                    first = counter
-                last = counter
-                records += 1
-                self.found_records += 1
-                if counter > self.last_counter:
-                    self.last_counter = counter
-            offset += size
-        self._first_counter[sector] = first
-        self._last_counter[sector] = last
-        self._records[sector] = records
-        if sector == self.head:
-            self.head_offset = offset
-            # Anything but erased bytes after the last good frame is a torn write: the
-            # head sector takes no more frames (its bits cannot be set again).
-            if size < 0 or not self._erased_from(sector, offset):
-                self.head_closed = True
-                self.found_corrupt += 1
-        elif size < 0:
-            self.found_corrupt += 1
+    # --- recovery: pos.logscan.recover_queue (at start only: off the heap after it) ------
 
     def _frame_at(self, sector, offset):
         """Read the frame at offset into the window: its size if valid, 0 for erased
@@ -242,11 +141,6 @@ class TxQueue:
                     return False
             offset += length
         return True
-
-    def _in_log(self, sector):
-        if self.tail < 0:
-            return False
-        return (sector - self.tail) % self.sector_count < self.sector_in_use
 
     # --- appending -----------------------------------------------------------------------
 

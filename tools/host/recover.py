@@ -32,7 +32,8 @@ from norflash import NorFlash  # noqa: E402  (after the path is set)
 from pos.derive import derive_initial_key, derive_transaction_key, derive_working_key, ksn_bytes  # noqa: E402
 from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION  # noqa: E402
 from pos.money import MoneyError, currency, currency_code, format_minor  # noqa: E402
-from pos.record import METHOD_NAMES, SETTLEMENT, Record, RecordError  # noqa: E402
+from pos.readout import METHOD_NAMES, kind_name, settlement_counts  # noqa: E402
+from pos.record import SETTLEMENT, Record, RecordError  # noqa: E402
 from pos.seal import Sealer, SealError  # noqa: E402
 from pos.txq import QueueError, TxQueue  # noqa: E402
 from tools.host import partitions  # noqa: E402
@@ -136,7 +137,7 @@ def open_records(image, bdk, ik_id):
             rows.append(row)
             continue
         row.update(
-            type=record.kind_name(),
+            type=kind_name(record),
             merchant_number=record.merchant,
             method=METHOD_NAMES[record.method],
             amount_minor=record.amount_minor,
@@ -152,7 +153,7 @@ def open_records(image, bdk, ik_id):
         if record.kind == SETTLEMENT:
             # A Z has no card: its last-four field carries the refund count.
             row["last_four"] = None
-            row["_z"] = record.settlement_counts()
+            row["_z"] = settlement_counts(record)
         rows.append(row)
     report = {
         "records": queue.found_records,

@@ -5,10 +5,9 @@ import struct
 import time
 
 from pos.autoblock import BLOCK
+from pos.readout import KIND_NAMES, METHOD_NAMES
 from pos.record import (
     FLAG_SUPERVISOR,
-    KIND_NAMES,
-    METHOD_NAMES,
     REFUND,
     SALE,
     SETTLEMENT,

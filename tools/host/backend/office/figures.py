@@ -11,7 +11,8 @@ it on the same terminal, as the terminal counts it.
 import datetime
 import struct
 
-from pos.record import METHOD_NAMES, REFUND, SALE, SETTLEMENT, VOID
+from pos.readout import METHOD_NAMES
+from pos.record import REFUND, SALE, SETTLEMENT, VOID
 
 DAY_S = 86400
 

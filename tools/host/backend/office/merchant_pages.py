@@ -10,8 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from pos.money import MoneyError, currency, currency_code, parse_minor
-from pos.record import KIND_NAMES, LAST_FOUR_NONE, METHOD_NAMES, SALE, SETTLEMENT
+from pos.money import MoneyError, currency, currency_code
+from pos.readout import KIND_NAMES, METHOD_NAMES, parse_minor
+from pos.record import LAST_FOUR_NONE, SALE, SETTLEMENT
 from tools.host.backend.office import charts, statements
 from tools.host.backend.office.figures import (
     PeriodError,

@@ -1,0 +1,85 @@
+"""What the back end and the host's tools read out of records and sealed bodies (a record's
+kind and method by name, a Z's counts, the counter a body was sealed with), and amounts
+typed as text (the back office's forms). Core code: it runs on both runtimes, and the core
+tests run it on MicroPython too. Never loaded on the terminal, which only writes records
+and takes amounts key by key (pos.money.AmountEntry): there each of these functions was
+heap (about 90 bytes each on the 64-bit port) for the terminal's life."""
+
+import struct
+
+from pos.compat import const
+from pos.money import MoneyError, check_amount
+from pos.money import _why as _money_why
+from pos.record import SETTLEMENT, RecordError
+from pos.record import _why as _record_why
+
+_BLOCK = const(6)  # pos.record's (pos.autoblock names it)
+KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement")
+METHOD_NAMES = ("", "credit", "debit", "mobile", "cash")
+
+
+def kind_name(record):
+    return KIND_NAMES[record.kind] if record.kind < _BLOCK else "block"
+
+
+def method_name(record):
+    return METHOD_NAMES[record.method]
+
+
+def settlement_counts(record):
+    """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""
+    if record.kind != SETTLEMENT:
+        raise RecordError(_record_why(2))
+    sale_count, refund_total = struct.unpack(">HI", record.token)
+    return sale_count, record.amount_minor, record.last_four, refund_total
+
+
+def body_counter(body):
+    """The DUKPT counter a sealed body (pos.seal) was made with."""
+    return struct.unpack_from(">I", body, 0)[0]
+
+
+def parse_minor(text, exponent=2):
+    """Parse '12.34' (or '12', '12.3', '0.05') into minor units, refusing anything ambiguous.
+
+    No thousands separators, no sign, no exponent notation, no more decimals than the
+    currency has: an operator gets a clear error rather than a guess.
+    """
+    if not isinstance(text, str):
+        raise MoneyError(_money_why(4))
+    text = text.strip()
+    if not text:
+        raise MoneyError(_money_why(5))
+    dot = text.find(".")
+    if dot < 0:
+        whole, fraction = text, ""
+    else:
+        whole, fraction = text[:dot], text[dot + 1 :]
+        if not fraction:
+            raise MoneyError(_money_why(6))
+    if not whole:
+        raise MoneyError(_money_why(7))
+    if not _all_digits(whole) or (fraction and not _all_digits(fraction)):
+        raise MoneyError(_money_why(8) + text)
+    if len(fraction) > exponent:
+        raise MoneyError(_money_why(9))
+    # Check the length before int() so a very long string never builds a big integer.
+    whole = _strip_zeros(whole)
+    if len(whole) + exponent > 9:
+        raise MoneyError(_money_why(3))
+    amount = int(whole + fraction + "0" * (exponent - len(fraction)))
+    return check_amount(amount)
+
+
+def _all_digits(text):
+    for ch in text:
+        if ch < "0" or ch > "9":
+            return False
+    return True
+
+
+def _strip_zeros(text):
+    start = 0
+    while start < len(text) - 1 and text[start] == "0":
+        start += 1
+    return text[start:]

@@ -18,7 +18,7 @@ import asyncio
 import gc
 
 from pos.card import Tokenizer
-from pos.compat import collect_every, sleep_ms, ticks_diff, ticks_ms, unload
+from pos.compat import collect_every, sleep_ms, ticks_diff, ticks_ms, unload, why
 from pos.journal import JournalError
 from pos.ledger import Ledger
 from pos.risk import Risk
@@ -38,6 +38,16 @@ CLOCK_DRIFT_S = 60  # the back end's time replaces a clock this far off (or unse
 CLOCK_BACK_MAX_S = 300  # how far the back end's time may put the clock back
 POLL_EVERY_MS = 60000  # asks the back end for news (and sends a heartbeat) when idle this long
 DEVICE_KEY = "device.key"
+
+# The messages, "|" between them, in one bytes constant (pos.compat.why): each str literal
+# longer than about 10 characters would be a heap object of its own for the module's life.
+_WHY = (
+    b"no device key: provision this terminal|"  # 0
+    b"pushed config unusable, provisioned one in force: %s|"  # 1
+    b"blacklist: %s; fetching it again|"  # 2
+    b"lockout not stored: %r|"  # 3
+    b"clock %s: %d (now %d, floor %d)"  # 4
+)
 # The entry points (main.py, the simulator's board) hold a 16 KiB block from their first
 # line, before this code is imported, and let it go just before start(): the long-lived
 # buffers start() makes (queue, journal state, ledger, config) then find one contiguous
@@ -81,11 +91,11 @@ class App:
         """
         board = self.board
         fault = None
-        title = b"TERMINAL FAULT"
+        config_fault = False  # the fault screen's title: TERMINAL FAULT
         try:
             key = board.store.read(DEVICE_KEY)
             if key is None or len(key) != 16:
-                raise JournalError("no device key: provision this terminal")
+                raise JournalError(why(_WHY, 0))
             self.ledger = Ledger(TxQueue(board.bdev), board.statelog, key)
         except (JournalError, QueueError, ValueError) as exc:
             fault = exc
@@ -101,7 +111,7 @@ class App:
 
                 settings, merchants, cashiers = config.load(board.config_folder)
             except ValueError as exc:  # ConfigError, or a value the parser could not take
-                fault, title = exc, b"CONFIG ERROR"
+                fault, config_fault = exc, True
                 board.fault("config: %s" % (exc,))
             try:
                 pushed = config.load_pushed(board.config_folder) if fault is None else None
@@ -110,13 +120,13 @@ class App:
                     if auto_block is not None:
                         settings.auto_block_declines, settings.auto_block_window_min = auto_block
             except ValueError as exc:  # checked before it was installed: flash damage
-                board.fault("pushed config unusable, provisioned one in force: %s" % (exc,))
+                board.fault(why(_WHY, 1) % (exc,))
             pushed = None
             config = None
             unload("pos.config")
         tokenizer = Tokenizer(settings.card_token_key) if fault is None else None
         self.terminal.configure(
-            settings, merchants, cashiers, tokenizer, self._risk(), fault, title
+            settings, merchants, cashiers, tokenizer, self._risk(), fault, config_fault
         )
         self.runner = Runner(
             self.terminal,
@@ -133,7 +143,7 @@ class App:
             self.terminal.keep_lockout = self.keep_lockout
             unusable = lockout.restore(board.store, key, self.terminal, ticks_ms())
             lockout = None
-            unload("pos.lockout")
+            unload("lockout")
             if unusable is not None:
                 board.fault(unusable)
         done = board.store.read("command.id")
@@ -150,7 +160,7 @@ class App:
             keyrot.install(self)
             keyrot = None
             unload("pos.keyrot")
-            unload("pos.keywrap")
+            unload("keywrap")
         gc.collect()
         self.feed(("tick", ticks_ms(), board.unix_time()))
 
@@ -165,7 +175,7 @@ class App:
             self.blacklist = Blacklist(path)
         except BlacklistError as exc:
             # Start again from an empty list: the back end then sends the whole of it.
-            self.board.fault("blacklist: %s; fetching it again" % (exc,))
+            self.board.fault(why(_WHY, 2) % (exc,))
             import os
 
             os.remove(path)
@@ -195,7 +205,7 @@ class App:
 
                 received.at_idle(self)
                 received = None
-                unload("pos.received")
+                unload("received")
             gc.collect()  # between events, so a sale never waits for a collection
 
     def keep_lockout(self, terminal):
@@ -213,10 +223,10 @@ class App:
             except MemoryError:
                 pass
             except OSError as exc:  # a full or failing flash: the terminal goes on, and says so
-                self.board.fault("lockout not stored: %r" % (exc,))
+                self.board.fault(why(_WHY, 3) % (exc,))
                 stored = True
             lockout = None
-            unload("pos.lockout")  # collects: a second try has the whole heap
+            unload("lockout")  # collects: a second try has the whole heap
             if stored:
                 return True
         return False
@@ -296,7 +306,7 @@ class App:
             verb = "set"
         else:
             return
-        board.fault("clock %s: %d (now %d, floor %d)" % (verb, unix, now, floor))
+        board.fault(why(_WHY, 4) % (verb, unix, now, floor))
 
     def heartbeat(self):
         """The terminal's state for the back end, sent with every batch."""
@@ -395,8 +405,8 @@ class App:
                             try:
                                 await self._with_downlink().catch_up(self)
                             finally:  # a MemoryError too: the code must not stay resident
-                                unload("pos.downlink")
-                                unload("pos.received")  # its Received keeps its class
+                                unload("downlink")
+                                unload("received")  # its Received keeps its class
                         else:  # nothing new: pos.downlink (4.5 KiB of code) not loaded
                             self._handled = uplink.versions
                 except Exception as exc:  # UplinkError, MemoryError: never the app's end

@@ -17,11 +17,22 @@ import struct
 from binascii import hexlify
 from hashlib import sha256
 
-from pos.compat import const
+from pos.compat import const, why
 
 TOKEN_SIZE = const(6)
 HEADER_SIZE = const(10)
 _MAGIC = b"BL"
+
+
+# The messages, "|" between them, in one bytes constant (pos.compat.why): each str literal
+# longer than about 10 characters would be a heap object of its own for the module's life.
+_WHY = (
+    b"blacklist file is not a blacklist|"  # 0
+    b"blacklist file is cut short or too long|"  # 1
+    b"blacklist delta %d is not newer than %d|"  # 2
+    b"blacklist delta adds and removes the same token|"  # 3
+    b"blacklist delta is not sorted 6-byte tokens"  # 4
+)
 
 
 class BlacklistError(ValueError):
@@ -42,10 +53,10 @@ class Blacklist:
         except OSError:
             return  # no list yet: nothing is blocked
         if len(header) != HEADER_SIZE or header[:2] != _MAGIC:
-            raise BlacklistError("blacklist file is not a blacklist")
+            raise BlacklistError(why(_WHY, 0))
         self.version, self.count = struct.unpack_from(">II", header, 2)
         if size != HEADER_SIZE + self.count * TOKEN_SIZE:
-            raise BlacklistError("blacklist file is cut short or too long")
+            raise BlacklistError(why(_WHY, 1))
         self._digest()
 
     def _digest(self):
@@ -87,8 +98,7 @@ class Blacklist:
         are merged, and a fault removes the new file and leaves the list as it was. With
         replace, `add` is the whole list, at this version or a newer one."""
         if version < self.version + (not replace):
-            message = "blacklist delta %d is not newer than %d"
-            raise BlacklistError(message % (version, self.version))
+            raise BlacklistError(why(_WHY, 2) % (version, self.version))
         temporary = self.path + ".new"
         count = 0
         try:
@@ -131,7 +141,7 @@ class Blacklist:
                 removing = next(remove, None)
             if removing == token:
                 if added:
-                    raise BlacklistError("blacklist delta adds and removes the same token")
+                    raise BlacklistError(why(_WHY, 3))
                 continue
             yield token
         for _ in remove:  # the rest is checked too
@@ -152,6 +162,6 @@ def _checked(tokens):
     for token in tokens:
         token = bytes(token)
         if len(token) != TOKEN_SIZE or token <= previous:
-            raise BlacklistError("blacklist delta is not sorted 6-byte tokens")
+            raise BlacklistError(why(_WHY, 4))
         previous = token
         yield token

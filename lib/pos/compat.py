@@ -6,9 +6,15 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 
 def unload(name):
-    """Forget a module that is needed only once (config parsing at start), so its code stops
-    taking heap. Objects made by it stay valid: they hold their own classes."""
+    """Forget a module that is needed only for a while (the config parser at start, the
+    function menu while it is open), so its code stops taking heap. Objects made by it stay
+    valid: they hold their own classes. name: "pos.x", or the core's "x" alone (a literal
+    of more than 10 characters is a heap object of its own in the module that holds it,
+    for that module's life; a shorter one is a name, which is not)."""
     import gc
+
+    if "." not in name:
+        name = "pos." + name
 
     sys.modules.pop(name, None)
     parent, _, child = name.rpartition(".")
@@ -16,6 +22,18 @@ def unload(name):
     if package is not None and child in package.__dict__:
         delattr(package, child)
     gc.collect()
+
+
+def why(rows, number):
+    """Message `number` of rows (a bytes constant of messages, "|" between them) as str.
+    The core's messages live that way: a str literal of more than about 10 characters is a
+    heap object of its own for its module's life (about 40 bytes on the 64-bit port). One
+    function here, not one per module: each was about 90 bytes of heap more."""
+    start = 0
+    for _ in range(number):
+        start = rows.index(b"|", start) + 1
+    end = rows.find(b"|", start)
+    return rows[start : end if end >= 0 else len(rows)].decode()
 
 
 # Block-cipher modes, numbered as MicroPython's cryptolib numbers them.

@@ -6,9 +6,10 @@ would only take heap."""
 
 import struct
 
-from pos.compat import AES_ECB, aes, const
+from pos.compat import AES_ECB, aes, const, why
 from pos.dukpt import (
     _MAX_COUNTER,
+    _WHY,
     ALG_AES128,
     USAGE_INITIAL_KEY,
     USAGE_KEY_DERIVATION,
@@ -17,7 +18,6 @@ from pos.dukpt import (
     _check_working,
     _fill,
     _ones,
-    _why,
 )
 
 _KEY_LEN = const(16)
@@ -29,16 +29,16 @@ _MAX_ONES = const(16)
 def _check_counter_bytes(buf, start):
     ones = _ones(buf, start)
     if ones == 0:
-        raise DukptError(_why(1))
+        raise DukptError(why(_WHY, 1))
     if ones > _MAX_ONES:
-        raise DukptError(_why(2) % ones)
+        raise DukptError(why(_WHY, 2) % ones)
 
 
 def ksn_bytes(ik_id, counter):
     """The 12-byte KSN: IK ID, then the counter big-endian."""
     _check_len(ik_id, _IK_ID_LEN, "IK ID")
     if not 0 <= counter <= _MAX_COUNTER:
-        raise DukptError(_why(5) % counter)
+        raise DukptError(why(_WHY, 5) % counter)
     return bytes(ik_id) + struct.pack(">I", counter)
 
 

@@ -4,7 +4,7 @@ terminal every function costs heap, and it derives nothing from the BDK."""
 
 import struct
 
-from pos.compat import AES_ECB, aes, const, crc32
+from pos.compat import AES_ECB, aes, const, crc32, why
 
 # Key usage indicators: bytes 2-3 of the derivation data.
 USAGE_KEY_ENCRYPTION = const(0x0002)
@@ -89,10 +89,6 @@ _WHY = (
 )
 
 
-def _why(number):
-    return _WHY.split(b"|")[number].decode()
-
-
 class DukptError(ValueError):
     """Bad key, KSN or counter, corrupt state, or a terminal with no counters left."""
 
@@ -100,8 +96,8 @@ class DukptError(ValueError):
 def _check_len(value, length, what):
     """what: the value's name, or its number in _WHY (decoded only for the message)."""
     if len(value) != length:
-        what = _why(what) if isinstance(what, int) else what
-        raise DukptError(_why(0) % (what, length, len(value)))
+        what = why(_WHY, what) if isinstance(what, int) else what
+        raise DukptError(why(_WHY, 0) % (what, length, len(value)))
 
 
 def _ones(buf, start):
@@ -143,9 +139,9 @@ def _fill(data, usage, algorithm, ik_id):
 
 def _check_working(usage, algorithm):
     if algorithm not in _ALGS_128:
-        raise DukptError(_why(3) % algorithm)
+        raise DukptError(why(_WHY, 3) % algorithm)
     if usage not in _WORKING_USAGES:
-        raise DukptError(_why(4) % usage)
+        raise DukptError(why(_WHY, 4) % usage)
 
 
 def _expected_in_use(tc):
@@ -224,10 +220,10 @@ class DukptTerminal:
     def _current(self):
         """The register of the current counter, after checking that it can be used."""
         if self._counter > _MAX_COUNTER:
-            raise DukptError(_why(6))
+            raise DukptError(why(_WHY, 6))
         low = _lowest(self._tc, 0)
         if low < 0 or not self._in_use[low]:
-            raise DukptError(_why(7) % self._counter)
+            raise DukptError(why(_WHY, 7) % self._counter)
         return low
 
     def _derive(self, cipher, top, bottom):
@@ -291,7 +287,7 @@ class DukptTerminal:
     def skip_past(self, used_counter):
         """Advance until counter > used_counter, as repeated next_keys() would, in O(32) steps."""
         if not 0 <= used_counter <= _MAX_COUNTER:
-            raise DukptError(_why(5) % used_counter)
+            raise DukptError(why(_WHY, 5) % used_counter)
         while self._counter <= used_counter:
             low = self._current()
             counter = self._counter
@@ -346,21 +342,21 @@ class DukptTerminal:
         """The terminal stored by to_bytes(); DukptError unless it is intact and consistent."""
         size = len(data)
         if size < _STATE_MIN:
-            raise DukptError(_why(8) % size)
+            raise DukptError(why(_WHY, 8) % size)
         view = memoryview(data)
         if crc32(view[: size - 4]) & 0xFFFFFFFF != struct.unpack_from(">I", data, size - 4)[0]:
-            raise DukptError(_why(9))
+            raise DukptError(why(_WHY, 9))
         if data[0] != _STATE_VERSION:
-            raise DukptError(_why(10) % data[0])
+            raise DukptError(why(_WHY, 10) % data[0])
         count = _ones(data, 13)
         if size != _STATE_MIN + count * _KEY_LEN:
-            raise DukptError(_why(11) % size)
+            raise DukptError(why(_WHY, 11) % size)
         if _ones(data, 9) > _MAX_ONES:
-            raise DukptError(_why(12))
+            raise DukptError(why(_WHY, 12))
         expected = _expected_in_use(view[9:13])
         for i in range(4):
             if data[13 + i] != expected[i]:
-                raise DukptError(_why(13))
+                raise DukptError(why(_WHY, 13))
         terminal = cls(view[1:9])
         counter = struct.unpack_from(">I", data, 9)[0]
         terminal._set_counter(counter if counter else _EXHAUSTED)

@@ -20,10 +20,11 @@ what the ledger rebuilds from comes from the log's copy of each record, not from
 
 import gc
 
-from pos.compat import unload
+from pos.compat import unload, why
 from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION, DukptTerminal
 from pos.record import RECORD_SIZE
 from pos.seal import Sealer, StateSealer
+from pos.txq import _WHY as _QUEUE_WHY  # its message of a full queue is this module's too
 from pos.txq import QueueFull
 
 CHECKPOINT_EVERY = 150  # records between two checkpoints: at most this many replayed at start
@@ -64,7 +65,7 @@ class Journal:
         """The terminal has started: the code and cipher that read the log at start go."""
         self.log._window = self.log._seq = None
         self.app_state = self._state_buf = None
-        unload("pos.logscan")
+        unload("logscan")
 
     @property
     def next_counter(self):
@@ -100,7 +101,7 @@ class Journal:
         """
         if not self.queue.has_room(len(self._body)):
             unsent = self.queue.unsent_count()
-            raise QueueFull("queue full: %d records wait for the back end" % unsent)
+            raise QueueFull(why(_QUEUE_WHY, 5) % unsent)
         record.pack_into(self._plain)
         app_state = _as_state(app_state)
         if self.log.checkpoint_due(

@@ -10,10 +10,10 @@ terminal starts: the ledger unloads it once it has replayed the records
 import struct
 from array import array
 
-from pos.compat import const, crc32
+from pos.compat import const, crc32, why
 from pos.statelog import HEADER_FORMAT, ZEROS, LogError, expected_counter, u32
 from pos.txq import _HEADER_FORMAT as _QUEUE_HEADER
-from pos.txq import _why as _queue_why
+from pos.txq import _WHY as _QUEUE_WHY
 
 # pos.statelog's format (const() names are not module attributes on MicroPython, so they are
 # repeated here; test_journal checks both modules read and write the same log).
@@ -516,7 +516,7 @@ def recover_queue(q):
         elif state == 2:
             q.found_unknown_sectors += 1
     if q.found_unknown_sectors:
-        q.refused = _queue_why(8)
+        q.refused = why(_QUEUE_WHY, 8)
     if q.head < 0:
         return
     # Walk back from the head while the sequence numbers run on without a gap.

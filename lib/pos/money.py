@@ -1,7 +1,7 @@
 """Money as integer minor units: format and key in amounts without ever using floats (amounts
 typed as text are parsed by pos.readout, off the terminal)."""
 
-from pos.compat import const
+from pos.compat import const, why
 
 # The largest amount the terminal handles, in minor units. It stays inside MicroPython's
 # small-int range (2**30 - 1 on 32-bit ports), so arithmetic on it never allocates.
@@ -33,10 +33,6 @@ _WHY = (
 )
 
 
-def _why(number):
-    return _WHY.split(b"|")[number].decode()
-
-
 class MoneyError(ValueError):
     """An amount or currency that the terminal refuses; the message is fit for a screen."""
 
@@ -48,7 +44,7 @@ def currency(code):
             if _CURRENCIES[start : start + 3] == code:
                 entry = _CURRENCIES[start + 3 : start + 7]
                 return int(entry[:3]), int(entry[3])
-    raise MoneyError(_why(0) + str(code))
+    raise MoneyError(why(_WHY, 0) + str(code))
 
 
 def currency_code(numeric):
@@ -57,17 +53,17 @@ def currency_code(numeric):
         for start in range(0, len(_CURRENCIES), 7):
             if int(_CURRENCIES[start + 3 : start + 6]) == numeric:
                 return _CURRENCIES[start : start + 3]
-    raise MoneyError(_why(0) + str(numeric))
+    raise MoneyError(why(_WHY, 0) + str(numeric))
 
 
 def check_amount(amount_minor):
     """Raise MoneyError unless amount_minor is an int in 0..MAX_AMOUNT_MINOR."""
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
-        raise MoneyError(_why(1))
+        raise MoneyError(why(_WHY, 1))
     if amount_minor < 0:
-        raise MoneyError(_why(2))
+        raise MoneyError(why(_WHY, 2))
     if amount_minor > MAX_AMOUNT_MINOR:
-        raise MoneyError(_why(3))
+        raise MoneyError(why(_WHY, 3))
     return amount_minor
 
 
@@ -77,10 +73,10 @@ def format_minor(amount_minor, exponent=2, sign=True):
     Negative amounts are allowed here (refund totals, net figures) with sign=True.
     """
     if not isinstance(amount_minor, int):
-        raise MoneyError(_why(1))
+        raise MoneyError(why(_WHY, 1))
     negative = amount_minor < 0
     if negative and not sign:
-        raise MoneyError(_why(2))
+        raise MoneyError(why(_WHY, 2))
     digits = str(-amount_minor if negative else amount_minor)
     if exponent > 0:
         if len(digits) <= exponent:
@@ -109,7 +105,7 @@ class AmountEntry:
         pass limit (the merchant's cap) or MAX_AMOUNT_MINOR."""
         digit = ord(digit_char) - 48
         if digit < 0 or digit > 9:
-            raise MoneyError(_why(10))
+            raise MoneyError(why(_WHY, 10))
         if self.length == 0 and digit == 0:
             return True  # leading zeros change nothing
         amount = self.amount_minor * 10 + digit

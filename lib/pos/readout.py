@@ -7,11 +7,11 @@ heap (about 90 bytes each on the 64-bit port) for the terminal's life."""
 
 import struct
 
-from pos.compat import const
+from pos.compat import const, why
+from pos.money import _WHY as _MONEY_WHY
 from pos.money import MoneyError, check_amount
-from pos.money import _why as _money_why
+from pos.record import _WHY as _RECORD_WHY
 from pos.record import SETTLEMENT, RecordError
-from pos.record import _why as _record_why
 
 _BLOCK = const(6)  # pos.record's (pos.autoblock names it)
 KIND_NAMES = ("", "sale", "refund", "void", "decline", "settlement")
@@ -29,7 +29,7 @@ def method_name(record):
 def settlement_counts(record):
     """(sale_count, sale_total, refund_count, refund_total) of a settlement record."""
     if record.kind != SETTLEMENT:
-        raise RecordError(_record_why(2))
+        raise RecordError(why(_RECORD_WHY, 2))
     sale_count, refund_total = struct.unpack(">HI", record.token)
     return sale_count, record.amount_minor, record.last_four, refund_total
 
@@ -46,27 +46,27 @@ def parse_minor(text, exponent=2):
     currency has: an operator gets a clear error rather than a guess.
     """
     if not isinstance(text, str):
-        raise MoneyError(_money_why(4))
+        raise MoneyError(why(_MONEY_WHY, 4))
     text = text.strip()
     if not text:
-        raise MoneyError(_money_why(5))
+        raise MoneyError(why(_MONEY_WHY, 5))
     dot = text.find(".")
     if dot < 0:
         whole, fraction = text, ""
     else:
         whole, fraction = text[:dot], text[dot + 1 :]
         if not fraction:
-            raise MoneyError(_money_why(6))
+            raise MoneyError(why(_MONEY_WHY, 6))
     if not whole:
-        raise MoneyError(_money_why(7))
+        raise MoneyError(why(_MONEY_WHY, 7))
     if not _all_digits(whole) or (fraction and not _all_digits(fraction)):
-        raise MoneyError(_money_why(8) + text)
+        raise MoneyError(why(_MONEY_WHY, 8) + text)
     if len(fraction) > exponent:
-        raise MoneyError(_money_why(9))
+        raise MoneyError(why(_MONEY_WHY, 9))
     # Check the length before int() so a very long string never builds a big integer.
     whole = _strip_zeros(whole)
     if len(whole) + exponent > 9:
-        raise MoneyError(_money_why(3))
+        raise MoneyError(why(_MONEY_WHY, 3))
     amount = int(whole + fraction + "0" * (exponent - len(fraction)))
     return check_amount(amount)
 

@@ -32,7 +32,7 @@ Money is an integer number of minor units; a card number never appears, only its
 
 import struct
 
-from pos.compat import const
+from pos.compat import const, why
 from pos.money import MAX_AMOUNT_MINOR
 
 RECORD_SIZE = const(32)
@@ -93,10 +93,6 @@ _WHY = (
     b"last four digits|"  # 18
     b"refund total"  # 19
 )
-
-
-def _why(number):
-    return _WHY.split(b"|")[number].decode()
 
 
 class RecordError(ValueError):
@@ -178,7 +174,7 @@ class Record:
         into: a record to fill, every field, instead of a new one (the terminal's reused
         record: a new one's dict is a block a worn heap may miss)."""
         if not 0 <= sale_count <= 0xFFFF or not 0 <= refund_count <= 0xFFFF:
-            raise RecordError(_why(1))
+            raise RecordError(why(_WHY, 1))
         _check(refund_total, 0, MAX_AMOUNT_MINOR, 19)
         token = struct.pack(">HI", sale_count, refund_total)
         if into is None:
@@ -213,7 +209,7 @@ class Record:
         _check(self.kind, SALE, _BLOCK, 7)
         _check(self.method, NO_METHOD, CASH, 8)
         if (self.kind < VOID or self.kind == DECLINE) and self.method == NO_METHOD:
-            raise RecordError(_why(3))
+            raise RecordError(why(_WHY, 3))
         _check(self.merchant, 1, 255, 9)
         _check(self.cashier, 0, 255, 10)
         _check(self.amount_minor, 0, MAX_AMOUNT_MINOR, 11)
@@ -224,7 +220,7 @@ class Record:
         _check(self.reason, 0, 255, 16)
         _check(self.flags, 0, 255, 17)
         if not isinstance(self.token, (bytes, bytearray)) or len(self.token) != TOKEN_SIZE:
-            raise RecordError(_why(4) % TOKEN_SIZE)
+            raise RecordError(why(_WHY, 4) % TOKEN_SIZE)
         if self.last_four != LAST_FOUR_NONE:
             _check(self.last_four, 0, 9999, 18)
 
@@ -257,10 +253,10 @@ class Record:
     @classmethod
     def unpack(cls, data):
         if len(data) != RECORD_SIZE:
-            raise RecordError(_why(5) % (RECORD_SIZE, len(data)))
+            raise RecordError(why(_WHY, 5) % (RECORD_SIZE, len(data)))
         fields = struct.unpack(_FORMAT, data)
         if fields[0] != RECORD_VERSION:
-            raise RecordError(_why(6) % fields[0])
+            raise RecordError(why(_WHY, 6) % fields[0])
         record = cls(
             fields[1] >> 4,
             fields[3],
@@ -283,4 +279,4 @@ class Record:
 def _check(value, low, high, what):
     """what: the field's name, by its number in _WHY (decoded only for the message)."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise RecordError(_why(0) % (_why(what), value))
+        raise RecordError(why(_WHY, 0) % (why(_WHY, what), value))

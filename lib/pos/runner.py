@@ -65,7 +65,7 @@ class Runner:
                 except (QueueError, TotalsFull, ValueError, OSError) as exc:
                     if self.faults is not None:
                         self.faults("book failed: %r" % (exc,))
-                    follow = ("book_failed", failure_text(exc))
+                    follow = ("unbooked", failure_text(exc))
                 else:
                     # A decline (4) of the fraud kind counts towards an automatic block
                     # (pos.autoblock): 0x888 has one bit per pos.risk reason code,
@@ -84,7 +84,7 @@ class Runner:
                         except MemoryError:  # the decline stands; it is not counted
                             pass
                         autoblock = None
-                        unload("pos.autoblock")
+                        unload("autoblock")
                 # The terminal emits "book" last: its outcome starts a fresh effect list.
                 terminal.handle(follow)
                 effects = terminal.effects

@@ -13,7 +13,7 @@ MAC-generation key's algorithm is AES-128 in DUKPT, and MicroPython has no hmac 
 import struct
 from os import urandom
 
-from pos.compat import AES_CBC, AES_ECB, aes, const
+from pos.compat import AES_CBC, AES_ECB, aes, const, why
 
 TAG_SIZE = const(8)
 _BLOCK = const(16)
@@ -31,10 +31,6 @@ _WHY = (
     b"sealed state does not match the storage key or was altered|"  # 5
     b"sealed state has a bad length"  # 6
 )
-
-
-def _why(number):
-    return _WHY.split(b"|")[number].decode()
 
 
 class SealError(ValueError):
@@ -114,7 +110,7 @@ class Sealer:
         """Encrypt plain (a multiple of 16 bytes) and tag it; returns the sealed body."""
         size = len(plain)
         if not size or size % _BLOCK:
-            raise SealError(_why(0))
+            raise SealError(why(_WHY, 0))
         if out is None:
             out = bytearray(self.body_size(size))
         view = memoryview(out)
@@ -128,14 +124,14 @@ class Sealer:
         """Check the tag (in constant time), then decrypt; returns the plaintext."""
         size = len(body) - 4 - TAG_SIZE
         if size <= 0 or size % _BLOCK:
-            raise SealError(_why(1))
+            raise SealError(why(_WHY, 1))
         view = memoryview(body)
         self._cmac.digest(mac_key, view[: 4 + size], self._tag)
         difference = 0
         for i in range(TAG_SIZE):
             difference |= self._tag[i] ^ view[4 + size + i]
         if difference:
-            raise SealError(_why(2))
+            raise SealError(why(_WHY, 2))
         return aes(data_key, AES_CBC, _ZERO_IV).decrypt(view[4 : 4 + size])
 
 
@@ -153,7 +149,7 @@ class StateSealer:
 
     def __init__(self, storage_key):
         if len(storage_key) != 16:
-            raise SealError(_why(3))
+            raise SealError(why(_WHY, 3))
         derive = aes(storage_key, AES_ECB)
         self._data_key = derive.encrypt(b"\x01" * _BLOCK)
         self._mac_key = aes(derive.encrypt(b"\x02" * _BLOCK), AES_ECB)
@@ -189,19 +185,19 @@ class StateSealer:
         (start, length) of the data within buf."""
         size = blob_size - 2 * _BLOCK
         if size <= 0 or size % _BLOCK or blob_size > len(buf):
-            raise SealError(_why(4))
+            raise SealError(why(_WHY, 4))
         view = memoryview(buf)
         tag = self._cmac.digest(self._mac_key, view[: _BLOCK + size], self._tag)
         difference = 0
         for i in range(_BLOCK):
             difference |= tag[i] ^ view[_BLOCK + size + i]
         if difference:
-            raise SealError(_why(5))
+            raise SealError(why(_WHY, 5))
         body = view[_BLOCK : _BLOCK + size]
         aes(self._data_key, AES_CBC, bytes(view[:_BLOCK])).decrypt(body, body)
         length = struct.unpack_from(">H", buf, _BLOCK)[0]
         if length > size - 2:
-            raise SealError(_why(6))
+            raise SealError(why(_WHY, 6))
         return _BLOCK + 2, length
 
     def open(self, blob):

@@ -53,7 +53,7 @@ checkpoint would leave too little room for the next one (checkpoint_due()).
 import struct
 from array import array
 
-from pos.compat import AES_ECB, aes, const, crc32
+from pos.compat import AES_ECB, aes, const, crc32, why
 from pos.txq import QueueError
 from pos.txq import _counter_at as u32  # a 4-byte big-endian counter in a buffer
 
@@ -76,7 +76,13 @@ _REG_SIZE = const(16)
 _RECORD = const(32)
 _WINDOW = const(112)  # the largest frame (a full chunk)
 ZEROS = bytes(_RECORD)
-_WRITE_FAILED = "flash write failed at state log sector %d"
+# The messages, "|" between them, in one bytes constant (pos.compat.why): each str literal
+# longer than about 10 characters would be a heap object of its own for the module's life.
+_WHY = (
+    b"flash write failed at state log sector %d|"  # 0
+    b"checkpoint of %d bytes too large|"  # 1
+    b"state log full"  # 2
+)
 
 
 # The state log's refusals are the queue's (a class of its own would cost heap): a sale it
@@ -210,7 +216,7 @@ class StateLog:
             chunk = _MAX_CHUNK
         count = (size + chunk - 1) // chunk or 1
         if count > 255:
-            raise LogError("checkpoint of %d bytes too large" % size)
+            raise LogError(why(_WHY, 1) % size)
         frame = self._frame
         start_sector = start_offset = -1
         for index in range(count):
@@ -259,7 +265,7 @@ class StateLog:
         self._bdev.writeblocks(sector, view[end:size], offset + end)
         if not self._reads_back(sector, offset, view, size):
             self.head_closed = True
-            raise LogError(_WRITE_FAILED % sector)
+            raise LogError(why(_WHY, 0) % sector)
         return sector, offset
 
     def _reads_back(self, sector, offset, expected, size):
@@ -290,7 +296,7 @@ class StateLog:
 
     def _open_sector(self):
         if self.sector_in_use >= self.sector_count:
-            raise LogError("state log full")
+            raise LogError(why(_WHY, 2))
         n = self.sector_count
         sector = 0 if self.head < 0 else (self.head + 1) % n
         seq = 1 if self.head < 0 else (self.head_seq + 1) & 0xFFFFFFFF
@@ -311,7 +317,7 @@ class StateLog:
         self.head_seq = seq
         if not self._reads_back(sector, 0, header, _HEADER_SIZE):
             self.head_closed = True
-            raise LogError(_WRITE_FAILED % sector)
+            raise LogError(why(_WHY, 0) % sector)
         if self._reclaiming:
             return
         # Free the oldest sectors while fewer than _SPARE_SECTORS are free and the last

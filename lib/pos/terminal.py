@@ -5,10 +5,10 @@ Events are tuples:
     ("card", "4111111111111111")     a card read        ("scan", "123456789012") a QR scan
     ("tick", now_ms, unix_seconds)   time passes (unix_seconds 0 while the clock is not set)
     ("link", True | False)           the uplink's state
-    ("booked", counter) | ("book_failed", message)   the outcome of a "book" effect
+    ("booked", counter) | ("unbooked", message)      the outcome of a "book" effect
     ("synced", True | False)         the outcome of an "upload" effect
 Effects (terminal.effects, refilled by every handle()) are tuples:
-    ("book", record)   store the record durably (Ledger.book), then answer booked/book_failed
+    ("book", record)   store the record durably (Ledger.book), then answer booked/unbooked
     ("print", lines)   print a receipt or report
     ("beep", "ok" | "error")
     ("upload",)        send unsent records now
@@ -106,6 +106,10 @@ _TEXT = (
     b"# next\0\0\0\0\0\0\0\0\0\0"  # 50
     b"Not a supervisor"  # 51
     b"Needs 2nd person"  # 52
+    b"Invalid card no."  # 53
+    b"Code invalid\0\0\0\0"  # 54
+    b"CONFIG ERROR\0\0\0\0"  # 55
+    b"TERMINAL FAULT\0\0"  # 56
 )
 # pos.merchants' limits by number (host_tests/test_states.py checks them).
 _L_MAX_SALE_MINOR = const(0)
@@ -163,6 +167,10 @@ _T_OFFLINE = const(49)
 _T_NEXT = const(50)
 _T_NOT_A_SUPERVISOR = const(51)
 _T_NEEDS_2ND_PERSON = const(52)
+_T_INVALID_CARD_NO = const(53)
+_T_CODE_INVALID = const(54)
+_T_CONFIG_ERROR = const(55)
+_T_TERMINAL_FAULT = const(56)
 
 
 def _text(number):
@@ -256,7 +264,7 @@ class _Terminal:
         tokenizer,
         risk,
         config_error=None,
-        fault_title=b"CONFIG ERROR",
+        config_fault=True,
     ):
         self.ledger = ledger
         self.screen = Screen()
@@ -292,7 +300,7 @@ class _Terminal:
         # Reused for every sale, void and refund: a record's dict with all its fields is one
         # 272-byte block, which a worn heap may not have (pos.record).
         self.reused_record = Record(SALE, 1, 0, 0, method=CASH)
-        self.configure(settings, merchants, cashiers, tokenizer, risk, config_error, fault_title)
+        self.configure(settings, merchants, cashiers, tokenizer, risk, config_error, config_fault)
 
     def configure(
         self,
@@ -302,7 +310,7 @@ class _Terminal:
         tokenizer,
         risk,
         config_error=None,
-        fault_title=b"CONFIG ERROR",
+        config_fault=True,
     ):
         """Settings, tables and rules; pos.app makes the terminal before it parses the config
         (so the terminal's objects are made while the heap is whole) and configures it after.
@@ -313,7 +321,7 @@ class _Terminal:
         self.risk = risk
         self._tokenizer = tokenizer
         self.config_error = config_error  # any start-up fault: the terminal will not sell
-        self.fault_title = fault_title
+        self.config_fault = config_fault  # the title: CONFIG ERROR, or TERMINAL FAULT
         self.state = _CONFIG_ERROR if config_error else _LOGIN
         if self.ledger is not None:
             self.ledger.utc_offset_min = settings.utc_offset_min  # "today" for daily limits
@@ -339,7 +347,7 @@ class _Terminal:
             self.link_up = bool(event[1])
         elif kind == "booked":
             self._booked(event[1])
-        elif kind == "book_failed":
+        elif kind == "unbooked":
             self._book_failed(event[1])
         elif kind == "synced":
             self.message = _text(_T_SYNC_DONE) if event[1] else _text(_T_SYNC_FAILED)
@@ -488,11 +496,11 @@ class _Terminal:
             try:
                 from pos.functions import Functions
             except MemoryError:
-                unload("pos.functions")  # collects, too
+                unload("functions")  # collects, too
                 try:
                     from pos.functions import Functions
                 except MemoryError:
-                    unload("pos.functions")
+                    unload("functions")
                     self.say(_text(_T_LOW_MEMORY))
                     return
             self.functions = Functions(self)
@@ -505,7 +513,7 @@ class _Terminal:
         if self.functions is not None:
             self.functions.close()  # the item's module (pos.menu_*) in use, if any
             self.functions = None
-            unload("pos.functions")
+            unload("functions")
 
     def logout(self, message):
         # An unusual amount left without a supervisor (idle logout, lockout) is declined,
@@ -536,7 +544,7 @@ class _Terminal:
 
     def _draw_config_error(self):
         screen = self.screen
-        screen.put(1, self.fault_title)
+        screen.put(1, _text(_T_CONFIG_ERROR if self.config_fault else _T_TERMINAL_FAULT))
         screen.put(2, _text(_T_NOT_SELLING))
         text = str(self.config_error)
         for row in range(3, 7):
@@ -818,10 +826,10 @@ class Terminal(_Terminal):
         card = self.card
         if self.state == _CARD:
             ok = MIN_CARD_DIGITS <= card.length <= MAX_CARD_DIGITS and luhn_ok(card.view())
-            failure = "Invalid card no."
+            failure = _text(_T_INVALID_CARD_NO)
         else:
             ok = MIN_CODE_DIGITS <= card.length <= MAX_CODE_DIGITS
-            failure = "Code invalid"
+            failure = _text(_T_CODE_INVALID)
         if not ok:
             card.wipe()
             self.say(failure)

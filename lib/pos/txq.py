@@ -26,7 +26,7 @@ sector; it stays spare so that an ack can always be written.
 import struct
 from array import array
 
-from pos.compat import const, crc32
+from pos.compat import const, crc32, why
 
 SECTOR_SIZE = const(4096)  # the ESP32 flash erase block
 MIN_SECTOR_SIZE = const(256)
@@ -59,10 +59,6 @@ _WHY = (
 )
 
 
-def _why(number):
-    return _WHY.split(b"|")[number].decode()
-
-
 class QueueError(Exception):
     """The queue refused an operation; the message is fit for the cashier or the operator."""
 
@@ -79,9 +75,9 @@ class TxQueue:
         self.sector_count = bdev.ioctl(4, 0)
         self.sector_size = size = bdev.ioctl(5, 0)
         if size < MIN_SECTOR_SIZE or size % 16:
-            raise QueueError(_why(0) % size)
+            raise QueueError(why(_WHY, 0) % size)
         if self.sector_count < 2 + SPARE_SECTORS:
-            raise QueueError(_why(1))
+            raise QueueError(why(_WHY, 1))
         n = self.sector_count
         # Per-sector facts of the sectors in the log, indexed by physical sector: arrays,
         # 4 bytes a sector where a list would take a pointer and an int object each.
@@ -154,10 +150,10 @@ class TxQueue:
             raise QueueError(self.refused)
         length = len(body)
         if length < 4 or length > MAX_BODY:
-            raise QueueError(_why(2) % length)
+            raise QueueError(why(_WHY, 2) % length)
         counter = _counter_at(body, 0)
         if counter <= self.last_counter:
-            raise QueueError(_why(3) % (counter, self.last_counter))
+            raise QueueError(why(_WHY, 3) % (counter, self.last_counter))
         size = length + FRAME_OVERHEAD
         if not self._room_in_head(size):
             self._open_sector(for_sale=True)
@@ -208,7 +204,7 @@ class TxQueue:
         self._bdev.readblocks(sector, check, offset)
         if check != view[:size]:
             self.head_closed = True
-            raise QueueError(_why(4) % sector)
+            raise QueueError(why(_WHY, 4) % sector)
 
     def free_sectors(self):
         return self.sector_count - self.sector_in_use
@@ -218,7 +214,7 @@ class TxQueue:
         self.reclaim()
         reserve = SPARE_SECTORS if for_sale else 0
         if self.free_sectors() <= reserve:
-            raise QueueFull(_why(5) % self.unsent_count())
+            raise QueueFull(why(_WHY, 5) % self.unsent_count())
         n = self.sector_count
         sector = 0 if self.head < 0 else (self.head + 1) % n
         seq = 1 if self.head < 0 else (self._seq[self.head] + 1) & 0xFFFFFFFF
@@ -250,7 +246,7 @@ class TxQueue:
         self._bdev.readblocks(sector, memoryview(check)[:HEADER_SIZE], 0)
         if memoryview(check)[:HEADER_SIZE] != header:
             self.head_closed = True
-            raise QueueError(_why(6) % sector)
+            raise QueueError(why(_WHY, 6) % sector)
 
     def _is_erased(self, sector):
         return self._erased_from(sector, 0)
@@ -264,7 +260,7 @@ class TxQueue:
         after a power cut at most the batch in flight is offered again.
         """
         if watermark > self.last_counter:
-            raise QueueError(_why(7) % (watermark, self.last_counter))
+            raise QueueError(why(_WHY, 7) % (watermark, self.last_counter))
         if watermark <= self.ack_watermark:
             return True
         self.ack_watermark = watermark

@@ -44,7 +44,7 @@ from asyncio import open_connection, wait_for
 from binascii import hexlify, unhexlify
 from hashlib import sha256
 
-from pos.compat import AES_ECB, aes, const
+from pos.compat import AES_ECB, aes, const, why
 from pos.seal import Cmac
 
 BATCH_BYTES = const(2048)  # about 40 records of 49 bytes on the wire
@@ -75,14 +75,6 @@ _WHY = (
     b"bad Content-Length|"  # 11
     b"reply body missing or too long"  # 12
 )
-
-
-def _why(number):
-    start = 0
-    for _ in range(number):
-        start = _WHY.index(b"|", start) + 1
-    end = _WHY.find(b"|", start)
-    return _WHY[start : end if end >= 0 else len(_WHY)].decode()
 
 
 class UplinkError(Exception):
@@ -158,7 +150,7 @@ class Uplink:
         length) and the heartbeat. UplinkError without a key."""
         keys = self._keys
         if keys is None:
-            raise UplinkError(_why(0))
+            raise UplinkError(why(_WHY, 0))
         status = self.status()[:200] if self.status is not None else ""
         path = self.base_path + "/" + path
         self.nonce += 1
@@ -214,7 +206,7 @@ class Uplink:
         reply = await self._request("POST", "records", frames, size, digest)
         ack = reply.get("ack")
         if not isinstance(ack, int) or ack > top or ack < 0:
-            raise UplinkError(_why(1) % (ack,))
+            raise UplinkError(why(_WHY, 1) % (ack,))
         before = self.queue.unsent_count()
         if ack > self.queue.ack_watermark:
             self.queue.ack(ack)
@@ -234,7 +226,7 @@ class Uplink:
         """The decoded JSON reply, its time and versions kept, once its tag proves that the
         back end made it for this request. UplinkError otherwise, and nothing changes."""
         if status not in (200, 401):
-            raise UplinkError(_why(2) % status)
+            raise UplinkError(why(_WHY, 2) % status)
         try:
             tag = unhexlify(tag) if tag else b""
         except ValueError:
@@ -244,7 +236,7 @@ class Uplink:
         for i in range(min(len(tag), _TAG_SIZE)):
             difference |= tag[i] ^ expected[i]
         if difference:
-            raise UplinkError(_why(3) % status)
+            raise UplinkError(why(_WHY, 3) % status)
         try:
             reply = json.loads(body)
             if status == 401:
@@ -261,13 +253,13 @@ class Uplink:
                 reply.get("keys", 0),  # the key generation offered (pos.keyrot)
             )
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise UplinkError(_why(4)) from None
+            raise UplinkError(why(_WHY, 4)) from None
         if status == 401:  # the counter is behind the back end's: move past it
             self.nonce = max(self.nonce, last)
-            raise UplinkError(_why(5) % last)
+            raise UplinkError(why(_WHY, 5) % last)
         for version in versions:
             if not isinstance(version, int) or version < 0:
-                raise UplinkError(_why(4))
+                raise UplinkError(why(_WHY, 4))
         self.server_time = server_time
         self.versions = versions
         return reply
@@ -292,7 +284,7 @@ class Uplink:
         except UplinkError:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
-            raise UplinkError(_why(6) % (exc,)) from None
+            raise UplinkError(why(_WHY, 6) % (exc,)) from None
         return self._reply(*reply)
 
     async def _send_frames(self, writer, count):
@@ -340,7 +332,7 @@ async def read_response(reader):
     while len(body) < length:
         chunk = await reader.read(length - len(body))
         if not chunk:
-            raise UplinkError(_why(7))
+            raise UplinkError(why(_WHY, 7))
         body += chunk
     return status, body, tag
 
@@ -351,18 +343,18 @@ async def read_head(reader, max_body):
     line = await reader.readline()
     parts = line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise UplinkError(_why(8))
+        raise UplinkError(why(_WHY, 8))
     try:
         status = int(parts[1])
     except ValueError:
-        raise UplinkError(_why(9)) from None
+        raise UplinkError(why(_WHY, 9)) from None
     length = tag = None
     seen = len(line)
     while True:
         line = await reader.readline()
         seen += len(line)
         if seen > MAX_HEADER_BYTES:
-            raise UplinkError(_why(10))
+            raise UplinkError(why(_WHY, 10))
         if line in (b"\r\n", b"\n", b""):
             break
         name, _, value = line.partition(b":")
@@ -371,9 +363,9 @@ async def read_head(reader, max_body):
             try:
                 length = int(value.strip())
             except ValueError:
-                raise UplinkError(_why(11)) from None
+                raise UplinkError(why(_WHY, 11)) from None
         elif name == b"x-onetill-reply":
             tag = value.strip()
     if length is None or length < 0 or length > max_body:
-        raise UplinkError(_why(12))
+        raise UplinkError(why(_WHY, 12))
     return status, length, tag

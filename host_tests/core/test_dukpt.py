@@ -28,6 +28,7 @@ from pos.dukpt import (
     DukptError,
     DukptTerminal,
 )
+from pos.dukptstate import from_bytes, to_bytes
 
 # ANSI X9.24-3-2017 supplement test vectors, as quoted in openemv/dukpt
 # test/dukpt_aes128_test.c: AES-128 BDK, IK ID and the initial key it gives.
@@ -209,9 +210,9 @@ def test_terminal_ends_after_last_counter():
     assert terminal.counter > 0xFFFFFFFF
     raises(DukptError, terminal.next_keys, USAGES)
     # The exhausted state survives a round trip and holds no key.
-    state = terminal.to_bytes()
+    state = to_bytes(terminal)
     assert len(state) == 21
-    again = DukptTerminal.from_bytes(state)
+    again = from_bytes(state)
     assert again.counter == terminal.counter
     raises(DukptError, again.next_keys, USAGES)
     again.skip_past(0xFFFFFFFF)  # nothing left to skip: harmless
@@ -242,7 +243,7 @@ def _walk(start_used, end_used, expected=None):
     jumped = _fresh()
     jumped.skip_past(end_used)
     assert jumped.counter == terminal.counter
-    assert jumped.to_bytes() == terminal.to_bytes()
+    assert to_bytes(jumped) == to_bytes(terminal)
     return terminal
 
 
@@ -254,7 +255,7 @@ def test_skip_past_equals_stepping_from_the_start():
         jumped = _fresh()
         jumped.skip_past(used)
         assert jumped.counter == used + 1
-        assert jumped.to_bytes() == stepped.to_bytes()
+        assert to_bytes(jumped) == to_bytes(stepped)
 
 
 def test_skip_past_equals_stepping_across_16_one_bits():
@@ -274,7 +275,7 @@ def test_skip_past_in_steps_equals_one_jump():
         jumped = _fresh()
         jumped.skip_past(used)
         assert jumped.counter == terminal.counter
-        assert jumped.to_bytes() == terminal.to_bytes()
+        assert to_bytes(jumped) == to_bytes(terminal)
     assert terminal.counter == 0xFFFE4000
     terminal.skip_past(5)  # already past: nothing changes
     assert terminal.counter == 0xFFFE4000
@@ -282,13 +283,13 @@ def test_skip_past_in_steps_equals_one_jump():
 
 def test_used_keys_leave_no_trace():
     terminal = _fresh()
-    state = terminal.to_bytes()
+    state = to_bytes(terminal)
     assert IK not in state
     used = []
     for _ in range(20):
         counter, ksn, _ = terminal.next_keys(USAGES)
         used.append(derive_transaction_key(IK, ksn))
-        state = terminal.to_bytes()
+        state = to_bytes(terminal)
         registers = bytes(terminal._keys)  # RAM too: erasing zeroes the bytes, not just a flag
         for txn_key in used:
             assert txn_key not in state
@@ -300,7 +301,7 @@ def test_used_keys_leave_no_trace():
 def test_skipped_keys_leave_no_trace():
     terminal = _fresh()
     terminal.skip_past(0x1FFFD)
-    state = terminal.to_bytes()
+    state = to_bytes(terminal)
     for counter in (0x1FFF8, 0x1FFFC, 0x1FFFD):
         assert derive_transaction_key(IK, ksn_bytes(IK_ID, counter)) not in state
     assert derive_transaction_key(IK, ksn_bytes(IK_ID, 0x1FFFE)) in state
@@ -308,16 +309,16 @@ def test_skipped_keys_leave_no_trace():
 
 def test_state_round_trip():
     terminal = _fresh()
-    state = terminal.to_bytes()
+    state = to_bytes(terminal)
     assert len(state) == 17 + 32 * 16 + 4
     for _ in range(11):
         terminal.next_keys(USAGES)
-    state = terminal.to_bytes()
-    copy = DukptTerminal.from_bytes(state)
+    state = to_bytes(terminal)
+    copy = from_bytes(state)
     assert copy.counter == terminal.counter == 12
     assert copy.ik_id == IK_ID
-    assert copy.to_bytes() == state
-    assert DukptTerminal.from_bytes(bytearray(state)).to_bytes() == state
+    assert to_bytes(copy) == state
+    assert to_bytes(from_bytes(bytearray(state))) == state
     assert copy.next_keys(USAGES) == terminal.next_keys(USAGES)
 
 
@@ -325,15 +326,15 @@ def test_corrupt_state_is_rejected():
     terminal = _fresh()
     for _ in range(5):
         terminal.next_keys(USAGES)
-    state = terminal.to_bytes()
+    state = to_bytes(terminal)
     for pos in range(len(state)):
         bad = bytearray(state)
         bad[pos] ^= 0x01
-        raises(DukptError, DukptTerminal.from_bytes, bad)
-    raises(DukptError, DukptTerminal.from_bytes, state[:-1])
-    raises(DukptError, DukptTerminal.from_bytes, state + b"\x00")
-    raises(DukptError, DukptTerminal.from_bytes, state[:20])
-    raises(DukptError, DukptTerminal.from_bytes, b"")
+        raises(DukptError, from_bytes, bad)
+    raises(DukptError, from_bytes, state[:-1])
+    raises(DukptError, from_bytes, state + b"\x00")
+    raises(DukptError, from_bytes, state[:20])
+    raises(DukptError, from_bytes, b"")
 
 
 def _resealed(body):
@@ -343,19 +344,19 @@ def _resealed(body):
 def test_inconsistent_state_with_good_crc_is_rejected():
     terminal = _fresh()
     terminal.next_keys(USAGES)
-    body = bytearray(terminal.to_bytes()[:-4])
+    body = bytearray(to_bytes(terminal)[:-4])
     wrong_version = bytearray(body)
     wrong_version[0] = 2
-    raises(DukptError, DukptTerminal.from_bytes, _resealed(wrong_version))
+    raises(DukptError, from_bytes, _resealed(wrong_version))
     # Counter 3 claims register 0 in use, but the bitmap is counter 2's.
     wrong_counter = bytearray(body)
     wrong_counter[12] = 3
-    raises(DukptError, DukptTerminal.from_bytes, _resealed(wrong_counter))
+    raises(DukptError, from_bytes, _resealed(wrong_counter))
     # A counter with 17 one-bits never occurs.
     many_ones = bytearray(body)
     many_ones[9:13] = b"\x00\x01\xff\xff"
-    raises(DukptError, DukptTerminal.from_bytes, _resealed(many_ones))
-    assert DukptTerminal.from_bytes(_resealed(body)).counter == 2
+    raises(DukptError, from_bytes, _resealed(many_ones))
+    assert from_bytes(_resealed(body)).counter == 2
 
 
 def test_bad_input_is_rejected():

@@ -4,7 +4,7 @@ terminal every function costs heap, and it derives nothing from the BDK."""
 
 import struct
 
-from pos.compat import AES_ECB, aes, const, crc32, why
+from pos.compat import AES_ECB, aes, const, why
 
 # Key usage indicators: bytes 2-3 of the derivation data.
 USAGE_KEY_ENCRYPTION = const(0x0002)
@@ -50,18 +50,6 @@ _WORKING_USAGES = (
 # Not const(): these pass the ESP32's 31-bit small ints.
 _MAX_COUNTER = 0xFFFFFFFF
 _EXHAUSTED = 0x100000000  # in-memory counter once every counter is used up
-
-# Serialised terminal state (all integers big-endian):
-#   0      version (1)
-#   1..8   IK ID
-#   9..12  counter of the next transaction; 0 once the counter space is exhausted
-#   13..16 in-use bitmap, bit j = register j
-#   17..   the 16-byte in-use registers, register 0 first
-#   last 4 CRC32 of everything before it
-_STATE_VERSION = const(1)
-_STATE_HEAD = const(17)
-_STATE_MIN = const(21)
-MAX_PACKED_SIZE = _STATE_HEAD + _NUM_REG * _KEY_LEN + 4  # every register in use
 
 _ZERO_KEY = bytes(_KEY_LEN)
 
@@ -144,29 +132,13 @@ def _check_working(usage, algorithm):
         raise DukptError(why(_WHY, 4) % usage)
 
 
-def _expected_in_use(tc):
-    """The in-use bitmap a valid counter implies: its own register and every zero bit above.
-
-    Each zero bit j above the lowest one-bit p holds the key of the counter that turns bit j
-    on (derived when its parent was used, not used yet); every register below p was used.
-    """
-    bitmap = bytearray(4)
-    low = _lowest(tc, 0)
-    if low < 0:
-        return bitmap
-    for j in range(low, _NUM_REG):
-        i = 3 - (j >> 3)
-        mask = 1 << (j & 7)
-        if j == low or not tc[i] & mask:
-            bitmap[i] |= mask
-    return bitmap
-
-
 class DukptTerminal:
     """The originating side: 32 key registers, the counter, and the update of X9.24-3-2017.
 
-    Build one with load_initial_key() or from_bytes(). Store to_bytes() after each
-    next_keys() and before using its keys, so that a power cut can only skip a counter.
+    Build one with load_initial_key(). The terminal keeps its registers in the state log
+    (pos.statelog: each changed register stored before its keys are used, so a power cut
+    can only skip a counter); pos.dukptstate writes and checks the whole state as bytes,
+    for the host's tests and tools.
     """
 
     def __init__(self, ik_id):
@@ -307,63 +279,3 @@ class DukptTerminal:
             self._derive(aes(self._register(low), AES_ECB), low, child)
             self._erase(low)
             self._set_counter(counter + (1 << child))
-
-    def packed_size(self):
-        return _STATE_HEAD + sum(self._in_use) * _KEY_LEN + 4
-
-    def pack_into(self, out, offset=0):
-        """Write the state (layout above) into out at offset; returns the offset after it.
-        The sale path stores the registers this way, without allocating."""
-        size = self.packed_size() - 4
-        view = memoryview(out)[offset : offset + size + 4]
-        for i in range(_STATE_HEAD):
-            view[i] = 0
-        view[0] = _STATE_VERSION
-        view[1:9] = self.ik_id
-        view[9:13] = self._tc
-        keys = memoryview(self._keys)
-        pos = _STATE_HEAD
-        for j in range(_NUM_REG):
-            if self._in_use[j]:
-                view[16 - (j >> 3)] |= 1 << (j & 7)
-                view[pos : pos + _KEY_LEN] = keys[j * _KEY_LEN : (j + 1) * _KEY_LEN]
-                pos += _KEY_LEN
-        struct.pack_into(">I", view, size, crc32(view[:size]) & 0xFFFFFFFF)
-        return offset + size + 4
-
-    def to_bytes(self):
-        """The state to store: only the in-use registers, with a CRC32 (layout above)."""
-        out = bytearray(self.packed_size())
-        self.pack_into(out)
-        return bytes(out)
-
-    @classmethod
-    def from_bytes(cls, data):
-        """The terminal stored by to_bytes(); DukptError unless it is intact and consistent."""
-        size = len(data)
-        if size < _STATE_MIN:
-            raise DukptError(why(_WHY, 8) % size)
-        view = memoryview(data)
-        if crc32(view[: size - 4]) & 0xFFFFFFFF != struct.unpack_from(">I", data, size - 4)[0]:
-            raise DukptError(why(_WHY, 9))
-        if data[0] != _STATE_VERSION:
-            raise DukptError(why(_WHY, 10) % data[0])
-        count = _ones(data, 13)
-        if size != _STATE_MIN + count * _KEY_LEN:
-            raise DukptError(why(_WHY, 11) % size)
-        if _ones(data, 9) > _MAX_ONES:
-            raise DukptError(why(_WHY, 12))
-        expected = _expected_in_use(view[9:13])
-        for i in range(4):
-            if data[13 + i] != expected[i]:
-                raise DukptError(why(_WHY, 13))
-        terminal = cls(view[1:9])
-        counter = struct.unpack_from(">I", data, 9)[0]
-        terminal._set_counter(counter if counter else _EXHAUSTED)
-        pos = _STATE_HEAD
-        for j in range(_NUM_REG):
-            if expected[3 - (j >> 3)] & (1 << (j & 7)):
-                terminal._keys[j * _KEY_LEN : (j + 1) * _KEY_LEN] = view[pos : pos + _KEY_LEN]
-                terminal._in_use[j] = 1
-                pos += _KEY_LEN
-        return terminal

@@ -70,6 +70,23 @@ def test_two_slips_each_start_afresh(printer_module):
     )  # fmt: skip
 
 
+def test_a_slip_cut_short_by_an_error_is_still_cut(printer_module):
+    """The lines are made as they are taken: an error making one (no heap for it) ends the
+    slip there, bold off and cut, and goes on up (the device then restarts)."""
+
+    def lines():
+        yield "X REPORT"
+        yield "line"
+        raise MemoryError("no heap for the next line")
+
+    uart = Uart()
+    with pytest.raises(MemoryError):
+        printer_module.Printer(uart).print_lines(lines())
+    assert bytes(uart.sent) == (
+        ESC_INIT + CODE_PAGE_1252 + BOLD_ON + b"X REPORT" + BOLD_OFF + b"\nline\n" + BOLD_OFF + CUT
+    )
+
+
 def test_text_the_code_page_lacks_and_control_codes_print_as_question_marks(printer_module):
     uart = Uart()
     # An ESC in a (pushed) merchant name must not reach the printer as a command.

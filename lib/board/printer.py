@@ -43,14 +43,21 @@ class Printer:
         uart = self.uart
         uart.write(_INIT)
         uart.write(_CODE_PAGE)
-        for index, text in enumerate(lines):
-            bold = index == 0 or text.startswith("AMOUNT")
-            if bold:
-                uart.write(_BOLD_ON)
-            for start in range(0, len(text), _LINE_BYTES):
-                length = encode_1252(text[start : start + _LINE_BYTES], self._line)
-                uart.write(self._view[:length])
-            if bold:
-                uart.write(_BOLD_OFF)
-            uart.write(_NEWLINE)
+        # The lines are made as they are taken (pos.receipt): an error while one is made
+        # (no heap for it) ends the slip where it is, bold off and cut, and goes on up.
+        try:
+            for index, text in enumerate(lines):
+                bold = index == 0 or text.startswith("AMOUNT")
+                if bold:
+                    uart.write(_BOLD_ON)
+                for start in range(0, len(text), _LINE_BYTES):
+                    length = encode_1252(text[start : start + _LINE_BYTES], self._line)
+                    uart.write(self._view[:length])
+                if bold:
+                    uart.write(_BOLD_OFF)
+                uart.write(_NEWLINE)
+        except BaseException:
+            uart.write(_BOLD_OFF)
+            uart.write(_CUT)
+            raise
         uart.write(_CUT)

@@ -60,8 +60,10 @@ class Board(Protocol):
         ended."""
     def show(self, screen: Screen) -> None: ...
     def print_lines(self, lines: Iterable[str]) -> None:
-        """Print one slip. lines is an iterable, taken once: the core makes each line as
-        it is taken (a generator), so a slip is never whole in the heap."""
+        """Print one slip. lines is an iterable, taken once and whole before this returns:
+        the core makes each line as it is taken (a generator, so a slip is never whole in
+        the heap) from a record it reuses for the next sale, so a line taken later could be
+        another sale's. An error while a line is made goes up from here."""
     def beep(self, kind: str) -> None: ...
     def fault(self, text: str) -> None:
         """Log a fault line (to fault_log_path when the board keeps one)."""

@@ -431,7 +431,7 @@ def start(state_dir):
     board."""
     # Long-lived blocks first, while the heap is whole: the early reserve (released just
     # before the app's buffers are made) and the TLS context; then the app's code.
-    early_reserve = bytearray(int(os.getenv("RES") or 16) * 1024)
+    early_reserve = bytearray(16 * 1024)
     uplink, room = early_uplink(state_dir)
     _room[:] = [room]
     from pos.app import App

@@ -518,8 +518,10 @@ class Firmware:
             while row is not False and row.startswith("|"):
                 slip.append(row[1:])
                 row = self._next_line(10)
-            if row != ".":
-                raise SimError("the firmware stopped in the middle of a slip")
+            if row != ".":  # a traceback or a fault, most likely: kept for the report
+                if row is not False:
+                    self.stray.append(row)
+                raise SimError(self.crash_report())
             self.printed.append(slip)
         elif line.startswith("F "):
             self.faults.append(line[2:])

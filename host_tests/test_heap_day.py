@@ -60,7 +60,10 @@ def test_a_day_that_runs_out_of_heap_fails():
         (template,) = benchheap.provision(FOLDER + "-small", 1)
         day = benchheap.Day(template, os.path.join(FOLDER + "-small", "day"), 80, backend=False)
         failure = day.run(benchheap.day_script())
-        assert failure is not None and "MemoryError" in failure
+        # Where depends on when the idle collections fall: a crash, or the terminal's own
+        # "Low memory" (the function menu's code not loaded), at a step the report names.
+        assert failure is not None and failure.startswith(("step ", "start")), failure
+        assert "MemoryError" in failure or "Low memory" in failure, failure
     finally:
         shutil.rmtree(FOLDER + "-small", ignore_errors=True)
 

@@ -5,12 +5,11 @@ from pos.money import (
     MAX_AMOUNT_MINOR,
     AmountEntry,
     MoneyError,
-    check_amount,
     currency,
     currency_code,
     format_minor,
 )
-from pos.readout import parse_minor
+from pos.readout import check_amount, parse_minor
 
 
 def test_format_two_decimals():

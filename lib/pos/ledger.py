@@ -103,14 +103,6 @@ class Ledger:
                 return time
         return 0
 
-    def last_voidable_sale(self):
-        entry = self.recent.last_sale()
-        if entry is None or entry[6]:  # voided or settled already
-            return None
-        if entry[8]:  # partly refunded: refund the rest instead
-            return None
-        return entry
-
     @staticmethod
     def approval_code(counter):
         return "%06d" % (counter % 1000000)

@@ -1,8 +1,11 @@
 """The function menu's void and refund screens (pos.functions loads this module while one
 is in use): the last sale to void, or an original receipt, its amount and confirmation."""
 
+import struct
+
 from pos.compat import const
 from pos.money import format_minor
+from pos.reports import _RECENT_FORMAT, RECENT_BYTES, RECENT_SIZE
 from pos.risk import today
 
 # pos.states' screens and Terminal.edit's outcomes, and pos.record's and pos.reports'
@@ -52,10 +55,36 @@ def _text(number):
     return memoryview(_TEXT)[number << 4 : (number + 1) << 4]  # row `number`
 
 
+# What only a void or a refund asks of the ledger's recent sales: here, not on the ledger's
+# classes, so that it takes heap only while this item is in use.
+
+
+def _last_voidable_sale(ledger):
+    entry = ledger.recent.last_sale()
+    if entry is None or entry[6]:  # voided or settled already
+        return None
+    if entry[8]:  # partly refunded: refund the rest instead
+        return None
+    return entry
+
+
+def _find_sale(recent, receipt):
+    offset = recent._sale_offset(receipt)
+    return struct.unpack_from(_RECENT_FORMAT, recent._buf, offset) if offset >= 0 else None
+
+
+def _holds_sales_from(recent, receipt):
+    """True when every sale numbered receipt or later is in the ring (it has never been
+    full, or its oldest sale is older): a number not found then was no sale."""
+    if recent.count < RECENT_SIZE:
+        return True
+    return struct.unpack_from(">I", recent._buf, recent._next * RECENT_BYTES)[0] < receipt
+
+
 def start_void(fn):
     """Menu item 1: the last sale, if this cashier may void it."""
     t = fn.t
-    original = t.ledger.last_voidable_sale()
+    original = _last_voidable_sale(t.ledger)
     if original is None:
         t.say(_text(_T_NO_SALE_TO_VOID))
     elif not t.cashier.may_use(original[4]):
@@ -96,12 +125,12 @@ def _receipt_key(fn, key):
     receipt = int(bytes(entry.view()).decode())
     entry.wipe()
     ledger = t.ledger
-    original = ledger.recent.find_sale(receipt)
+    original = _find_sale(ledger.recent, receipt)
     if original is None:
         # Every receipt number below the next was given to some record: one that the
         # recent sales would hold, were it a sale, was a void, refund, decline or Z.
         issued = 0 < receipt < ledger.next_receipt
-        known = issued and ledger.recent.holds_sales_from(receipt)
+        known = issued and _holds_sales_from(ledger.recent, receipt)
         t.say(_text(_T_NOT_A_SALE) if known else _text(_T_NO_SUCH_RECEIPT))
     elif original[6] & _VOIDED:
         t.say(_text(_T_SALE_VOIDED))

@@ -56,17 +56,6 @@ def currency_code(numeric):
     raise MoneyError(why(_WHY, 0) + str(numeric))
 
 
-def check_amount(amount_minor):
-    """Raise MoneyError unless amount_minor is an int in 0..MAX_AMOUNT_MINOR."""
-    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
-        raise MoneyError(why(_WHY, 1))
-    if amount_minor < 0:
-        raise MoneyError(why(_WHY, 2))
-    if amount_minor > MAX_AMOUNT_MINOR:
-        raise MoneyError(why(_WHY, 3))
-    return amount_minor
-
-
 def format_minor(amount_minor, exponent=2, sign=True):
     """Format minor units as text: 1234 -> '12.34', 5 -> '0.05', -150 -> '-1.50'.
 

@@ -9,7 +9,7 @@ import struct
 
 from pos.compat import const, why
 from pos.money import _WHY as _MONEY_WHY
-from pos.money import MoneyError, check_amount
+from pos.money import MAX_AMOUNT_MINOR, MoneyError
 from pos.record import _WHY as _RECORD_WHY
 from pos.record import SETTLEMENT, RecordError
 
@@ -37,6 +37,17 @@ def settlement_counts(record):
 def body_counter(body):
     """The DUKPT counter a sealed body (pos.seal) was made with."""
     return struct.unpack_from(">I", body, 0)[0]
+
+
+def check_amount(amount_minor):
+    """Raise MoneyError unless amount_minor is an int in 0..MAX_AMOUNT_MINOR."""
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+        raise MoneyError(why(_MONEY_WHY, 1))
+    if amount_minor < 0:
+        raise MoneyError(why(_MONEY_WHY, 2))
+    if amount_minor > MAX_AMOUNT_MINOR:
+        raise MoneyError(why(_MONEY_WHY, 3))
+    return amount_minor
 
 
 def parse_minor(text, exponent=2):

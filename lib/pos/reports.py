@@ -196,17 +196,6 @@ class RecentRecords:
                 return offset
         return -1
 
-    def find_sale(self, receipt):
-        offset = self._sale_offset(receipt)
-        return struct.unpack_from(_RECENT_FORMAT, self._buf, offset) if offset >= 0 else None
-
-    def holds_sales_from(self, receipt):
-        """True when every sale numbered receipt or later is in the ring (it has never
-        been full, or its oldest sale is older): a number not found then was no sale."""
-        if self.count < RECENT_SIZE:
-            return True
-        return struct.unpack_from(">I", self._buf, self._next * _RECENT_BYTES)[0] < receipt
-
     def last_sale(self):
         for offset in self._offsets_newest_first():
             if self._buf[offset + _KIND] == SALE:

@@ -32,14 +32,6 @@ class FileStore:
         except OSError:
             return None
 
-    def read_into(self, name, buf):
-        """Read the file into buf without another copy; its length, or None if missing."""
-        try:
-            with open(self._path(name), "rb") as stored:
-                return stored.readinto(buf)
-        except OSError:
-            return None
-
     def write(self, name, data):
         path = self._path(name)
         temporary = path + ".new"

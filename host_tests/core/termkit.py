@@ -167,6 +167,32 @@ class Kit:
         if len(self.printed) > 4:
             self.printed.pop(0)
 
+    def watch_slips(self):
+        """A list that gets, for each slip from now on, whether it reached the printer as a
+        list or tuple (the core hands it over as lines made one at a time)."""
+        slips = []
+        printer = self.runner.printer
+
+        def watch(lines):
+            slips.append(isinstance(lines, (list, tuple)))
+            printer(lines)
+
+        self.runner.printer = watch
+        return slips
+
+    def watch_bookings(self, note):
+        """A list that gets note(record) for each record handed to the ledger from now on,
+        as it is handed over."""
+        booked = []
+        book = self.ledger.book
+
+        def watch(record):
+            booked.append(note(record))
+            return book(record)
+
+        self.ledger.book = watch
+        return booked
+
     def _beep(self, kind):
         self.beeps += 1
 

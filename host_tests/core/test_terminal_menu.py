@@ -97,20 +97,13 @@ def test_a_void_refills_the_terminal_record_once_the_menu_has_left_the_heap():
     rows = kit.card_sale("2", "2 0 0")  # Tea House's second sale today: declined
     assert rows[1] == "DECLINED"
     kit.keys("#")
-    booked = []
-    book = kit.ledger.book
-
-    def spy(record):
-        booked.append(
-            (
-                record is kit.terminal.reused_record,
-                "pos.functions" in sys.modules,
-                "pos.menu_refund" in sys.modules,
-            )
+    booked = kit.watch_bookings(
+        lambda record: (
+            record is kit.terminal.reused_record,
+            "pos.functions" in sys.modules,
+            "pos.menu_refund" in sys.modules,
         )
-        return book(record)
-
-    kit.ledger.book = spy
+    )
     rows = kit.keys("A 1")
     assert rows[1] == "Void no. 1"
     assert "pos.menu_refund" in sys.modules

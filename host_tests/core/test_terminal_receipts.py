@@ -78,14 +78,7 @@ def test_a_receipt_reaches_the_printer_as_lines_made_one_at_a_time():
     """Not a list: a card sale's two copies were 28 lines of text in the heap at once."""
     kit = Kit()
     kit.login()
-    slips = []
-    printer = kit.runner.printer
-
-    def spy(lines):
-        slips.append(isinstance(lines, (list, tuple)))
-        printer(lines)
-
-    kit.runner.printer = spy
+    slips = kit.watch_slips()
     assert kit.card_sale("1")[1] == "APPROVED"
     assert slips == [False, False]
     merchant_copy, customer_copy = kit.printed[-2:]

@@ -144,22 +144,8 @@ def test_a_z_refills_the_terminal_record_and_its_slip_is_made_line_by_line():
     kit.keys("#")
     assert kit.card_sale("2", "2 0 0")[1] == "DECLINED"  # the second sale today
     kit.keys("#")
-    slips = []
-    printer = kit.runner.printer
-
-    def spy(lines):
-        slips.append(isinstance(lines, (list, tuple)))
-        printer(lines)
-
-    kit.runner.printer = spy
-    booked = []
-    book = kit.ledger.book
-
-    def book_spy(record):
-        booked.append(record is kit.terminal.reused_record)
-        return book(record)
-
-    kit.ledger.book = book_spy
+    slips = kit.watch_slips()
+    booked = kit.watch_bookings(lambda record: record is kit.terminal.reused_record)
     kit.keys("A 4 9 9 9 9 # 2 #")
     assert kit.keys("#")[1] == "Z BATCH 1 DONE"
     assert booked == [True] and slips == [False]

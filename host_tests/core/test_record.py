@@ -111,28 +111,3 @@ def test_settlement_carries_counts_and_totals():
     assert settlement_counts(back) == (120, 456_789, 3, 2_500)
     raises(RecordError, settlement_counts, card_sale())
     raises(RecordError, Record.settlement, 2, 978, 7, 70000, 0, 0, 0)
-
-
-def test_refill_sets_every_field_anew():
-    """The terminal's reused record: refilled, nothing of the record before it is left."""
-    record = Record(REFUND, 3, 999, 978, method=CASH, cashier=4, time=5, receipt=77)
-    record.reference, record.reason, record.flags = 12, 9, FLAG_OFFLINE
-    same = record.refill(SALE, 1, 1234, 978, CREDIT, 2, 1_795_000_000, 0, 0, 0, b"\x01" * 6, 4321)
-    assert same is record
-    assert (record.kind, record.merchant, record.amount_minor, record.currency) == (
-        SALE,
-        1,
-        1234,
-        978,
-    )
-    assert (record.method, record.cashier, record.time, record.receipt) == (
-        CREDIT,
-        2,
-        1_795_000_000,
-        0,
-    )
-    assert (record.reference, record.reason, record.flags) == (0, 0, 0)
-    assert record.token == b"\x01" * 6 and record.last_four == 4321
-    record.receipt = 8
-    back = Record.unpack(bytes(record.pack()))
-    assert (back.kind, back.amount_minor, back.receipt, back.last_four) == (SALE, 1234, 8, 4321)

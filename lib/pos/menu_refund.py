@@ -175,22 +175,20 @@ def _confirm_key(fn, key):
         original = fn.original
         # The terminal's record, the one its sales reuse: a new one was a block of 192 bytes
         # or more, which the void of a busy day missed (tools/bench heap).
-        t.book(
-            t.reused_record.refill(
-                kind,
-                original[4],
-                original[7] if void else t.amount.amount_minor,
-                t.merchant.currency_numeric,
-                original[5],
-                t.cashier.number,
-                t.now(),
-                original[0],
-                0,
-                t.flags() | (_FLAG_SUPERVISOR if kind == _REFUND else 0),
-                original[9],
-                original[10],
-            )
-        )
+        record = t.reused_record
+        record.kind = kind
+        record.merchant = original[4]
+        record.amount_minor = original[7] if void else t.amount.amount_minor
+        record.currency = t.merchant.currency_numeric
+        record.method = original[5]
+        record.cashier = t.cashier.number
+        record.time = t.now()
+        record.reference = original[0]
+        record.reason = 0
+        record.flags = t.flags() | (_FLAG_SUPERVISOR if kind == _REFUND else 0)
+        record.token = original[9]
+        record.last_four = original[10]
+        t.book(record)
 
 
 def _draw_confirm(fn, screen):

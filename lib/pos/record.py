@@ -171,7 +171,8 @@ class Record:
         into=None,
     ):
         """A Z record: the merchant's totals since the last Z, for the back end to reconcile.
-        into: a record to refill instead of a new one (the terminal's reused record)."""
+        into: a record to fill, every field, instead of a new one (the terminal's reused
+        record: a new one's dict is a block a worn heap may miss)."""
         if not 0 <= sale_count <= 0xFFFF or not 0 <= refund_count <= 0xFFFF:
             raise RecordError(why(_WHY, 1))
         _check(refund_total, 0, MAX_AMOUNT_MINOR, 19)
@@ -189,54 +190,20 @@ class Record:
                 token=token,
                 last_four=refund_count,
             )
-        return into.refill(
-            SETTLEMENT,
-            merchant,
-            sale_total,
-            currency,
-            NO_METHOD,
-            cashier,
-            time,
-            batch,
-            0,
-            flags,
-            token,
-            refund_count,
-        )
-
-    def refill(
-        self,
-        kind,
-        merchant,
-        amount_minor,
-        currency,
-        method,
-        cashier,
-        time,
-        reference,
-        reason,
-        flags,
-        token,
-        last_four,
-    ):
-        """Set every field anew (the receipt to 0: the ledger gives it) and return self. For
-        the terminal's reused record (its sales, voids, refunds and Z): a new record's dict
-        is a block a worn heap may miss, and one refilled field by field could keep a
-        field of the record before it."""
-        self.kind = kind
-        self.merchant = merchant
-        self.amount_minor = amount_minor
-        self.currency = currency
-        self.method = method
-        self.cashier = cashier
-        self.time = time
-        self.receipt = 0
-        self.reference = reference
-        self.reason = reason
-        self.flags = flags
-        self.token = token
-        self.last_four = last_four
-        return self
+        into.kind = SETTLEMENT
+        into.merchant = merchant
+        into.amount_minor = sale_total
+        into.currency = currency
+        into.method = NO_METHOD
+        into.cashier = cashier
+        into.time = time
+        into.receipt = 0
+        into.reference = batch
+        into.reason = 0
+        into.flags = flags
+        into.token = token
+        into.last_four = refund_count
+        return into
 
     def validate(self):
         _check(self.kind, SALE, _BLOCK, 7)

@@ -927,32 +927,28 @@ class Terminal(_Terminal):
                 self.state = _SALE_SUPERVISOR
                 self.effects.append(("beep", "error"))
                 return
-        kind = SALE if reason == APPROVED else DECLINE
-        flags = self.flags() | (FLAG_KEYED if self.keyed else 0)
-        reference = 0
+        record = self.reused_record
+        record.kind = SALE if reason == APPROVED else DECLINE
+        record.merchant = merchant.number
+        record.amount_minor = value
+        record.currency = merchant.currency_numeric
+        record.method = self.method
+        record.cashier = self.cashier.number
+        record.time = self.now()
+        record.reference = 0
+        record.reason = reason
+        record.flags = self.flags() | (FLAG_KEYED if self.keyed else 0)
         if supervised and reason == APPROVED:  # kept as approved over the anomaly rule
-            reason = UNUSUAL_AMOUNT
-            flags |= FLAG_SUPERVISOR
-            reference = supervised  # who approved it (a sale has no original)
-        token, last_four = bytes(TOKEN_SIZE), LAST_FOUR_NONE
+            record.reason = UNUSUAL_AMOUNT
+            record.flags |= FLAG_SUPERVISOR
+            record.reference = supervised  # who approved it (a sale has no original)
         if self.has_token:
-            token, last_four = bytes(self.token), self.last_four  # a copy: a logout wipes it
-        self.book(
-            self.reused_record.refill(
-                kind,
-                merchant.number,
-                value,
-                merchant.currency_numeric,
-                self.method,
-                self.cashier.number,
-                self.now(),
-                reference,
-                reason,
-                flags,
-                token,
-                last_four,
-            )
-        )
+            record.token = bytes(self.token)  # a copy: a logout wipes self.token at once
+            record.last_four = self.last_four
+        else:
+            record.token = bytes(TOKEN_SIZE)
+            record.last_four = LAST_FOUR_NONE
+        self.book(record)
 
     # --- result ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from hashlib import sha256
 
 from expect import loopback_port, raises
 from norflash import CutStore, NorFlash
+from pos.compat import ticks_diff, ticks_ms
 from pos.seal import Cmac
 from pos.txq import TxQueue
 from pos.uplink import (
@@ -241,6 +242,68 @@ def test_no_server_is_a_clear_error():
     assert isinstance(result, UplinkError) and "no answer" in str(result)
     assert queue.unsent_count() == 1
     raises(ValueError, int, "x")  # expect works here too
+
+
+def stalled_sync(answer):
+    """Sync once against a server that reads the request's head, then calls
+    answer(writer) and never closes; returns (result, milliseconds it took)."""
+    queue = queue_with(1)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+    uplink.authenticate(LINK_KEY)
+    uplink.timeout_s = 1
+    held = []
+
+    async def handle(reader, writer):
+        held.append(writer)
+        while await reader.readline() not in (b"\r\n", b""):
+            pass
+        try:
+            await answer(writer)
+        except (asyncio.CancelledError, OSError):  # the test is over: the server goes
+            pass
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", PORT)
+        began = ticks_ms()
+        try:
+            result = await uplink.sync()
+        except UplinkError as exc:
+            result = exc
+        took = ticks_diff(ticks_ms(), began)
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return result, took
+
+    result, took = asyncio.run(main())
+    assert queue.unsent_count() == 1  # nothing acked
+    return result, took
+
+
+def test_a_back_end_that_never_answers_ends_the_sync_at_its_timeout():
+    async def silent(writer):
+        await asyncio.sleep(30)
+
+    result, took = stalled_sync(silent)
+    assert isinstance(result, UplinkError) and "timed out" in str(result).lower()
+    assert took < 5000  # timeout_s is 1: it did not wait for the server's 30 s
+
+
+def test_a_reply_trickled_a_line_at_a_time_still_ends_at_the_timeout():
+    """One deadline for the whole exchange, not one per read: a server that keeps each
+    read busy with a line now and then cannot hold the uplink (and its heap) for ever."""
+
+    async def trickle(writer):
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(100):  # each line well within the timeout, the whole far beyond it
+            writer.write(b"X-P: a\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    result, took = stalled_sync(trickle)
+    assert isinstance(result, UplinkError) and "timed out" in str(result).lower()
+    assert took < 5000  # 100 lines at 0.2 s each would take 20 s
 
 
 def test_a_batch_is_sent_as_hashed_while_the_queue_is_read_in_between():

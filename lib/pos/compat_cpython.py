@@ -89,3 +89,68 @@ class aes:
 
     def decrypt(self, data, out=None):
         return self._run(False, data, out)
+
+
+# The link to the back end (pos.link's CPython side): asyncio's streams, each step under
+# asyncio.wait_for with what is left of the connection's time.
+
+
+def tls_context(ca_der):
+    """A client context that trusts only the back end's CA (DER) and checks its
+    certificate and host name."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=ca_der)
+    return context
+
+
+async def open_link(host, port, context, timeout_s):
+    import asyncio
+
+    end = _time.monotonic() + timeout_s
+    if context is None:  # plain TCP: tests only
+        opening = asyncio.open_connection(host, port)
+    else:
+        opening = asyncio.open_connection(host, port, ssl=context, server_hostname=host)
+    try:
+        reader, writer = await asyncio.wait_for(opening, timeout_s)
+    except TimeoutError:
+        raise OSError("timed out") from None
+    link = _Link(reader, writer, end)
+    return link, link
+
+
+class _Link:
+    def __init__(self, reader, writer, end):
+        self._reader, self._writer, self._end = reader, writer, end
+
+    async def _within(self, step):
+        import asyncio
+
+        try:
+            return await asyncio.wait_for(step, max(0.0, self._end - _time.monotonic()))
+        except TimeoutError:
+            raise OSError("timed out") from None  # as MicroPython's side says it
+
+    def write(self, data):
+        self._writer.write(data)
+
+    async def drain(self):
+        await self._within(self._writer.drain())
+
+    async def read(self, n):
+        return await self._within(self._reader.read(n))
+
+    async def readexactly(self, n):
+        return await self._within(self._reader.readexactly(n))
+
+    async def readline(self):
+        return await self._within(self._reader.readline())
+
+    def close(self):
+        self._writer.close()
+
+    async def wait_closed(self):
+        await self._within(self._writer.wait_closed())

@@ -138,12 +138,10 @@ class Downlink:
         """GET the newest document of a kind and write its payload to out (a file or
         stream); returns its version. DownlinkError (out then holds garbage) unless the
         document is whole, has a matching MAC and is newer than `current`."""
-        import asyncio
-
         from pos.uplink import UplinkError
 
         try:
-            return await asyncio.wait_for(self._fetch(kind, current, since, out), self.timeout_s)
+            return await self._fetch(kind, current, since, out)  # each step within timeout_s
         except DownlinkError:
             raise
         except UplinkError as exc:
@@ -166,7 +164,7 @@ class Downlink:
             else "commands"
         )
         head = self.uplink.head("GET", "%s?since=%d" % (name, since), b"")
-        reader, writer = await self.uplink.connect()
+        reader, writer = await self.uplink.connect(self.timeout_s)
         try:
             writer.write(head)
             head = None

@@ -27,6 +27,7 @@ REFUSED = "update.ref"
 ROMFS_SIZE = const(0x20000)  # the romfs partition of firmware/partitions.csv
 CHUNK = const(8192)  # bytes asked for per request
 _PIECE = const(512)
+_TIMEOUT_S = const(30)  # a connection's, for a chunk: pos.downlink's too
 _HEADER = const(52)
 
 
@@ -106,7 +107,7 @@ async def _download(board, state, version):
                 raise UpdateRefused("the download is longer than the release")
             return
         head = uplink.head("GET", "release?version=%d&offset=%d" % (version, have), b"")
-        reader, writer = await uplink.connect()
+        reader, writer = await uplink.connect(_TIMEOUT_S)  # each step within it (pos.link)
         try:
             writer.write(head)
             head = None

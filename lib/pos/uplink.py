@@ -1,7 +1,8 @@
 """The uplink: sends unsent records to the back end over HTTPS and acks the queue.
 
-A minimal HTTP/1.1 client on asyncio streams: one POST per batch with Content-Length, the
-reply read with bounded header and body sizes, strict parsing, and a timeout on every step.
+A minimal HTTP/1.1 client on a pos.link connection: one POST per batch with Content-Length,
+the reply read with bounded header and body sizes, strict parsing, and every step within
+one timeout (TIMEOUT_S) of the connection's start.
 TLS pins the back end's CA (DER), with CERT_REQUIRED and the host name checked; micropython-
 lib's requests turns verification off, so it is not used. A reply that does not parse, or
 an ack outside what was sent, changes nothing: the batch is simply sent again later.
@@ -37,14 +38,11 @@ a power cut never reuses one and the flash sees one small write per NONCE_STEP r
 """
 
 import json
-
-# asyncio's streams and funcs are loaded with this module at start, while the heap is whole,
-# not at the first sync on a worn one.
-from asyncio import open_connection, wait_for
 from binascii import hexlify, unhexlify
 from hashlib import sha256
 
 from pos.compat import AES_ECB, aes, const, why
+from pos.link import open_link, tls_context  # noqa: F401  (tls_context re-exported)
 from pos.seal import Cmac
 
 BATCH_BYTES = const(2048)  # about 40 records of 49 bytes on the wire
@@ -96,16 +94,6 @@ def signed_message(method, path, nonce, body_hash, status):
 def reply_tag(reply_key, request_tag, body):
     """The back end's tag of a reply body, bound to the request's tag (16 bytes)."""
     return bytes(Cmac().digest(reply_key, bytes(request_tag) + bytes(body)))
-
-
-def tls_context(ca_der):
-    """An SSLContext that trusts only the back end's CA and checks its certificate."""
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.verify_mode = ssl.CERT_REQUIRED  # MicroPython starts with CERT_NONE
-    context.load_verify_locations(cadata=ca_der)
-    return context
 
 
 class Uplink:
@@ -264,13 +252,11 @@ class Uplink:
         self.versions = versions
         return reply
 
-    async def connect(self):
-        """(reader, writer) of a new connection to the back end."""
-        if self.context is None:  # plain TCP: tests only, the device always pins a CA
-            return await open_connection(self.host, self.port)
-        return await open_connection(
-            self.host, self.port, ssl=self.context, server_hostname=self.host
-        )
+    async def connect(self, timeout_s=0):
+        """(reader, writer) of a new connection to the back end: one pos.link Link, each
+        step of it within timeout_s (the uplink's own when 0) of now. Plain TCP without a
+        context: tests only, the device always pins a CA."""
+        return await open_link(self.host, self.port, self.context, timeout_s or self.timeout_s)
 
     async def _request(self, method, name, body, size=0, digest=None):
         """The checked reply to a signed request (pos.uplink's docstring). The body is bytes,
@@ -280,7 +266,7 @@ class Uplink:
                 head = self.head(method, name, body)
             else:
                 head = self.head(method, name, size, digest)
-            reply = await wait_for(self._exchange(head, body), self.timeout_s)
+            reply = await self._exchange(head, body)  # within timeout_s (pos.link)
         except UplinkError:
             raise
         except Exception as exc:  # OSError, TLS errors, a timeout: the link is down

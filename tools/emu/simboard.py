@@ -206,12 +206,12 @@ class SimBoard:
         if uplink is not None:
             connect = uplink.connect
 
-            async def connect_if_network():
+            async def connect_if_network(timeout_s=0):
                 if not self.network:
                     raise OSError(_NETWORK_DOWN)
                 self.tls_room.release()
                 try:
-                    stream = _Connection(self, (await connect())[1])
+                    stream = _Connection(self, (await connect(timeout_s))[1])
                 except BaseException:
                     self.tls_room.take()
                     raise
@@ -397,8 +397,6 @@ def early_uplink(state_dir):
             ca_der = source.read()
     except OSError:
         return None, TlsRoom(0)
-    import ssl  # noqa: F401  # the module is the app's (MicroPython code), its context TLS's
-
     from pos.uplink import Uplink, tls_context
 
     gc.collect()

@@ -10,8 +10,8 @@ answered. On the unix port mbedTLS allocates from the MicroPython heap, on the E
 ESP-IDF's own, so the bench gives the firmware its context and the lowest room that passes
 (found by bisection) on top of its app heap, and the simulator keeps that room for TLS's
 connections (tools/emu/simboard.py, TlsRoom). The room also holds the exchange's few Python
-objects (its streams), which on the device are the app's: the figure errs on TLS's side by
-those.
+objects (its Link and the TLS socket object, pos.link), which on the device are the app's:
+the figure errs on TLS's side by those.
 """
 
 import asyncio
@@ -19,11 +19,10 @@ import gc
 
 
 def main(argv):
-    import ssl  # noqa: F401  # the module is the app's (MicroPython code), as simboard has it
-
     from simboard import TlsRoom
 
-    from pos.uplink import tls_context  # its code is the app's on the device
+    from pos.link import open_link  # its code is the app's on the device
+    from pos.uplink import tls_context
 
     state, port, room_size = argv[0], int(argv[1]), int(argv[2])
     with open(state + "/backend/ca.der", "rb") as source:
@@ -36,9 +35,7 @@ def main(argv):
     ca_der = None
 
     async def exchange():
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=context, server_hostname="localhost"
-        )
+        reader, writer = await open_link("127.0.0.1", port, context, 10)  # as the app does
         writer.write(b"GET /v1/health HTTP/1.0\r\n\r\n")
         await writer.drain()
         answer = await reader.read(64)

@@ -1,0 +1,120 @@
+"""A connection to the back end: the part of the uplink where the two runtimes differ, in a
+module of its own as pos.compat's rule asks, loaded only with pos.uplink (a terminal
+without a back end carries none of it).
+
+    reader, writer = await open_link(host, port, context, timeout_s)
+
+gives one Link twice, with asyncio's stream methods the uplink, the downlink and an update
+use: write(data) then drain(), read(n), readexactly(n), readline(), close() then
+wait_closed(). Every wait ends at one deadline, timeout_s after the connection began: a
+back end that stops answering, at any step, ends the exchange with OSError, and nothing
+waits for ever. context: tls_context(ca_der), or None for plain TCP (tests only).
+
+On MicroPython the socket is used directly, without blocking, and tried again every
+_POLL_MS while it has nothing: asyncio's streams (1.7 KiB of heap on the 64-bit port), its
+wait_for (0.9) and the ssl module (1.0) are not loaded, as tls's context wraps the socket
+itself (tools/bench heap, README "Memory"). On CPython asyncio's streams, each step under
+asyncio.wait_for with the time left (pos.compat_cpython).
+"""
+
+from pos.compat import IS_MICROPYTHON, const
+
+_POLL_MS = const(20)
+
+if IS_MICROPYTHON:
+    import socket
+    from asyncio import sleep_ms
+    from time import ticks_add, ticks_diff, ticks_ms
+
+    import tls
+
+    def tls_context(ca_der):
+        """A client context that trusts only the back end's CA (DER) and checks its
+        certificate and host name."""
+        context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        context.verify_mode = tls.CERT_REQUIRED  # MicroPython starts with CERT_NONE
+        context.load_verify_locations(ca_der)
+        return context
+
+    async def open_link(host, port, context, timeout_s):
+        from errno import EINPROGRESS
+
+        address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        sock = socket.socket(address[0], address[1], address[2])
+        sock.setblocking(False)
+        try:
+            sock.connect(address[-1])
+        except OSError as exc:
+            if exc.errno != EINPROGRESS:
+                sock.close()
+                raise
+        if context is not None:  # the handshake runs in the first writes and reads
+            sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            sock.setblocking(False)
+        link = Link(sock, timeout_s)
+        return link, link
+
+    class Link:
+        def __init__(self, sock, timeout_s):
+            self.s = sock
+            self.out = b""
+            self.end = ticks_add(ticks_ms(), timeout_s * 1000)
+
+        async def _wait(self):
+            # The socket had nothing (or no room): try again shortly, until the deadline.
+            if ticks_diff(self.end, ticks_ms()) <= 0:
+                raise OSError("timed out")
+            await sleep_ms(_POLL_MS)
+
+        def write(self, data):
+            self.out = self.out + data if self.out else data
+
+        async def drain(self):
+            data, self.out = self.out, b""
+            sent = 0
+            while sent < len(data):
+                count = self.s.write(memoryview(data)[sent:])
+                if count is None:  # no room yet, or the connection or handshake under way
+                    await self._wait()
+                else:
+                    sent += count
+
+        async def read(self, n):
+            while True:
+                data = self.s.read(n)
+                if data is not None:  # b"" at the end
+                    return data
+                await self._wait()
+
+        async def readexactly(self, n):
+            data = b""
+            while len(data) < n:
+                piece = await self.read(n - len(data))
+                if not piece:
+                    raise EOFError
+                data += piece
+            return data
+
+        async def readline(self):
+            line = b""
+            while True:
+                piece = self.s.readline()  # what is there of the line, without waiting
+                if piece is None:
+                    await self._wait()
+                    continue
+                line += piece
+                if not piece or line[-1] == 10:
+                    return line
+
+        def close(self):
+            # The socket (with TLS, an object holding mbedTLS's context) is let go at once,
+            # not when the exchange's frames that hold the Link end.
+            sock, self.s = self.s, None
+            if sock is not None:
+                sock.close()
+
+        async def wait_closed(self):
+            self.close()
+
+else:
+    from pos.compat_cpython import open_link, tls_context  # noqa: F401  (re-exported)

@@ -116,7 +116,10 @@ class Uplink:
         self.timeout_s = TIMEOUT_S
         self._keys = None  # (request key, reply key); None: not provisioned, nothing is sent
         self._store = None
-        self._request_tag = b""  # of the request in flight: its reply must name it
+        # The request in flight's tag (its reply must name it), filled in place: nothing a
+        # request makes outlives it on the heap, where it would split the holes the next
+        # connection needs.
+        self._request_tag = bytearray(_TAG_SIZE)
         self.nonce = 0
         self._reserved = 0
 
@@ -151,8 +154,10 @@ class Uplink:
         else:
             body_hash, length = digest, body
         # A Cmac of its own each time: nothing long-lived on the heap for it.
-        tag = self._request_tag = bytes(
-            Cmac().digest(keys[0], signed_message(method, path, self.nonce, body_hash, status))
+        tag = Cmac().digest(
+            keys[0],
+            signed_message(method, path, self.nonce, body_hash, status),
+            self._request_tag,
         )
         return (
             "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
@@ -249,7 +254,8 @@ class Uplink:
             if not isinstance(version, int) or version < 0:
                 raise UplinkError(why(_WHY, 4))
         self.server_time = server_time
-        self.versions = versions
+        if versions != self.versions:  # the same ones kept: no new tuple for the day
+            self.versions = versions
         return reply
 
     async def connect(self, timeout_s=0):

@@ -1,6 +1,7 @@
 """pos.app: the event loop, and the display updated only when the screen changed."""
 
 import asyncio
+import sys
 
 from appkit import Board, config_folder
 from pos.app import App
@@ -91,6 +92,17 @@ def test_nothing_new_from_the_back_end_loads_no_downlink():
     assert app._handled == versions
     assert loaded == 0
     assert app.terminal.link_up
+
+
+def test_the_link_code_leaves_the_heap_after_a_contact():
+    """pos.link (the connection's code, 1.2 KiB of heap) is loaded for a contact, by
+    Uplink.connect, and the app unloads it once the contact is over."""
+    import pos.link  # noqa: F401  # as a contact loads it
+
+    assert "pos.link" in sys.modules
+    app, board, loaded = _first_contact((0, 0, 0, 0, 0, 0))
+    assert app._handled is not None  # the contact happened
+    assert "pos.link" not in sys.modules
 
 
 def test_a_newer_config_loads_the_downlink():

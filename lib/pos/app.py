@@ -416,6 +416,9 @@ class App:
                     self.feed(("link", False))
                     if asked:
                         self.feed(("synced", False))
+                # pos.link's code (1.2 KiB of heap), loaded for the contact (Uplink.connect):
+                # between contacts the sales have that heap.
+                unload("link")
             # Jitter, so terminals that lost the link together do not all return together.
             jitter = urandom(1)[0] * wait_ms // 1024
             waited = 0

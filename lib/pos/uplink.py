@@ -42,7 +42,6 @@ from binascii import hexlify, unhexlify
 from hashlib import sha256
 
 from pos.compat import AES_ECB, aes, const, why
-from pos.link import open_link, tls_context  # noqa: F401  (tls_context re-exported)
 from pos.seal import Cmac
 
 BATCH_BYTES = const(2048)  # about 40 records of 49 bytes on the wire
@@ -89,6 +88,14 @@ def signed_message(method, path, nonce, body_hash, status):
     """What a request tag covers: method, path with its query, the counter, the body's
     SHA-256 (32 bytes) and the heartbeat, in one unambiguous byte string."""
     return ("%s %s\n%d\n" % (method, path, nonce)).encode() + bytes(body_hash) + status.encode()
+
+
+def tls_context(ca_der):
+    """The TLS context that trusts only the back end's CA (DER), made by pos.link (loaded
+    with it, and left loaded until the first contact ends)."""
+    from pos.link import tls_context
+
+    return tls_context(ca_der)
 
 
 def reply_tag(reply_key, request_tag, body):
@@ -159,21 +166,22 @@ class Uplink:
             signed_message(method, path, self.nonce, body_hash, status),
             self._request_tag,
         )
+        # Made as bytes, not as a str then encoded: one block of about 600 bytes, not two.
         return (
-            "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
-            "X-OneTill-Status: %s\r\nX-OneTill-Auth: %d:%s:%s\r\nContent-Length: %d\r\n"
-            "Connection: close\r\n\r\n"
+            b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
+            b"X-OneTill-Status: %s\r\nX-OneTill-Auth: %d:%s:%s\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n"
             % (
-                method,
-                path,
-                self.host,
-                status,
+                method.encode(),
+                path.encode(),
+                self.host.encode(),
+                status.encode(),
                 self.nonce,
-                hexlify(body_hash).decode(),
-                hexlify(tag).decode(),
+                hexlify(body_hash),
+                hexlify(tag),
                 length,
             )
-        ).encode()
+        )
 
     def _measure(self):
         """(frames, bytes, highest counter, SHA-256) of the batch: the oldest unsent frames
@@ -262,6 +270,8 @@ class Uplink:
         """(reader, writer) of a new connection to the back end: one pos.link Link, each
         step of it within timeout_s (the uplink's own when 0) of now. Plain TCP without a
         context: tests only, the device always pins a CA."""
+        from pos.link import open_link  # loaded for a contact: pos.app unloads it after
+
         return await open_link(self.host, self.port, self.context, timeout_s or self.timeout_s)
 
     async def _request(self, method, name, body, size=0, digest=None):
@@ -305,6 +315,7 @@ class Uplink:
         try:
             writer.write(head)
             head = None
+            await writer.drain()  # alone: joined to the batch's first piece it is a copy
             if isinstance(body, int):
                 await self._send_frames(writer, body)
             elif len(body):

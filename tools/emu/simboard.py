@@ -397,6 +397,7 @@ def early_uplink(state_dir):
             ca_der = source.read()
     except OSError:
         return None, TlsRoom(0)
+    import pos.link  # noqa: F401  # the app's code (tls_context loads it): not in the measure
     from pos.uplink import Uplink, tls_context
 
     gc.collect()

@@ -10,7 +10,7 @@ from hashlib import sha256
 
 from expect import loopback_port, raises
 from norflash import CutStore, NorFlash
-from pos.compat import ticks_diff, ticks_ms
+from pos.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
 from pos.seal import Cmac
 from pos.txq import TxQueue
 from pos.uplink import (
@@ -244,13 +244,13 @@ def test_no_server_is_a_clear_error():
     raises(ValueError, int, "x")  # expect works here too
 
 
-def stalled_sync(answer):
+def stalled_sync(answer, timeout_s=1):
     """Sync once against a server that reads the request's head, then calls
     answer(writer) and never closes; returns (result, milliseconds it took)."""
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
     uplink.authenticate(LINK_KEY)
-    uplink.timeout_s = 1
+    uplink.timeout_s = timeout_s
     held = []
 
     async def handle(reader, writer):
@@ -304,6 +304,107 @@ def test_a_reply_trickled_a_line_at_a_time_still_ends_at_the_timeout():
     result, took = stalled_sync(trickle)
     assert isinstance(result, UplinkError) and "timed out" in str(result).lower()
     assert took < 5000  # 100 lines at 0.2 s each would take 20 s
+
+
+def test_a_head_line_without_end_is_refused_before_it_fills_the_heap():
+    """A line of a reply's head is read up to 1 KiB (pos.link, on both runtimes): one that
+    does not end is refused at once, not gathered until the deadline."""
+
+    async def endless(writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nX-P: ")
+        for _ in range(8):  # 8 KiB: a heap of 96 KiB would hold it, until the deadline
+            writer.write(b"a" * 1024)
+            await writer.drain()
+        await asyncio.sleep(30)
+
+    result, took = stalled_sync(endless, timeout_s=8)
+    assert isinstance(result, UplinkError) and "timed out" not in str(result), result
+    assert took < 6000  # refused, not timed out
+
+
+def test_a_connection_whose_tls_cannot_start_is_closed():
+    """The TLS wrapping fails (on the ESP32: no memory for mbedTLS): the error comes back
+    and the connection is closed, not left open to the back end."""
+    from pos.link import open_link
+
+    class NoTls:
+        def wrap_socket(self, *args, **kwargs):
+            raise OSError("no memory for TLS")
+
+        wrap_bio = wrap_socket  # what CPython's asyncio asks of a context
+
+    async def main():
+        ends = []
+
+        async def handle(reader, writer):
+            try:
+                ends.append(await asyncio.wait_for(reader.read(1), 3))
+            except Exception:  # asyncio's TimeoutError (a builtin on CPython only)
+                ends.append("still open")
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", PORT)
+        try:
+            await open_link("127.0.0.1", PORT, NoTls(), 5)
+            error = None
+        except Exception as exc:
+            error = exc
+        for _ in range(400 if IS_MICROPYTHON else 0):  # the handler's answer, within 3 s
+            if ends:
+                break
+            await asyncio.sleep(0.01)
+        server.close()
+        await server.wait_closed()
+        return error, ends
+
+    error, ends = asyncio.run(main())
+    assert error is not None
+    # The device's side: pos.link's own socket, closed at once. (CPython's side is asyncio's,
+    # for the host only, where a real context does not fail so: it leaves the connection
+    # to the collector.)
+    if IS_MICROPYTHON:
+        assert ends == [b""], ends
+
+
+def test_a_long_reply_lets_the_other_tasks_run():
+    """While a reply's bytes keep coming (a blacklist, a release), each read gives the
+    other tasks (the keypad, the display) their turn."""
+    from pos.link import open_link
+
+    async def main():
+        async def handle(reader, writer):
+            writer.write(b"x" * 32768)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", PORT)
+        ticks = [0]
+        done = []
+
+        async def ticker():
+            while not done:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        reader, writer = await open_link("127.0.0.1", PORT, None, 10)
+        await asyncio.sleep(0.2)  # the whole reply waits in the socket
+        ticks[0] = 0
+        reads = 0
+        while reads * 128 < 32768:
+            await reader.readexactly(128)
+            reads += 1
+        done.append(1)
+        writer.close()
+        await writer.wait_closed()
+        await task
+        server.close()
+        await server.wait_closed()
+        return reads, ticks[0]
+
+    reads, ticks = asyncio.run(main())
+    assert reads == 256
+    assert ticks >= reads // 2  # a turn for every read or two, not none until the end
 
 
 def test_a_batch_is_sent_as_hashed_while_the_queue_is_read_in_between():

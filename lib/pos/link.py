@@ -1,6 +1,7 @@
 """A connection to the back end: the part of the uplink where the two runtimes differ, in a
-module of its own as pos.compat's rule asks, loaded only with pos.uplink (a terminal
-without a back end carries none of it).
+module of its own as pos.compat's rule asks. pos.uplink loads it to make the TLS context and
+for each contact, and pos.app unloads it when a contact is over (a terminal without a back
+end never has it).
 
     reader, writer = await open_link(host, port, context, timeout_s)
 
@@ -8,7 +9,8 @@ gives one Link twice, with asyncio's stream methods the uplink, the downlink and
 use: write(data) then drain(), read(n), readexactly(n), readline(), close() then
 wait_closed(). Every wait ends at one deadline, timeout_s after the connection began: a
 back end that stops answering, at any step, ends the exchange with OSError, and nothing
-waits for ever. context: tls_context(ca_der), or None for plain TCP (tests only).
+waits for ever (but the name's lookup, which comes before, and blocks, as in asyncio).
+context: tls_context(ca_der), or None for plain TCP (tests only).
 
 On MicroPython the socket is used directly, without blocking, and tried again every
 _POLL_MS while it has nothing: asyncio's streams (1.7 KiB of heap on the 64-bit port), its
@@ -20,6 +22,7 @@ asyncio.wait_for with the time left (pos.compat_cpython).
 from pos.compat import IS_MICROPYTHON, const
 
 _POLL_MS = const(20)
+_LINE_MAX = const(1024)  # pos.uplink's MAX_HEADER_BYTES: no line of a reply's head is longer
 
 if IS_MICROPYTHON:
     import socket
@@ -39,19 +42,27 @@ if IS_MICROPYTHON:
     async def open_link(host, port, context, timeout_s):
         from errno import EINPROGRESS
 
+        # The name is looked up before the deadline starts, and blocks (as in asyncio's
+        # open_connection): the back end's address is a name the terminal's resolver has
+        # at hand, or an address.
         address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         sock = socket.socket(address[0], address[1], address[2])
-        sock.setblocking(False)
         try:
-            sock.connect(address[-1])
-        except OSError as exc:
-            if exc.errno != EINPROGRESS:
-                sock.close()
-                raise
-        if context is not None:  # the handshake runs in the first writes and reads
-            sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
             sock.setblocking(False)
-        link = Link(sock, timeout_s)
+            try:
+                sock.connect(address[-1])
+            except OSError as exc:
+                if exc.errno != EINPROGRESS:
+                    raise
+            if context is not None:  # the handshake runs in the first writes and reads
+                sock = context.wrap_socket(
+                    sock, server_hostname=host, do_handshake_on_connect=False
+                )
+                sock.setblocking(False)
+            link = Link(sock, timeout_s)
+        except BaseException:  # no TLS memory, say: the socket is not left open
+            sock.close()
+            raise
         return link, link
 
     class Link:
@@ -78,11 +89,15 @@ if IS_MICROPYTHON:
                     await self._wait()
                 else:
                     sent += count
+                    await sleep_ms(0)  # the keypad's and the display's turn
 
         async def read(self, n):
             while True:
                 data = self.s.read(n)
                 if data is not None:  # b"" at the end
+                    # Other tasks' turn: with data always there (a download), the loop would
+                    # otherwise hold the terminal until the last byte.
+                    await sleep_ms(0)
                     return data
                 await self._wait()
 
@@ -96,14 +111,20 @@ if IS_MICROPYTHON:
             return data
 
         async def readline(self):
+            """A line, at most _LINE_MAX bytes (OSError past that: a reply's head is read
+            line by line, and a line without an end would grow until the deadline)."""
             line = b""
             while True:
-                piece = self.s.readline()  # what is there of the line, without waiting
+                # What is there of the line, without waiting, and one byte past the limit.
+                piece = self.s.readline(_LINE_MAX + 1 - len(line))
                 if piece is None:
                     await self._wait()
                     continue
                 line += piece
+                if len(line) > _LINE_MAX:
+                    raise OSError("line too long")
                 if not piece or line[-1] == 10:
+                    await sleep_ms(0)
                     return line
 
         def close(self):

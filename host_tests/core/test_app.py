@@ -94,15 +94,17 @@ def test_nothing_new_from_the_back_end_loads_no_downlink():
     assert app.terminal.link_up
 
 
-def test_the_link_code_leaves_the_heap_after_a_contact():
-    """pos.link (the connection's code, 1.2 KiB of heap) is loaded for a contact, by
-    Uplink.connect, and the app unloads it once the contact is over."""
-    import pos.link  # noqa: F401  # as a contact loads it
+def test_the_contact_code_leaves_the_heap_after_a_contact():
+    """pos.contact (the protocol's code, 2 KiB of heap) and pos.link (the connection's, 1.2
+    KiB) are loaded for a contact, by Uplink's methods, and the app unloads both once the
+    contact is over: only the uplink's state (pos.uplink) stays."""
+    import pos.contact  # noqa: F401  # as a contact loads them
+    import pos.link  # noqa: F401
 
-    assert "pos.link" in sys.modules
+    assert "pos.contact" in sys.modules and "pos.link" in sys.modules
     app, board, loaded = _first_contact((0, 0, 0, 0, 0, 0))
     assert app._handled is not None  # the contact happened
-    assert "pos.link" not in sys.modules
+    assert "pos.contact" not in sys.modules and "pos.link" not in sys.modules
 
 
 def test_a_newer_config_loads_the_downlink():

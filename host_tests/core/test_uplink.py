@@ -11,17 +11,10 @@ from hashlib import sha256
 from expect import loopback_port, raises
 from norflash import CutStore, NorFlash
 from pos.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
+from pos.contact import link_keys, measure, reply_tag, send_frames, signed_message
 from pos.seal import Cmac
 from pos.txq import TxQueue
-from pos.uplink import (
-    NONCE_FILE,
-    NONCE_STEP,
-    Uplink,
-    UplinkError,
-    link_keys,
-    reply_tag,
-    signed_message,
-)
+from pos.uplink import NONCE_FILE, NONCE_STEP, Uplink, UplinkError
 
 PORT = loopback_port()
 LINK_KEY = b"link-key-for-t01"
@@ -151,6 +144,42 @@ def test_a_replayed_reply_is_refused():
     result, again = run(lambda r: kept[0], queue, uplink)  # the same reply, word for word
     assert isinstance(result, UplinkError) and queue.unsent_count() == 2
     assert again[0].nonce == seen[0].nonce + 1 and again[0].tag != seen[0].tag
+
+
+def test_the_protocol_is_loaded_at_start_and_the_link_let_go_before_the_reply():
+    """The uplink's protocol (pos.contact) is loaded when the uplink is made, at start,
+    while the heap is whole; pos.link by a request's head, never during its connection, and
+    let go once the exchange is over, before the reply's tag (a cipher object of 320 bytes
+    in one piece) is checked."""
+    import sys
+
+    from pos.compat import unload
+
+    unload("contact")
+    unload("link")
+    queue = queue_with(2)
+    uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
+    assert "pos.contact" in sys.modules and "pos.link" not in sys.modules
+    uplink.authenticate(LINK_KEY)
+    uplink.status = lambda: "fw=test"
+    uplink.head("GET", "versions", b"")  # before its connection, as every request's
+    assert "pos.link" in sys.modules
+    unload("link")
+    contact = sys.modules["pos.contact"]
+    checked = contact.reply
+    link_loaded = []
+
+    def reply(*args):
+        link_loaded.append("pos.link" in sys.modules)
+        return checked(*args)
+
+    contact.reply = reply
+    try:
+        result, seen = run(lambda r: tagged(200, b'{"ack": 2}', r), queue, uplink)
+    finally:
+        contact.reply = checked
+    assert result == 2 and seen[0].signed
+    assert link_loaded == [False]
 
 
 def test_counter_is_reserved_in_the_store_and_never_reused():
@@ -429,9 +458,9 @@ def test_a_batch_is_sent_as_hashed_while_the_queue_is_read_in_between():
             for _ in queue.unsent():  # another reader of the queue, between two pieces
                 pass
 
-    frames, size, top, digest = uplink._measure()
+    frames, size, top, digest = measure(uplink)
     writer = Writer()
-    asyncio.run(uplink._send_frames(writer, frames))
+    asyncio.run(send_frames(uplink, writer, frames))
     assert frames == 30 and top == 30 and writer.drains >= 5
     assert len(writer.sent) == size
     assert sha256(writer.sent).digest() == digest

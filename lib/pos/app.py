@@ -342,7 +342,7 @@ class App:
         """(unsent count, time of the oldest unsent sale or 0) as the queue will stand once
         the batch this heartbeat travels with is acked: the back end stores the heartbeat
         with that batch, so counting the batch would show it unsent for ever. The batch is
-        the oldest frames that fit pos.uplink's BATCH_BYTES, as Uplink._measure takes them."""
+        the oldest frames that fit pos.uplink's BATCH_BYTES, as pos.contact.measure takes them."""
         ledger = self.ledger
         if not self._batch_in_flight:
             return ledger.unsent_count(), ledger.oldest_unsent_time()
@@ -416,8 +416,10 @@ class App:
                     self.feed(("link", False))
                     if asked:
                         self.feed(("synced", False))
-                # pos.link's code (1.2 KiB of heap), loaded for the contact (Uplink.connect):
-                # between contacts the sales have that heap.
+                # The protocol's code (pos.contact, 2 KiB of heap) and pos.link's (1.2 KiB),
+                # loaded for the contact (Uplink's methods): between contacts the sales have
+                # that heap.
+                unload("contact")
                 unload("link")
             # Jitter, so terminals that lost the link together do not all return together.
             jitter = urandom(1)[0] * wait_ms // 1024

@@ -152,7 +152,7 @@ class Downlink:
     async def _fetch(self, kind, current, since, out):
         import struct
 
-        from pos.uplink import read_head
+        from pos.contact import read_head
 
         name = (
             "config"

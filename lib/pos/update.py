@@ -88,7 +88,8 @@ class UpdateRefused(Exception):
 async def _download(board, state, version):
     """Fetch the rest of the release file, chunk by chunk; the header's signature is
     checked as soon as it is whole. UplinkError (the link) leaves what arrived."""
-    from pos.uplink import UplinkError, read_head
+    from pos.contact import read_head
+    from pos.uplink import UplinkError
 
     uplink = board.uplink
     store = board.store

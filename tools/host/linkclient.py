@@ -8,8 +8,8 @@ only where the BDK is at hand anyway.
 import hashlib
 import hmac
 
+from pos.contact import link_keys, signed_message
 from pos.downlink import derive_downlink_key
-from pos.uplink import link_keys, signed_message
 from tools.host.backend import cmac
 
 

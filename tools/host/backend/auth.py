@@ -8,8 +8,8 @@ import hmac
 from cryptography.hazmat.primitives import cmac as _cmac
 from cryptography.hazmat.primitives.ciphers import algorithms as _algorithms
 
+from pos.contact import link_keys, signed_message
 from pos.downlink import derive_downlink_key
-from pos.uplink import link_keys, signed_message
 
 EMPTY_BODY_HASH = hashlib.sha256(b"").digest()
 
@@ -41,7 +41,7 @@ class Caller:
         self.installs = None  # (generation, IK ID): signed with a newly offered key
 
     def reply_tag(self, body):
-        """The tag of a reply body, bound to this request (pos.uplink.reply_tag)."""
+        """The tag of a reply body, bound to this request (pos.contact.reply_tag)."""
         return cmac(self.reply_key, self.tag + bytes(body))
 
 

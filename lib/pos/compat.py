@@ -10,9 +10,10 @@ def unload(name):
     function menu while it is open), so its code stops taking heap. Objects made by it stay
     valid: they hold their own classes. name: "pos.x", or the core's "x" alone (a literal
     of more than 10 characters is a heap object of its own in the module that holds it,
-    for that module's life; a shorter one is a name, which is not)."""
-    import gc
-
+    for that module's life; a shorter one is a name, which is not). The heap is collected
+    then on MicroPython; on CPython (the host's tools, the back end's load bench, whose
+    simulated terminals unload pos.link at every request) a collection would be work for
+    nothing."""
     if "." not in name:
         name = "pos." + name
 
@@ -21,7 +22,10 @@ def unload(name):
     package = sys.modules.get(parent)
     if package is not None and child in package.__dict__:
         delattr(package, child)
-    gc.collect()
+    if IS_MICROPYTHON:
+        import gc
+
+        gc.collect()
 
 
 def why(rows, number):

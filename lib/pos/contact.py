@@ -192,7 +192,6 @@ async def request(uplink, method, name, body, size=0, digest=None):
     # reply's cipher object (320 bytes in one piece) finds the hole the request's had
     # (README "Memory").
     try:
-        # The head (about 600 bytes) is held by exchange alone, which lets it go once sent.
         answer = await exchange(  # within timeout_s (pos.link)
             uplink,
             head(uplink, method, name, body)

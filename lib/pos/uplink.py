@@ -59,7 +59,7 @@ class UplinkError(Exception):
 
 def tls_context(ca_der):
     """The TLS context that trusts only the back end's CA (DER), made by pos.link (loaded
-    with it, and left loaded until the first contact ends)."""
+    with it, and left loaded until the first request's exchange ends: pos.contact)."""
     from pos.link import tls_context
 
     return tls_context(ca_der)

@@ -27,9 +27,9 @@ def start():
         app.start()
         if app.ledger is not None:
             board.connect(app.ledger.queue)
-        import asyncio
+        from pos.compat import run
 
-        asyncio.run(app.main())
+        run(app.main())
     except Exception as exc:  # anything at all: log it, show it, restart
         log_fault("crash: %r" % (exc,))
         sys.print_exception(exc)

@@ -117,15 +117,16 @@ def beeps(buzzer_module, kinds):
 
 
 @pytest.fixture()
-def sleep_ms(monkeypatch):
-    # MicroPython's asyncio.sleep_ms, which CPython's asyncio lacks; the beep's length kept.
+def sleep_ms(monkeypatch, buzzer_module):
+    # pos.compat's sleep_ms (asyncio's on CPython), the beep's length kept.
     slept = []
+    compat_sleep_ms = buzzer_module.sleep_ms
 
     async def sleep_ms(ms):
         slept.append(ms)
-        await asyncio.sleep(ms / 1000)
+        await compat_sleep_ms(ms)
 
-    monkeypatch.setattr(asyncio, "sleep_ms", sleep_ms, raising=False)
+    monkeypatch.setattr(buzzer_module, "sleep_ms", sleep_ms)
     return slept
 
 

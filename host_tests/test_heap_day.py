@@ -58,7 +58,7 @@ def test_a_day_that_runs_out_of_heap_fails():
     os.makedirs(FOLDER + "-small")
     try:
         (template,) = benchheap.provision(FOLDER + "-small", 1)
-        day = benchheap.Day(template, os.path.join(FOLDER + "-small", "day"), 80, backend=False)
+        day = benchheap.Day(template, os.path.join(FOLDER + "-small", "day"), 72, backend=False)
         failure = day.run(benchheap.day_script())
         # Where depends on when the idle collections fall: a crash, or the terminal's own
         # "Low memory" (the function menu's code not loaded), at a step the report names.

@@ -1,6 +1,5 @@
 """Test kit for pos.app: a config folder on disk and a board at the edge (events from a list)."""
 
-import asyncio
 import json
 import os
 from binascii import hexlify
@@ -11,6 +10,7 @@ from expect import scratch
 from norflash import CutStore, NorFlash
 from pos.app import DEVICE_KEY
 from pos.cashiers import hash_pin
+from pos.compat import sleep_ms
 from pos.journal import Journal
 from sealcheck import IK, IK_ID, STORAGE_KEY
 
@@ -83,7 +83,7 @@ class Board:
         self.faults = []
 
     async def next_event(self):
-        await asyncio.sleep(0)
+        await sleep_ms(0)
         return self.events.pop(0) if self.events else None
 
     def show(self, screen):

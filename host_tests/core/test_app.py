@@ -1,10 +1,10 @@
 """pos.app: the event loop, and the display updated only when the screen changed."""
 
-import asyncio
 import sys
 
 from appkit import Board, config_folder
 from pos.app import App
+from pos.compat import run, sleep_ms, spawn
 
 
 def test_start_then_sell_through_the_event_loop():
@@ -13,7 +13,7 @@ def test_start_then_sell_through_the_event_loop():
     app = App(board)
     app.start()
     assert board.last_screen[2] == "Cashier PIN"
-    asyncio.run(app.main())
+    run(app.main())
     assert board.last_screen[1] == "APPROVED"
     assert board.printed == 1
     assert app.ledger.queue.unsent_count() == 1
@@ -74,15 +74,13 @@ def _first_contact(versions, before=None):
     app._with_downlink = counted
 
     async def main():
-        task = asyncio.create_task(app.uplink())
+        spawn(app.uplink())
         for _ in range(300):
-            await asyncio.sleep(0.01)
+            await sleep_ms(10)
             if app._handled is not None:
-                break
-        task.cancel()
-        await asyncio.sleep(0)
+                break  # the uplink's task ends with main
 
-    asyncio.run(main())
+    run(main())
     return app, board, len(loaded)
 
 

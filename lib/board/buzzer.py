@@ -1,8 +1,8 @@
 """A piezo buzzer on a PWM channel it is given: short beeps that never hold up the app."""
 
-import asyncio
-
 from micropython import const
+
+from pos.compat import sleep_ms, spawn
 
 _OK_HZ = const(2700)  # near a common piezo's resonance: loudest for the least current
 _ERROR_HZ = const(900)
@@ -17,10 +17,10 @@ class Buzzer:
         pwm.duty_u16(0)
 
     def beep(self, kind):
-        asyncio.create_task(self._beep(_ERROR_HZ if kind == "error" else _OK_HZ, _BEEP_MS))
+        spawn(self._beep(_ERROR_HZ if kind == "error" else _OK_HZ, _BEEP_MS))
 
     async def _beep(self, frequency, duration_ms):
         self._pwm.freq(frequency)
         self._pwm.duty_u16(_HALF_DUTY)
-        await asyncio.sleep_ms(duration_ms)
+        await sleep_ms(duration_ms)
         self._pwm.duty_u16(0)

@@ -3,7 +3,6 @@ keypad, the display, the printer, the buzzer, the clock and the watchdog. It imp
 board contract (lib/pos/board_contract.pyi; main.py declares it so and the type check holds it
 to it), and makes every Pin, bus, UART and PWM the drivers take from lib/board/pins.py."""
 
-import asyncio
 import time
 
 import esp32
@@ -15,6 +14,7 @@ from board import pins
 from board.buzzer import Buzzer
 from board.keypad import SCAN_MS, Keypad
 from board.printer import Printer
+from pos.compat import sleep_ms, spawn
 from pos.store import FileStore
 
 # The ESP32's time module counts from 2000-01-01; records count from 1970.
@@ -114,7 +114,7 @@ class Esp32Board:
         networks = load_networks()
         if networks:
             self.wifi = Wifi(networks)
-            asyncio.create_task(self.wifi.run(lambda up: self._link(app, up)))
+            spawn(self.wifi.run(lambda up: self._link(app, up)))
 
     def restart(self):
         machine.reset()  # boot.py then runs the update's boot code (pos.install)
@@ -153,7 +153,7 @@ class Esp32Board:
             key = keypad.pop()
             if key is not None:
                 return ("key", key)
-            await asyncio.sleep_ms(SCAN_MS)
+            await sleep_ms(SCAN_MS)
 
     def show(self, screen):
         self.display.show(screen)

@@ -1,11 +1,12 @@
 """Wi-Fi on the ESP32: a station that tries the configured networks in order, reconnects
 with backoff when the link drops, and reports the link as events for the terminal."""
 
-import asyncio
 import json
 
 import network
 from micropython import const
+
+from pos.compat import sleep_ms
 
 CONNECT_WAIT_MS = const(10000)  # per network, before trying the next
 BACKOFF_START_MS = const(2000)
@@ -41,7 +42,7 @@ class Wifi:
         while waited < CONNECT_WAIT_MS:
             if wlan.isconnected():
                 return True
-            await asyncio.sleep_ms(250)
+            await sleep_ms(250)
             waited += 250
         wlan.disconnect()
         return False
@@ -57,7 +58,7 @@ class Wifi:
                     self.connected = True
                     backoff = BACKOFF_START_MS
                     on_link(True)
-                await asyncio.sleep_ms(1000)
+                await sleep_ms(1000)
                 continue
             if self.connected:
                 self.connected = False
@@ -67,5 +68,5 @@ class Wifi:
                     self.ssid = ssid
                     break
             else:
-                await asyncio.sleep_ms(backoff)
+                await sleep_ms(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_MS)

@@ -14,11 +14,10 @@ which config, blacklist and command versions it holds; the uplink task fetches w
 and commands wait for an idle moment (nobody logged in, or the merchant menu between sales).
 """
 
-import asyncio
 import gc
 
 from pos.card import Tokenizer
-from pos.compat import collect_every, sleep_ms, ticks_diff, ticks_ms, unload, why
+from pos.compat import collect_every, sleep_ms, spawn, ticks_diff, ticks_ms, unload, why
 from pos.journal import JournalError
 from pos.ledger import Ledger
 from pos.risk import Risk
@@ -439,18 +438,7 @@ class App:
 
     async def main(self):
         self.board.start(self)
-        clock = asyncio.create_task(self.clock())
-        uplink = None
+        spawn(self.clock())
         if self.ledger is not None and self.board.uplink is not None:
-            uplink = asyncio.create_task(self.uplink())
-        await self.events()
-        clock.cancel()
-        if uplink is not None:
-            uplink.cancel()
-
-
-def run(board):
-    app = App(board)
-    app.start()
-    asyncio.run(app.main())
-    return app
+            spawn(self.uplink())
+        await self.events()  # the other tasks end with it (run)

@@ -69,11 +69,69 @@ if IS_MICROPYTHON:
         del _modules[_n]
     del _modules, _n
 
+    class _Sleep:
+        """What `await sleep_ms(ms)` waits on: one object for every sleep, which hands ms to
+        run() (as asyncio's SingletonGenerator does: a sleep makes nothing on the heap)."""
+
+        def __init__(self):
+            self.ms = None
+            self.done = StopIteration()
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            ms = self.ms
+            if ms is None:  # resumed by run(): the sleep is over
+                self.done.__traceback__ = None
+                raise self.done
+            self.ms = None
+            return ms
+
+    _sleep = _Sleep()
+    _tasks = []  # [due (ticks_ms), coroutine] of each task run() runs
+
     def sleep_ms(ms):
-        # Imported on first use: asyncio's objects cost 4 KiB of heap in code that has none.
+        if _tasks:
+            _sleep.ms = ms
+            return _sleep
+        # Not under run(): asyncio's loop (the tests' servers), loaded on first use.
         import asyncio
 
         return asyncio.sleep_ms(ms)
+
+    def spawn(coro):
+        """Run coro as a task of run()'s, from now."""
+        _tasks.append([ticks_ms(), coro])
+
+    def run(main):
+        """Run main and the tasks it spawns until main returns (its value); an error in any
+        task ends it. The app's scheduler: asyncio's took 4 KiB of heap (README "Memory")."""
+        from time import sleep_ms as idle
+
+        tasks = _tasks
+        spawn(main)
+        try:
+            while True:
+                first = tasks[0]
+                for task in tasks:
+                    if ticks_diff(task[0], first[0]) < 0:
+                        first = task
+                wait = ticks_diff(first[0], ticks_ms())
+                if wait > 0:
+                    idle(wait)
+                coro = first[1]
+                try:
+                    first[0] = ticks_add(ticks_ms(), coro.send(None) or 0)
+                except StopIteration as stop:
+                    if coro is main:
+                        return stop.value
+                    tasks.remove(first)
+                    continue
+                tasks.remove(first)  # behind the others, which may be due as soon
+                tasks.append(first)
+        finally:
+            tasks.clear()
 
     def collect_every(nbytes):
         """Collect garbage whenever nbytes more have been allocated (pos.app says why)."""
@@ -98,7 +156,9 @@ else:
         const,
         crc32,
         mem_free,
+        run,
         sleep_ms,
+        spawn,
         ticks_add,
         ticks_diff,
         ticks_ms,

@@ -44,6 +44,41 @@ async def sleep_ms(ms):
     await asyncio.sleep(ms / 1000)
 
 
+_running = []  # run()'s main task, and an error that ended it
+
+
+def spawn(coro):
+    """A task of run()'s; an error in it ends run() with it, as on MicroPython."""
+    import asyncio
+
+    asyncio.get_running_loop().create_task(coro).add_done_callback(_ended)
+
+
+def _ended(task):
+    if not task.cancelled() and task.exception() is not None and _running:
+        _running.append(task.exception())
+        _running[0].cancel()
+
+
+def run(main):
+    """Run main and the tasks it spawns until main returns (its value): asyncio's loop,
+    as pos.compat's run on MicroPython."""
+    import asyncio
+
+    async def watched():
+        _running[:] = [asyncio.current_task()]
+        return await main
+
+    try:
+        return asyncio.run(watched())
+    except asyncio.CancelledError:
+        if len(_running) > 1:
+            raise _running[1] from None
+        raise
+    finally:
+        _running.clear()
+
+
 class aes:
     """A work-alike of MicroPython's cryptolib.aes with the same rules and errors.
 

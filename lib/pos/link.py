@@ -19,14 +19,13 @@ itself (tools/bench heap, README "Memory"). On CPython asyncio's streams, each s
 asyncio.wait_for with the time left (pos.compat_cpython).
 """
 
-from pos.compat import IS_MICROPYTHON, const
+from pos.compat import IS_MICROPYTHON, const, sleep_ms
 
 _POLL_MS = const(20)
 _LINE_MAX = const(1024)  # pos.uplink's MAX_HEADER_BYTES: no line of a reply's head is longer
 
 if IS_MICROPYTHON:
     import socket
-    from asyncio import sleep_ms
     from time import ticks_add, ticks_diff, ticks_ms
 
     import tls

@@ -27,7 +27,6 @@ fails with OSError, as it would on a device without a network, and the terminal 
 link is down; when it comes back the uplink tries again at once.
 """
 
-import asyncio
 import gc
 import json
 import os
@@ -41,6 +40,7 @@ FLASH_SIZE = 0x400000
 TABLE_OFFSET = 0x8000
 SECTOR = 4096
 MOUNT = "/flash"
+_POLL_MS = 2  # stdin's poll while there is no input
 
 
 _NETWORK_DOWN = "network down (the simulator's link switch)"
@@ -138,12 +138,16 @@ class TlsRoom:
                 print("F TLS room not free after the connection: the app holds memory in it")
 
 
-def _readable(poller):
-    """Wait until stdin has input, as asyncio's StreamReader does: the task waits in the
-    loop's own poller, once at least, so other tasks run between two lines."""
-    yield asyncio.core._io_queue.queue_read(sys.stdin)  # type: ignore[attr-defined]
-    while not poller.poll(0):
-        yield asyncio.core._io_queue.queue_read(sys.stdin)  # type: ignore[attr-defined]
+async def _readable(poller):
+    """Wait until stdin has input, the other tasks running meanwhile (once at least, so
+    they run between two lines)."""
+    from pos.compat import sleep_ms  # the app's scheduler (romfs_partition has no core)
+
+    await sleep_ms(0)
+    while True:
+        for _ in poller.ipoll(0):  # ipoll: no list made while there is nothing
+            return
+        await sleep_ms(_POLL_MS)
 
 
 def read_partitions(path):
@@ -294,6 +298,10 @@ class SimBoard:
             if verb == "frame":
                 self._send_frame()
                 continue
+            if verb == "mem":
+                gc.collect()
+                print("M %d %s" % (gc.mem_free(), " ".join(sorted(k for k in sys.modules))))
+                continue
             if verb == "unsent":
                 ledger = self.app.ledger if self.app else None
                 print("U %d" % (ledger.unsent_count() if ledger else -1))
@@ -362,20 +370,16 @@ class SimBoard:
         pass  # the simulator's clock is the PC's, already right
 
     def start(self, app):
-        # No tasks of its own (stdin is read by next_event); the app's task, which a
-        # restart ends.
-        self._main_task = asyncio.current_task()
+        pass  # no tasks of its own: stdin is read by next_event
 
     def rssi(self):
         return 0  # no radio
 
     def restart(self):
-        """As machine.reset(): the app ends, and tools/sim starts the firmware again
+        """As machine.reset(): the app ends here, and tools/sim starts the firmware again
         (simrom: pos.install first)."""
         self.restarting = True
-        task = self._main_task
-        if task is not None:
-            task.cancel()
+        raise SystemExit  # out of every task (as no `except Exception` catches it), to simrom
 
 
 TYPE_CHECKING = False

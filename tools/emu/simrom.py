@@ -110,13 +110,13 @@ def run_terminal(state_dir, start):
     (the ESP32's main.py logs it and resets), ends the process with RESTART_EXIT after an
     "R" line: tools/sim starts it again, which boots it again (pos.install first) on a
     whole heap, as a reset does."""
-    import asyncio
+    from pos.compat import run
 
     board = None
     try:
         board = start(state_dir)
-        asyncio.run(board.app.main())
-    except asyncio.CancelledError:
+        run(board.app.main())
+    except SystemExit:  # SimBoard.restart
         if board is None or not board.restarting:
             raise
     except Exception as exc:

@@ -13,9 +13,11 @@ config/ca.der) up. On the unix port behind a pty (target "unix", the tests) the 
 tools/emu/fakeparts.py's, faked at the pins, and Wi-Fi is skipped (no network module).
 """
 
-import asyncio
 import gc
 import json
+
+from pos.compat import run as run_tasks
+from pos.compat import sleep_ms, spawn
 
 _STATUS = b"\x10\x04\x01"  # DLE EOT 1: the printer's status byte
 _WIFI_WAIT_MS = 30000
@@ -67,7 +69,7 @@ async def echo_keys(keypad, display, seconds):
             print("key " + key)
             screen.put(2, ("Key " + key).encode())
             display.show(screen)
-        await asyncio.sleep_ms(SCAN_MS)
+        await sleep_ms(SCAN_MS)
     return pressed
 
 
@@ -88,10 +90,10 @@ async def wifi_up():
     if not networks:
         return None, "SKIP no config/wifi.json"
     wifi = Wifi(networks)
-    asyncio.create_task(wifi.run(lambda up: None))
+    spawn(wifi.run(lambda up: None))
     waited = 0
     while not wifi.connected and waited < _WIFI_WAIT_MS:
-        await asyncio.sleep_ms(250)
+        await sleep_ms(250)
         waited += 250
     if not wifi.connected:
         return None, "down after %d s" % (_WIFI_WAIT_MS // 1000)
@@ -141,9 +143,9 @@ async def run(target, keys_s):
     else:
         print("printer: status 0x%02x, test slip sent" % status)
     buzzer.beep("ok")
-    await asyncio.sleep_ms(200)
+    await sleep_ms(200)
     buzzer.beep("error")
-    await asyncio.sleep_ms(200)
+    await sleep_ms(200)
     print("buzzer: ok and error beeps")
     print("keys: press keys for %d s" % keys_s)
     pressed = await echo_keys(keypad, display, keys_s)
@@ -158,4 +160,4 @@ async def run(target, keys_s):
 
 
 def main(target="esp32", keys_s=10):
-    asyncio.run(run(target, keys_s))
+    run_tasks(run(target, keys_s))

@@ -14,13 +14,13 @@ objects (its Link and the TLS socket object, pos.link), which on the device are 
 the figure errs on TLS's side by those.
 """
 
-import asyncio
 import gc
 
 
 def main(argv):
     from simboard import TlsRoom
 
+    from pos.compat import run  # the app's scheduler
     from pos.link import open_link  # its code is the app's on the device
     from pos.uplink import tls_context
 
@@ -55,7 +55,7 @@ def main(argv):
                 break
     room.release()
     try:
-        answer = asyncio.run(exchange())
+        answer = run(exchange())
     except MemoryError:
         answer = None
     full = None

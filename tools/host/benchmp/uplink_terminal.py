@@ -5,12 +5,12 @@ SYNC_EVERY_S after the last sync (back to back for a backlog). Prints `ready`, r
 start time (unix seconds) from stdin, and at the end prints one JSON line of its batches
 (as tools/host/benchuplink.py's CPython clients do)."""
 
-import asyncio
 import json
 import sys
 import time
 
 from norflash import NorFlash
+from pos.compat import run, sleep_ms, spawn
 from pos.derive import derive_initial_key
 from pos.downlink import derive_downlink_key
 from pos.journal import Journal
@@ -54,12 +54,13 @@ def main(tid, bdk, ik_id, port, ca_path, records, rate, duration_s, drain_s, ret
     async def booking():
         while state["booked"] < records:
             due = start + state["booked"] / rate
-            await asyncio.sleep(max(0.0, due - time.time()))
+            await sleep_ms(max(0, int((due - time.time()) * 1000)))
             book()
             state["booked"] += 1
 
     async def sending():
-        await asyncio.sleep(max(0.0, start + (0.5 * SYNC_EVERY_S if rate else 0) - time.time()))
+        first = start + (0.5 * SYNC_EVERY_S if rate else 0)
+        await sleep_ms(max(0, int((first - time.time()) * 1000)))
         while True:
             now = time.time()
             done = state["booked"] >= records and not ledger.queue.unsent_count()
@@ -78,16 +79,13 @@ def main(tid, bdk, ik_id, port, ca_path, records, rate, duration_s, drain_s, ret
             wait = retry_s if error else (SYNC_EVERY_S if rate else 0)
             if drain_s and time.time() >= end and not error:
                 wait = min(wait, retry_s)
-            await asyncio.sleep(wait)
+            await sleep_ms(int(wait * 1000))
 
-    async def run():
-        tasks = [asyncio.create_task(sending())]
+    async def main():  # the app's scheduler (pos.compat.run), as the terminal's
         if rate:
-            tasks.append(asyncio.create_task(booking()))
-        await tasks[0]
-        for task in tasks[1:]:
-            task.cancel()
+            spawn(booking())
+        await sending()  # the booking ends with it
 
-    asyncio.run(run())
+    run(main())
     unfinished = [tid] if drain_s and ledger.queue.unsent_count() else []
     print(json.dumps({"batches": batches, "unfinished": unfinished}))

@@ -1,8 +1,9 @@
 """The terminal's main loop, shared by the ESP32 (main.py) and the simulator (tools/sim).
 
-It builds the terminal from what the board provides, then runs two asyncio tasks: one takes
-the board's events (keys, card reads, scans, link changes) and one ticks the clock, feeds
-the watchdog and collects garbage when idle. After every event the screen goes to the
+It builds the terminal from what the board provides, then runs two tasks (pos.compat.run,
+the app's own scheduler on MicroPython): one takes the board's events (keys, card reads,
+scans, link changes) and one ticks the clock, feeds the watchdog and collects garbage when
+idle; with a back end, a third sends and polls (App.uplink). After every event the screen goes to the
 display, but only when it changed; an input that changed nothing beeps (pos.runner).
 
 The board is described, member by member, in pos/board_contract.pyi: a Protocol the type

@@ -74,8 +74,10 @@ class Board(Protocol):
         for the board's own NTP answer); a board whose clock is right ignores it."""
     def feed_watchdog(self) -> None: ...
     def start(self, app: App) -> None:
-        """Start the board's own tasks (Wi-Fi) once the event loop runs."""
+        """Start the board's own tasks (Wi-Fi), with pos.compat.spawn: called by the app's
+        main task, under pos.compat.run."""
     def restart(self) -> None:
-        """Restart the terminal (an update installs at the start: pos.install)."""
+        """Restart the terminal (an update installs at the start: pos.install). On the ESP32
+        it does not return (machine.reset()); the simulator raises SystemExit."""
     def rssi(self) -> int:
         """The Wi-Fi signal in dBm for the heartbeat, 0 without a radio link."""

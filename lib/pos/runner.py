@@ -1,7 +1,7 @@
 """Carries out the terminal's effects: books records in the ledger, prints, beeps, and asks
 for uploads, feeding each outcome back to the terminal as an event.
 
-The device's asyncio app and the tests drive the terminal through the same Runner, so what a
+The device's app and the tests drive the terminal through the same Runner, so what a
 test sees is what a cashier sees.
 
 An ignored input (a key, card read or scan after which the screen is unchanged and nothing

@@ -81,6 +81,11 @@ class App:
         self._contact_ms = None
         self._wake = False  # the network came back: try now, not after the backoff
         self._batch_in_flight = False  # the heartbeat goes with a batch (not a poll)
+        # update.txt (pos.install: the version and its phase), read when first asked for and
+        # kept; pos.update sets None when it writes the file. Opening a file makes one block
+        # of about 300 bytes (LittleFS's file object and its cache), which every contact's
+        # heartbeat asked of a worn heap (README "Memory").
+        self.update_text = None
 
     def start(self):
         """Load keys and config; on any fault the terminal shows it and sells nothing.
@@ -263,11 +268,17 @@ class App:
     def release_due(self, offered):
         """A release offered newer than the one installed, or the one installed on trial:
         pos.update has something to do."""
-        text = self.board.store.read("update.txt") or b"sw=0;"
+        text = self._update_text() or b"sw=0;"
         try:
             return offered > int(text[3 : text.find(b";")]) or b"trial" in text
         except ValueError:  # damaged: pos.update says so (a fault), as it always has
             return True
+
+    def _update_text(self):
+        text = self.update_text
+        if text is None:
+            text = self.update_text = self.board.store.read("update.txt") or b""
+        return text
 
     def wake_uplink(self):
         """The network is back (the board's Wi-Fi): contact the back end now, whatever the
@@ -316,7 +327,7 @@ class App:
         board = self.board
         depth, oldest = self._queue_after_batch()
         now = board.unix_time()
-        update = board.store.read("update.txt")  # pos.install: the version and its phase
+        update = self._update_text()
         return (
             "depth=%d;oldest_s=%d;counter=%d;heap=%d;reset=%s;rssi=%d;fw=%s;cfg=%d;bl=%d;bld=%s;"
             "cmd=%d;kg=%d%s;%s"

@@ -175,7 +175,9 @@ class _Link:
         return result
 
     def write(self, data):
-        self._writer.write(data)
+        # A copy: asyncio's transport keeps what it is given while its buffer is full, and
+        # the core reuses its pieces once drain returns (pos.contact.send_frames).
+        self._writer.write(bytes(data))
 
     async def drain(self):
         await self._within(self._writer.drain())

@@ -212,7 +212,10 @@ async def request(uplink, method, name, body, size=0, digest=None):
 async def send_frames(uplink, writer, count):
     """The batch: the oldest `count` unsent frames, the ones measure hashed (a sale booked
     meanwhile only adds frames after them), read from the queue again and sent in pieces of
-    up to _CHUNK bytes, so no 2 KiB buffer for it stays on the heap."""
+    up to _CHUNK bytes, so no 2 KiB buffer for it stays on the heap. Each piece is a view
+    of the one buffer, not a copy: a writer has sent or copied what it was given once its
+    drain returns (pos.link; its CPython side copies, as asyncio's transport keeps what it
+    is given)."""
     chunk = bytearray(_CHUNK)
     used = 0
     for _, frame in uplink.queue.unsent(count):
@@ -220,15 +223,13 @@ async def send_frames(uplink, writer, count):
             # The frame is a view of the queue's read buffer, which whatever runs while
             # this waits (a booking, the status screen) may read into: copied first.
             frame = bytes(frame)
-            # A copy: a writer may keep what it is given (CPython's TLS transport does
-            # while its buffer is full), and the piece is reused.
-            writer.write(bytes(memoryview(chunk)[:used]))
+            writer.write(memoryview(chunk)[:used])
             await writer.drain()
             used = 0
         chunk[used : used + len(frame)] = frame
         used += len(frame)
     if used:
-        writer.write(bytes(memoryview(chunk)[:used]))
+        writer.write(memoryview(chunk)[:used])  # drained by exchange
 
 
 async def exchange(uplink, signed, body):

@@ -40,10 +40,12 @@ def _version_in(store, name):
     return struct.unpack(">I", data)[0] if data and len(data) == 4 else 0
 
 
-def _say(store, state, word, version):
+def _say(app, state, word, version):
+    store = app.board.store
     text = ("sw=%d;ota=%s:%d" % (state[2], word, version)).encode()
     if store.read(install.TEXT) != text:
         store.write(install.TEXT, text)
+        app.update_text = None  # the heartbeat's copy (pos.app) read again
 
 
 async def after_contact(app, offered):
@@ -54,6 +56,7 @@ async def after_contact(app, offered):
     if state[0] == install.TRIAL:
         state = [install.IDLE, 0, state[2], 0, state[4], max(state[5], state[2])]
         install.write_state(store, state)
+        app.update_text = None
         app.board.fault("update: version %d confirmed" % state[2])
     if not offered or offered <= max(state[2], state[5]):
         return
@@ -65,7 +68,7 @@ async def after_contact(app, offered):
     if _version_in(store, DOWNLOADING) != offered:
         store.remove(install.STAGED)
         store.write(DOWNLOADING, struct.pack(">I", offered))
-    _say(store, state, "downloading", offered)
+    _say(app, state, "downloading", offered)
     try:
         await _download(app.board, state, offered)
         _check(app.board, state, offered, True)
@@ -73,11 +76,11 @@ async def after_contact(app, offered):
         store.write(REFUSED, struct.pack(">I", offered))
         store.remove(install.STAGED)
         store.remove(DOWNLOADING)
-        _say(store, state, "refused", offered)
+        _say(app, state, "refused", offered)
         app.board.fault("update: %d refused: %s" % (offered, exc))
         return
     received.update = offered
-    _say(store, state, "staged", offered)
+    _say(app, state, "staged", offered)
     app.board.fault("update: %d staged and checked; installs when idle" % offered)
 
 
@@ -200,5 +203,6 @@ def install_now(app):
     app.received.update = 0
     store.remove(DOWNLOADING)
     install.write_state(store, [install.SAVE, 0, state[2], target, state[2], state[5]])
+    app.update_text = None
     app.board.fault("update: installing %d; restarting" % target)
     app.board.restart()

@@ -59,10 +59,28 @@ class _Connection:
         self._board = board
         self._stream = stream
 
-    def __getattr__(self, name):
+    # Each step as a plain method that hands back the Link's own (a coroutine to await):
+    # no object of the simulator's is made during the connection (a looked-up bound method
+    # or a coroutine of its own would be, and the device has no such wrapper).
+    def _up(self):
         if not self._board.network:
             raise OSError(_NETWORK_DOWN)
-        return getattr(self._stream, name)
+        return self._stream
+
+    def write(self, data):
+        self._up().write(data)
+
+    def drain(self):
+        return self._up().drain()
+
+    def read(self, n):
+        return self._up().read(n)
+
+    def readexactly(self, n):
+        return self._up().readexactly(n)
+
+    def readline(self):
+        return self._up().readline()
 
     def close(self):
         self._stream.close()

@@ -316,10 +316,6 @@ class SimBoard:
             if verb == "frame":
                 self._send_frame()
                 continue
-            if verb == "mem":
-                gc.collect()
-                print("M %d %s" % (gc.mem_free(), " ".join(sorted(k for k in sys.modules))))
-                continue
             if verb == "unsent":
                 ledger = self.app.ledger if self.app else None
                 print("U %d" % (ledger.unsent_count() if ledger else -1))

@@ -53,6 +53,9 @@ def test_z_settlement_numbers_batches_and_resets():
     assert z.kind == SETTLEMENT and z.merchant == 2 and z.reference == 1
     assert settlement_counts(z) == (1, 1000, 0, 0)
     assert kit.printed[0][0].strip() == "Z REPORT 1"
+    # The slip tells the totals the Z closed (made after the booking cleared them).
+    assert "NET" + " " * 24 + "10.00" in kit.printed[0]
+    assert "Batch 1" in kit.printed[0]
     assert kit.ledger.totals.net(2) == 0
     kit.keys("A 4 9 9 9 9 # 2 #")
     assert kit.shows("Settle batch   2")

@@ -3,8 +3,9 @@
 It builds the terminal from what the board provides, then runs two tasks (pos.compat.run,
 the app's own scheduler on MicroPython): one takes the board's events (keys, card reads,
 scans, link changes) and one ticks the clock, feeds the watchdog and collects garbage when
-idle; with a back end, a third sends and polls (App.uplink). After every event the screen goes to the
-display, but only when it changed; an input that changed nothing beeps (pos.runner).
+idle; with a back end, a third sends and polls (App.uplink). After every event the screen
+goes to the display, but only when it changed; an input that changed nothing beeps
+(pos.runner).
 
 The board is described, member by member, in pos/board_contract.pyi: a Protocol the type
 checker reads (tools/test types), so a board that lacks a member the app uses fails the check.

@@ -91,6 +91,40 @@ def test_an_error_in_any_task_ends_run_with_it_and_leaves_nothing_behind():
     assert len(log) == count  # the ended run's main was not resumed
 
 
+def test_a_sleep_is_timed_from_its_call_and_a_long_step_goes_behind():
+    import time
+
+    log = []
+
+    async def busy():
+        time.sleep(0.1)  # a long step of work before the sleep (a feed, a collection)
+        start = ticks_ms()
+        await sleep_ms(60)
+        log.append(ticks_diff(ticks_ms(), start))
+
+    run(busy())
+    assert log[0] >= 55  # not the 60 ms less the step's 100
+
+    order = []
+
+    async def worker():
+        for _ in range(3):
+            time.sleep(0.05)
+            order.append("work")
+            await sleep_ms(0)
+
+    async def main():
+        spawn(worker())
+        await sleep_ms(5)  # due while the worker's first step runs
+        order.append("main")
+
+    run(main())
+    if IS_MICROPYTHON:  # the app's scheduler: the worker goes behind once it has run
+        assert order == ["work", "main"]
+    else:  # asyncio's own order: its ready queue before its timers
+        assert order == ["work", "work", "work", "main"]
+
+
 def test_a_sleep_makes_nothing_on_the_heap():
     if not IS_MICROPYTHON:
         return  # CPython's asyncio; the heap is the device's concern

@@ -19,9 +19,12 @@ def load_networks(path=WIFI_CONFIG):
     try:
         with open(path) as source:
             doc = json.load(source)
-        return [(entry["ssid"], entry.get("password", "")) for entry in doc["networks"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        networks = [(entry["ssid"], entry.get("password", "")) for entry in doc["networks"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return []
+    # Texts only: a number for a name would fail in WLAN.connect, in the Wi-Fi task, which
+    # an error ends with the app (pos.compat.run: main.py logs it and restarts).
+    return [(s, p) for s, p in networks if isinstance(s, str) and isinstance(p, str)]
 
 
 class Wifi:
@@ -37,20 +40,27 @@ class Wifi:
 
     async def _join(self, ssid, password):
         wlan = self._wlan
-        wlan.connect(ssid, password)
+        try:
+            wlan.connect(ssid, password)
+        except OSError:  # "Wifi Internal Error": the driver still reconnecting on its own
+            return False
         waited = 0
         while waited < CONNECT_WAIT_MS:
             if wlan.isconnected():
                 return True
             await sleep_ms(250)
             waited += 250
-        wlan.disconnect()
+        try:
+            wlan.disconnect()
+        except OSError:
+            pass  # not joined: nothing to leave
         return False
 
     async def run(self, on_link):
-        """Keep the link up for ever; on_link(True/False) on every change."""
+        """Keep the link up for ever; on_link(True/False) on every change. Never ends with
+        an error of the radio's (an error in a task ends the app: pos.compat.run); it tries
+        again after the backoff."""
         wlan = self._wlan
-        wlan.active(True)
         backoff = BACKOFF_START_MS
         while True:
             if wlan.isconnected():
@@ -63,6 +73,12 @@ class Wifi:
             if self.connected:
                 self.connected = False
                 on_link(False)
+            try:
+                wlan.active(True)  # each round: a radio that did not start may start later
+            except OSError:
+                await sleep_ms(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_MS)
+                continue
             for ssid, password in self.networks:
                 if await self._join(ssid, password):
                     self.ssid = ssid

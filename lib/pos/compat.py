@@ -122,12 +122,13 @@ if IS_MICROPYTHON:
                     idle(wait)
                 coro = first[1]
                 try:
-                    first[0] = ticks_add(ticks_ms(), coro.send(None) or 0)
+                    ms = coro.send(None) or 0
                 except StopIteration as stop:
                     if coro is main:
                         return stop.value
                     tasks.remove(first)
                     continue
+                first[0] = ticks_add(ticks_ms(), ms)  # from the sleep's call, as asyncio
                 tasks.remove(first)  # behind the others, which may be due as soon
                 tasks.append(first)
         finally:

@@ -38,27 +38,27 @@ def _text(number):
 
 
 def report_lines(totals, merchant, exponent):
-    """(label, value) pairs of an X or Z report. Sales are net of voids, as the Z record
+    """(label, value) pairs of an X or Z report, one at a time (the X's screen keeps them as
+    a list; a Z's slip takes each as it is made). Sales are net of voids, as the Z record
     counts them (pos.reports.Totals.settlement) and as the Z screen shows them: the first
     line says so, and the Voids line after them tells what was taken off."""
-    lines = [("Sales less voids", "")]
+    yield ("Sales less voids", "")
     for kind, label in ((_SALE, "Sales"), (_VOID, "Voids"), (_REFUND, "Refunds")):
         count, total = totals.sum(merchant, kind)
         if kind == _SALE:
             voided = totals.sum(merchant, _VOID)
             count, total = count - voided[0], total - voided[1]
-        lines.append(("%s %d" % (label, count), format_minor(total, exponent)))
+        yield ("%s %d" % (label, count), format_minor(total, exponent))
         for method in range(1, 5):
             c, t = totals.count_total(merchant, kind, method)
             if kind == _SALE:
                 voided = totals.count_total(merchant, _VOID, method)
                 c, t = c - voided[0], t - voided[1]
             if c:
-                lines.append(("  %s %d" % (METHOD_LABELS[method], c), format_minor(t, exponent)))
-    lines.append(("Declines %d" % totals.declines(merchant), ""))
-    lines.append(("NET", format_minor(totals.net(merchant), exponent)))
-    lines.append(("Batch %d" % totals.batch(merchant), ""))
-    return lines
+                yield ("  %s %d" % (METHOD_LABELS[method], c), format_minor(t, exponent))
+    yield ("Declines %d" % totals.declines(merchant), "")
+    yield ("NET", format_minor(totals.net(merchant), exponent))
+    yield ("Batch %d" % totals.batch(merchant), "")
 
 
 def report_receipt(title, merchant, terminal_id, now, lines, columns=32, utc_offset_min=0):
@@ -102,7 +102,7 @@ def picked(fn, merchant):
     if fn.after_pick == _Z_CONFIRM:
         t.go(_Z_CONFIRM, merchant)
         return
-    fn.report_lines = report_lines(t.ledger.totals, merchant.number, merchant.exponent)
+    fn.report_lines = list(report_lines(t.ledger.totals, merchant.number, merchant.exponent))
     fn.page = 0
     t.go(_REPORT_VIEW, merchant)
     _print_report(fn, "X REPORT")
@@ -151,6 +151,8 @@ def settled(fn, record):
     result screen's (headline, detail)."""
     batch = record.reference
     merchant = fn.report_merchant
+    # Each line made as the printer takes it, not a list of them at once: the Z is stored
+    # and its totals cleared, so a report that could not be made now would be lost.
     fn.report_lines = report_lines(fn.report_lines, merchant.number, merchant.exponent)
     _print_report(fn, "Z REPORT %d" % batch)
     fn.t.effects.append(("beep", "ok"))

@@ -303,7 +303,7 @@ class SimBoard:
     async def next_event(self):
         while True:
             self._acknowledge()
-            await _readable(self._stdin)  # MicroPython awaits a generator
+            await _readable(self._stdin)
             line = sys.stdin.readline()
             if not line:
                 return None

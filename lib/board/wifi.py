@@ -73,13 +73,12 @@ class Wifi:
             if self.connected:
                 self.connected = False
                 on_link(False)
+            networks = self.networks
             try:
                 wlan.active(True)  # each round: a radio that did not start may start later
             except OSError:
-                await sleep_ms(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_MS)
-                continue
-            for ssid, password in self.networks:
+                networks = ()  # none tried this round: the backoff, then again
+            for ssid, password in networks:
                 if await self._join(ssid, password):
                     self.ssid = ssid
                     break

@@ -28,6 +28,7 @@ from pos.journal import Journal
 from pos.ledger import Ledger
 from pos.record import CASH, SALE, Record
 from pos.txq import TxQueue
+from pos.contact import authenticate, sync
 from pos.uplink import Uplink, UplinkError, tls_context
 
 flash = NorFlash(12, sector_size=1024)
@@ -36,12 +37,12 @@ Journal.provision(log, b"storage-key-0004", derive_initial_key(BDK, IK_ID), IK_I
 ledger = Ledger(TxQueue(queue), log, b"storage-key-0004")
 ledger.book(Record(SALE, 1, 700, 978, method=CASH))
 uplink = Uplink(ledger.queue, HOST, PORT, "T0007", tls_context(open(CA, "rb").read()))
-uplink.authenticate(derive_downlink_key(BDK, IK_ID))
+authenticate(uplink, derive_downlink_key(BDK, IK_ID))
 uplink.timeout_s = 3
 
 async def main():
     try:
-        print("acked", await uplink.sync())
+        print("acked", await sync(uplink))
     except UplinkError as exc:
         print("refused", exc)
     print("unsent", ledger.queue.unsent_count())

@@ -1,10 +1,13 @@
 """pos.app: the event loop, and the display updated only when the screen changed."""
 
 import sys
+from binascii import hexlify, unhexlify
 
 from appkit import Board, config_folder
 from pos.app import App
 from pos.compat import run, sleep_ms, spawn
+from pos.seal import Cmac
+from pos.uplink import Uplink
 
 
 def test_start_then_sell_through_the_event_loop():
@@ -32,36 +35,106 @@ def test_screen_goes_to_the_display_only_when_it_changed():
     assert board.shown == shown + 1
 
 
-class _Contact:
-    """The uplink at the network's edge: every contact gets through, and the back end
-    offers these versions (config, blacklist, commands, whole, release, keys)."""
+LINK_KEY = b"link-key-for-app"
+
+
+class _BackEnd:
+    """The back end at the socket's edge (the uplink's connect): it answers a request as
+    the real one does, its reply tagged for that request (pos.uplink's docstring), offering
+    these versions (config, blacklist, commands, whole, release, keys); a document fetched
+    (a config, say) it does not have: 404. It keeps the name of each request."""
 
     def __init__(self, versions):
+        from pos.compat import AES_ECB, aes
+        from pos.contact import link_keys
+
         self.versions = versions
-        self.server_time = 0
-        self.status = None
-        self.sent = []
+        self.asked = []
+        self._sent = self._reply = b""
+        # Made before the terminal starts: this back end runs in the terminal's heap here,
+        # and a cipher object of its own at each reply would take the terminal's.
+        self._cipher = aes(link_keys(LINK_KEY)[1], AES_ECB)
+        self._cmac = Cmac()
 
-    def authenticate(self, link_key, store=None):
+    # A connection (the uplink's connect): the request is taken whole, then answered. One
+    # at a time, as the terminal makes them: the back end is its own connection.
+    async def connect(self, timeout_s=0):
+        self._sent, self._reply = b"", None
+        return self, self
+
+    def write(self, data):
+        self._sent += bytes(data)
+
+    async def drain(self):
         pass
 
-    async def poll(self):
+    async def read(self, n):
+        if self._reply is None:
+            self._reply = self._answer(self._sent)
+        reply, self._reply = self._reply[:n], self._reply[n:]
+        return reply
+
+    async def readline(self):
+        if self._reply is None:
+            self._reply = self._answer(self._sent)
+        return await self.read(self._reply.find(b"\n") + 1 or len(self._reply))
+
+    async def readexactly(self, n):
+        return await self.read(n)
+
+    def close(self):
         pass
 
-    async def sync(self):
-        return 0
+    async def wait_closed(self):
+        pass
 
-    async def send(self, name, body):
-        self.sent.append(name)
+    def _answer(self, request):
+        import json
+
+        head = request.split(b"\r\n\r\n")[0].split(b"\r\n")
+        name = head[0].split(b" ")[1].split(b"/")[-1].split(b"?")[0].decode()
+        self.asked.append(name)
+        if name not in ("versions", "faults", "records"):
+            return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        request_tag = b""
+        for line in head:
+            if line.startswith(b"X-OneTill-Auth: "):
+                request_tag = unhexlify(line.split(b":")[3])
+        v = self.versions
+        body = json.dumps(
+            {
+                "server_time": 0,
+                "config": v[0],
+                "blacklist": v[1],
+                "commands": v[2],
+                "blacklist_whole": v[3] == 1,
+                "release": v[4],
+                "keys": v[5],
+            }
+        ).encode()
+        tag = hexlify(self._cmac.digest(self._cipher, request_tag + body))
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-OneTill-Reply: %s\r\n\r\n"
+            % (len(body), tag)
+        ) + body
 
 
 def _first_contact(versions, before=None):
     """(app, its board, how many times pos.downlink was loaded) once the app's first
-    contact with a back end offering `versions` has been dealt with; before(app) first."""
+    contact with a back end offering `versions` has been dealt with; before(app) first.
+    The uplink is the real one, with its link key; the back end is at its connection."""
     board = Board(config_folder())
-    board.uplink = _Contact(versions)
+    board.store.write("downlink.key", LINK_KEY)
+    back_end = _BackEnd(versions)
+    board.uplink = Uplink(None, "127.0.0.1", 1, "T0001", None)
+    board.uplink.connect = back_end.connect
+    board.back_end = back_end
     app = App(board)
     app.start()
+    board.uplink.queue = app.ledger.queue
+    # The test kit's code for sealed records (test vectors), not needed from here on, is
+    # let go: the app has about the heap a terminal's has for its contacts.
+    sys.modules.pop("sealcheck", None)
     if before is not None:
         before(app)
     loaded = []
@@ -90,12 +163,13 @@ def test_nothing_new_from_the_back_end_loads_no_downlink():
     assert app._handled == versions
     assert loaded == 0
     assert app.terminal.link_up
+    assert board.back_end.asked == ["versions"]  # signed, and its reply's tag checked
 
 
 def test_the_contact_code_leaves_the_heap_after_a_contact():
     """pos.contact (the protocol's code, 2 KiB of heap) and pos.link (the connection's, 1.2
-    KiB) are loaded for a contact, by Uplink's methods, and the app unloads both once the
-    contact is over: only the uplink's state (pos.uplink) stays."""
+    KiB) are loaded for a contact (pos.app's _contact, pos.contact.head), and the app
+    unloads both once the contact is over: only the uplink's state (pos.uplink) stays."""
     import pos.contact  # noqa: F401  # as a contact loads them
     import pos.link  # noqa: F401
 
@@ -110,8 +184,10 @@ def test_a_newer_config_loads_the_downlink():
     app, board, loaded = _first_contact(versions)
     assert loaded == 1
     assert app._handled == versions
-    # This board has no downlink key, so the config is refused, and said so.
-    assert [f for f in board.faults if "no downlink key" in f], board.faults
+    # The downlink asked for it; this back end has none to give, so it is refused, and
+    # said so.
+    assert board.back_end.asked == ["versions", "config"]
+    assert [f for f in board.faults if "config: back end answered 404" in f], board.faults
 
 
 def _received(app):
@@ -139,7 +215,7 @@ def test_faults_to_upload_load_the_downlink_which_sends_them():
 
     app, board, loaded = _first_contact((0, 0, 0, 0, 0, 0), asked)
     assert loaded == 1
-    assert board.uplink.sent == ["faults"] and not app.received.upload_faults
+    assert board.back_end.asked == ["versions", "faults"] and not app.received.upload_faults
 
 
 def test_a_release_on_trial_loads_the_downlink():

@@ -10,6 +10,7 @@ from downkit import KEY, OTHER_KEY, PORT, config_document, http, merchants, serv
 import pos.terminal  # noqa: F401  (loaded on a terminal before any config arrives)
 from expect import scratch
 from pos.blacklist import Blacklist
+from pos.contact import authenticate
 from pos.downlink import (
     PUSHED_CONFIG,
     Downlink,
@@ -26,7 +27,7 @@ def downlink(folder):
     # One uplink for the process, as on a terminal (its 2 KiB batch buffer made once).
     if not _uplink:
         _uplink.append(Uplink(None, "127.0.0.1", PORT, "T0042", None))
-        _uplink[0].authenticate(KEY)
+        authenticate(_uplink[0], KEY)
     return Downlink(_uplink[0], KEY, folder, None)
 
 

@@ -11,7 +11,16 @@ from hashlib import sha256
 from expect import loopback_port, raises
 from norflash import CutStore, NorFlash
 from pos.compat import IS_MICROPYTHON, ticks_diff, ticks_ms
-from pos.contact import link_keys, measure, reply_tag, send_frames, signed_message
+from pos.contact import (
+    authenticate,
+    head,
+    link_keys,
+    measure,
+    reply_tag,
+    send_frames,
+    signed_message,
+    sync,
+)
 from pos.seal import Cmac
 from pos.txq import TxQueue
 from pos.uplink import NONCE_FILE, NONCE_STEP, Uplink, UplinkError
@@ -86,13 +95,15 @@ def run(reply, queue, uplink=None, port=PORT):
 
     if uplink is None:
         uplink = Uplink(queue, "127.0.0.1", port, "T0001", None)
-        uplink.authenticate(LINK_KEY)
+        authenticate(uplink, LINK_KEY)
     uplink.status = lambda: "depth=%d;fw=test" % queue.unsent_count()
 
     async def main():
+        from pos.contact import sync  # the module loaded now (a test may have reloaded it)
+
         server = await asyncio.start_server(handle, "127.0.0.1", port)
         try:
-            return await uplink.sync()
+            return await sync(uplink)
         except UplinkError as exc:
             return exc
         finally:
@@ -122,7 +133,7 @@ def test_a_reply_not_tagged_for_this_request_changes_nothing():
     ):
         queue = queue_with(2)
         uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-        uplink.authenticate(LINK_KEY)
+        authenticate(uplink, LINK_KEY)
         result, _ = run(reply, queue, uplink)
         assert isinstance(result, UplinkError), result
         assert queue.unsent_count() == 2
@@ -132,7 +143,7 @@ def test_a_reply_not_tagged_for_this_request_changes_nothing():
 def test_a_replayed_reply_is_refused():
     queue = queue_with(3)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-    uplink.authenticate(LINK_KEY)
+    authenticate(uplink, LINK_KEY)
     kept = []
 
     def first(request):
@@ -160,9 +171,9 @@ def test_the_protocol_is_loaded_at_start_and_the_link_let_go_before_the_reply():
     queue = queue_with(2)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
     assert "pos.contact" in sys.modules and "pos.link" not in sys.modules
-    uplink.authenticate(LINK_KEY)
+    authenticate(uplink, LINK_KEY)
     uplink.status = lambda: "fw=test"
-    uplink.head("GET", "versions", b"")  # before its connection, as every request's
+    head(uplink, "GET", "versions", b"")  # before its connection, as every request's
     assert "pos.link" in sys.modules
     unload("link")
     contact = sys.modules["pos.contact"]
@@ -188,21 +199,21 @@ def test_counter_is_reserved_in_the_store_and_never_reused():
     for _ in range(3):  # three starts, a sync each: a power cut may come at any point
         queue = queue_with(1)
         uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-        uplink.authenticate(LINK_KEY, store)
+        authenticate(uplink, LINK_KEY, store)
         _, seen = run(lambda r: tagged(200, b'{"ack": 1}', r), queue, uplink)
         nonces.append(seen[0].nonce)
     assert nonces[0] < nonces[1] < nonces[2]
     assert int.from_bytes(store.read(NONCE_FILE), "big") >= nonces[2]
     writes = store.writes
     for _ in range(3):  # within a reservation, no flash write per request
-        uplink.head("GET", "versions", b"")
+        head(uplink, "GET", "versions", b"")
     assert store.writes == writes and NONCE_STEP > 3
 
 
 def test_a_tagged_stale_answer_moves_the_counter_on():
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-    uplink.authenticate(LINK_KEY)
+    authenticate(uplink, LINK_KEY)
     result, _ = run(lambda r: tagged(401, b'{"last": 5000}', r), queue, uplink)
     assert isinstance(result, UplinkError) and "moved" in str(result)
     assert uplink.nonce == 5000
@@ -211,7 +222,7 @@ def test_a_tagged_stale_answer_moves_the_counter_on():
     # An untagged 401 (anyone can send one) moves nothing.
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-    uplink.authenticate(LINK_KEY)
+    authenticate(uplink, LINK_KEY)
     body = b'{"last": 90000}'
     result, _ = run(
         lambda r: b"HTTP/1.1 401 X\r\nContent-Length: 15\r\n\r\n" + body, queue, uplink
@@ -222,7 +233,7 @@ def test_a_tagged_stale_answer_moves_the_counter_on():
 def test_without_a_link_key_nothing_is_sent():
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-    uplink.authenticate(None)
+    authenticate(uplink, None)
     result, seen = run(lambda r: tagged(200, b'{"ack": 1}', r), queue, uplink)
     assert isinstance(result, UplinkError) and "link key" in str(result) and seen == []
 
@@ -259,11 +270,11 @@ def test_nothing_unsent_sends_nothing():
 def test_no_server_is_a_clear_error():
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT + 1, "T0001", None)
-    uplink.authenticate(LINK_KEY)
+    authenticate(uplink, LINK_KEY)
 
     async def main():
         try:
-            await uplink.sync()
+            await sync(uplink)
         except UplinkError as exc:
             return exc
 
@@ -278,7 +289,7 @@ def stalled_sync(answer, timeout_s=1):
     answer(writer) and never closes; returns (result, milliseconds it took)."""
     queue = queue_with(1)
     uplink = Uplink(queue, "127.0.0.1", PORT, "T0001", None)
-    uplink.authenticate(LINK_KEY)
+    authenticate(uplink, LINK_KEY)
     uplink.timeout_s = timeout_s
     held = []
 
@@ -295,7 +306,7 @@ def stalled_sync(answer, timeout_s=1):
         server = await asyncio.start_server(handle, "127.0.0.1", PORT)
         began = ticks_ms()
         try:
-            result = await uplink.sync()
+            result = await sync(uplink)
         except UplinkError as exc:
             result = exc
         took = ticks_diff(ticks_ms(), began)

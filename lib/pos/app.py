@@ -384,7 +384,7 @@ class App:
         uplink = self.board.uplink
         uplink.status = self.heartbeat
         # Requests signed, replies checked, with keys from the link key (pos.uplink).
-        uplink.authenticate(self.board.store.read("downlink.key"), self.board.store)
+        self._contact(uplink, None)
         wait_ms = SYNC_EVERY_MS
         while True:
             asked = self._sync_now
@@ -400,11 +400,11 @@ class App:
                     if sending:
                         self._batch_in_flight = True
                         try:
-                            await uplink.sync()
+                            await self._contact(uplink, True)
                         finally:
                             self._batch_in_flight = False
                     else:
-                        await uplink.poll()
+                        await self._contact(uplink, False)
                     self._contact_ms = ticks_ms()
                     wait_ms = SYNC_EVERY_MS
                     self.feed(("link", True))
@@ -429,8 +429,8 @@ class App:
                     if asked:
                         self.feed(("synced", False))
                 # The protocol's code (pos.contact, 2 KiB of heap) and pos.link's (1.2 KiB),
-                # loaded for the contact (Uplink's methods): between contacts the sales have
-                # that heap.
+                # loaded for the contact (_contact, pos.contact.head): between contacts the
+                # sales have that heap.
                 unload("contact")
                 unload("link")
             # Jitter, so terminals that lost the link together do not all return together.
@@ -442,6 +442,19 @@ class App:
             if self._wake:
                 self._wake = False
                 wait_ms = SYNC_EVERY_MS
+
+    def _contact(self, uplink, sending):
+        """A contact's coroutine, from pos.contact (loaded for it; the caller unloads it):
+        a batch sent (sending), or the back end's versions asked for. With sending None, the
+        uplink is given its keys from the link key instead, at once."""
+        from pos import contact
+
+        if sending is None:
+            store = self.board.store
+            return contact.authenticate(uplink, store.read("downlink.key"), store)
+        if sending:
+            return contact.sync(uplink)
+        return contact.request(uplink, "GET", "versions", b"")
 
     def _with_downlink(self):
         """pos.downlink, loaded for the moment: the caller unloads it when done."""

@@ -1,7 +1,14 @@
 """The uplink's protocol (pos.uplink's docstring): the signed request, the batch, the
-checked reply. Loaded for a contact by pos.uplink.Uplink's methods and unloaded by pos.app
-when the contact is over, as pos.link is: between contacts the sales have its heap, and
-only the uplink's state (pos.uplink) stays resident.
+checked reply. Its functions take the uplink's state (pos.uplink.Uplink):
+
+    authenticate(uplink, link_key, store)   the keys, and the request counter's file
+    await sync(uplink)                      one batch sent; the number of records acked
+    await request(uplink, method, name, body)   the checked reply to a signed request
+    head(uplink, method, name, body)        a request's signed head (pos.downlink, pos.update)
+
+Loaded for a contact and unloaded by pos.app when the contact is over, as pos.link is:
+between contacts the sales have its heap, and only the uplink's state (pos.uplink) stays
+resident, with no methods of its own but the connection's seam.
 
 Its globals are kept few (imports inside the functions that need them): the module is
 loaded on a worn heap, where a large globals table in one piece may find no hole.
@@ -44,6 +51,22 @@ def link_keys(link_key):
 
     derive = aes(bytes(link_key), AES_ECB)
     return derive.encrypt(b"\x13" * 16), derive.encrypt(b"\x14" * 16)
+
+
+def authenticate(uplink, link_key, store=None):
+    """Give the uplink its terminal's link key (/state/downlink.key) and the state store
+    that keeps the request counter (None: the counter is kept in RAM only, for tests). A
+    key that is not 16 bytes leaves it unprovisioned: nothing is sent."""
+    if link_key is None or len(link_key) != 16:
+        uplink._keys = None
+        return
+    from pos.uplink import NONCE_FILE
+
+    uplink._keys = link_keys(link_key)
+    uplink._store = store
+    stored = store.read(NONCE_FILE) if store is not None else None
+    # Counters up to the stored one may have been used: the first request reserves more.
+    uplink.nonce = uplink._reserved = int.from_bytes(stored or b"", "big")
 
 
 def signed_message(method, path, nonce, body_hash, status):
@@ -123,7 +146,8 @@ def measure(uplink):
 
 
 async def sync(uplink):
-    """Uplink.sync: one batch sent, the number of records acked returned."""
+    """Send one batch; returns the number of records acked (0 when nothing was unsent).
+    Raises UplinkError when the batch did not get through."""
     frames, size, top, digest = measure(uplink)
     if not frames:
         return 0
@@ -186,8 +210,11 @@ def reply(uplink, status, body, tag):
 
 
 async def request(uplink, method, name, body, size=0, digest=None):
-    """The checked reply to a signed request (pos.uplink's docstring). The body is bytes,
-    or a number of the oldest unsent frames: then `size` bytes with SHA-256 `digest`."""
+    """The checked reply to a signed request (pos.uplink's docstring) to NAME under the
+    terminal's path; UplinkError unless the back end answers 200 with a good tag. The body
+    is bytes, or a number of the oldest unsent frames: then `size` bytes with SHA-256
+    `digest`. A GET of "versions" with no body is the heartbeat and the downlink's poll of
+    a terminal with nothing to send."""
     # head() loads pos.link; it is unloaded before the reply's tag is checked, so the
     # reply's cipher object (320 bytes in one piece) finds the hole the request's had
     # (README "Memory").

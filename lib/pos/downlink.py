@@ -152,7 +152,7 @@ class Downlink:
     async def _fetch(self, kind, current, since, out):
         import struct
 
-        from pos.contact import read_head
+        from pos.contact import head, read_head
 
         name = (
             "config"
@@ -163,11 +163,11 @@ class Downlink:
             if kind == KEYS
             else "commands"
         )
-        head = self.uplink.head("GET", "%s?since=%d" % (name, since), b"")
+        asking = head(self.uplink, "GET", "%s?since=%d" % (name, since), b"")
         reader, writer = await self.uplink.connect(self.timeout_s)
         try:
-            writer.write(head)
-            head = None
+            writer.write(asking)
+            asking = None
             await writer.drain()
             status, length, _ = await read_head(reader, 1 << 20)
             if status != 200:
@@ -383,7 +383,9 @@ async def catch_up(app):
                 received.refused[index] = versions[5 if index == 3 else index]
                 _refuse(app, str(exc))
         if received.upload_faults:
-            await uplink.send("faults", _fault_tail(board))
+            from pos.contact import request
+
+            await request(uplink, "POST", "faults", _fault_tail(board))
             received.upload_faults = False
             board.fault("fault log sent")
         link = None

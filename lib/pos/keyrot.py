@@ -136,7 +136,9 @@ def install(app):
     app.key_generation = generation
     uplink = board.uplink
     if uplink is not None:
-        uplink.authenticate(link, store)  # requests are signed with the new key from now
+        from pos.contact import authenticate
+
+        authenticate(uplink, link, store)  # requests are signed with the new key from now
     board.fault("keys %d installed" % generation)
 
 

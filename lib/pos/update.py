@@ -91,7 +91,7 @@ class UpdateRefused(Exception):
 async def _download(board, state, version):
     """Fetch the rest of the release file, chunk by chunk; the header's signature is
     checked as soon as it is whole. UplinkError (the link) leaves what arrived."""
-    from pos.contact import read_head
+    from pos.contact import head, read_head
     from pos.uplink import UplinkError
 
     uplink = board.uplink
@@ -110,11 +110,11 @@ async def _download(board, state, version):
             if have > total:
                 raise UpdateRefused("the download is longer than the release")
             return
-        head = uplink.head("GET", "release?version=%d&offset=%d" % (version, have), b"")
+        asking = head(uplink, "GET", "release?version=%d&offset=%d" % (version, have), b"")
         reader, writer = await uplink.connect(_TIMEOUT_S)  # each step within it (pos.link)
         try:
-            writer.write(head)
-            head = None
+            writer.write(asking)
+            asking = None
             await writer.drain()
             status, length, _ = await read_head(reader, CHUNK)
             if status == 404:

@@ -66,8 +66,10 @@ def tls_context(ca_der):
 
 
 class Uplink:
-    """The uplink's state. Its methods that talk to the back end load pos.contact, which
-    pos.app unloads when the contact is over."""
+    """The uplink's state. What talks to the back end is pos.contact's functions, which
+    take it: authenticate(uplink, link key, store), head(uplink, ...), sync(uplink) and
+    request(uplink, ...); pos.app unloads pos.contact when the contact is over. Only
+    connect is a method: the seam the simulator and tests replace."""
 
     def __init__(self, queue, host, port, terminal_id, context):
         # The protocol's code loaded now, while the heap is whole (the board makes the
@@ -99,49 +101,6 @@ class Uplink:
         self._request_tag = bytearray(_TAG_SIZE)
         self.nonce = 0
         self._reserved = 0
-
-    def authenticate(self, link_key, store=None):
-        """Take the terminal's link key (/state/downlink.key) and the state store that
-        keeps the request counter (None: the counter is kept in RAM only, for tests)."""
-        if link_key is None or len(link_key) != 16:
-            self._keys = None
-            return
-        from pos.contact import link_keys
-
-        self._keys = link_keys(link_key)
-        self._store = store
-        stored = store.read(NONCE_FILE) if store is not None else None
-        # Counters up to the stored one may have been used: the first request reserves more.
-        self.nonce = self._reserved = int.from_bytes(stored or b"", "big")
-
-    def head(self, method, path, body, digest=None):
-        """The request head for `path` under the terminal's base path, signed over the
-        body (bytes or a memoryview; or, with `digest` its SHA-256 taken piece by piece, its
-        length) and the heartbeat (pos.contact.head). UplinkError without a key."""
-        from pos.contact import head
-
-        return head(self, method, path, body, digest)
-
-    async def sync(self):
-        """Send one batch; returns the number of records acked (0 when nothing was unsent).
-        Raises UplinkError when the batch did not get through."""
-        from pos.contact import sync
-
-        return await sync(self)
-
-    async def poll(self):
-        """Ask the back end for its versions (and the time) without a batch: the heartbeat
-        and the downlink of a terminal that has nothing to send. UplinkError on failure."""
-        from pos.contact import request
-
-        await request(self, "GET", "versions", b"")
-
-    async def send(self, name, body):
-        """POST a small body (the fault log) to NAME under the terminal's path; UplinkError
-        unless the back end answers 200 with a good tag."""
-        from pos.contact import request
-
-        await request(self, "POST", name, body)
 
     async def connect(self, timeout_s=0):
         """(reader, writer) of a new connection to the back end: one pos.link Link, each

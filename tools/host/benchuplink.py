@@ -124,6 +124,7 @@ class BookedQueue:
 def client_main():
     """A client process: its terminals from the JSON spec on stdin; `ready` once the frames
     are sealed; then the start time on stdin; then one JSON line of results."""
+    from pos.contact import authenticate, sync
     from pos.downlink import derive_downlink_key
     from pos.uplink import Uplink, UplinkError, tls_context
 
@@ -136,7 +137,7 @@ def client_main():
         ik_id = ik_id_of(number)
         frames = sealed_frames(bdk, ik_id, spec["records"])
         uplink = Uplink(None, "127.0.0.1", spec["port"], tid_of(number), context)
-        uplink.authenticate(derive_downlink_key(bdk, ik_id))
+        authenticate(uplink, derive_downlink_key(bdk, ik_id))
         uplink.status = lambda: HEARTBEAT
         uplink.timeout_s = spec["timeout_s"]
         terminals.append((number, frames, uplink))
@@ -167,7 +168,7 @@ def client_main():
             error = ""
             acked = 0
             try:
-                acked = await uplink.sync()
+                acked = await sync(uplink)
             except UplinkError as exc:
                 error = str(exc)
             if acked or error:
@@ -522,17 +523,18 @@ def wire_bytes(port, ca_der_path, records=10):
     import socket
     import ssl
 
+    from pos.contact import authenticate, head
     from pos.downlink import derive_downlink_key
     from pos.uplink import Uplink
 
     number = 0
     frames = sealed_frames(BDK, ik_id_of(number), records)
     uplink = Uplink(None, "127.0.0.1", port, tid_of(number), None)
-    uplink.authenticate(derive_downlink_key(BDK, ik_id_of(number)))
+    authenticate(uplink, derive_downlink_key(BDK, ik_id_of(number)))
     uplink.status = lambda: HEARTBEAT
     uplink.nonce = 1 << 30  # above every counter the load used
     body = b"".join(frame for _, frame in frames)
-    request = uplink.head("POST", "records", body) + body
+    request = head(uplink, "POST", "records", body) + body
     context = ssl.create_default_context(cafile=None)
     with open(ca_der_path, "rb") as file:
         context.load_verify_locations(cadata=file.read())

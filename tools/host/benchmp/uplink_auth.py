@@ -4,7 +4,7 @@ port (run by tools/bench uplink): heap kept, heap garbage and time per request."
 import gc
 import time
 
-from pos.contact import reply, reply_tag
+from pos.contact import authenticate, head, reply, reply_tag
 from pos.uplink import Uplink
 
 HEARTBEAT = (
@@ -21,7 +21,7 @@ def main():
     batch = memoryview(bytearray(2048))
     gc.collect()
     free = gc.mem_free()  # pos.contact is loaded (Uplink): what is kept is its keys
-    uplink.authenticate(KEY)
+    authenticate(uplink, KEY)
     gc.collect()
     print("uplink_auth_heap_kept_bytes: %d bytes" % (free - gc.mem_free()))
     body = b'{"ack":80,"stored":10,"duplicates":0,"quarantined":0,"refused":0,"config":1,'
@@ -30,7 +30,7 @@ def main():
     gc.collect()
     gc.disable()
     allocated = gc.mem_alloc()
-    uplink.head("POST", "records", batch)
+    head(uplink, "POST", "records", batch)
     tag = reply_tag(uplink._keys[1], uplink._request_tag, body)
     signing = gc.mem_alloc() - allocated
     allocated = gc.mem_alloc()
@@ -43,7 +43,7 @@ def main():
     )
     start = time.ticks_us()
     for _ in range(rounds):
-        uplink.head("POST", "records", batch)
+        head(uplink, "POST", "records", batch)
     sign_us = time.ticks_diff(time.ticks_us(), start) // rounds
     tag = reply_tag(uplink._keys[1], uplink._request_tag, body).hex().encode()
     start = time.ticks_us()

@@ -11,6 +11,7 @@ import time
 
 from norflash import NorFlash
 from pos.compat import run, sleep_ms, spawn
+from pos.contact import authenticate, sync
 from pos.derive import derive_initial_key
 from pos.downlink import derive_downlink_key
 from pos.journal import Journal
@@ -35,7 +36,7 @@ def main(tid, bdk, ik_id, port, ca_path, records, rate, duration_s, drain_s, ret
     with open(ca_path, "rb") as file:
         context = tls_context(file.read())
     uplink = Uplink(ledger.queue, "127.0.0.1", port, tid, context)
-    uplink.authenticate(derive_downlink_key(bdk, ik_id))
+    authenticate(uplink, derive_downlink_key(bdk, ik_id))
     uplink.status = lambda: HEARTBEAT
     uplink.timeout_s = timeout
 
@@ -70,7 +71,7 @@ def main(tid, bdk, ik_id, port, ca_path, records, rate, duration_s, drain_s, ret
             error = ""
             acked = 0
             try:
-                acked = await uplink.sync()
+                acked = await sync(uplink)
             except UplinkError as exc:
                 error = str(exc)
             if acked or error:

@@ -157,6 +157,26 @@ def test_a_replayed_reply_is_refused():
     assert again[0].nonce == seen[0].nonce + 1 and again[0].tag != seen[0].tag
 
 
+def test_the_contact_code_keeps_its_globals_tables_small():
+    """pos.contact and pos.link are loaded at every contact, on a worn heap, and a module's
+    globals table is one block: pos.contact's has 17 slots (272 bytes on the 64-bit port)
+    for up to 17 names, and 29 (464) for more; pos.link's 11 (176) for up to 11. On
+    MicroPython two of them are __name__ and __file__ (CPython has more such names of its
+    own, and keeps const() names as globals too)."""
+    import pos.contact
+    import pos.link
+
+    names = [
+        name
+        for name in dir(pos.contact)
+        if not name.startswith("__") and name not in ("_TAG_SIZE", "_CHUNK")
+    ]
+    assert len(names) <= 15, names
+    if IS_MICROPYTHON:
+        assert len(pos.contact.__dict__) <= 17, sorted(pos.contact.__dict__)
+        assert len(pos.link.__dict__) <= 11, sorted(pos.link.__dict__)
+
+
 def test_the_protocol_is_loaded_at_start_and_the_link_let_go_before_the_reply():
     """The uplink's protocol (pos.contact) is loaded when the uplink is made, at start,
     while the heap is whole; pos.link by a request's head, never during its connection, and

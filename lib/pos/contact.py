@@ -10,16 +10,13 @@ Loaded for a contact and unloaded by pos.app when the contact is over, as pos.li
 between contacts the sales have its heap, and only the uplink's state (pos.uplink) stays
 resident, with no methods of its own but the connection's seam.
 
-Its globals are kept few (imports inside the functions that need them): the module is
-loaded on a worn heap, where a large globals table in one piece may find no hole.
+Its globals are kept few, 17 with __name__ and __file__ (imports inside the functions that
+need them; its errors made by _error): the module is loaded at every contact on a worn heap,
+where its globals table is one block, of 17 slots (272 bytes on the 64-bit port) for up to
+17 names and of 29 (464 bytes) for up to 29. test_uplink.py counts them.
 """
 
-from binascii import hexlify
-from hashlib import sha256
-
-from pos.compat import const, why
-from pos.seal import Cmac
-from pos.uplink import BATCH_BYTES, MAX_BODY_BYTES, MAX_HEADER_BYTES, UplinkError
+from pos.compat import const
 
 _TAG_SIZE = const(16)
 _CHUNK = const(256)  # a batch goes out in pieces of this many bytes (a TLS record each)
@@ -43,6 +40,15 @@ _WHY = (
     b"bad Content-Length|"  # 11
     b"reply body missing or too long"  # 12
 )
+
+
+def _error(index, args=()):
+    """UplinkError with message `index` of _WHY, formatted with args when given."""
+    from pos.compat import why
+    from pos.uplink import UplinkError
+
+    text = why(_WHY, index)
+    return UplinkError(text % args if args else text)
 
 
 def link_keys(link_key):
@@ -77,6 +83,8 @@ def signed_message(method, path, nonce, body_hash, status):
 
 def reply_tag(reply_key, request_tag, body):
     """The back end's tag of a reply body, bound to the request's tag (16 bytes)."""
+    from pos.seal import Cmac
+
     return bytes(Cmac().digest(reply_key, bytes(request_tag) + bytes(body)))
 
 
@@ -91,7 +99,12 @@ def head(uplink, method, path, body, digest=None):
 
     keys = uplink._keys
     if keys is None:
-        raise UplinkError(why(_WHY, 0))
+        raise _error(0)
+    from binascii import hexlify
+    from hashlib import sha256
+
+    from pos.seal import Cmac
+
     status = uplink.status()[:200] if uplink.status is not None else ""
     path = uplink.base_path + "/" + path
     uplink.nonce += 1
@@ -133,6 +146,10 @@ def measure(uplink):
     """(frames, bytes, highest counter, SHA-256) of the batch: the oldest unsent frames
     that fit BATCH_BYTES, read from the queue (nothing is copied: exchange reads them again
     as it sends them)."""
+    from hashlib import sha256
+
+    from pos.uplink import BATCH_BYTES
+
     digest = sha256()
     frames = size = top = 0
     for counter, frame in uplink.queue.unsent():
@@ -154,7 +171,7 @@ async def sync(uplink):
     answer = await request(uplink, "POST", "records", frames, size, digest)
     ack = answer.get("ack")
     if not isinstance(ack, int) or ack > top or ack < 0:
-        raise UplinkError(why(_WHY, 1) % (ack,))
+        raise _error(1, (ack,))
     queue = uplink.queue
     before = queue.unsent_count()
     if ack > queue.ack_watermark:
@@ -169,7 +186,7 @@ def reply(uplink, status, body, tag):
     from binascii import unhexlify
 
     if status not in (200, 401):
-        raise UplinkError(why(_WHY, 2) % status)
+        raise _error(2, (status,))
     try:
         tag = unhexlify(tag) if tag else b""
     except ValueError:
@@ -179,7 +196,7 @@ def reply(uplink, status, body, tag):
     for i in range(min(len(tag), _TAG_SIZE)):
         difference |= tag[i] ^ expected[i]
     if difference:
-        raise UplinkError(why(_WHY, 3) % status)
+        raise _error(3, (status,))
     try:
         answer = json.loads(body)
         if status == 401:
@@ -196,13 +213,13 @@ def reply(uplink, status, body, tag):
             answer.get("keys", 0),  # the key generation offered (pos.keyrot)
         )
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise UplinkError(why(_WHY, 4)) from None
+        raise _error(4) from None
     if status == 401:  # the counter is behind the back end's: move past it
         uplink.nonce = max(uplink.nonce, last)
-        raise UplinkError(why(_WHY, 5) % last)
+        raise _error(5, (last,))
     for version in versions:
         if not isinstance(version, int) or version < 0:
-            raise UplinkError(why(_WHY, 4))
+            raise _error(4)
     uplink.server_time = server_time
     if versions != uplink.versions:  # the same ones kept: no new tuple for the day
         uplink.versions = versions
@@ -218,6 +235,8 @@ async def request(uplink, method, name, body, size=0, digest=None):
     # head() loads pos.link; it is unloaded before the reply's tag is checked, so the
     # reply's cipher object (320 bytes in one piece) finds the hole the request's had
     # (README "Memory").
+    from pos.uplink import UplinkError
+
     try:
         answer = await exchange(  # within timeout_s (pos.link)
             uplink,
@@ -229,7 +248,7 @@ async def request(uplink, method, name, body, size=0, digest=None):
     except UplinkError:
         raise
     except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
-        raise UplinkError(why(_WHY, 6) % (exc,)) from None
+        raise _error(6, (exc,)) from None
     from pos.compat import unload
 
     unload("link")  # pos.app unloads it too, when a contact fails or fetches more
@@ -271,43 +290,42 @@ async def exchange(uplink, signed, body):
         elif len(body):
             writer.write(body)
         await writer.drain()
-        return await read_response(reader)
+        # The reply: its head, then its body (Content-Length, within the size bounds).
+        from pos.uplink import MAX_BODY_BYTES
+
+        status, length, tag = await read_head(reader, MAX_BODY_BYTES)
+        body = b""
+        while len(body) < length:
+            chunk = await reader.read(length - len(body))
+            if not chunk:
+                raise _error(7)
+            body += chunk
+        return status, body, tag
     finally:
         writer.close()
         await writer.wait_closed()
 
 
-async def read_response(reader):
-    """(status, body, reply tag) of an HTTP/1.1 reply with Content-Length, within the
-    size bounds."""
-    status, length, tag = await read_head(reader, MAX_BODY_BYTES)
-    body = b""
-    while len(body) < length:
-        chunk = await reader.read(length - len(body))
-        if not chunk:
-            raise UplinkError(why(_WHY, 7))
-        body += chunk
-    return status, body, tag
-
-
 async def read_head(reader, max_body):
     """(status, Content-Length, X-OneTill-Reply value or None) of an HTTP/1.1 reply, the
     body left to read (at most max_body bytes: pos.downlink streams larger ones to a file)."""
+    from pos.uplink import MAX_HEADER_BYTES
+
     line = await reader.readline()
     parts = line.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise UplinkError(why(_WHY, 8))
+        raise _error(8)
     try:
         status = int(parts[1])
     except ValueError:
-        raise UplinkError(why(_WHY, 9)) from None
+        raise _error(9) from None
     length = tag = None
     seen = len(line)
     while True:
         line = await reader.readline()
         seen += len(line)
         if seen > MAX_HEADER_BYTES:
-            raise UplinkError(why(_WHY, 10))
+            raise _error(10)
         if line in (b"\r\n", b"\n", b""):
             break
         name, _, value = line.partition(b":")
@@ -316,9 +334,9 @@ async def read_head(reader, max_body):
             try:
                 length = int(value.strip())
             except ValueError:
-                raise UplinkError(why(_WHY, 11)) from None
+                raise _error(11) from None
         elif name == b"x-onetill-reply":
             tag = value.strip()
     if length is None or length < 0 or length > max_body:
-        raise UplinkError(why(_WHY, 12))
+        raise _error(12)
     return status, length, tag

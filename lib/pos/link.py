@@ -25,20 +25,22 @@ _POLL_MS = const(20)
 _LINE_MAX = const(1024)  # pos.uplink's MAX_HEADER_BYTES: no line of a reply's head is longer
 
 if IS_MICROPYTHON:
-    import socket
-    from time import ticks_add, ticks_diff, ticks_ms
-
-    import tls
+    # Its globals are kept few (imports inside the functions): the module is loaded at every
+    # contact, on a worn heap, and its globals table is one block (11 slots, 176 bytes on
+    # the 64-bit port, for up to 11 names; 17, 272 bytes, for up to 17).
 
     def tls_context(ca_der):
         """A client context that trusts only the back end's CA (DER) and checks its
         certificate and host name."""
+        import tls
+
         context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
         context.verify_mode = tls.CERT_REQUIRED  # MicroPython starts with CERT_NONE
         context.load_verify_locations(ca_der)
         return context
 
     async def open_link(host, port, context, timeout_s):
+        import socket
         from errno import EINPROGRESS
 
         # The name is looked up before the deadline starts, and blocks (as in asyncio's
@@ -66,12 +68,16 @@ if IS_MICROPYTHON:
 
     class Link:
         def __init__(self, sock, timeout_s):
+            from time import ticks_add, ticks_ms
+
             self.s = sock
             self.out = b""
             self.end = ticks_add(ticks_ms(), timeout_s * 1000)
 
         async def _wait(self):
             # The socket had nothing (or no room): try again shortly, until the deadline.
+            from time import ticks_diff, ticks_ms
+
             if ticks_diff(self.end, ticks_ms()) <= 0:
                 raise OSError("timed out")
             await sleep_ms(_POLL_MS)

@@ -196,3 +196,22 @@ def test_the_clock_command_lets_the_back_end_move_the_clock_once_never_before_a_
     app.set_clock(now - 3 * day)  # never before the newest sale: to it
     assert board.set_to == [now - day, now - 2 * day]
     assert app.board.store.read("command.id") == b"\x00\x00\x00\x02"
+
+
+def test_without_a_downlink_key_what_is_offered_is_refused_and_said():
+    """A terminal whose downlink key is gone (the uplink signs with the key it took at start,
+    so a key lost since then reaches here) fetches nothing: what is offered is refused, the
+    fault log and the heartbeat say why, and the versions count as handled, so the refusal
+    is not repeated at every contact."""
+    from pos import downlink
+    from pos.compat import run
+
+    app = started_app()
+    assert app.board.store.read("downlink.key") is None
+    versions = (3, 2, 0, 0, 0, 0)
+    app.board.uplink = Offered(versions)  # no connect: a fetch would fail loudly
+    run(downlink.catch_up(app))
+    assert app.received.refused == [3, 2, 0, 0]
+    assert app.board.faults[-1].endswith("no downlink key: provision this terminal again")
+    assert app._handled == versions
+    assert "refused" in app.heartbeat()

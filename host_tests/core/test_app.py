@@ -40,20 +40,25 @@ LINK_KEY = b"link-key-for-app"
 
 class _BackEnd:
     """The back end at the socket's edge (the uplink's connect): it answers a request as
-    the real one does, its reply tagged for that request (pos.uplink's docstring), offering
-    these versions (config, blacklist, commands, whole, release, keys); a document fetched
-    (a config, say) it does not have: 404. It keeps the name of each request."""
+    the real one does (pos.uplink's docstring): a request whose tag, counter or body does
+    not check out gets a 401 without a tag; any other its reply, tagged for that request,
+    offering these versions (config, blacklist, commands, whole, release, keys), but a
+    document fetched (a config, say), which it does not have: 404. It keeps the name of
+    each request it took."""
 
     def __init__(self, versions):
         from pos.compat import AES_ECB, aes
-        from pos.contact import link_keys
 
         self.versions = versions
         self.asked = []
         self._sent = self._reply = b""
+        self._nonce = 0
         # Made before the terminal starts: this back end runs in the terminal's heap here,
-        # and a cipher object of its own at each reply would take the terminal's.
-        self._cipher = aes(link_keys(LINK_KEY)[1], AES_ECB)
+        # and cipher objects of its own at each request would take the terminal's. Its keys
+        # from the link key as pos.uplink's docstring says, not by the terminal's code.
+        derive = aes(LINK_KEY, AES_ECB)
+        self._request_cipher = aes(derive.encrypt(b"\x13" * 16), AES_ECB)
+        self._reply_cipher = aes(derive.encrypt(b"\x14" * 16), AES_ECB)
         self._cmac = Cmac()
 
     # A connection (the uplink's connect): the request is taken whole, then answered. One
@@ -90,16 +95,29 @@ class _BackEnd:
 
     def _answer(self, request):
         import json
+        from hashlib import sha256
 
-        head = request.split(b"\r\n\r\n")[0].split(b"\r\n")
-        name = head[0].split(b" ")[1].split(b"/")[-1].split(b"?")[0].decode()
+        end = request.find(b"\r\n\r\n")
+        head, body = request[:end].split(b"\r\n"), request[end + 4 :]
+        method, path = head[0].split(b" ")[:2]
+        status = auth = b""
+        for line in head:
+            if line.startswith(b"X-OneTill-Status: "):
+                status = line[18:]
+            elif line.startswith(b"X-OneTill-Auth: "):
+                auth = line[16:]
+        nonce, body_hash, request_tag = auth.split(b":")
+        nonce, body_hash, request_tag = int(nonce), unhexlify(body_hash), unhexlify(request_tag)
+        # What the tag covers (pos.uplink's docstring), made here, not by the terminal's code.
+        signed = b"%s %s\n%d\n" % (method, path, nonce) + body_hash + status
+        expected = self._cmac.digest(self._request_cipher, signed)
+        if expected != request_tag or nonce <= self._nonce or sha256(body).digest() != body_hash:
+            return b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+        self._nonce = nonce
+        name = path.split(b"/")[-1].split(b"?")[0].decode()
         self.asked.append(name)
         if name not in ("versions", "faults", "records"):
             return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-        request_tag = b""
-        for line in head:
-            if line.startswith(b"X-OneTill-Auth: "):
-                request_tag = unhexlify(line.split(b":")[3])
         v = self.versions
         body = json.dumps(
             {
@@ -112,7 +130,7 @@ class _BackEnd:
                 "keys": v[5],
             }
         ).encode()
-        tag = hexlify(self._cmac.digest(self._cipher, request_tag + body))
+        tag = hexlify(self._cmac.digest(self._reply_cipher, request_tag + body))
         return (
             b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-OneTill-Reply: %s\r\n\r\n"
             % (len(body), tag)

@@ -384,7 +384,7 @@ class App:
         uplink = self.board.uplink
         uplink.status = self.heartbeat
         # Requests signed, replies checked, with keys from the link key (pos.uplink).
-        self._contact(uplink, None)
+        self._authenticate(uplink)
         wait_ms = SYNC_EVERY_MS
         while True:
             asked = self._sync_now
@@ -428,7 +428,7 @@ class App:
                     self.feed(("link", False))
                     if asked:
                         self.feed(("synced", False))
-                # The protocol's code (pos.contact, 2 KiB of heap) and pos.link's (1.2 KiB),
+                # The protocol's code (pos.contact, 1.7 KiB of heap) and pos.link's (1.1 KiB),
                 # loaded for the contact (_contact, pos.contact.head): between contacts the
                 # sales have that heap.
                 unload("contact")
@@ -443,15 +443,19 @@ class App:
                 self._wake = False
                 wait_ms = SYNC_EVERY_MS
 
-    def _contact(self, uplink, sending):
-        """A contact's coroutine, from pos.contact (loaded for it; the caller unloads it):
-        a batch sent (sending), or the back end's versions asked for. With sending None, the
-        uplink is given its keys from the link key instead, at once."""
+    def _authenticate(self, uplink):
+        """Give the uplink its keys, from the link key (pos.contact: nothing of it is kept
+        by the uplink task's frame, so the unload after a contact lets it go)."""
         from pos import contact
 
-        if sending is None:
-            store = self.board.store
-            return contact.authenticate(uplink, store.read("downlink.key"), store)
+        store = self.board.store
+        contact.authenticate(uplink, store.read("downlink.key"), store)
+
+    def _contact(self, uplink, sending):
+        """A contact's coroutine, from pos.contact (loaded for it; the caller unloads it):
+        a batch sent (sending), or the back end's versions asked for."""
+        from pos import contact
+
         if sending:
             return contact.sync(uplink)
         return contact.request(uplink, "GET", "versions", b"")

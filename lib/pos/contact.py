@@ -12,8 +12,10 @@ resident, with no methods of its own but the connection's seam.
 
 Its globals are kept few, 17 with __name__ and __file__ (imports inside the functions that
 need them; its errors made by _error): the module is loaded at every contact on a worn heap,
-where its globals table is one block, of 17 slots (272 bytes on the 64-bit port) for up to
-17 names and of 29 (464 bytes) for up to 29. test_uplink.py counts them.
+where its globals table is one block, of 17 slots (272 bytes on the 64-bit port) for 13 to
+17 names, 23 (368 bytes) for 18 to 23 and 29 (464) for 24 to 29. test_uplink.py counts
+them. Those imports are plain `import X` on the paths each request takes: on MicroPython a
+`from X import Y` run in a function makes a small list of the names each time (garbage).
 """
 
 from pos.compat import const
@@ -83,9 +85,9 @@ def signed_message(method, path, nonce, body_hash, status):
 
 def reply_tag(reply_key, request_tag, body):
     """The back end's tag of a reply body, bound to the request's tag (16 bytes)."""
-    from pos.seal import Cmac
+    import pos.seal
 
-    return bytes(Cmac().digest(reply_key, bytes(request_tag) + bytes(body)))
+    return bytes(pos.seal.Cmac().digest(reply_key, bytes(request_tag) + bytes(body)))
 
 
 def head(uplink, method, path, body, digest=None):
@@ -100,10 +102,10 @@ def head(uplink, method, path, body, digest=None):
     keys = uplink._keys
     if keys is None:
         raise _error(0)
-    from binascii import hexlify
-    from hashlib import sha256
+    import binascii
+    import hashlib
 
-    from pos.seal import Cmac
+    import pos.seal
 
     status = uplink.status()[:200] if uplink.status is not None else ""
     path = uplink.base_path + "/" + path
@@ -115,11 +117,11 @@ def head(uplink, method, path, body, digest=None):
         if uplink._store is not None:
             uplink._store.write(NONCE_FILE, uplink._reserved.to_bytes(4, "big"))
     if digest is None:
-        body_hash, length = sha256(body).digest(), len(body)
+        body_hash, length = hashlib.sha256(body).digest(), len(body)
     else:
         body_hash, length = digest, body
     # A Cmac of its own each time: nothing long-lived on the heap for it.
-    tag = Cmac().digest(
+    tag = pos.seal.Cmac().digest(
         keys[0],
         signed_message(method, path, uplink.nonce, body_hash, status),
         uplink._request_tag,
@@ -135,8 +137,8 @@ def head(uplink, method, path, body, digest=None):
             uplink.host.encode(),
             status.encode(),
             uplink.nonce,
-            hexlify(body_hash),
-            hexlify(tag),
+            binascii.hexlify(body_hash),
+            binascii.hexlify(tag),
             length,
         )
     )
@@ -146,14 +148,15 @@ def measure(uplink):
     """(frames, bytes, highest counter, SHA-256) of the batch: the oldest unsent frames
     that fit BATCH_BYTES, read from the queue (nothing is copied: exchange reads them again
     as it sends them)."""
-    from hashlib import sha256
+    import hashlib
 
-    from pos.uplink import BATCH_BYTES
+    import pos.uplink
 
-    digest = sha256()
+    batch_bytes = pos.uplink.BATCH_BYTES
+    digest = hashlib.sha256()
     frames = size = top = 0
     for counter, frame in uplink.queue.unsent():
-        if size + len(frame) > BATCH_BYTES:
+        if size + len(frame) > batch_bytes:
             break
         digest.update(frame)
         size += len(frame)
@@ -182,13 +185,13 @@ async def sync(uplink):
 def reply(uplink, status, body, tag):
     """The decoded JSON reply, its time and versions kept, once its tag proves that the
     back end made it for this request. UplinkError otherwise, and nothing changes."""
+    import binascii
     import json
-    from binascii import unhexlify
 
     if status not in (200, 401):
         raise _error(2, (status,))
     try:
-        tag = unhexlify(tag) if tag else b""
+        tag = binascii.unhexlify(tag) if tag else b""
     except ValueError:
         tag = b""
     expected = reply_tag(uplink._keys[1], uplink._request_tag, body)
@@ -235,7 +238,8 @@ async def request(uplink, method, name, body, size=0, digest=None):
     # head() loads pos.link; it is unloaded before the reply's tag is checked, so the
     # reply's cipher object (320 bytes in one piece) finds the hole the request's had
     # (README "Memory").
-    from pos.uplink import UplinkError
+    import pos.compat
+    import pos.uplink
 
     try:
         answer = await exchange(  # within timeout_s (pos.link)
@@ -245,13 +249,11 @@ async def request(uplink, method, name, body, size=0, digest=None):
             else head(uplink, method, name, size, digest),
             body,
         )
-    except UplinkError:
+    except pos.uplink.UplinkError:
         raise
     except Exception as exc:  # OSError, TLS errors, a timeout: the link is down
         raise _error(6, (exc,)) from None
-    from pos.compat import unload
-
-    unload("link")  # pos.app unloads it too, when a contact fails or fetches more
+    pos.compat.unload("link")  # pos.app unloads it too, when a contact fails or fetches more
     return reply(uplink, *answer)
 
 
@@ -291,9 +293,9 @@ async def exchange(uplink, signed, body):
             writer.write(body)
         await writer.drain()
         # The reply: its head, then its body (Content-Length, within the size bounds).
-        from pos.uplink import MAX_BODY_BYTES
+        import pos.uplink
 
-        status, length, tag = await read_head(reader, MAX_BODY_BYTES)
+        status, length, tag = await read_head(reader, pos.uplink.MAX_BODY_BYTES)
         body = b""
         while len(body) < length:
             chunk = await reader.read(length - len(body))
@@ -309,7 +311,7 @@ async def exchange(uplink, signed, body):
 async def read_head(reader, max_body):
     """(status, Content-Length, X-OneTill-Reply value or None) of an HTTP/1.1 reply, the
     body left to read (at most max_body bytes: pos.downlink streams larger ones to a file)."""
-    from pos.uplink import MAX_HEADER_BYTES
+    import pos.uplink
 
     line = await reader.readline()
     parts = line.split(b" ", 2)
@@ -324,7 +326,7 @@ async def read_head(reader, max_body):
     while True:
         line = await reader.readline()
         seen += len(line)
-        if seen > MAX_HEADER_BYTES:
+        if seen > pos.uplink.MAX_HEADER_BYTES:
             raise _error(10)
         if line in (b"\r\n", b"\n", b""):
             break

@@ -15,6 +15,7 @@ KEY = b"link-key-bench16"
 
 def main():
     import pos.link  # noqa: F401  # loaded by a contact's first head: code, not its garbage
+    import pos.seal  # noqa: F401  # loaded on a terminal for its life (pos.journal's)
 
     uplink = Uplink(None, "127.0.0.1", 1, "T0001", None)
     uplink.status = lambda: HEARTBEAT

@@ -5,6 +5,7 @@ import os
 from binascii import hexlify
 
 from flashregion import Region
+from testkeys import IK, IK_ID, STORAGE_KEY
 
 from expect import scratch
 from norflash import CutStore, NorFlash
@@ -12,7 +13,6 @@ from pos.app import DEVICE_KEY
 from pos.cashiers import hash_pin
 from pos.compat import sleep_ms
 from pos.journal import Journal
-from sealcheck import IK, IK_ID, STORAGE_KEY
 
 _chip = []
 

@@ -1,13 +1,11 @@
 """Test helper: the back end's side of a seal, from the initial key, with a key cache."""
 
+from testkeys import IK, IK_ID, STORAGE_KEY  # noqa: F401  (the tests import them from here)
+
 from pos.derive import derive_transaction_key, derive_working_key, ksn_bytes
 from pos.dukpt import USAGE_DATA_ENCRYPT, USAGE_MAC_GENERATION
 from pos.record import Record
 from pos.seal import Sealer
-
-IK = b"\x12\x34\x56\x78\x9a\xbc\xde\xf0\x0f\xed\xcb\xa9\x87\x65\x43\x21"
-IK_ID = b"\x01\x02\x03\x04\x05\x06\x07\x08"
-STORAGE_KEY = b"storage-key-0001"
 
 # Keys of counters below _CACHED, derived once, for the power-cut test, which opens the same
 # records hundreds of times. One buffer, made by enable_key_cache() before the test's loop

@@ -94,11 +94,10 @@ class _BackEnd:
         pass
 
     def _answer(self, request):
-        import json
         from hashlib import sha256
 
         end = request.find(b"\r\n\r\n")
-        head, body = request[:end].split(b"\r\n"), request[end + 4 :]
+        head = request[:end].split(b"\r\n")
         method, path = head[0].split(b" ")[:2]
         status = auth = b""
         for line in head:
@@ -110,8 +109,11 @@ class _BackEnd:
         nonce, body_hash, request_tag = int(nonce), unhexlify(body_hash), unhexlify(request_tag)
         # What the tag covers (pos.uplink's docstring), made here, not by the terminal's code.
         signed = b"%s %s\n%d\n" % (method, path, nonce) + body_hash + status
-        expected = self._cmac.digest(self._request_cipher, signed)
-        if expected != request_tag or nonce <= self._nonce or sha256(body).digest() != body_hash:
+        if (
+            self._cmac.digest(self._request_cipher, signed) != request_tag
+            or nonce <= self._nonce
+            or sha256(request[end + 4 :]).digest() != body_hash
+        ):
             return b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
         self._nonce = nonce
         name = path.split(b"/")[-1].split(b"?")[0].decode()
@@ -119,17 +121,11 @@ class _BackEnd:
         if name not in ("versions", "faults", "records"):
             return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
         v = self.versions
-        body = json.dumps(
-            {
-                "server_time": 0,
-                "config": v[0],
-                "blacklist": v[1],
-                "commands": v[2],
-                "blacklist_whole": v[3] == 1,
-                "release": v[4],
-                "keys": v[5],
-            }
-        ).encode()
+        body = (
+            b'{"server_time": 0, "config": %d, "blacklist": %d, "commands": %d,'
+            b' "blacklist_whole": %s, "release": %d, "keys": %d}'
+            % (v[0], v[1], v[2], b"true" if v[3] == 1 else b"false", v[4], v[5])
+        )
         tag = hexlify(self._cmac.digest(self._reply_cipher, request_tag + body))
         return (
             b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-OneTill-Reply: %s\r\n\r\n"
@@ -150,9 +146,6 @@ def _first_contact(versions, before=None):
     app = App(board)
     app.start()
     board.uplink.queue = app.ledger.queue
-    # The test kit's code for sealed records (test vectors), not needed from here on, is
-    # let go: the app has about the heap a terminal's has for its contacts.
-    sys.modules.pop("sealcheck", None)
     if before is not None:
         before(app)
     loaded = []
